@@ -1,3 +1,15 @@
-//! The cache-filling engine of shoal (galaxycache's job): groups, loaders, flights,
-//! memory tiers and hot-cache promotion.
+//! The cache-filling engine of shoal (galaxycache's job): groups, loaders, flights, memory
+//! tiers and hot-cache promotion.
 #![warn(missing_docs)]
+// The parts land before the `Group` that uses them all.
+#![allow(dead_code)]
+
+mod error;
+
+pub use error::{ErrorSource, LoadError};
+
+/// The number of cores, memoized (sizes shards and counter stripes).
+pub(crate) fn parallelism() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
