@@ -5,8 +5,10 @@
 #![allow(dead_code)]
 
 mod error;
+mod loader;
 
 pub use error::{ErrorSource, LoadError};
+pub use loader::{BoxFuture, Loaded, Loader, LoaderFn, loader_fn};
 
 /// The number of cores, memoized (sizes shards and counter stripes).
 pub(crate) fn parallelism() -> usize {
