@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 mod error;
+mod expiry;
 mod loader;
 
 pub use error::{ErrorSource, LoadError};
