@@ -7,9 +7,11 @@
 mod error;
 mod expiry;
 mod loader;
+mod stats;
 
 pub use error::{ErrorSource, LoadError};
 pub use loader::{BoxFuture, Loaded, Loader, LoaderFn, loader_fn};
+pub use stats::GroupStats;
 
 /// The number of cores, memoized (sizes shards and counter stripes).
 pub(crate) fn parallelism() -> usize {
