@@ -6,6 +6,7 @@
 
 mod error;
 mod expiry;
+mod flight;
 mod loader;
 mod stats;
 
