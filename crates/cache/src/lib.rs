@@ -8,11 +8,17 @@ mod error;
 mod expiry;
 mod flight;
 mod loader;
+mod promote;
 mod stats;
+mod tier;
 
 pub use error::{ErrorSource, LoadError};
 pub use loader::{BoxFuture, Loaded, Loader, LoaderFn, loader_fn};
+pub use promote::{
+    AlwaysPromote, HotStats, NeverPromote, Probabilistic, PromoteStats, Promoter, QpsPromoter,
+};
 pub use stats::GroupStats;
+pub use tier::ENTRY_OVERHEAD;
 
 /// The number of cores, memoized (sizes shards and counter stripes).
 pub(crate) fn parallelism() -> usize {
