@@ -30,7 +30,7 @@ impl TtlCap {
     /// `now + max_ttl - rand(0..jitter)`.
     pub(crate) fn apply(&self, expires: Option<Instant>, now: Instant) -> Option<Instant> {
         if let Some(at) = expires
-            && at.saturating_duration_since(now) <= self.max_ttl + self.jitter
+            && at.saturating_duration_since(now) <= self.max_ttl.saturating_add(self.jitter)
         {
             return Some(at);
         }
@@ -40,7 +40,9 @@ impl TtlCap {
         } else {
             rand::random_range(0..jitter)
         };
-        Some(now + self.max_ttl - Duration::from_nanos(minus))
+        // A cap too far in the future to represent is no cap.
+        now.checked_add(self.max_ttl - Duration::from_nanos(minus))
+            .or(expires)
     }
 }
 
@@ -96,6 +98,14 @@ mod tests {
         assert_eq!(cap.apply(None, now), Some(now + 60 * S));
         assert_eq!(cap.apply(Some(now + 61 * S), now), Some(now + 60 * S));
         assert_eq!(cap.apply(Some(now + 60 * S), now), Some(now + 60 * S));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absurd_caps_do_not_overflow() {
+        let now = Instant::now();
+        let cap = TtlCap::new(Duration::MAX, Duration::MAX).unwrap();
+        assert_eq!(cap.apply(None, now), None);
+        assert_eq!(cap.apply(Some(now + S), now), Some(now + S));
     }
 
     #[tokio::test(start_paused = true)]

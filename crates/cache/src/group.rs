@@ -190,8 +190,9 @@ impl Group {
             return hit;
         }
         if mode == FetchMode::Regular {
-            let peer = self.peers.read().as_ref().and_then(|p| p.pick(&key));
-            if let Some(peer) = peer {
+            // Clone the Arc out: the lock is not held while foreign code (pick) runs.
+            let peers = self.peers.read().clone();
+            if let Some(peer) = peers.and_then(|p| p.pick(&key)) {
                 match peer.fetch(&self.name, key.clone()).await {
                     Ok(loaded) => {
                         self.counters.bump(Counter::PeerLoads);
@@ -271,7 +272,8 @@ impl Group {
             }
             Err(LoadError::NotFound) => {
                 if let Some(ttl) = self.negative_ttl {
-                    self.store_main(key, None, Some(Instant::now() + ttl));
+                    // A TTL too long to represent never expires.
+                    self.store_main(key, None, Instant::now().checked_add(ttl));
                 }
                 Err(LoadError::NotFound)
             }

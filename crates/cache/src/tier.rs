@@ -59,7 +59,9 @@ pub(crate) struct Entry {
 
 /// The cost of an entry with a key and value of these lengths.
 pub(crate) fn weight_of(key_len: usize, value_len: usize) -> u64 {
-    key_len as u64 + value_len as u64 + ENTRY_OVERHEAD
+    (key_len as u64)
+        .saturating_add(value_len as u64)
+        .saturating_add(ENTRY_OVERHEAD)
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -359,3 +359,26 @@ async fn keys_need_not_be_utf8() {
     assert_eq!(g.get(&key).await.unwrap(), value_of(&key));
     assert_eq!(g.peek(&key).unwrap().value, value_of(&key));
 }
+
+#[tokio::test]
+async fn absurd_settings_do_not_overflow() {
+    let (loader, n) = counting_loader(Duration::ZERO);
+    let g = Group::builder("g", u64::MAX)
+        .max_entry_bytes(u64::MAX)
+        .max_ttl(Duration::MAX, Duration::MAX)
+        .negative_ttl(Duration::MAX)
+        .load_timeout(Duration::MAX)
+        .build(loader);
+    assert_eq!(g.get(b"k").await.unwrap(), value_of(b"k"));
+    assert_eq!(
+        g.get_with(b"k", GetOptions::default())
+            .await
+            .unwrap()
+            .source,
+        Source::MainCache
+    );
+    for _ in 0..2 {
+        assert!(g.get(b"missing/1").await.unwrap_err().is_not_found());
+    }
+    assert_eq!(calls(&n), 2, "the negative entry was cached");
+}
