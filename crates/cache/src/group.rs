@@ -1,0 +1,388 @@
+//! A group: a named keyspace with a byte budget and a loader.
+//!
+//! # The get algorithm (galaxycache's, §3.3 of the seed notes)
+//! 1. Main cache, then hot cache (expired entries count as missing and are removed).
+//! 2. `Peek`: stop, `NotFound`.
+//! 3. Join or start the key's flight (`Regular` and `LocalOnly` gets have separate flights).
+//!    Inside the flight:
+//!    1. Re-check main and hot (a flight that just finished may have filled them).
+//!    2. `Regular`, and [`Peers::pick`] names another member: fetch from it. Success: cap
+//!       the expiry, maybe promote into the hot cache, done. `NotFound`: done, no local
+//!       load. Other errors: counted, fall through.
+//!    3. Load locally, cap the expiry, store in the main cache. `NotFound` is stored as a
+//!       negative entry only when the group has a `negative_ttl`; errors are never stored.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use tokio::time::Instant;
+
+use crate::builder::{Config, GroupBuilder};
+use crate::expiry::{TtlCap, cap_expiry, is_expired};
+use crate::flight::{Flights, Role};
+use crate::loader::DynLoader;
+use crate::promote::{HotStats, PromoteStats, Promoter, Tracker};
+use crate::stats::{Counter, Counters};
+use crate::tier::{Entry, Lookup, NotStored, Tier, weight_of};
+use crate::{
+    ErrorSource, FetchMode, GetOptions, Got, GroupStats, LoadError, Loaded, Peers, Source,
+};
+
+/// What a flight hands its callers.
+type Flown = Result<Got, LoadError>;
+
+/// A named keyspace with a byte budget, filled by a [`Loader`](crate::Loader).
+///
+/// Built with [`Group::builder`]; shared as `Arc<Group>`.
+pub struct Group {
+    name: Arc<str>,
+    budget: u64,
+    main: Tier,
+    hot: Tier,
+    loader: Box<dyn DynLoader>,
+    promoter: Box<dyn Promoter>,
+    peers: RwLock<Option<Arc<dyn Peers>>>,
+    regular: Arc<Flights<Flown>>,
+    local: Arc<Flights<Flown>>,
+    tracker: Tracker,
+    counters: Counters,
+    ttl_cap: Option<TtlCap>,
+    negative_ttl: Option<Duration>,
+    load_timeout: Option<Duration>,
+}
+
+impl fmt::Debug for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.name)
+            .field("budget", &self.budget)
+            .field("main", &self.main)
+            .field("hot", &self.hot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Group {
+    /// Start building a group called `name` that may keep `budget_bytes` in memory (main
+    /// and hot cache together). A budget of 0 caches nothing: every get loads (still one
+    /// load per key at a time).
+    pub fn builder(name: impl Into<Arc<str>>, budget_bytes: u64) -> GroupBuilder {
+        GroupBuilder::new(name, budget_bytes)
+    }
+
+    pub(crate) fn from_config(c: Config, loader: Box<dyn DynLoader>) -> Self {
+        let hot_budget = c.budget.checked_div(c.hot_ratio).unwrap_or(0);
+        let largest = weight_of(0, c.max_entry_bytes as usize);
+        Group {
+            main: Tier::new(c.budget - hot_budget, largest),
+            hot: Tier::new(hot_budget, largest),
+            name: c.name,
+            budget: c.budget,
+            loader,
+            promoter: c.promoter,
+            peers: RwLock::new(None),
+            regular: Arc::new(Flights::new()),
+            local: Arc::new(Flights::new()),
+            tracker: Tracker::new(c.max_candidates, c.stats_idle_reset),
+            counters: Counters::new(),
+            ttl_cap: c.ttl_cap,
+            negative_ttl: c.negative_ttl,
+            load_timeout: c.load_timeout,
+        }
+    }
+
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The group's memory budget in bytes.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// The value of `key`: from memory, the owning peer, or one load shared by all
+    /// concurrent callers. Must be called within a tokio runtime (loads run as tasks).
+    pub async fn get(self: &Arc<Self>, key: &[u8]) -> Result<Bytes, LoadError> {
+        self.get_with(key, GetOptions::default())
+            .await
+            .map(|got| got.value)
+    }
+
+    /// [`get`](Self::get) with options, answering where the value came from.
+    pub async fn get_with(
+        self: &Arc<Self>,
+        key: &[u8],
+        opts: GetOptions,
+    ) -> Result<Got, LoadError> {
+        self.counters.bump(Counter::Gets);
+        let result = match self.lookup(key) {
+            Some(hit) => hit,
+            None if opts.mode == FetchMode::Peek => Err(LoadError::NotFound),
+            None => self.fly(key, opts.mode).await,
+        };
+        if let Err(LoadError::NotFound) = result {
+            self.counters.bump(Counter::NotFound);
+        }
+        result
+    }
+
+    async fn fly(self: &Arc<Self>, key: &[u8], mode: FetchMode) -> Flown {
+        let flights = if mode == FetchMode::Regular {
+            &self.regular
+        } else {
+            &self.local
+        };
+        let (result, role) = flights
+            .run(key, |key| {
+                let group = Arc::clone(self);
+                async move { group.fill(key, mode).await }
+            })
+            .await;
+        let result = result.unwrap_or_else(|_abandoned| {
+            Err(LoadError::Aborted(
+                "the load task panicked or its runtime shut down".into(),
+            ))
+        });
+        if role == Role::Leader {
+            return result;
+        }
+        self.counters.bump(Counter::LoadsJoined);
+        result.map(|got| Got {
+            joined: true,
+            ..got
+        })
+    }
+
+    /// Look in main, then hot. `Some(Err(NotFound))` is a negative entry.
+    #[inline]
+    fn lookup(&self, key: &[u8]) -> Option<Flown> {
+        match self.main.get(key) {
+            Lookup::Hit(entry) => {
+                self.counters.bump(Counter::MainHits);
+                return Some(answer(entry, Source::MainCache));
+            }
+            Lookup::Expired => self.counters.bump(Counter::Expired),
+            Lookup::Miss => {}
+        }
+        match self.hot.get(key) {
+            Lookup::Hit(entry) => {
+                self.counters.bump(Counter::HotHits);
+                if let Some(stats) = &entry.stats {
+                    self.tracker.touch(stats, Instant::now());
+                }
+                Some(answer(entry, Source::HotCache))
+            }
+            Lookup::Expired => {
+                self.counters.bump(Counter::Expired);
+                None
+            }
+            Lookup::Miss => None,
+        }
+    }
+
+    /// The body of a flight; runs in its own task.
+    async fn fill(self: Arc<Self>, key: Bytes, mode: FetchMode) -> Flown {
+        if let Some(hit) = self.lookup(&key) {
+            return hit;
+        }
+        if mode == FetchMode::Regular {
+            // Clone the Arc out: the lock is not held while foreign code (pick) runs.
+            let peers = self.peers.read().clone();
+            if let Some(peer) = peers.and_then(|p| p.pick(&key)) {
+                match peer.fetch(&self.name, key.clone()).await {
+                    Ok(loaded) => {
+                        self.counters.bump(Counter::PeerLoads);
+                        return Ok(self.accept_from_peer(key, loaded));
+                    }
+                    Err(LoadError::NotFound) => return Err(LoadError::NotFound),
+                    Err(_) => self.counters.bump(Counter::PeerErrors),
+                }
+            }
+        }
+        self.load_locally(key).await
+    }
+
+    fn accept_from_peer(&self, key: Bytes, loaded: Loaded) -> Got {
+        let expires = cap_expiry(self.ttl_cap, loaded.expires);
+        let now = Instant::now();
+        if self.hot.is_enabled() && !is_expired(expires, now) {
+            let (stats, key_hits, key_qps) = self.tracker.fetched(&key, now);
+            let hot = HotStats::new(
+                self.tracker.coldest_qps(&self.hot, now),
+                self.hot.capacity().saturating_sub(self.hot.bytes()),
+                self.hot.capacity(),
+            );
+            let weight = weight_of(key.len(), loaded.value.len());
+            let stats_now = PromoteStats::new(key_hits, key_qps, weight, hot);
+            if self
+                .promoter
+                .should_promote(&key, &loaded.value, &stats_now)
+            {
+                let entry = Entry {
+                    value: Some(loaded.value.clone()),
+                    expires,
+                    stats: Some(stats),
+                };
+                match self.hot.insert(key, entry) {
+                    Ok(evicted) => {
+                        self.counters.bump(Counter::Promotions);
+                        self.tracker.requeue(evicted);
+                    }
+                    Err(NotStored::TooLarge) => self.counters.bump(Counter::Oversize),
+                    Err(NotStored::Disabled) => {}
+                }
+            }
+        }
+        Got {
+            value: loaded.value,
+            expires,
+            source: Source::Peer,
+            joined: false,
+        }
+    }
+
+    async fn load_locally(&self, key: Bytes) -> Flown {
+        self.counters.bump(Counter::Loads);
+        let load = self.loader.load_boxed(key.clone());
+        let result = match self.load_timeout {
+            Some(after) => {
+                tokio::time::timeout(after, load)
+                    .await
+                    .unwrap_or(Err(LoadError::Timeout {
+                        from: ErrorSource::Loader,
+                        after,
+                    }))
+            }
+            None => load.await,
+        };
+        match result {
+            Ok(loaded) => {
+                let expires = cap_expiry(self.ttl_cap, loaded.expires);
+                self.store_main(key, Some(loaded.value.clone()), expires);
+                Ok(Got {
+                    value: loaded.value,
+                    expires,
+                    source: Source::Load,
+                    joined: false,
+                })
+            }
+            Err(LoadError::NotFound) => {
+                if let Some(ttl) = self.negative_ttl {
+                    // A TTL too long to represent never expires.
+                    self.store_main(key, None, Instant::now().checked_add(ttl));
+                }
+                Err(LoadError::NotFound)
+            }
+            Err(e) => {
+                self.counters.bump(Counter::LoadErrors);
+                Err(e)
+            }
+        }
+    }
+
+    /// Store in the main cache unless already expired; whether it was stored.
+    fn store_main(&self, key: Bytes, value: Option<Bytes>, expires: Option<Instant>) -> bool {
+        if is_expired(expires, Instant::now()) {
+            return false;
+        }
+        match self.main.insert(
+            key,
+            Entry {
+                value,
+                expires,
+                stats: None,
+            },
+        ) {
+            Ok(_evicted) => true,
+            Err(NotStored::TooLarge) => {
+                self.counters.bump(Counter::Oversize);
+                false
+            }
+            Err(NotStored::Disabled) => false,
+        }
+    }
+
+    /// The value of `key` if it is in memory (main, then hot), without loading, counting or
+    /// touching promotion statistics. For warm handoff and disk tiers.
+    pub fn peek(&self, key: &[u8]) -> Option<Loaded> {
+        [&self.main, &self.hot]
+            .into_iter()
+            .find_map(|tier| match tier.get(key) {
+                Lookup::Hit(Entry {
+                    value: Some(value),
+                    expires,
+                    ..
+                }) => Some(Loaded { value, expires }),
+                _ => None,
+            })
+    }
+
+    /// Put a value this node owns into the main cache (warm handoff, disk tier reads). The
+    /// group's `max_ttl` applies. Whether it was stored (not when caching is off, the value
+    /// is too large, or it has already expired).
+    pub fn insert_main(&self, key: Bytes, loaded: Loaded) -> bool {
+        let expires = cap_expiry(self.ttl_cap, loaded.expires);
+        self.store_main(key, Some(loaded.value), expires)
+    }
+
+    /// Remove `key` from both tiers (including a negative entry); whether it was present.
+    pub fn remove(&self, key: &[u8]) -> bool {
+        let main = self.main.remove(key);
+        self.hot.remove(key) || main
+    }
+
+    /// Install the peers to ask for keys other members own, replacing any previous ones.
+    /// Loads already in flight keep the peers they started with.
+    pub fn set_peers(&self, peers: Arc<dyn Peers>) {
+        *self.peers.write() = Some(peers);
+    }
+
+    /// Remove the peers: every key is loaded locally from now on.
+    pub fn clear_peers(&self) {
+        *self.peers.write() = None;
+    }
+
+    /// A snapshot of the group's counters and tier sizes.
+    pub fn stats(&self) -> GroupStats {
+        let c = |counter| self.counters.get(counter);
+        GroupStats {
+            gets: c(Counter::Gets),
+            main_hits: c(Counter::MainHits),
+            hot_hits: c(Counter::HotHits),
+            peer_loads: c(Counter::PeerLoads),
+            peer_errors: c(Counter::PeerErrors),
+            loads: c(Counter::Loads),
+            loads_joined: c(Counter::LoadsJoined),
+            load_errors: c(Counter::LoadErrors),
+            not_found: c(Counter::NotFound),
+            promotions: c(Counter::Promotions),
+            oversize: c(Counter::Oversize),
+            expired: c(Counter::Expired),
+            main_evictions: self.main.evictions(),
+            hot_evictions: self.hot.evictions(),
+            main_bytes: self.main.bytes(),
+            main_items: self.main.items(),
+            main_capacity: self.main.capacity(),
+            hot_bytes: self.hot.bytes(),
+            hot_items: self.hot.items(),
+            hot_capacity: self.hot.capacity(),
+        }
+    }
+}
+
+/// A cache entry as a get's answer; a negative entry is `NotFound`.
+fn answer(entry: Entry, source: Source) -> Flown {
+    match entry.value {
+        Some(value) => Ok(Got {
+            value,
+            expires: entry.expires,
+            source,
+            joined: false,
+        }),
+        None => Err(LoadError::NotFound),
+    }
+}
