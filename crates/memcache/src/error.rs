@@ -120,3 +120,24 @@ impl ProtocolError {
     }
 }
 
+/// A reply from a server that cannot be read; the connection to that server is out of step
+/// and must be closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResponseError {
+    /// A line that is not a memcached reply.
+    #[error("malformed memcached reply line")]
+    Malformed,
+    /// A reply line longer than the line limit.
+    #[error("memcached reply line too long")]
+    LineTooLong,
+    /// A value or body larger than the limit.
+    #[error("memcached reply value too large")]
+    TooLarge,
+    /// A value block not followed by `\r\n`.
+    #[error("memcached reply value not followed by \\r\\n")]
+    BadDataChunk,
+    /// A binary reply whose magic byte is not 0x81.
+    #[error("binary reply with bad magic byte")]
+    BadMagic,
+}

@@ -9,7 +9,10 @@
 //! - Malformed input gives a [`ProtocolError`] carrying the exact bytes memcached 1.6.18
 //!   answers and what it does next ([`Action`]): go on, skip a value it will not store, or
 //!   close. `tests/against_memcached.rs` checks this against a real memcached.
-//! - [`Request::encode`] writes a request for a downstream server.
+//! - [`Request::encode`] writes a request for a downstream server;
+//!   [`ascii::decode_response`] and [`binary::decode_binary_response`] read the servers'
+//!   pipelined replies, and [`ascii::Response::encode`] and [`binary::BinaryResponse::encode`]
+//!   write replies back to clients.
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -42,7 +45,7 @@ mod num;
 mod request;
 
 pub use decoder::Decoder;
-pub use error::{Action, ErrorKind, ProtocolError, reply};
+pub use error::{Action, ErrorKind, ProtocolError, ResponseError, reply};
 pub use request::{Protocol, Request};
 
 /// Size limits of the codec.

@@ -2,6 +2,8 @@
 
 pub mod header;
 pub mod request;
+pub mod response;
 
 pub use header::{HEADER_LEN, Header, Opcode, REQUEST_MAGIC, RESPONSE_MAGIC, Status};
 pub use request::{BinaryRequest, error_reply};
+pub use response::{BinaryResponse, decode_binary_response};
