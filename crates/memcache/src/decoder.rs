@@ -2,7 +2,7 @@
 
 use bytes::{Buf, BytesMut};
 
-use crate::ascii::line::{command_end, is_multiget, partial_too_long};
+use crate::ascii::line::{command_end, is_multiget};
 use crate::ascii::parse::{Parsed, Pending, parse_line};
 use crate::binary::REQUEST_MAGIC;
 use crate::error::{Action, ErrorKind, ProtocolError};
@@ -130,30 +130,23 @@ impl Decoder {
     fn find_newline(&mut self, buf: &BytesMut) -> Result<Option<usize>, ProtocolError> {
         let from = self.scanned.min(buf.len());
         let found = memchr::memchr(b'\n', &buf[from..]).map(|i| from + i);
+        let l = &self.limits;
         let Some(nl) = found else {
             self.scanned = buf.len();
-            let max = self.limits.max_line;
-            if partial_too_long(buf, max)
-                && (!is_multiget(buf) || partial_too_long(buf, self.limits.max_multiget_line))
+            if buf.len() > l.max_pending_line
+                && (!is_multiget(buf) || buf.len() > l.max_multiget_line)
             {
                 return Err(line_too_long());
             }
             return Ok(None);
         };
         self.scanned = 0;
-        // Decided on the whole line, so the outcome does not depend on how it was split
-        // into reads (memcached decides on what one read gave it).
-        let len = if nl > 0 && buf[nl - 1] == b'\r' {
-            nl - 1
-        } else {
-            nl
-        };
         let limit = if is_multiget(&buf[..nl]) {
-            self.limits.max_multiget_line
+            l.max_multiget_line
         } else {
-            self.limits.max_line
+            l.max_line
         };
-        if len > limit {
+        if nl > limit {
             return Err(line_too_long());
         }
         Ok(Some(nl))

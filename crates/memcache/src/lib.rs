@@ -51,8 +51,15 @@ pub use request::{Protocol, Request};
 /// Size limits of the codec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Longest command line, without `\r\n`. Default 2048: memcached closes a connection
-    /// whose line passes 2048 bytes without a newline (unless it is a `get`/`gets`).
+    /// Most bytes of an unfinished command line (no `\n` yet) kept while waiting for the
+    /// rest. Default 2048, memcached's: past it the connection is closed without a reply,
+    /// unless the line starts with `get ` or `gets ` (after at most 100 spaces). Like
+    /// memcached, this is checked on what has arrived so far, so a 3000-byte `set` line
+    /// that arrives in one read is served while one split before its newline is not.
+    pub max_pending_line: usize,
+    /// Longest complete command line other than `get`/`gets`, counting a trailing `\r`.
+    /// Default 16384: memcached's read buffer, past which it can never see the newline.
+    /// Also the limit for reply lines read from servers.
     pub max_line: usize,
     /// Longest `get`/`gets` line. memcached has no limit; default 1 MiB.
     pub max_multiget_line: usize,
@@ -66,7 +73,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_line: 2048,
+            max_pending_line: 2048,
+            max_line: 16 * 1024,
             max_multiget_line: 1 << 20,
             max_item_size: 1 << 20,
         }

@@ -79,12 +79,6 @@ pub(crate) fn iter(line: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
     })
 }
 
-/// Whether a line without its newline is already longer than `max` allows. A trailing `\r`
-/// is not counted, since it may be the start of the `\r\n` that ends the line.
-pub(crate) fn partial_too_long(partial: &[u8], max: usize) -> bool {
-    partial.len() > max + 1 || (partial.len() == max + 1 && partial[max] != b'\r')
-}
-
 /// memcached keeps reading a long line without a newline only when it is a multi-get:
 /// at most 100 leading spaces, then `get ` or `gets `.
 pub(crate) fn is_multiget(line: &[u8]) -> bool {
@@ -140,12 +134,7 @@ mod tests {
     }
 
     #[test]
-    fn long_line_rules() {
-        assert!(!partial_too_long(&[b'x'; 2048], 2048));
-        assert!(partial_too_long(&[b'x'; 2049], 2048));
-        let mut l = vec![b'x'; 2048];
-        l.push(b'\r');
-        assert!(!partial_too_long(&l, 2048));
+    fn multiget_prefix() {
         assert!(is_multiget(b"get a b"));
         assert!(is_multiget(b"   gets a"));
         assert!(!is_multiget(b"gat 0 a"));
