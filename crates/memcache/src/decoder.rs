@@ -157,3 +157,128 @@ impl Decoder {
 fn line_too_long() -> ProtocolError {
     ProtocolError::new(ErrorKind::LineTooLong, bytes::Bytes::new(), Action::Close)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ascii::AsciiRequest;
+    use crate::reply;
+
+    fn feed(
+        d: &mut Decoder,
+        buf: &mut BytesMut,
+        more: &[u8],
+    ) -> Vec<Result<Request, ProtocolError>> {
+        buf.extend_from_slice(more);
+        let mut out = Vec::new();
+        loop {
+            match d.decode(buf) {
+                Ok(None) => return out,
+                Ok(Some(r)) => out.push(Ok(r)),
+                Err(e) => {
+                    let close = e.is_close();
+                    out.push(Err(e));
+                    if close {
+                        return out;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn value_arriving_byte_by_byte() {
+        let mut d = Decoder::default();
+        let mut buf = BytesMut::new();
+        let input = b"set k 1 2 5 noreply\r\nhello\r\nget k\r\n";
+        let mut got = Vec::new();
+        for b in input {
+            got.extend(feed(&mut d, &mut buf, &[*b]));
+        }
+        assert_eq!(got.len(), 2);
+        let Ok(Request::Ascii(AsciiRequest::Store(s))) = &got[0] else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            (&s.value[..], s.flags, s.exptime, s.noreply),
+            (&b"hello"[..], 1, 2, true)
+        );
+        assert!(buf.is_empty());
+        assert_eq!(d.protocol(), Some(Protocol::Ascii));
+    }
+
+    #[test]
+    fn too_large_value_is_swallowed_across_reads() {
+        let limits = Limits {
+            max_item_size: 4,
+            ..Limits::default()
+        };
+        let mut d = Decoder::new(limits);
+        let mut buf = BytesMut::new();
+        let got = feed(&mut d, &mut buf, b"set k 0 0 10\r\n01234");
+        assert_eq!(got.len(), 1);
+        let e = got[0].as_ref().unwrap_err();
+        assert_eq!(&e.reply()[..], reply::TOO_LARGE);
+        assert_eq!(e.action(), Action::Swallow(12));
+        assert!(feed(&mut d, &mut buf, b"56789\r").is_empty());
+        let got = feed(&mut d, &mut buf, b"\nmn\r\n");
+        assert!(matches!(&got[..], [Ok(Request::Meta(_))]), "{got:?}");
+    }
+
+    #[test]
+    fn bad_data_chunk_then_the_rest_parses_as_commands() {
+        let mut d = Decoder::default();
+        let mut buf = BytesMut::new();
+        let got = feed(&mut d, &mut buf, b"set k 0 0 1\r\nxyz\r\n");
+        let replies: Vec<&[u8]> = got
+            .iter()
+            .map(|r| &r.as_ref().unwrap_err().reply()[..])
+            .collect();
+        assert_eq!(replies, [reply::BAD_DATA_CHUNK, reply::ERROR]);
+    }
+
+    #[test]
+    fn long_lines_close_unless_multiget() {
+        let mut d = Decoder::default();
+        let mut buf = BytesMut::new();
+        let got = feed(&mut d, &mut buf, &[b'x'; 2049]);
+        assert!(got[0].as_ref().unwrap_err().is_close());
+        assert!(
+            d.decode(&mut BytesMut::from(&b"mn\r\n"[..])).is_err(),
+            "stays closed"
+        );
+
+        let mut d = Decoder::default();
+        let mut buf = BytesMut::new();
+        let line: Vec<u8> = b"get".iter().copied().chain(b" key".repeat(2000)).collect();
+        for chunk in line.chunks(100) {
+            assert!(feed(&mut d, &mut buf, chunk).is_empty());
+        }
+        let got = feed(&mut d, &mut buf, b"\r\n");
+        let Ok(Request::Ascii(AsciiRequest::Get(g))) = &got[0] else {
+            panic!()
+        };
+        assert_eq!(g.keys.len(), 2000);
+    }
+
+    #[test]
+    fn binary_is_picked_from_the_first_byte() {
+        let mut d = Decoder::default();
+        let mut buf = BytesMut::new();
+        let mut noop = BytesMut::new();
+        binary::BinaryRequest::new(
+            0x0a,
+            Default::default(),
+            Default::default(),
+            Default::default(),
+        )
+        .encode(&mut noop);
+        let got = feed(&mut d, &mut buf, &noop);
+        assert!(matches!(&got[..], [Ok(Request::Binary(_))]));
+        assert_eq!(d.protocol(), Some(Protocol::Binary));
+        // Ascii on a binary connection is a bad header: closed without a reply.
+        let got = feed(&mut d, &mut buf, b"get a b c d e f g h i j k\r\n");
+        let e = got[0].as_ref().unwrap_err();
+        assert!(e.is_close() && e.reply().is_empty());
+    }
+}

@@ -44,6 +44,9 @@ pub mod meta;
 mod num;
 mod request;
 
+#[cfg(test)]
+mod proptests;
+
 pub use decoder::Decoder;
 pub use error::{Action, ErrorKind, ProtocolError, ResponseError, reply};
 pub use request::{Protocol, Request};
