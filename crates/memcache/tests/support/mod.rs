@@ -1,0 +1,127 @@
+//! Test harness: a real memcached on a loopback port, killed by its own handle on drop.
+
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+const MEMCACHED: &str = "/usr/bin/memcached";
+
+/// A memcached child process; killed and reaped on drop.
+#[derive(Debug)]
+pub struct Memcached {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Memcached {
+    /// Starts memcached, or returns `None` (after saying why, loudly) when it is not
+    /// installed. Under `CI=true` a missing memcached fails the test instead.
+    pub fn start() -> Option<Memcached> {
+        if !Path::new(MEMCACHED).exists() {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("{MEMCACHED} is missing: run scripts/install-deps (it installs memcached)");
+            }
+            eprintln!(
+                "\n!!! SKIPPED: {MEMCACHED} is not installed, so the codec was NOT checked \
+                 against a real memcached. Run scripts/install-deps. !!!\n"
+            );
+            return None;
+        }
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(MEMCACHED)
+                .args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"])
+                .args(["-t", "1", "-m", "64", "-u", "root"]) // -u matters only as root
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn memcached");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    last_err = format!("memcached exited with {status}: {err}");
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(Memcached { child, port });
+                }
+                sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("memcached did not start: {last_err}");
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to memcached");
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        s.set_nodelay(true).expect("nodelay");
+        s
+    }
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// What a server said on one connection.
+#[derive(Debug, Default)]
+pub struct Heard {
+    pub bytes: Vec<u8>,
+    /// The server closed the connection (EOF or reset).
+    pub closed: bool,
+}
+
+/// Sends `chunks` (pausing between them so that each arrives in its own read), then reads
+/// until `done(bytes)` holds, the server closes, or 3 s pass.
+pub fn exchange(s: &mut TcpStream, chunks: &[Vec<u8>], done: impl Fn(&[u8]) -> bool) -> Heard {
+    let mut heard = Heard::default();
+    for (i, c) in chunks.iter().enumerate() {
+        if i > 0 {
+            sleep(Duration::from_millis(60));
+        }
+        if s.write_all(c).is_err() {
+            break; // the server may already have closed; the read below tells
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = vec![0u8; 64 * 1024];
+    while Instant::now() < deadline && !done(&heard.bytes) {
+        match s.read(&mut buf) {
+            Ok(0) => {
+                heard.closed = true;
+                break;
+            }
+            Ok(n) => heard.bytes.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => {
+                heard.closed = true;
+                break;
+            }
+        }
+    }
+    let _ = s.shutdown(Shutdown::Both);
+    heard
+}
