@@ -23,11 +23,21 @@
 mod continuum;
 mod error;
 pub mod hash;
+mod ketama;
+mod ketama_compat;
+mod libvbucket;
 mod member;
+mod modula;
+mod vbucket;
 
 use std::sync::Arc;
 
 pub use error::RingError;
+pub use ketama::{Ketama, KetamaFlavor};
+pub use ketama_compat::{KetamaCompat, KeyHash};
+pub use libvbucket::LibvbucketKetama;
+pub use modula::Modula;
+pub use vbucket::{VBucketMap, vbucket_of};
 
 /// A member of a ring: the name exactly as the operator gave it, and a weight.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
