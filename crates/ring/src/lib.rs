@@ -18,25 +18,49 @@
 //! | `chash` | [`Chash`] | photosrv `chooser chash` (go-shardedkv, leveldb hash, 160 replicas) |
 //! | `rendezvous` | [`Rendezvous`] | shoal's own weighted HRW over xxh3 |
 //!
+//! [`BoundedLoad`] wraps any [`Ring`] with consistent hashing with bounded loads.
+//!
+//! ```
+//! use shoal_ring::{build, Algorithm, Ring};
+//!
+//! let ring = build(Algorithm::Ketama, &["127.0.0.1:11411", "127.0.0.1:11412", "127.0.0.1:11413:2"])?;
+//! let owner = ring.owner(b"user:42").expect("a non-empty ring has an owner");
+//! assert!(ring.members().contains(owner));
+//! // Preference order for two replicas: the owner first, then the next distinct member.
+//! let replicas = ring.owners(b"user:42", 2);
+//! assert_eq!(replicas[0], owner);
+//! assert_ne!(replicas[0], replicas[1]);
+//! # Ok::<(), shoal_ring::RingError>(())
+//! ```
 #![warn(missing_docs)]
 
+mod algorithm;
+mod chash;
 mod continuum;
 mod error;
+mod groupcache;
 pub mod hash;
+mod jump;
 mod ketama;
 mod ketama_compat;
 mod libvbucket;
 mod member;
 mod modula;
+mod rendezvous;
 mod vbucket;
 
 use std::sync::Arc;
 
+pub use algorithm::{Algorithm, build};
+pub use chash::Chash;
 pub use error::RingError;
+pub use groupcache::GroupcacheRing;
+pub use jump::{Jump, jump_hash};
 pub use ketama::{Ketama, KetamaFlavor};
 pub use ketama_compat::{KetamaCompat, KeyHash};
 pub use libvbucket::LibvbucketKetama;
 pub use modula::Modula;
+pub use rendezvous::Rendezvous;
 pub use vbucket::{VBucketMap, vbucket_of};
 
 /// A member of a ring: the name exactly as the operator gave it, and a weight.
