@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod algorithm;
+mod bounded;
 mod chash;
 mod continuum;
 mod error;
@@ -52,6 +53,7 @@ mod vbucket;
 use std::sync::Arc;
 
 pub use algorithm::{Algorithm, build};
+pub use bounded::{BoundedLoad, LoadGuard};
 pub use chash::Chash;
 pub use error::RingError;
 pub use groupcache::GroupcacheRing;
