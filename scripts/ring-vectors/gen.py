@@ -305,7 +305,7 @@ def write_ties(path, rows):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--keys", type=int, default=5000)
-    ap.add_argument("--model-keys", type=int, default=2000)
+    ap.add_argument("--model-keys", type=int, default=1500)
     ap.add_argument("--out", default=DEFAULT_OUT)
     ap.add_argument("--timeout", type=int, default=900, help="give up after this many seconds")
     args = ap.parse_args()

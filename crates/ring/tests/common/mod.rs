@@ -81,6 +81,9 @@ pub fn ring_for(algo: &str, members: &[String]) -> (Box<dyn Ring>, Option<usize>
         "galaxycache" => Box::new(GroupcacheRing::galaxycache(&m).unwrap()),
         "chash" => Box::new(Chash::new(&m).unwrap()),
         "jump" => Box::new(Jump::new(&m).unwrap()),
+        "vbucket" => {
+            Box::new(shoal_ring::VBucketMap::from_json(&vbucket_json(members, 1024)).unwrap())
+        }
         other => shoal_ring::build(other.parse().unwrap(), &m).unwrap(),
     };
     (ring, owners)
@@ -131,4 +134,19 @@ pub fn check_table(path: &Path) -> Vec<(String, usize, usize)> {
         report.push((c.name.clone(), t.keys.len(), t.keys.len()));
     }
     report
+}
+
+/// A deterministic vBucket map over `members` for tests: `vbuckets` entries, one replica,
+/// master `vb % n`, replica `(vb + 1) % n`.
+pub fn vbucket_json(members: &[String], vbuckets: usize) -> String {
+    let n = members.len();
+    let rows: Vec<String> = (0..vbuckets)
+        .map(|vb| format!("[{},{}]", vb % n, (vb + 1) % n))
+        .collect();
+    let servers: Vec<String> = members.iter().map(|m| format!("{m:?}")).collect();
+    format!(
+        r#"{{"numReplicas":1,"serverList":[{}],"vBucketMap":[{}]}}"#,
+        servers.join(","),
+        rows.join(",")
+    )
 }
