@@ -1,7 +1,8 @@
 //! Reading the vector tables in `tests/vectors/` (written by `scripts/ring-vectors/gen.py`,
 //! or by `tests/backwards_compat.rs` for our own output).
 
-#![allow(dead_code)]
+// Test helpers: a panic here is the test failing, with the message saying why.
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 
