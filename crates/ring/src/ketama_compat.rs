@@ -11,7 +11,11 @@
 //! A server with weight > 1 switches libmemcached to the weighted continuum (160 MD5 points
 //! per server, split by weight) while keys keep the configured hash: libmemcached 1.1.4 turns
 //! weighting on whenever a server is added with a weight above 1, and pylibmc adds servers
-//! after setting the behaviours. We do the same (pinned by the `compat_w112` vectors).
+//! after setting the behaviours. We do the same (pinned by the `compat_w112` vectors). A
+//! client that sets `KETAMA` after adding weighted servers gets the 100-point continuum
+//! instead (setting the distribution resets the flag); for such a client, give no weights.
+//! Order matters in libmemcached in one more way: setting `KETAMA` before the MD5 hash builds
+//! the points with the old hash and never rebuilds them; pylibmc sets the hash first.
 //!
 //! All of this was measured on real servers; see `scripts/ring-vectors/gen.py`.
 
