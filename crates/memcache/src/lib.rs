@@ -42,7 +42,11 @@ mod decoder;
 mod error;
 pub mod meta;
 mod num;
+pub mod pool;
+pub mod proxy;
 mod request;
+pub mod route;
+pub mod stats;
 
 #[cfg(test)]
 mod proptests;
