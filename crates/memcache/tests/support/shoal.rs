@@ -106,3 +106,28 @@ impl Client {
         Client { s }
     }
 }
+
+impl Client {
+    /// Sends `req` followed by `version`, and returns the replies before the `VERSION` line
+    /// (for streams that contain `mn` themselves).
+    pub fn call_v(&mut self, req: &[u8]) -> Vec<u8> {
+        let mut r = req.to_vec();
+        r.extend_from_slice(b"version\r\n");
+        let done = |b: &[u8]| version_at(b).is_some();
+        let mut out = self.call_until(&r, Duration::from_secs(10), done);
+        let at = version_at(&out)
+            .unwrap_or_else(|| panic!("no reply: got {:?}", String::from_utf8_lossy(&out)));
+        out.truncate(at);
+        out
+    }
+}
+
+/// Where a final `VERSION ...\r\n` line starts, if the reply ends with one.
+fn version_at(b: &[u8]) -> Option<usize> {
+    if !b.ends_with(b"\r\n") {
+        return None;
+    }
+    let body = &b[..b.len() - 2];
+    let start = body.iter().rposition(|c| *c == b'\n').map_or(0, |i| i + 1);
+    body[start..].starts_with(b"VERSION ").then_some(start)
+}
