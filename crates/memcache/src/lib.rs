@@ -38,6 +38,7 @@
 
 pub mod ascii;
 pub mod binary;
+pub mod config;
 mod decoder;
 mod error;
 pub mod meta;
