@@ -337,3 +337,52 @@ fn vbucket_router_follows_the_map() {
     // moxi's test vectors with 4 vBuckets: "name" is in vBucket 3, owned by server 1.
     assert_eq!(r.not_my_vbucket(3, 1), Some(0));
 }
+
+#[test]
+fn memccapable_ascii_and_binary_pass_through_the_proxy() {
+    const TOOL: &str = "/usr/bin/memccapable";
+    if !std::path::Path::new(TOOL).exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{TOOL} is missing: run scripts/install-deps (libmemcached-tools)"
+        );
+        eprintln!("\n!!! SKIPPED: {TOOL} is not installed (scripts/install-deps) !!!\n");
+        return;
+    }
+    let Some(servers) = three() else { return };
+    let shoal = Shoal::start(config(&servers));
+    for flag in ["-a", "-b"] {
+        let mut child = std::process::Command::new(TOOL)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &shoal.port.to_string(),
+                "-t",
+                "5",
+                flag,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("memccapable {flag} did not finish");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        assert!(
+            status.success() && out.contains("All tests passed"),
+            "memccapable {flag}:\n{out}"
+        );
+    }
+}
