@@ -20,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Show which member owns each key (ketama, vbucket, groupcache, jump, chash, ...)
     Hash(cmd::hash::HashArgs),
+    /// Sharded HTTP router over replicated WebDAV storage nodes (photosrv-compatible)
+    Route(Box<cmd::route::RouteArgs>),
 }
 
 /// Parses the command line, runs the command and turns its outcome into an exit code.
@@ -28,6 +30,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Hash(args) => cmd::hash::run(args),
+        Command::Route(args) => cmd::route::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
