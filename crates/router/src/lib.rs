@@ -41,6 +41,7 @@ pub mod migration;
 pub mod normalize;
 pub mod placement;
 mod read;
+pub mod repair;
 pub mod replica;
 pub mod roster;
 mod router;
