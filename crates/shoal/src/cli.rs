@@ -22,6 +22,10 @@ pub enum Command {
     Hash(cmd::hash::HashArgs),
     /// memcached proxy (moxi/twemproxy compatible) in front of memcached servers
     Memcache(Box<cmd::memcache::MemcacheArgs>),
+    /// Sharded HTTP router over replicated WebDAV storage nodes (photosrv-compatible)
+    Route(Box<cmd::route::RouteArgs>),
+    /// Bring every replica of a shard to the same files (journal replay or PROPFIND listing)
+    Repair(cmd::repair::RepairArgs),
 }
 
 /// Parses the command line, runs the command and turns its outcome into an exit code.
@@ -31,6 +35,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Hash(args) => cmd::hash::run(args),
         Command::Memcache(args) => cmd::memcache::run(*args),
+        Command::Route(args) => cmd::route::run(*args),
+        Command::Repair(args) => cmd::repair::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

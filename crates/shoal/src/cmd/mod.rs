@@ -2,3 +2,5 @@
 
 pub mod hash;
 pub mod memcache;
+pub mod repair;
+pub mod route;

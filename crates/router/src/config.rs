@@ -1,0 +1,335 @@
+//! The shard map: photosrv's Config::General file or its TOML twin, for one data centre.
+//!
+//! photosrv form (see [`crate::simpleconf`] for the grammar):
+//!
+//! ```text
+//! <photosrv>
+//!     chooser jump                  # or chash (the default)
+//!     <earth>                       # a data centre, chosen with --dc
+//!         <shards>
+//!             shard1   http://10.0.0.1:8080 http://10.0.0.2:8080
+//!             shard2,2 http://10.0.0.3:8080 http://10.0.0.4:8080
+//!         </shards>
+//!     </earth>
+//!     <migration> chooser jump  <earth> <shards> ... </shards> </earth> </migration>
+//!     <prefix_rewrite>
+//!         /images/org/  /images/max500/
+//!     </prefix_rewrite>
+//! </photosrv>
+//! ```
+//!
+//! TOML form (a file whose name ends in `.toml`):
+//!
+//! ```toml
+//! chooser = "jump"
+//! [prefix_rewrite]
+//! "/images/org/" = "/images/max500/"
+//! [[dc.earth.shards]]
+//! name = "shard1"
+//! replicas = ["http://10.0.0.1:8080", "http://10.0.0.2:8080"]
+//! [[dc.earth.shards]]
+//! name = "shard2"
+//! weight = 2
+//! replicas = ["http://10.0.0.3:8080", "http://10.0.0.4:8080"]
+//! [migration]
+//! chooser = "jump"
+//! # [[migration.dc.earth.shards]] ...
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::RouteError;
+use crate::normalize::{DroppedRule, Rewrites};
+use crate::simpleconf::{self, Block};
+
+/// Which hash picks a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chooser {
+    /// SipHash-2-4 (key 0) and jump hash.
+    Jump,
+    /// leveldb's hash on a 160-point ring (photosrv's default).
+    Chash,
+}
+
+impl Chooser {
+    /// photosrv's rule: `jump`, `chash`, or empty for chash.
+    pub fn parse(s: &str) -> Result<Self, RouteError> {
+        match s {
+            "jump" => Ok(Chooser::Jump),
+            "chash" | "" => Ok(Chooser::Chash),
+            other => Err(RouteError::config(format!(
+                "bad chooser {other:?}: expected jump or chash"
+            ))),
+        }
+    }
+
+    /// `jump` or `chash`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Chooser::Jump => "jump",
+            Chooser::Chash => "chash",
+        }
+    }
+}
+
+/// One shard: its name (`shardN`), weight and replica base URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardSpec {
+    /// The name as configured, e.g. `shard3`; it is also the ring's bucket name.
+    pub name: String,
+    /// The number after `shard`, which orders the shards.
+    pub index: i64,
+    /// Relative weight (1 unless `shardN,W`).
+    pub weight: u32,
+    /// Replica base URLs (`http://host:port[/base]`).
+    pub replicas: Vec<String>,
+}
+
+/// A ring: its chooser and its shards in index order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingSpec {
+    /// The hash.
+    pub chooser: Chooser,
+    /// Shards sorted by index.
+    pub shards: Vec<ShardSpec>,
+}
+
+/// The router's view of the configuration for one data centre.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// The data centre (lower-cased).
+    pub dc: String,
+    /// The ring in use (photosrv's primary).
+    pub primary: RingSpec,
+    /// The ring being migrated to, if configured for this data centre.
+    pub migration: Option<RingSpec>,
+    /// Valid prefix rewrites.
+    pub rewrites: Rewrites,
+    /// Rewrite rules dropped by validation (logged at start).
+    pub dropped_rewrites: Vec<DroppedRule>,
+}
+
+impl RouteConfig {
+    /// Reads `path` (TOML if it ends in `.toml`, else photosrv's grammar) for data centre `dc`.
+    pub fn load(path: &Path, dc: &str) -> Result<Self, RouteError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RouteError::io(path, e))?;
+        if path.extension().is_some_and(|e| e == "toml") {
+            Self::from_toml(&text, dc)
+        } else {
+            Self::from_photosrv(&simpleconf::parse(&text, path)?, dc)
+        }
+    }
+
+    /// From a parsed photosrv file.
+    pub fn from_photosrv(root: &Block, dc: &str) -> Result<Self, RouteError> {
+        let dc = check_dc(dc)?;
+        let top = root
+            .block("photosrv")
+            .ok_or_else(|| RouteError::config("no <photosrv> block"))?;
+        let primary = photosrv_ring(top, &dc)?.ok_or_else(|| {
+            let known: Vec<&str> = data_centres(top);
+            RouteError::config(format!(
+                "data centre {dc:?} has no <shards> under <photosrv> (data centres: {})",
+                known.join(", ")
+            ))
+        })?;
+        let migration = match top.block("migration") {
+            Some(m) => photosrv_ring(m, &dc)?,
+            None => None,
+        };
+        let pairs: Vec<(&str, &str)> = top
+            .block("prefix_rewrite")
+            .map(|b| b.items().collect())
+            .unwrap_or_default();
+        let (rewrites, dropped_rewrites) = Rewrites::new(pairs);
+        Ok(RouteConfig {
+            dc,
+            primary,
+            migration,
+            rewrites,
+            dropped_rewrites,
+        })
+    }
+
+    /// From the TOML form.
+    pub fn from_toml(text: &str, dc: &str) -> Result<Self, RouteError> {
+        let dc = check_dc(dc)?;
+        let file: TomlFile = toml::from_str(text)
+            .map_err(|e| RouteError::config(e.to_string().replace('\n', " ")))?;
+        let ring = |chooser: &Option<String>, dcs: &BTreeMap<String, TomlDc>| {
+            let Some(d) = dcs.iter().find(|(k, _)| k.to_lowercase() == dc) else {
+                return Ok(None);
+            };
+            let shards =
+                d.1.shards
+                    .iter()
+                    .map(|s| {
+                        let (name, index) = shard_name(&s.name.to_lowercase())?;
+                        Ok(ShardSpec {
+                            name,
+                            index,
+                            weight: s.weight,
+                            replicas: s.replicas.clone(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, RouteError>>()?;
+            finish_ring(Chooser::parse(chooser.as_deref().unwrap_or(""))?, shards).map(Some)
+        };
+        let primary = ring(&file.chooser, &file.dc)?.ok_or_else(|| {
+            RouteError::config(format!("data centre {dc:?} has no shards in [dc.{dc}]"))
+        })?;
+        let migration = match &file.migration {
+            Some(m) => ring(&m.chooser, &m.dc)?,
+            None => None,
+        };
+        let (rewrites, dropped_rewrites) = Rewrites::new(
+            file.prefix_rewrite
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str())),
+        );
+        Ok(RouteConfig {
+            dc,
+            primary,
+            migration,
+            rewrites,
+            dropped_rewrites,
+        })
+    }
+}
+
+fn check_dc(dc: &str) -> Result<String, RouteError> {
+    let dc = dc.trim().to_lowercase();
+    if dc.is_empty() {
+        return Err(RouteError::config(
+            "no data centre chosen: pass --dc NAME (photosrv's -dcname)",
+        ));
+    }
+    Ok(dc)
+}
+
+fn data_centres(top: &Block) -> Vec<&str> {
+    top.entries
+        .iter()
+        .filter(|(k, n)| {
+            matches!(n, simpleconf::Node::Block(b) if b.block("shards").is_some())
+                && k != "migration"
+        })
+        .map(|(k, _)| k.as_str())
+        .collect()
+}
+
+fn photosrv_ring(base: &Block, dc: &str) -> Result<Option<RingSpec>, RouteError> {
+    let Some(shards) = base.block(dc).and_then(|d| d.block("shards")) else {
+        return Ok(None);
+    };
+    let mut specs = Vec::new();
+    for (key, endpoints) in shards.items() {
+        let (name, weight) = match key.split_once(',') {
+            Some((n, w)) => {
+                let w: u32 = w.parse().map_err(|_| {
+                    RouteError::config(format!("bad weight {w:?} for shard {dc}>{n}"))
+                })?;
+                (n, w)
+            }
+            None => (key, 1),
+        };
+        let (name, index) = shard_name(name)?;
+        specs.push(ShardSpec {
+            name,
+            index,
+            weight,
+            replicas: endpoints.split_whitespace().map(str::to_string).collect(),
+        });
+    }
+    let chooser = Chooser::parse(base.values("chooser").next().unwrap_or(""))?;
+    finish_ring(chooser, specs).map(Some)
+}
+
+fn shard_name(name: &str) -> Result<(String, i64), RouteError> {
+    let Some(num) = name.strip_prefix("shard") else {
+        return Err(RouteError::config(format!(
+            "shard name {name:?} must begin with `shard`"
+        )));
+    };
+    let index = num
+        .parse::<i64>()
+        .map_err(|_| RouteError::config(format!("bad shard index {num:?} in {name:?}")))?;
+    Ok((name.to_string(), index))
+}
+
+fn finish_ring(chooser: Chooser, mut shards: Vec<ShardSpec>) -> Result<RingSpec, RouteError> {
+    if shards.is_empty() {
+        return Err(RouteError::config("a <shards> block lists no shards"));
+    }
+    let mut names = HashSet::new();
+    let mut indices = HashSet::new();
+    for s in &shards {
+        if !names.insert(s.name.clone()) {
+            return Err(RouteError::config(format!(
+                "shard {} is listed twice",
+                s.name
+            )));
+        }
+        if !indices.insert(s.index) {
+            return Err(RouteError::config(format!(
+                "shard {} repeats index {} of another shard",
+                s.name, s.index
+            )));
+        }
+        if s.replicas.is_empty() {
+            return Err(RouteError::config(format!(
+                "shard {} has no replicas",
+                s.name
+            )));
+        }
+    }
+    if shards.iter().all(|s| s.weight == 0) {
+        return Err(RouteError::config("every shard has weight 0"));
+    }
+    shards.sort_by_key(|s| s.index);
+    Ok(RingSpec { chooser, shards })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlFile {
+    chooser: Option<String>,
+    #[serde(default)]
+    prefix_rewrite: BTreeMap<String, String>,
+    #[serde(default)]
+    dc: BTreeMap<String, TomlDc>,
+    migration: Option<TomlMigration>,
+    /// Server settings, read by the `shoal route` command, not here.
+    #[serde(default, rename = "route")]
+    _route: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlDc {
+    shards: Vec<TomlShard>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlShard {
+    name: String,
+    #[serde(default = "one")]
+    weight: u32,
+    replicas: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlMigration {
+    chooser: Option<String>,
+    #[serde(default)]
+    dc: BTreeMap<String, TomlDc>,
+}

@@ -1,0 +1,256 @@
+//! The repair journal: one line per write a replica missed, appended and fsync'd before the
+//! client gets its answer, so a crash cannot lose the record.
+//!
+//! A line is `UNIX_SECONDS<TAB>PUT|DELETE<TAB>REPLICA_BASE_URL<TAB>PATH`, the path
+//! percent-encoded (it never holds a tab or newline). Writers and `shoal repair` take an
+//! exclusive lock on `JOURNAL.lock` around each append or take-over, so repair can move the
+//! journal aside while the router keeps appending to a fresh one.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::RouteError;
+use crate::normalize::{encode_path, unescape};
+
+/// One missed write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// When it was missed (Unix seconds).
+    pub at: u64,
+    /// `PUT` or `DELETE`.
+    pub op: String,
+    /// The replica's base URL.
+    pub replica: String,
+    /// The normalised path, with its leading `/`.
+    pub path: String,
+}
+
+impl Entry {
+    /// An entry stamped now.
+    pub fn now(op: &str, replica: &str, path: &str) -> Self {
+        let at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Entry {
+            at,
+            op: op.to_string(),
+            replica: replica.to_string(),
+            path: path.to_string(),
+        }
+    }
+
+    /// The journal line, with its newline.
+    pub fn line(&self) -> String {
+        format!(
+            "{}\t{}\t{}\t{}\n",
+            self.at,
+            self.op,
+            self.replica,
+            encode_path(&self.path)
+        )
+    }
+
+    /// Parses a line; `None` for a torn or foreign line.
+    pub fn parse(line: &str) -> Option<Self> {
+        let mut f = line.trim_end_matches('\n').split('\t');
+        let (at, op, replica, path) = (f.next()?, f.next()?, f.next()?, f.next()?);
+        if f.next().is_some() || !matches!(op, "PUT" | "DELETE") {
+            return None;
+        }
+        Some(Entry {
+            at: at.parse().ok()?,
+            op: op.to_string(),
+            replica: replica.to_string(),
+            path: unescape(path, false).ok()?,
+        })
+    }
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Runs `f` holding the journal's lock file.
+fn locked<T>(path: &Path, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path(path))?;
+    lock.lock()?;
+    let out = f();
+    let _ = lock.unlock();
+    out
+}
+
+/// Appends `entries` to the journal at `path` and fsyncs it.
+pub fn append(path: &Path, entries: &[Entry]) -> Result<(), RouteError> {
+    let io = || {
+        locked(path, || {
+            let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+            let mut buf = String::new();
+            for e in entries {
+                buf.push_str(&e.line());
+            }
+            f.write_all(buf.as_bytes())?;
+            f.sync_data()
+        })
+    };
+    io().map_err(|e| RouteError::io(path, e))
+}
+
+/// Reads every entry; torn or foreign lines are skipped and counted.
+pub fn read(path: &Path) -> Result<(Vec<Entry>, usize), RouteError> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(RouteError::io(path, e)),
+    };
+    let (mut out, mut bad) = (Vec::new(), 0);
+    for line in io::BufReader::new(f).lines() {
+        let line = line.map_err(|e| RouteError::io(path, e))?;
+        match Entry::parse(&line) {
+            Some(e) => out.push(e),
+            None if line.trim().is_empty() => {}
+            None => bad += 1,
+        }
+    }
+    Ok((out, bad))
+}
+
+/// Moves the journal aside (to `PATH.repairing`) and returns what it held, so new misses go
+/// to a fresh journal while repair works. A leftover `.repairing` file from an interrupted
+/// repair is read first.
+pub fn take(path: &Path) -> Result<Vec<Entry>, RouteError> {
+    let aside = {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".repairing");
+        PathBuf::from(p)
+    };
+    let mut out = read(&aside)?.0;
+    let moved = locked(path, || match std::fs::rename(path, &aside) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    })
+    .map_err(|e| RouteError::io(path, e))?;
+    if moved {
+        out = read(&aside)?.0;
+    }
+    Ok(out)
+}
+
+/// Removes the `.repairing` file once its entries are repaired or re-journalled.
+pub fn finish_take(path: &Path) -> Result<(), RouteError> {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".repairing");
+    match std::fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RouteError::io(PathBuf::from(p), e)),
+    }
+}
+
+type Batch = (Vec<Entry>, oneshot::Sender<Result<(), String>>);
+
+/// The router's journal writer: appends from one thread, batching concurrent records into one
+/// fsync.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    path: PathBuf,
+    tx: mpsc::Sender<Batch>,
+}
+
+impl Journal {
+    /// Starts the writer thread for the journal at `path` (created on first write). Checks now
+    /// that the file can be opened for appending.
+    pub fn open(path: &Path) -> Result<Self, RouteError> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| RouteError::io(path, e))?;
+        let (tx, mut rx) = mpsc::channel::<Batch>(1024);
+        let p = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("shoal-journal".into())
+            .spawn(move || {
+                while let Some(first) = rx.blocking_recv() {
+                    let mut batch = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push(more);
+                    }
+                    let all: Vec<Entry> = batch.iter().flat_map(|b| b.0.clone()).collect();
+                    let res = append(&p, &all).map_err(|e| e.to_string());
+                    if let Err(e) = &res {
+                        tracing::error!(error = %e, "repair journal append failed");
+                    }
+                    for (_, ack) in batch {
+                        let _ = ack.send(res.clone());
+                    }
+                }
+            })
+            .map_err(|e| RouteError::io(path, e))?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            tx,
+        })
+    }
+
+    /// The journal's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records `entries` durably; resolves once they are fsync'd.
+    pub async fn record(&self, entries: Vec<Entry>) -> Result<(), String> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send((entries, ack))
+            .await
+            .map_err(|_| "journal writer stopped".to_string())?;
+        done.await
+            .map_err(|_| "journal writer stopped".to_string())?
+    }
+
+    /// Entries waiting for repair (lines in the journal now).
+    pub fn backlog(&self) -> usize {
+        read(&self.path).map_or(0, |(e, _)| e.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn records_are_durable_lines_and_take_moves_them_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal");
+        let j = Journal::open(&p).unwrap();
+        let e = Entry::now("PUT", "http://127.0.0.1:1", "/a b/c.jpg");
+        j.record(vec![e.clone(), Entry::now("DELETE", "http://h:2", "/x")])
+            .await
+            .unwrap();
+        assert_eq!(j.backlog(), 2);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains("/a%20b/c.jpg"), "{text}");
+        std::fs::write(&p, format!("{text}garbage\n")).unwrap();
+        let (all, bad) = read(&p).unwrap();
+        assert_eq!((all.len(), bad), (2, 1));
+        assert_eq!(all[0], e);
+        let taken = take(&p).unwrap();
+        assert_eq!(taken.len(), 2);
+        assert_eq!(j.backlog(), 0);
+        finish_take(&p).unwrap();
+    }
+}

@@ -1,0 +1,356 @@
+//! Request paths: photosrv's normalisation, prefix rewrites, and the upstream path.
+//!
+//! [`normalize`] is photosrv's `normalizeURL` without the rewrites: decode if the path holds a
+//! `%` (Go's `url.QueryUnescape`, so `+` becomes a space), refuse any `/.` (which covers `/./`,
+//! `/../` and dot-files), cut at `?`, and replace `//` by `/` in one non-overlapping pass.
+//! [`Rewrites::apply`] then rewrites a prefix.
+//!
+//! **Rewrite order.** photosrv keeps its rules in a Go map and, for each request, walks the map
+//! in Go's randomised order and applies *every* rule whose prefix matches the path as rewritten
+//! so far. When two rules can match one path (`/a/` and `/a/b/`, or a chain `/a/`→`/b/`,
+//! `/b/`→`/c/`) the result depends on the walk order, so one path can hash to different shards
+//! on different requests. shoal applies **only the longest matching prefix, once**, which is
+//! what the most specific rule means and is the same on every request. For rule sets where no
+//! path matches two rules (every set photosrv's own tests use) the results are identical.
+
+use std::fmt;
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// A `%` escape that is not two hex digits.
+    BadEscape,
+    /// A `/.` segment: `/./`, `/../`, or a dot-file.
+    DotSegment,
+    /// The decoded path is not UTF-8.
+    NotUtf8,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Rejected::BadEscape => "malformed %-escape in path",
+            Rejected::DotSegment => "path segments starting with '.' are refused",
+            Rejected::NotUtf8 => "path is not UTF-8 once decoded",
+        })
+    }
+}
+
+/// Percent-decodes `s`. With `plus_is_space` (Go's `QueryUnescape`) `+` becomes a space;
+/// without it (Go's `PathUnescape`, which is how Go fills `URL.Path`) `+` stays.
+pub fn unescape(s: &str, plus_is_space: bool) -> Result<String, Rejected> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                let (Some(h), Some(l)) = (
+                    b.get(i + 1).copied().and_then(hex),
+                    b.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return Err(Rejected::BadEscape);
+                };
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| Rejected::NotUtf8)
+}
+
+/// photosrv's `normalizeURL` before rewrites, on a path as Go's `URL.Path` holds it (decoded
+/// once). photosrv answers a refused path with `/` (a 404); this says why instead.
+pub fn normalize(path: &str) -> Result<String, Rejected> {
+    let mut p = if path.contains('%') {
+        unescape(path, true)?
+    } else {
+        path.to_string()
+    };
+    if p.contains("/.") {
+        return Err(Rejected::DotSegment);
+    }
+    if let Some(q) = p.find('?') {
+        p.truncate(q);
+    }
+    Ok(p.replace("//", "/"))
+}
+
+/// A request target's path as it arrives (still percent-encoded): decoded once as Go's
+/// `url.Parse` would, then [`normalize`]d and rewritten.
+pub fn normalize_request_path(raw: &str, rewrites: &Rewrites) -> Result<String, Rejected> {
+    let decoded = unescape(raw, false)?;
+    Ok(rewrites.apply(&normalize(&decoded)?))
+}
+
+/// The path to send upstream: `path` percent-encoded where a URI path needs it.
+pub fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 8);
+    for &c in path.as_bytes() {
+        let keep = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'/' | b'-'
+                    | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+            );
+        if keep {
+            out.push(c as char);
+        } else {
+            out.push_str(&format!("%{c:02X}"));
+        }
+    }
+    out
+}
+
+/// A rule photosrv's validation dropped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedRule {
+    /// The prefix as written.
+    pub prefix: String,
+    /// The replacement as written.
+    pub replacement: String,
+    /// Why it was dropped.
+    pub why: &'static str,
+}
+
+/// Prefix rewrites, longest prefix first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rewrites {
+    rules: Vec<(String, String)>,
+}
+
+impl Rewrites {
+    /// Validates rules as photosrv's `parseRewrites` does, keeping the valid ones: both sides
+    /// non-empty, a prefix given once only (a repeated prefix drops every rule for it), both
+    /// starting with `/`, and if either ends with `/` both must.
+    pub fn new<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> (Self, Vec<DroppedRule>) {
+        let pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
+        let mut rules = Vec::new();
+        let mut dropped = Vec::new();
+        for &(prefix, replacement) in &pairs {
+            let repeated = pairs.iter().filter(|(p, _)| *p == prefix).count() > 1;
+            let why = if prefix.is_empty() || replacement.is_empty() {
+                Some("no replacement")
+            } else if repeated {
+                Some("prefix given more than once")
+            } else if !prefix.starts_with('/') {
+                Some("prefix must start with '/'")
+            } else if !replacement.starts_with('/') {
+                Some("replacement must start with '/'")
+            } else if prefix.ends_with('/') != replacement.ends_with('/') {
+                Some("if one side ends with '/' both must")
+            } else {
+                None
+            };
+            match why {
+                Some(why) => dropped.push(DroppedRule {
+                    prefix: prefix.into(),
+                    replacement: replacement.into(),
+                    why,
+                }),
+                None => rules.push((prefix.to_string(), replacement.to_string())),
+            }
+        }
+        rules.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        (Rewrites { rules }, dropped)
+    }
+
+    /// The kept rules, in the order they are tried.
+    pub fn rules(&self) -> &[(String, String)] {
+        &self.rules
+    }
+
+    /// Rewrites the longest matching prefix of `path`, once.
+    pub fn apply(&self, path: &str) -> String {
+        for (prefix, replacement) in &self.rules {
+            if let Some(rest) = path.strip_prefix(prefix.as_str()) {
+                return format!("{replacement}{rest}");
+            }
+        }
+        path.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// photosrv's `TestNormalizeURL` table; photosrv's `/` means refused.
+    #[test]
+    fn photosrv_normalize_table() {
+        for (path, want) in [
+            ("/images/hello.jpg", "/images/hello.jpg"),
+            ("/images/hello.jpg?query=foo", "/images/hello.jpg"),
+            ("/images//hello.jpg", "/images/hello.jpg"),
+            ("/images/./hello.jpg", "/"),
+            ("/images/../hello.jpg", "/"),
+            ("/images/.jpg", "/"),
+            ("/images/hello%2Ejpg", "/images/hello.jpg"),
+            ("/images//hello%2Ejpg?query=foo", "/images/hello.jpg"),
+        ] {
+            let got = normalize(path).unwrap_or_else(|_| "/".into());
+            assert_eq!(got, want, "{path}");
+        }
+    }
+
+    #[test]
+    fn go_quirks_are_kept() {
+        // QueryUnescape turns + into a space, only when a % made photosrv decode.
+        assert_eq!(normalize("/a+b%20c").unwrap(), "/a b c");
+        assert_eq!(normalize("/a+b").unwrap(), "/a+b");
+        // One non-overlapping pass: /// becomes //.
+        assert_eq!(normalize("/a///b").unwrap(), "/a//b");
+        assert_eq!(normalize("/a%zz"), Err(Rejected::BadEscape));
+        assert_eq!(normalize("/a/%2e%2e/b"), Err(Rejected::DotSegment));
+    }
+
+    #[test]
+    fn request_paths_decode_twice_like_go() {
+        let none = Rewrites::default();
+        assert_eq!(normalize_request_path("/a%2520b", &none).unwrap(), "/a b");
+        assert_eq!(
+            normalize_request_path("/x/%2E%2E/etc/passwd", &none),
+            Err(Rejected::DotSegment)
+        );
+        assert_eq!(
+            normalize_request_path("/x/%252e%252e/y", &none),
+            Err(Rejected::DotSegment)
+        );
+        assert_eq!(encode_path("/a b/ü?#%"), "/a%20b/%C3%BC%3F%23%25");
+    }
+
+    fn photosrv_rules() -> Rewrites {
+        let (r, dropped) = Rewrites::new([
+            ("/images/hotel/org/", "/images/hotel/max500/"),
+            ("/images/hotel/partner/", "/images/hotel/affiliate/"),
+            (
+                "images/hotel/rule-no-lead-slash",
+                "/images/hotel/bad-prefix/",
+            ),
+            (
+                "/images/hotel/replace-no-lead-slash/",
+                "images/hotel/bad-replace/",
+            ),
+            ("/images/hotel/a/", "/images/hotel/c/"),
+            ("/images/hotel/a/", "/images/hotel/b/"),
+            (
+                "/images/hotel/rule-no-trail-slash",
+                "/images/hotel/dont-do-that/",
+            ),
+            (
+                "/images/hotel/replace-no-trail-slash/",
+                "/images/hotel/dont-do-that",
+            ),
+            ("/images/hotel/foo", "/images/hotel/bar"),
+            ("/broken/", ""),
+        ]);
+        assert_eq!(dropped.len(), 7);
+        r
+    }
+
+    /// photosrv's `TestParseRewrites`.
+    #[test]
+    fn photosrv_parse_rewrites() {
+        let r = photosrv_rules();
+        let mut kept: Vec<_> = r.rules().to_vec();
+        kept.sort();
+        assert_eq!(
+            kept,
+            [
+                (
+                    "/images/hotel/foo".to_string(),
+                    "/images/hotel/bar".to_string()
+                ),
+                ("/images/hotel/org/".into(), "/images/hotel/max500/".into()),
+                (
+                    "/images/hotel/partner/".into(),
+                    "/images/hotel/affiliate/".into()
+                ),
+            ]
+        );
+    }
+
+    /// photosrv's `TestRewriteURL`.
+    #[test]
+    fn photosrv_rewrite_table() {
+        let r = photosrv_rules();
+        for (path, want) in [
+            (
+                "/images/hotel/org/hello.jpg",
+                "/images/hotel/max500/hello.jpg",
+            ),
+            (
+                "/images/hotel/orge/hello.jpg",
+                "/images/hotel/orge/hello.jpg",
+            ),
+            (
+                "/images/hotel/affiliate/hello.jpg",
+                "/images/hotel/affiliate/hello.jpg",
+            ),
+            (
+                "/images/hotel/partner/hello.jpg",
+                "/images/hotel/affiliate/hello.jpg",
+            ),
+            (
+                "/images/hotel/rule-no-lead-slash/hello.jpg",
+                "/images/hotel/rule-no-lead-slash/hello.jpg",
+            ),
+            (
+                "/images/hotel/replace-no-lead-slash/hello.jpg",
+                "/images/hotel/replace-no-lead-slash/hello.jpg",
+            ),
+            (
+                "/images/hotel/rule-no-trail-slash/hello.jpg",
+                "/images/hotel/rule-no-trail-slash/hello.jpg",
+            ),
+            (
+                "/images/hotel/replace-no-trail-slash/hello.jpg",
+                "/images/hotel/replace-no-trail-slash/hello.jpg",
+            ),
+            ("/images/hotel/a/hello.jpg", "/images/hotel/a/hello.jpg"),
+            (
+                "/images/hotel/broken/hello.jpg",
+                "/images/hotel/broken/hello.jpg",
+            ),
+            (
+                "/images/hotel/foobuz/hello.jpg",
+                "/images/hotel/barbuz/hello.jpg",
+            ),
+        ] {
+            assert_eq!(r.apply(path), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn longest_prefix_wins_once() {
+        let (r, _) = Rewrites::new([("/a/", "/b/"), ("/a/x/", "/c/"), ("/b/", "/d/")]);
+        assert_eq!(r.apply("/a/x/f"), "/c/f");
+        assert_eq!(r.apply("/a/y"), "/b/y"); // not chained on to /d/
+    }
+}

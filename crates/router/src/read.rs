@@ -1,0 +1,209 @@
+//! GET and HEAD: choose a replica (random, multi-HEAD or hedged), stream its answer, and move
+//! on to another replica when one fails.
+//!
+//! A replica "fails" a read with a connect error, a timeout, a 5xx, or a 404 (another replica,
+//! or in migration the other ring, may hold the file; a 404 is returned only when every
+//! replica said so or failed). Reads carry no body, so every retry is safe.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Method, Response, StatusCode};
+use hyper::body::Incoming;
+use rand::seq::SliceRandom;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::body::{Body, empty};
+use crate::metrics;
+use crate::replica::Replica;
+use crate::router::{Inner, text};
+use crate::settings::ReadMode;
+use crate::topology::Target;
+use crate::upstream::{SendError, end_to_end, relay, request, send};
+
+/// Replicas in the order a read tries them: per ring (migration ring first), the usable ones
+/// in random order, then the unhealthy ones (a stale health check should not cost a read).
+/// Replicas not in the roster are never tried.
+pub(crate) fn read_order(targets: &[Target]) -> Vec<Arc<Replica>> {
+    let mut rng = rand::rng();
+    let mut out: Vec<Arc<Replica>> = Vec::new();
+    for t in targets {
+        let fresh = |r: &&Arc<Replica>| r.in_roster() && !out.iter().any(|o| Arc::ptr_eq(o, r));
+        let mut good: Vec<_> = t
+            .replicas
+            .iter()
+            .filter(fresh)
+            .filter(|r| r.healthy())
+            .cloned()
+            .collect();
+        let mut sick: Vec<_> = t
+            .replicas
+            .iter()
+            .filter(fresh)
+            .filter(|r| !r.healthy())
+            .cloned()
+            .collect();
+        good.shuffle(&mut rng);
+        sick.shuffle(&mut rng);
+        out.extend(good);
+        out.extend(sick);
+    }
+    out
+}
+
+pub(crate) async fn read(
+    inner: &Arc<Inner>,
+    method: Method,
+    headers: &HeaderMap,
+    pq: &str,
+    targets: &[Target],
+) -> Response<Body> {
+    let order = read_order(targets);
+    if order.is_empty() {
+        let shards: Vec<&str> = targets.iter().map(|t| t.shard.as_str()).collect();
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no replica of {} is in the roster\n", shards.join(", ")),
+        );
+    }
+    let headers = end_to_end(headers);
+    let (order, hedge) = match inner.settings.read_mode {
+        ReadMode::Random => (order, None),
+        ReadMode::Hedged { delay } => (order, Some(delay)),
+        ReadMode::MultiHead { timeout } => (multi_head(inner, order, pq, timeout).await, None),
+    };
+    attempt(inner, method, headers, pq, order, hedge).await
+}
+
+/// photosrv's multi-HEAD: HEAD all replicas, keep those answering below 400 within `timeout`
+/// (in random order), and put the rest after them.
+async fn multi_head(
+    inner: &Arc<Inner>,
+    order: Vec<Arc<Replica>>,
+    pq: &str,
+    timeout: Duration,
+) -> Vec<Arc<Replica>> {
+    let mut set = JoinSet::new();
+    for (i, r) in order.iter().enumerate() {
+        let Ok(req) = request(r, Method::HEAD, pq, HeaderMap::new(), empty()) else {
+            continue;
+        };
+        let (client, r) = (inner.client.clone(), r.clone());
+        set.spawn(async move { (i, send(client, r, req, timeout).await) });
+    }
+    let deadline = Instant::now() + timeout;
+    let mut good = Vec::new();
+    loop {
+        tokio::select! {
+            joined = set.join_next() => match joined {
+                None => break,
+                Some(Ok((i, Ok(resp)))) if resp.status().as_u16() < 400 => good.push(i),
+                Some(_) => {}
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                metrics::multi_head_timeout();
+                break;
+            }
+        }
+    }
+    good.shuffle(&mut rand::rng());
+    let mut out: Vec<Arc<Replica>> = good.iter().map(|&i| order[i].clone()).collect();
+    out.extend(
+        order
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !good.contains(i))
+            .map(|(_, r)| r.clone()),
+    );
+    out
+}
+
+type Attempt = (usize, Result<Response<Incoming>, SendError>);
+
+/// Tries `order` until one replica answers well. With `hedge`, a replica that has not
+/// answered after the delay gets company: the next replica is asked too, first answer wins.
+async fn attempt(
+    inner: &Arc<Inner>,
+    method: Method,
+    headers: HeaderMap,
+    pq: &str,
+    order: Vec<Arc<Replica>>,
+    hedge: Option<Duration>,
+) -> Response<Body> {
+    let timeout = inner.settings.response_timeout;
+    let mut set: JoinSet<Attempt> = JoinSet::new();
+    let mut next = 0;
+    let mut last_launch = Instant::now();
+    let mut errors: Vec<String> = Vec::new();
+    let mut fallback: Option<Response<Incoming>> = None;
+    let launch = |set: &mut JoinSet<Attempt>, next: &mut usize, errors: &mut Vec<String>| {
+        while *next < order.len() {
+            let i = *next;
+            *next += 1;
+            let r = order[i].clone();
+            match request(&r, method.clone(), pq, headers.clone(), empty()) {
+                Ok(req) => {
+                    let client = inner.client.clone();
+                    set.spawn(async move { (i, send(client, r, req, timeout).await) });
+                    return true;
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        false
+    };
+    launch(&mut set, &mut next, &mut errors);
+    while !set.is_empty() {
+        let hedge_at = hedge
+            .filter(|_| next < order.len())
+            .map(|d| last_launch + d);
+        tokio::select! {
+            Some(joined) = set.join_next() => {
+                let Ok((_, res)) = joined else { continue };
+                match res {
+                    Ok(resp) if resp.status() != StatusCode::NOT_FOUND && !resp.status().is_server_error() => {
+                        return relay(resp);
+                    }
+                    Ok(resp) => {
+                        if resp.status().is_server_error() {
+                            errors.push(format!("status {}", resp.status()));
+                        }
+                        let better = match &fallback {
+                            None => true,
+                            Some(f) => f.status().is_server_error() && resp.status() == StatusCode::NOT_FOUND,
+                        };
+                        if better {
+                            fallback = Some(resp);
+                        }
+                    }
+                    Err(e) => errors.push(e.message),
+                }
+                if set.is_empty() && launch(&mut set, &mut next, &mut errors) {
+                    metrics::retry();
+                    last_launch = Instant::now();
+                }
+            }
+            _ = sleep_until(hedge_at) => {
+                if launch(&mut set, &mut next, &mut errors) {
+                    metrics::hedge();
+                }
+                last_launch = Instant::now();
+            }
+        }
+    }
+    match fallback {
+        Some(resp) => relay(resp),
+        None => text(
+            StatusCode::BAD_GATEWAY,
+            format!("every replica failed: {}\n", errors.join("; ")),
+        ),
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

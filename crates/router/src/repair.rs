@@ -1,0 +1,393 @@
+//! Repair: bring every replica of a shard to the same files.
+//!
+//! - [`Router::repair_journal`] replays the journal: a missed PUT is copied to the replica from
+//!   another replica that has the file; a missed DELETE is repeated. What still fails is put
+//!   back in the journal.
+//! - [`Router::repair_by_listing`] lists every node with WebDAV `PROPFIND` (`Depth: 1`, walked
+//!   recursively), and copies each file to the replicas of its home shard that lack it. The
+//!   home is the serving ring's shard (the migration ring's once a migration has started).
+//!   With `cleanup`, a file on a node outside its home shard is deleted once its home has it:
+//!   the clean-up after a migration. Listing cannot see deletes, so replay the journal first,
+//!   or a file deleted while a replica was down comes back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt;
+
+use crate::RouteError;
+use crate::body::empty;
+use crate::journal::{self, Entry};
+use crate::migration::MigrationState;
+use crate::normalize::{encode_path, unescape};
+use crate::replica::Replica;
+use crate::router::Router;
+use crate::upstream::{request, send};
+
+/// What a repair did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default)]
+pub struct RepairReport {
+    /// `(replica, path)` copies made.
+    pub copied: Vec<(String, String)>,
+    /// `(replica, path)` deletes made.
+    pub deleted: Vec<(String, String)>,
+    /// Problems, one line each; journal entries behind them are kept.
+    pub failed: Vec<String>,
+}
+
+impl Router {
+    fn replica_by_base(&self, base: &str) -> Option<Arc<Replica>> {
+        self.inner
+            .topo
+            .all
+            .iter()
+            .find(|r| r.base() == base)
+            .cloned()
+    }
+
+    /// Copies `path` from one of `sources` to `to`, streaming.
+    async fn copy(
+        &self,
+        path: &str,
+        sources: &[Arc<Replica>],
+        to: &Arc<Replica>,
+    ) -> Result<bool, String> {
+        let pq = encode_path(path);
+        let t = self.inner.settings.write_timeout;
+        let mut last = String::from("no source replica");
+        for src in sources.iter().filter(|s| !Arc::ptr_eq(s, to)) {
+            let req = request(src, Method::GET, &pq, HeaderMap::new(), empty())?;
+            let resp = match send(self.inner.client.clone(), src.clone(), req, t).await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = e.message;
+                    continue;
+                }
+            };
+            if resp.status() == StatusCode::NOT_FOUND {
+                continue;
+            }
+            if resp.status() != StatusCode::OK {
+                last = format!("{}: GET {path}: {}", src.base(), resp.status());
+                continue;
+            }
+            let mut headers = HeaderMap::new();
+            if let Some(len) = resp.headers().get(header::CONTENT_LENGTH) {
+                headers.insert(header::CONTENT_LENGTH, len.clone());
+            }
+            let body = resp.into_body().map_err(Into::into).boxed_unsync();
+            let req = request(to, Method::PUT, &pq, headers, body)?;
+            let put = send(self.inner.client.clone(), to.clone(), req, t)
+                .await
+                .map_err(|e| e.message)?;
+            if !put.status().is_success() {
+                return Err(format!("{}: PUT {path}: {}", to.base(), put.status()));
+            }
+            return Ok(true);
+        }
+        if last == "no source replica" {
+            Ok(false)
+        } else {
+            Err(last)
+        }
+    }
+
+    async fn delete_on(&self, path: &str, on: &Arc<Replica>) -> Result<(), String> {
+        let req = request(
+            on,
+            Method::DELETE,
+            &encode_path(path),
+            HeaderMap::new(),
+            empty(),
+        )?;
+        let resp = send(
+            self.inner.client.clone(),
+            on.clone(),
+            req,
+            self.inner.settings.write_timeout,
+        )
+        .await
+        .map_err(|e| e.message)?;
+        if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(format!("{}: DELETE {path}: {}", on.base(), resp.status()))
+        }
+    }
+
+    /// Replays the journal at `path`; see the module docs.
+    pub async fn repair_journal(
+        &self,
+        path: &Path,
+        dry_run: bool,
+    ) -> Result<RepairReport, RouteError> {
+        let entries = if dry_run {
+            journal::read(path)?.0
+        } else {
+            journal::take(path)?
+        };
+        // The last operation per (replica, path) is the one that matters.
+        let mut last: BTreeMap<(String, String), Entry> = BTreeMap::new();
+        for e in entries {
+            last.insert((e.replica.clone(), e.path.clone()), e);
+        }
+        let mut report = RepairReport::default();
+        let mut keep = Vec::new();
+        for ((base, p), e) in last {
+            let Some(to) = self.replica_by_base(&base) else {
+                report.failed.push(format!(
+                    "{base}: not in the configuration; entry for {p} dropped"
+                ));
+                continue;
+            };
+            if dry_run {
+                match e.op.as_str() {
+                    "DELETE" => report.deleted.push((base, p)),
+                    _ => report.copied.push((base, p)),
+                }
+                continue;
+            }
+            let res = if e.op == "DELETE" {
+                self.delete_on(&p, &to)
+                    .await
+                    .map(|()| report.deleted.push((base.clone(), p.clone())))
+            } else {
+                let sources = self.sources(&p);
+                self.copy(&p, &sources, &to).await.map(|copied| {
+                    if copied {
+                        report.copied.push((base.clone(), p.clone()));
+                    }
+                })
+            };
+            if let Err(msg) = res {
+                report.failed.push(msg);
+                keep.push(e);
+            }
+        }
+        if !dry_run {
+            if !keep.is_empty() {
+                journal::append(path, &keep)?;
+            }
+            journal::finish_take(path)?;
+        }
+        Ok(report)
+    }
+
+    /// Every replica of every ring's shard for `path`, usable ones first.
+    fn sources(&self, path: &str) -> Vec<Arc<Replica>> {
+        let mut out: Vec<Arc<Replica>> = Vec::new();
+        for t in self.inner.topo.targets(path, MigrationState::Both) {
+            for r in t.replicas {
+                if !out.iter().any(|o| Arc::ptr_eq(o, &r)) {
+                    out.push(r);
+                }
+            }
+        }
+        if self.inner.topo.migration.is_none() {
+            for t in self.inner.topo.targets(path, MigrationState::Old) {
+                out.extend(t.replicas);
+            }
+        }
+        out.sort_by_key(|r| !r.usable());
+        out
+    }
+
+    /// Lists every node and copies (and with `cleanup`, removes misplaced) files; see the
+    /// module docs. Clean-up is refused while a migration is in `both`.
+    pub async fn repair_by_listing(
+        &self,
+        dry_run: bool,
+        cleanup: bool,
+    ) -> Result<RepairReport, RouteError> {
+        let state = self.migration_state();
+        if cleanup && state == MigrationState::Both {
+            return Err(RouteError::Migration(
+                "clean-up would delete files the old ring still serves: finish (or abort) the migration first".into(),
+            ));
+        }
+        let serving = if state == MigrationState::Old {
+            MigrationState::Old
+        } else {
+            MigrationState::New
+        };
+        let mut having: BTreeMap<String, Vec<Arc<Replica>>> = BTreeMap::new();
+        let mut report = RepairReport::default();
+        for node in &self.inner.topo.all {
+            match self.list(node).await {
+                Ok(files) => {
+                    for f in files {
+                        having.entry(f).or_default().push(node.clone());
+                    }
+                }
+                Err(e) => report.failed.push(e),
+            }
+        }
+        for (path, on) in having {
+            let home: Vec<Arc<Replica>> = self
+                .inner
+                .topo
+                .targets(&path, serving)
+                .into_iter()
+                .flat_map(|t| t.replicas)
+                .collect();
+            let mut home_ok = true;
+            for to in home
+                .iter()
+                .filter(|h| !on.iter().any(|o| Arc::ptr_eq(o, h)))
+            {
+                if dry_run {
+                    report.copied.push((to.base().to_string(), path.clone()));
+                    continue;
+                }
+                match self.copy(&path, &on, to).await {
+                    Ok(true) => report.copied.push((to.base().to_string(), path.clone())),
+                    Ok(false) => home_ok = false,
+                    Err(e) => {
+                        home_ok = false;
+                        report.failed.push(e);
+                    }
+                }
+            }
+            if !cleanup || !home_ok {
+                continue;
+            }
+            for extra in on
+                .iter()
+                .filter(|o| !home.iter().any(|h| Arc::ptr_eq(o, h)))
+            {
+                if dry_run {
+                    report
+                        .deleted
+                        .push((extra.base().to_string(), path.clone()));
+                } else {
+                    match self.delete_on(&path, extra).await {
+                        Ok(()) => report
+                            .deleted
+                            .push((extra.base().to_string(), path.clone())),
+                        Err(e) => report.failed.push(e),
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Every file on `node`, as normalised paths, by walking PROPFIND `Depth: 1`.
+    async fn list(&self, node: &Arc<Replica>) -> Result<Vec<String>, String> {
+        let base_path = node
+            .base()
+            .splitn(4, '/')
+            .nth(3)
+            .map(|p| format!("/{p}"))
+            .unwrap_or_default();
+        let mut dirs = vec![String::from("/")];
+        let mut files = Vec::new();
+        let mut walked = 0usize;
+        while let Some(dir) = dirs.pop() {
+            walked += 1;
+            if walked > 1_000_000 {
+                return Err(format!(
+                    "{}: more than a million directories; giving up",
+                    node.base()
+                ));
+            }
+            let mut h = HeaderMap::new();
+            h.insert("depth", HeaderValue::from_static("1"));
+            let m = Method::from_bytes(b"PROPFIND").map_err(|e| e.to_string())?;
+            let req = request(node, m, &encode_path(&dir), h, empty())?;
+            let resp = send(
+                self.inner.client.clone(),
+                node.clone(),
+                req,
+                self.inner.settings.response_timeout,
+            )
+            .await
+            .map_err(|e| e.message)?;
+            if resp.status().as_u16() != 207 {
+                return Err(format!(
+                    "{}: PROPFIND {dir}: {}",
+                    node.base(),
+                    resp.status()
+                ));
+            }
+            let xml = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            for (href, is_dir) in parse_multistatus(&String::from_utf8_lossy(&xml)) {
+                let Ok(p) = unescape(&href, false) else {
+                    continue;
+                };
+                let p = p.strip_prefix(&base_path).map(str::to_string).unwrap_or(p);
+                let p = if p.starts_with('/') {
+                    p
+                } else {
+                    format!("/{p}")
+                };
+                if p.trim_end_matches('/') == dir.trim_end_matches('/') {
+                    continue;
+                }
+                if is_dir {
+                    dirs.push(if p.ends_with('/') { p } else { format!("{p}/") });
+                } else {
+                    files.push(p);
+                }
+            }
+        }
+        Ok(files)
+    }
+}
+
+/// `(href, is_collection)` for each `response` of a WebDAV multistatus body.
+fn parse_multistatus(xml: &str) -> Vec<(String, bool)> {
+    let lower = xml.to_ascii_lowercase();
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut at = 0;
+    while let Some(start) = lower[at..].find("href>").map(|i| at + i + 5) {
+        let Some(end) = lower[start..].find('<').map(|i| start + i) else {
+            break;
+        };
+        let href = xml[start..end].trim().to_string();
+        // Skip this href's closing tag; the response runs to the next opening one.
+        let close = lower[end..]
+            .find("href>")
+            .map_or(lower.len(), |i| end + i + 5);
+        let next = lower[close..]
+            .find("href>")
+            .map_or(lower.len(), |i| close + i);
+        let is_dir = lower[close..next].contains("collection");
+        if seen.insert(href.clone()) {
+            out.push((href, is_dir));
+        }
+        at = next;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multistatus() {
+        let xml = r#"<?xml version="1.0" encoding="utf-8" ?>
+<D:multistatus xmlns:D="DAV:">
+<D:response><D:href>/a/</D:href><D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop></D:propstat></D:response>
+<D:response><D:href>/a/x%20y.jpg</D:href><D:propstat><D:prop><D:resourcetype></D:resourcetype></D:prop></D:propstat></D:response>
+<D:response><D:href>/a/sub/</D:href><D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop></D:propstat></D:response>
+</D:multistatus>"#;
+        assert_eq!(
+            parse_multistatus(xml),
+            [
+                ("/a/".into(), true),
+                ("/a/x%20y.jpg".into(), false),
+                ("/a/sub/".into(), true)
+            ]
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! photosrv's roster file: the storage nodes that are live right now.
+//!
+//! Each line is split on whitespace; the **second** field is a live `host:port`, matched
+//! against each replica URL's `host:port` as written; further fields are ignored. Blank lines
+//! and `#` comments are skipped; other lines with fewer than two fields are garbage: ignored
+//! and counted. A roster with no hosts means "no filtering".
+//!
+//! photosrv reloads only when the roster is a symlink whose target changes. shoal polls both
+//! the link target and the file it points to (modification time, size, inode), so a symlink
+//! swap and an edit in place are both picked up.
+
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::RouteError;
+
+/// A parsed roster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roster {
+    /// Live `host:port`s; empty means no filtering.
+    pub hosts: HashSet<String>,
+    /// Lines that were neither blank, comments, nor had two fields.
+    pub ignored_lines: usize,
+}
+
+impl Roster {
+    /// Parses roster text.
+    pub fn parse(text: &str) -> Self {
+        let mut r = Roster::default();
+        for line in text.lines() {
+            let t = line.trim();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            let mut fields = t.split_whitespace();
+            match (fields.next(), fields.next()) {
+                (Some(_), Some(host)) => {
+                    r.hosts.insert(host.to_string());
+                }
+                _ => r.ignored_lines += 1,
+            }
+        }
+        r
+    }
+
+    /// Reads and parses `path`.
+    pub fn load(path: &Path) -> Result<Self, RouteError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RouteError::io(path, e))?;
+        Ok(Self::parse(&text))
+    }
+
+    /// Whether `authority` may be used.
+    pub fn allows(&self, authority: &str) -> bool {
+        self.hosts.is_empty() || self.hosts.contains(authority)
+    }
+}
+
+/// What identifies one version of the roster: the link target and the file's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    target: Option<PathBuf>,
+    mtime_ns: i128,
+    len: u64,
+    ino: u64,
+}
+
+/// The roster's current fingerprint, or the error that kept us from taking it.
+pub fn fingerprint(path: &Path) -> std::io::Result<Fingerprint> {
+    let target = std::fs::read_link(path).ok();
+    let m = std::fs::metadata(path)?;
+    Ok(Fingerprint {
+        target,
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        len: m.len(),
+        ino: m.ino(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// photosrv's `TestRoster`, plus garbage counting.
+    #[test]
+    fn second_column_rule() {
+        assert!(Roster::parse("").hosts.is_empty());
+        assert!(Roster::parse("\n").hosts.is_empty());
+        let r = Roster::parse("\n127.0.0.1 host1\n127.0.0.2 host2\n");
+        assert_eq!(r.hosts, HashSet::from(["host1".into(), "host2".into()]));
+        let r = Roster::parse("127.0.0.1 host1 extra-fields ignored\n127.0.0.2 host2 x y\n");
+        assert_eq!(r.hosts, HashSet::from(["host1".into(), "host2".into()]));
+        let r = Roster::parse("# live nodes\ngarbage\n\n  lonely  \n1 127.0.0.1:9001\n");
+        assert_eq!(r.ignored_lines, 2);
+        assert!(r.allows("127.0.0.1:9001"));
+        assert!(!r.allows("127.0.0.1:9002"));
+        assert!(Roster::default().allows("anything:1"));
+    }
+
+    #[test]
+    fn fingerprint_sees_symlink_swaps_and_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, link) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("r"),
+        );
+        std::fs::write(&a, "x h:1\n").unwrap();
+        std::fs::write(&b, "x h:1\n").unwrap();
+        std::os::unix::fs::symlink(&a, &link).unwrap();
+        let f1 = fingerprint(&link).unwrap();
+        let tmp = dir.path().join("r.tmp");
+        std::os::unix::fs::symlink(&b, &tmp).unwrap();
+        std::fs::rename(&tmp, &link).unwrap();
+        let f2 = fingerprint(&link).unwrap();
+        assert_ne!(f1, f2);
+        std::fs::write(&b, "x h:1\nx h:2\n").unwrap();
+        assert_ne!(f2, fingerprint(&link).unwrap());
+    }
+}

@@ -1,0 +1,355 @@
+//! [`Router`]: the shard map, the replicas' state and the HTTP client, answering requests.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+
+use crate::body::{Body, BoxError, full};
+use crate::config::RouteConfig;
+use crate::journal::Journal;
+use crate::migration::{MigrationState, keys_match};
+use crate::normalize::{Rejected, encode_path, normalize_request_path};
+use crate::roster::Roster;
+use crate::settings::Settings;
+use crate::topology::{Target, Topology};
+use crate::{RouteError, metrics};
+
+pub(crate) type HttpClient = Client<HttpConnector, Body>;
+
+pub(crate) struct Inner {
+    pub(crate) topo: Topology,
+    pub(crate) settings: Settings,
+    pub(crate) client: HttpClient,
+    state: AtomicU8,
+    pub(crate) journal: Option<Journal>,
+    pub(crate) roster_ignored: AtomicUsize,
+    pub(crate) roster_hosts: AtomicUsize,
+}
+
+/// The router. Cheap to clone; every clone shares state.
+#[derive(Clone)]
+pub struct Router {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("dc", &self.inner.topo.dc)
+            .field("state", &self.migration_state())
+            .finish()
+    }
+}
+
+/// Where a path goes, as `shoal route --explain` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explain {
+    /// The path after normalisation and rewrites.
+    pub path: String,
+    /// The hash key (the path without its leading `/`).
+    pub key: String,
+    /// The migration state the answer is for.
+    pub state: String,
+    /// Each ring's shard and replicas, in the order reads try them.
+    pub targets: Vec<ExplainTarget>,
+}
+
+/// One ring's part of an [`Explain`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplainTarget {
+    /// `primary` or `migration`.
+    pub ring: String,
+    /// The shard.
+    pub shard: String,
+    /// Replica base URLs.
+    pub replicas: Vec<String>,
+}
+
+/// The router's part of `/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Data centre.
+    pub dc: String,
+    /// Migration state (photosrv's name).
+    pub migration_state: String,
+    /// Hosts in the roster (0: no filtering).
+    pub roster_hosts: usize,
+    /// Roster lines ignored as garbage.
+    pub roster_ignored_lines: usize,
+    /// Entries waiting in the repair journal.
+    pub repair_backlog: usize,
+    /// The rings.
+    pub rings: Vec<RingStatus>,
+}
+
+/// One ring in [`Status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RingStatus {
+    /// `primary` or `migration`.
+    pub ring: String,
+    /// `jump` or `chash`.
+    pub chooser: String,
+    /// Shards in order.
+    pub shards: Vec<ShardStatus>,
+}
+
+/// One shard in [`Status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardStatus {
+    /// Name.
+    pub name: String,
+    /// Weight.
+    pub weight: u32,
+    /// Replicas.
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// One replica in [`Status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicaStatus {
+    /// Base URL.
+    pub url: String,
+    /// Listed in the roster.
+    pub in_roster: bool,
+    /// Passing health checks.
+    pub healthy: bool,
+    /// Requests sent.
+    pub requests: u64,
+    /// Errors seen.
+    pub errors: u64,
+}
+
+impl Router {
+    /// Builds the router: rings, replicas, the HTTP client; reads the roster (a missing roster
+    /// file is an error), the migration state (an invalid one is an error) and opens the
+    /// journal. Needs no runtime; [`Router::handle`] and the background tasks do.
+    pub fn new(cfg: &RouteConfig, settings: Settings) -> Result<Self, RouteError> {
+        let topo = Topology::new(cfg)?;
+        let state = match &settings.migration_state {
+            Some(p) => MigrationState::load(p)?,
+            None => MigrationState::Old,
+        };
+        if state != MigrationState::Old && topo.migration.is_none() {
+            return Err(RouteError::Migration(format!(
+                "migration state is {state} but data centre {} has no migration ring",
+                topo.dc
+            )));
+        }
+        let journal = settings.journal.as_deref().map(Journal::open).transpose()?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .pool_max_idle_per_host(settings.pool_idle_per_host)
+            .build(connector);
+        let router = Router {
+            inner: Arc::new(Inner {
+                topo,
+                settings,
+                client,
+                state: AtomicU8::new(state as u8),
+                journal,
+                roster_ignored: AtomicUsize::new(0),
+                roster_hosts: AtomicUsize::new(0),
+            }),
+        };
+        if let Some(p) = router.inner.settings.roster.clone() {
+            router.apply_roster(&Roster::load(&p)?);
+        }
+        Ok(router)
+    }
+
+    /// The migration state now.
+    pub fn migration_state(&self) -> MigrationState {
+        MigrationState::from_u8(self.inner.state.load(Ordering::Acquire))
+    }
+
+    /// Switches the migration state, as photosrv's `/migration/{start,abort,finish}` do, but a
+    /// key must be configured and given: an unset or empty key refuses every switch. The new
+    /// state is persisted before it takes effect. Returns photosrv's message.
+    pub fn switch_migration(&self, to: MigrationState, key: &str) -> Result<String, RouteError> {
+        let want = self.inner.settings.migration_key.as_deref().unwrap_or("");
+        if want.is_empty() {
+            return Err(RouteError::Migration(format!(
+                "unable to switch to {to}: no migration key is configured (--migration-key)"
+            )));
+        }
+        if !keys_match(key, want) {
+            return Err(RouteError::Migration(format!(
+                "unable to switch to {to}: invalid key"
+            )));
+        }
+        if to != MigrationState::Old && self.inner.topo.migration.is_none() {
+            return Err(RouteError::Migration(format!(
+                "unable to switch to {to}: missing migration ring"
+            )));
+        }
+        if let Some(p) = &self.inner.settings.migration_state {
+            to.store(p)?;
+        }
+        let was = MigrationState::from_u8(self.inner.state.swap(to as u8, Ordering::AcqRel));
+        tracing::info!(state = %to, was = %was, "migration state switched");
+        Ok(format!("currentMigrationState = {to} (was {was})"))
+    }
+
+    /// Applies a roster: replicas it does not list are skipped (an empty roster lists all).
+    pub fn apply_roster(&self, roster: &Roster) {
+        for r in &self.inner.topo.all {
+            let allowed = roster.allows(r.authority());
+            if r.set_in_roster(allowed) {
+                tracing::info!(replica = r.base(), in_roster = allowed, "roster changed");
+            }
+        }
+        self.inner
+            .roster_ignored
+            .store(roster.ignored_lines, Ordering::Relaxed);
+        self.inner
+            .roster_hosts
+            .store(roster.hosts.len(), Ordering::Relaxed);
+        ::metrics::gauge!("shoal_route_roster_ignored_lines").set(roster.ignored_lines as f64);
+        ::metrics::gauge!("shoal_route_roster_hosts").set(roster.hosts.len() as f64);
+    }
+
+    /// Where `raw_path` (as a client would send it, percent-encoded) goes now.
+    pub fn explain(&self, raw_path: &str) -> Result<Explain, Rejected> {
+        let path = normalize_request_path(raw_path, &self.inner.topo.rewrites)?;
+        let state = self.migration_state();
+        let targets = self
+            .inner
+            .topo
+            .targets(&path, state)
+            .into_iter()
+            .map(|t| ExplainTarget {
+                ring: t.ring.to_string(),
+                shard: t.shard,
+                replicas: t.replicas.iter().map(|r| r.base().to_string()).collect(),
+            })
+            .collect();
+        Ok(Explain {
+            key: path.strip_prefix('/').unwrap_or(&path).to_string(),
+            path,
+            state: state.to_string(),
+            targets,
+        })
+    }
+
+    /// Shards, replicas and their health, for `/status`.
+    pub fn status(&self) -> Status {
+        let t = &self.inner.topo;
+        let rings = std::iter::once(&t.primary)
+            .chain(t.migration.as_ref())
+            .map(|l| RingStatus {
+                ring: l.name.to_string(),
+                chooser: l.spec.chooser.name().to_string(),
+                shards: l
+                    .spec
+                    .shards
+                    .iter()
+                    .zip(&l.replicas)
+                    .map(|(s, reps)| ShardStatus {
+                        name: s.name.clone(),
+                        weight: s.weight,
+                        replicas: reps
+                            .iter()
+                            .map(|r| {
+                                let (requests, errors) = r.counts();
+                                ReplicaStatus {
+                                    url: r.base().to_string(),
+                                    in_roster: r.in_roster(),
+                                    healthy: r.healthy(),
+                                    requests,
+                                    errors,
+                                }
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Status {
+            dc: t.dc.clone(),
+            migration_state: self.migration_state().to_string(),
+            roster_hosts: self.inner.roster_hosts.load(Ordering::Relaxed),
+            roster_ignored_lines: self.inner.roster_ignored.load(Ordering::Relaxed),
+            repair_backlog: self.repair_backlog(),
+            rings,
+        }
+    }
+
+    /// Entries in the repair journal (0 without one); also published as a gauge.
+    pub fn repair_backlog(&self) -> usize {
+        let n = self.inner.journal.as_ref().map_or(0, Journal::backlog);
+        ::metrics::gauge!("shoal_route_repair_backlog").set(n as f64);
+        n
+    }
+
+    /// Answers one request.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let method = req.method().clone();
+        let resp = self.dispatch(req).await;
+        metrics::request(&method, resp.status().as_u16());
+        resp
+    }
+
+    async fn dispatch<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let writes = !self.inner.settings.read_only;
+        let method = req.method().clone();
+        let is_read = method == Method::GET || method == Method::HEAD;
+        let is_write = writes && (method == Method::PUT || method == Method::DELETE);
+        if !is_read && !is_write {
+            let allow = if writes {
+                "GET, HEAD, PUT, DELETE"
+            } else {
+                "GET, HEAD"
+            };
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            return r;
+        }
+        let path = match normalize_request_path(req.uri().path(), &self.inner.topo.rewrites) {
+            Ok(p) => p,
+            Err(why) => return text(StatusCode::BAD_REQUEST, format!("{why}\n")),
+        };
+        if path == "/" || path.is_empty() {
+            return text(StatusCode::NOT_FOUND, "Not Found");
+        }
+        let targets: Vec<Target> = self.inner.topo.targets(&path, self.migration_state());
+        let mut pq = encode_path(&path);
+        if is_read && let Some(q) = req.uri().query() {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        if is_read {
+            crate::read::read(&self.inner, method, req.headers(), &pq, &targets).await
+        } else {
+            crate::write::write(&self.inner, req, &path, &pq, &targets).await
+        }
+    }
+}
+
+/// A short text answer.
+pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}

@@ -1,0 +1,123 @@
+//! The rings, their shards and replicas, and which of them a path maps to.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{RingSpec, RouteConfig};
+use crate::migration::MigrationState;
+use crate::placement::ShardRing;
+use crate::replica::Replica;
+use crate::{RouteError, normalize::Rewrites};
+
+/// One ring with its shards' replicas.
+#[derive(Debug)]
+pub struct Layer {
+    /// `primary` or `migration`.
+    pub name: &'static str,
+    /// The configuration it was built from.
+    pub spec: RingSpec,
+    /// Placement.
+    pub ring: ShardRing,
+    /// Replicas of each shard, in [`RingSpec::shards`] order.
+    pub replicas: Vec<Vec<Arc<Replica>>>,
+}
+
+/// The shard of one ring that a path maps to.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `primary` or `migration`.
+    pub ring: &'static str,
+    /// The shard's name (`shard2`).
+    pub shard: String,
+    /// The shard's configured replicas, in configuration order.
+    pub replicas: Vec<Arc<Replica>>,
+}
+
+/// Everything placement needs, built once from the configuration.
+#[derive(Debug)]
+pub struct Topology {
+    /// The data centre.
+    pub dc: String,
+    /// The ring in use.
+    pub primary: Layer,
+    /// The ring being migrated to.
+    pub migration: Option<Layer>,
+    /// Prefix rewrites.
+    pub rewrites: Rewrites,
+    /// Every distinct replica, in first-seen order.
+    pub all: Vec<Arc<Replica>>,
+}
+
+impl Topology {
+    /// Builds rings and replicas; a URL listed in several shards or rings is one [`Replica`].
+    pub fn new(cfg: &RouteConfig) -> Result<Self, RouteError> {
+        let mut by_url: HashMap<String, Arc<Replica>> = HashMap::new();
+        let mut all = Vec::new();
+        let mut layer = |name, spec: &RingSpec| -> Result<Layer, RouteError> {
+            let mut replicas = Vec::new();
+            for s in &spec.shards {
+                let mut list = Vec::new();
+                for url in &s.replicas {
+                    let r = Arc::new(Replica::new(url)?);
+                    let r = by_url
+                        .entry(r.base().to_string())
+                        .or_insert_with(|| {
+                            all.push(r.clone());
+                            r
+                        })
+                        .clone();
+                    list.push(r);
+                }
+                replicas.push(list);
+            }
+            Ok(Layer {
+                name,
+                spec: spec.clone(),
+                ring: ShardRing::new(spec)?,
+                replicas,
+            })
+        };
+        let primary = layer("primary", &cfg.primary)?;
+        let migration = cfg
+            .migration
+            .as_ref()
+            .map(|m| layer("migration", m))
+            .transpose()?;
+        Ok(Topology {
+            dc: cfg.dc.clone(),
+            primary,
+            migration,
+            rewrites: cfg.rewrites.clone(),
+            all,
+        })
+    }
+
+    /// The shards `path` (normalised, with its leading `/`) maps to in `state`: the migration
+    /// ring's first, then the primary's, as reads should try them. Writes go to all of them.
+    pub fn targets(&self, path: &str, state: MigrationState) -> Vec<Target> {
+        let key = path.strip_prefix('/').unwrap_or(path).as_bytes();
+        let pick = |l: &Layer| {
+            let i = l.ring.shard(key);
+            Target {
+                ring: l.name,
+                shard: l
+                    .spec
+                    .shards
+                    .get(i)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
+                replicas: l.replicas.get(i).cloned().unwrap_or_default(),
+            }
+        };
+        let m = self.migration.as_ref();
+        match state {
+            MigrationState::Old => vec![pick(&self.primary)],
+            MigrationState::New => m.map(pick).into_iter().collect(),
+            MigrationState::Both => m
+                .map(pick)
+                .into_iter()
+                .chain([pick(&self.primary)])
+                .collect(),
+        }
+    }
+}

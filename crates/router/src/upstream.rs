@@ -1,0 +1,122 @@
+//! Talking to one replica: building the request, sending it with a deadline, and turning its
+//! answer into ours.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderName, Method, Request, Response, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::replica::Replica;
+use crate::router::HttpClient;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
+const HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+/// Copies end-to-end headers: drops hop-by-hop ones, those the `Connection` header names,
+/// `Host` (the replica's is set) and `Transfer-Encoding` (hyper frames the body itself).
+pub(crate) fn end_to_end(from: &HeaderMap) -> HeaderMap {
+    let mut out = from.clone();
+    let named: Vec<HeaderName> = from
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for h in HOP.iter().chain(&named) {
+        out.remove(h);
+    }
+    out.remove(header::HOST);
+    out.remove(header::TRANSFER_ENCODING);
+    out
+}
+
+/// A request for `path_and_query` on `replica`.
+pub(crate) fn request(
+    replica: &Replica,
+    method: Method,
+    path_and_query: &str,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Request<Body>, String> {
+    let uri = replica
+        .uri(path_and_query)
+        .map_err(|e| format!("{}: bad upstream URI: {e}", replica.base()))?;
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    Ok(req)
+}
+
+/// Why a replica gave no usable answer.
+#[derive(Debug)]
+pub(crate) struct SendError {
+    pub(crate) message: String,
+}
+
+/// Sends `req` to `replica`, waiting at most `timeout` for its response headers. A connect
+/// error marks the replica unhealthy until a health check passes.
+pub(crate) async fn send(
+    client: HttpClient,
+    replica: Arc<Replica>,
+    req: Request<Body>,
+    timeout: Duration,
+) -> Result<Response<Incoming>, SendError> {
+    let start = Instant::now();
+    match tokio::time::timeout(timeout, client.request(req)).await {
+        Ok(Ok(resp)) => {
+            replica.record(start.elapsed(), !resp.status().is_server_error());
+            Ok(resp)
+        }
+        Ok(Err(e)) => {
+            replica.record(start.elapsed(), false);
+            if e.is_connect() && replica.set_healthy(false) {
+                tracing::warn!(
+                    replica = replica.base(),
+                    "replica unreachable; marked unhealthy"
+                );
+            }
+            Err(SendError {
+                message: format!("{}: {}", replica.base(), chain(&e)),
+            })
+        }
+        Err(_) => {
+            replica.record(start.elapsed(), false);
+            Err(SendError {
+                message: format!("{}: no answer within {timeout:?}", replica.base()),
+            })
+        }
+    }
+}
+
+/// An error and its sources on one line.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// A replica's response as ours: status, end-to-end headers, and the body streamed through.
+pub(crate) fn relay(resp: Response<Incoming>) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    parts.headers = end_to_end(&parts.headers);
+    Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
+}

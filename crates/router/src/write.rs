@@ -1,0 +1,298 @@
+//! PUT and DELETE: every replica of the shard (of both rings during a migration), in
+//! parallel; success when each ring's shard reached its write quorum; misses journalled.
+//!
+//! A PUT body is read once from the client and fanned out through a bounded channel per
+//! replica, so memory stays at a few chunks per replica whatever the size. A replica that
+//! cannot take a chunk within the response timeout is cut off (its request aborted, so it
+//! never stores a truncated file) and counted as failed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::body::{Body, BoxError, ChannelBody, empty};
+use crate::journal::Entry;
+use crate::metrics;
+use crate::replica::Replica;
+use crate::router::{Inner, text};
+use crate::topology::Target;
+use crate::upstream::{end_to_end, request, send};
+
+/// One replica still taking the body: its index, its channel, and how to cut it off.
+type Feed = (
+    usize,
+    mpsc::Sender<Result<Bytes, BoxError>>,
+    tokio::task::AbortHandle,
+);
+
+/// How one replica's write ended.
+#[derive(Debug)]
+enum Outcome {
+    Stored(StatusCode),
+    /// A 4xx: the request itself is wrong; not a replica fault.
+    Refused(StatusCode),
+    Failed(String),
+}
+
+pub(crate) async fn write<B>(
+    inner: &Arc<Inner>,
+    req: Request<B>,
+    path: &str,
+    pq: &str,
+    targets: &[Target],
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let method = req.method().clone();
+    // Every distinct replica once, with the rings it serves.
+    let mut replicas: Vec<Arc<Replica>> = Vec::new();
+    for t in targets {
+        for r in &t.replicas {
+            if !replicas.iter().any(|x| Arc::ptr_eq(x, r)) {
+                replicas.push(r.clone());
+            }
+        }
+    }
+    let live: Vec<usize> = (0..replicas.len())
+        .filter(|&i| replicas[i].usable())
+        .collect();
+    // Refuse before reading the body when some shard cannot reach its quorum anyway.
+    for t in targets {
+        let need = inner.settings.write_quorum.of(t.replicas.len());
+        let up = t.replicas.iter().filter(|r| r.usable()).count();
+        if up < need {
+            metrics::quorum_failure();
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "write refused, nothing stored: {} ({} ring) has {up} live replica(s) of {}, the write quorum is {need}\n",
+                    t.shard,
+                    t.ring,
+                    t.replicas.len()
+                ),
+            );
+        }
+    }
+    let mut outcomes: HashMap<usize, Outcome> = replicas
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.usable())
+        .map(|(i, r)| {
+            let why = if r.in_roster() {
+                "unhealthy"
+            } else {
+                "not in the roster"
+            };
+            (i, Outcome::Failed(format!("{}: skipped, {why}", r.base())))
+        })
+        .collect();
+    let (parts, body) = req.into_parts();
+    let headers = end_to_end(&parts.headers);
+    let len = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let timeout = inner.settings.write_timeout;
+    let mut set = JoinSet::new();
+    let mut senders = Vec::new();
+    for &i in &live {
+        let r = replicas[i].clone();
+        let (tx, body) = if method == Method::PUT {
+            let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(8);
+            (Some(tx), ChannelBody::new(rx, len).boxed_unsync())
+        } else {
+            (None, empty())
+        };
+        match request(&r, method.clone(), pq, headers.clone(), body) {
+            Ok(req) => {
+                let client = inner.client.clone();
+                let abort = set.spawn(async move { (i, send(client, r, req, timeout).await) });
+                if let Some(tx) = tx {
+                    senders.push((i, tx, abort));
+                }
+            }
+            Err(e) => {
+                outcomes.insert(i, Outcome::Failed(e));
+            }
+        }
+    }
+    if method == Method::PUT
+        && let Err(e) = pump(inner, body, &mut senders, &mut outcomes, &replicas).await
+    {
+        set.abort_all();
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("reading the request body: {e}\n"),
+        );
+    }
+    drop(senders);
+    while let Some(joined) = set.join_next().await {
+        let Ok((i, res)) = joined else { continue };
+        let o = match res {
+            Ok(resp) if resp.status().is_success() => Outcome::Stored(resp.status()),
+            Ok(resp) if method == Method::DELETE && resp.status() == StatusCode::NOT_FOUND => {
+                Outcome::Stored(StatusCode::NO_CONTENT)
+            }
+            Ok(resp) if resp.status().is_client_error() => Outcome::Refused(resp.status()),
+            Ok(resp) => {
+                Outcome::Failed(format!("{}: status {}", replicas[i].base(), resp.status()))
+            }
+            Err(e) => Outcome::Failed(e.message),
+        };
+        outcomes.entry(i).or_insert(o);
+    }
+    finish(inner, &method, path, targets, &replicas, outcomes).await
+}
+
+/// Copies the client's body to every replica still taking it.
+async fn pump<B>(
+    inner: &Inner,
+    mut body: B,
+    senders: &mut Vec<Feed>,
+    outcomes: &mut HashMap<usize, Outcome>,
+    replicas: &[Arc<Replica>],
+) -> Result<(), BoxError>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let stall = inner.settings.response_timeout;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(Into::into)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let mut k = 0;
+        while k < senders.len() {
+            let (i, tx, abort) = &senders[k];
+            let ok = matches!(
+                tokio::time::timeout(stall, tx.send(Ok(data.clone()))).await,
+                Ok(Ok(()))
+            );
+            if ok {
+                k += 1;
+            } else {
+                abort.abort();
+                outcomes.insert(
+                    *i,
+                    Outcome::Failed(format!("{}: stopped taking the body", replicas[*i].base())),
+                );
+                senders.swap_remove(k);
+            }
+        }
+        if senders.is_empty() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn finish(
+    inner: &Inner,
+    method: &Method,
+    path: &str,
+    targets: &[Target],
+    replicas: &[Arc<Replica>],
+    outcomes: HashMap<usize, Outcome>,
+) -> Response<Body> {
+    let idx = |r: &Arc<Replica>| replicas.iter().position(|x| Arc::ptr_eq(x, r));
+    let mut short = Vec::new();
+    for t in targets {
+        let need = inner.settings.write_quorum.of(t.replicas.len());
+        let stored = t
+            .replicas
+            .iter()
+            .filter(|r| {
+                matches!(
+                    idx(r).and_then(|i| outcomes.get(&i)),
+                    Some(Outcome::Stored(_))
+                )
+            })
+            .count();
+        if stored < need {
+            short.push(format!(
+                "{} ({} ring): {stored} of {} replicas, quorum {need}",
+                t.shard,
+                t.ring,
+                t.replicas.len()
+            ));
+        }
+    }
+    let failed: Vec<(usize, &String)> = outcomes
+        .iter()
+        .filter_map(|(&i, o)| match o {
+            Outcome::Failed(m) => Some((i, m)),
+            _ => None,
+        })
+        .collect();
+    let refused = outcomes.values().find_map(|o| match o {
+        Outcome::Refused(s) => Some(*s),
+        _ => None,
+    });
+    // Record every replica that missed the write, whatever the answer, before answering.
+    let entries: Vec<Entry> = failed
+        .iter()
+        .map(|(i, _)| Entry::now(method.as_str(), replicas[*i].base(), path))
+        .collect();
+    let mut journal_err = None;
+    if !entries.is_empty() {
+        for (_, m) in &failed {
+            tracing::warn!(path, op = %method, "replica missed a write: {m}");
+        }
+        metrics::journaled(entries.len());
+        if let Some(j) = &inner.journal
+            && let Err(e) = j.record(entries).await
+        {
+            journal_err = Some(e);
+        }
+    }
+    let total: usize = outcomes
+        .values()
+        .filter(|o| matches!(o, Outcome::Stored(_)))
+        .count();
+    if !short.is_empty() {
+        if failed.is_empty()
+            && let Some(s) = refused
+        {
+            return text(s, format!("every replica refused the {method}: {s}\n"));
+        }
+        metrics::quorum_failure();
+        let why: Vec<&str> = failed.iter().map(|(_, m)| m.as_str()).collect();
+        return text(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "write quorum not reached, the {method} is not stored: {}; failures: {}\n",
+                short.join("; "),
+                why.join("; ")
+            ),
+        );
+    }
+    if let Some(e) = journal_err {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "stored on a quorum, but the repair journal could not record the replicas that missed it: {e}\n"
+            ),
+        );
+    }
+    let status = outcomes
+        .values()
+        .find_map(|o| match o {
+            Outcome::Stored(s) => Some(*s),
+            _ => None,
+        })
+        .unwrap_or(StatusCode::NO_CONTENT);
+    let mut r = text(status, "");
+    if let Ok(v) = HeaderValue::from_str(&format!("{total}/{}", replicas.len())) {
+        r.headers_mut().insert("x-shoal-stored", v);
+    }
+    r
+}

@@ -1,0 +1,249 @@
+//! 2 shards × 3 nginx replicas behind the router: placement on disk, exact bytes, ranges,
+//! conditional requests, and each read mode past a dead replica.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use shoal_router::{ReadMode, Settings};
+use support::*;
+
+fn cluster() -> (Vec<Node>, String) {
+    let nodes: Vec<Node> = (0..6).map(|_| Node::start()).collect();
+    let shards = vec![
+        nodes[..3].iter().map(Node::url).collect(),
+        nodes[3..].iter().map(Node::url).collect(),
+    ];
+    (nodes, photosrv_config("jump", &shards, None))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_land_on_every_replica_of_their_shard_only_and_read_back_exactly() {
+    if !nginx_or_skip("cluster") {
+        return;
+    }
+    let (nodes, text) = cluster();
+    let cfg = config(&text);
+    let front = Front::start(&cfg, settings()).await;
+    let sizes = [0usize, 1, 4096, 65_537, 3 << 20];
+    let mut files = Vec::new();
+    for i in 0..12u64 {
+        let path = format!("/images/{i}/photo-{i}.jpg");
+        let body = content(i, sizes[i as usize % sizes.len()]);
+        let r = put(&front.url(&path), body.clone()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{path}: {:?}", r.body);
+        assert_eq!(r.headers["x-shoal-stored"], "3/3");
+        files.push((path, body));
+    }
+    for (path, body) in &files {
+        let shard = &front.router.explain(path).unwrap().targets[0].shard;
+        let owners = if shard == "shard1" { 0..3 } else { 3..6 };
+        for (n, node) in nodes.iter().enumerate() {
+            assert_eq!(
+                node.has(path),
+                owners.contains(&n),
+                "{path} on node {n} ({shard})"
+            );
+            if owners.contains(&n) {
+                assert_eq!(node.read(path).unwrap(), *body, "{path} bytes on node {n}");
+            }
+        }
+        let r = get(&front.url(path)).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(&r.body[..], &body[..], "{path}");
+    }
+    // Ranges, HEAD and conditionals pass through.
+    let (path, body) = &files[4];
+    let r = call(
+        Method::GET,
+        &front.url(path),
+        &[("range", "bytes=100-1099")],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&r.body[..], &body[100..1100]);
+    assert_eq!(
+        r.headers["content-range"],
+        format!("bytes 100-1099/{}", body.len())
+    );
+    let r = call(
+        Method::GET,
+        &front.url(path),
+        &[("range", "bytes=-10")],
+        vec![],
+    )
+    .await;
+    assert_eq!(&r.body[..], &body[body.len() - 10..]);
+    let r = call(Method::HEAD, &front.url(path), &[], vec![]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-length"], body.len().to_string());
+    assert!(r.body.is_empty());
+    let etag = r.headers["etag"].to_str().unwrap().to_string();
+    let r = call(
+        Method::GET,
+        &front.url(path),
+        &[("if-none-match", &etag)],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    // Normalisation: the same file through an un-normalised path; a query is passed along.
+    let r = get(&front.url("/images//4/photo-4%2Ejpg?w=100")).await;
+    assert_eq!(&r.body[..], &body[..]);
+    // Missing files are 404 after every replica was asked; DELETE removes from all.
+    assert_eq!(
+        get(&front.url("/images/nope.jpg")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = call(Method::DELETE, &front.url(path), &[], vec![]).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(nodes.iter().all(|n| !n.has(path)));
+    assert_eq!(get(&front.url(path)).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_mode_retries_past_a_dead_replica() {
+    if !nginx_or_skip("read modes") {
+        return;
+    }
+    let (mut nodes, text) = cluster();
+    let cfg = config(&text);
+    let paths: Vec<String> = (0..10).map(|i| format!("/r/{i}.bin")).collect();
+    {
+        let front = Front::start(&cfg, settings()).await;
+        for (i, p) in paths.iter().enumerate() {
+            assert_eq!(
+                put(&front.url(p), content(i as u64, 5000)).await.status,
+                StatusCode::CREATED
+            );
+        }
+    }
+    nodes[0].stop();
+    nodes[4].stop();
+    for mode in [
+        ReadMode::Random,
+        ReadMode::MultiHead {
+            timeout: Duration::from_millis(200),
+        },
+        ReadMode::Hedged {
+            delay: Duration::from_millis(20),
+        },
+    ] {
+        let front = Front::start(
+            &cfg,
+            Settings {
+                read_mode: mode,
+                ..settings()
+            },
+        )
+        .await;
+        for _round in 0..3 {
+            for (i, p) in paths.iter().enumerate() {
+                let r = get(&front.url(p)).await;
+                assert_eq!(r.status, StatusCode::OK, "{mode:?} {p}: {:?}", r.body);
+                assert_eq!(&r.body[..], &content(i as u64, 5000)[..]);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_replica_is_answered_around_by_hedging_and_multi_head() {
+    if !nginx_or_skip("hanging replica") {
+        return;
+    }
+    let hang = Hang::start();
+    let nodes: Vec<Node> = (0..2).map(|_| Node::start()).collect();
+    let shard = vec![hang.url(), nodes[0].url(), nodes[1].url()];
+    let cfg = config(&photosrv_config("jump", &[shard], None));
+    for n in &nodes {
+        std::fs::write(n.root().join("f.txt"), b"hello").unwrap();
+    }
+    for (mode, bound) in [
+        (
+            ReadMode::Hedged {
+                delay: Duration::from_millis(50),
+            },
+            Duration::from_millis(1500),
+        ),
+        (
+            ReadMode::MultiHead {
+                timeout: Duration::from_millis(100),
+            },
+            Duration::from_millis(1500),
+        ),
+    ] {
+        let front = Front::start(
+            &cfg,
+            Settings {
+                read_mode: mode,
+                ..settings()
+            },
+        )
+        .await;
+        for _ in 0..15 {
+            let t = std::time::Instant::now();
+            let r = get(&front.url("/f.txt")).await;
+            assert_eq!(
+                (r.status, &r.body[..]),
+                (StatusCode::OK, &b"hello"[..]),
+                "{mode:?}"
+            );
+            assert!(t.elapsed() < bound, "{mode:?} took {:?}", t.elapsed());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_405_and_400() {
+    if !nginx_or_skip("bad input") {
+        return;
+    }
+    let node = Node::start();
+    let cfg = config(&photosrv_config("chash", &[vec![node.url()]], None));
+    let front = Front::start(&cfg, settings()).await;
+    for m in ["POST", "PATCH", "OPTIONS", "PROPFIND", "MKCOL"] {
+        let r = call(
+            Method::from_bytes(m.as_bytes()).unwrap(),
+            &front.url("/a.jpg"),
+            &[],
+            vec![],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{m}");
+        assert_eq!(r.headers["allow"], "GET, HEAD, PUT, DELETE");
+    }
+    for p in [
+        "/a/../etc/passwd",
+        "/a/%2e%2e/b",
+        "/%252e%252e/x",
+        "/.htaccess",
+        "/a/./b",
+        "/a%zz",
+    ] {
+        let r = get(&front.url(p)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{p}");
+        let r = put(&front.url(p), "x").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{p}");
+    }
+    assert!(
+        std::fs::read_dir(node.root()).unwrap().next().is_none(),
+        "nothing was written"
+    );
+    assert_eq!(get(&front.url("/")).await.status, StatusCode::NOT_FOUND);
+    let ro = Front::start(
+        &cfg,
+        Settings {
+            read_only: true,
+            ..settings()
+        },
+    )
+    .await;
+    let r = put(&ro.url("/a.jpg"), "x").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers["allow"], "GET, HEAD");
+}

@@ -1,0 +1,239 @@
+//! Writes under faults: quorum with one replica down (journalled), refusal with two down,
+//! the roster (garbage lines, symlink swaps and in-place edits), and the migration switch.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use shoal_router::{MigrationState, Settings, journal};
+use support::*;
+
+fn one_shard(nodes: &[Node]) -> String {
+    photosrv_config("jump", &[nodes.iter().map(Node::url).collect()], None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_down_writes_reach_quorum_and_the_miss_is_journalled() {
+    if !nginx_or_skip("one down") {
+        return;
+    }
+    let mut nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let jpath = dir.path().join("journal");
+    let cfg = config(&one_shard(&nodes));
+    let front = Front::start(
+        &cfg,
+        Settings {
+            journal: Some(jpath.clone()),
+            ..settings()
+        },
+    )
+    .await;
+    nodes[1].stop();
+    let body = content(7, 200_000);
+    let r = put(&front.url("/a/one-down.jpg"), body.clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.headers["x-shoal-stored"], "2/3");
+    assert!(nodes[0].has("/a/one-down.jpg") && nodes[2].has("/a/one-down.jpg"));
+    let (entries, bad) = journal::read(&jpath).unwrap();
+    assert_eq!(bad, 0);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].replica, nodes[1].url());
+    assert_eq!(
+        (entries[0].op.as_str(), entries[0].path.as_str()),
+        ("PUT", "/a/one-down.jpg")
+    );
+    // Reads still succeed, and the next write skips the node marked unhealthy.
+    assert_eq!(
+        &get(&front.url("/a/one-down.jpg")).await.body[..],
+        &body[..]
+    );
+    let r = call(
+        http::Method::DELETE,
+        &front.url("/a/one-down.jpg"),
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let (entries, _) = journal::read(&jpath).unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1].op, "DELETE");
+    assert_eq!(front.router.status().repair_backlog, 2);
+    // Back up: a health check restores it.
+    nodes[1].restart();
+    front.router.check_health_once().await;
+    assert!(
+        front.router.status().rings[0].shards[0]
+            .replicas
+            .iter()
+            .all(|r| r.healthy)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_three_down_writes_fail_with_a_clear_5xx() {
+    if !nginx_or_skip("two down") {
+        return;
+    }
+    let mut nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
+    let cfg = config(&one_shard(&nodes));
+    let front = Front::start(&cfg, settings()).await;
+    nodes[0].stop();
+    nodes[2].stop();
+    // Not yet known to be down: sent, failed, refused with 502.
+    let r = put(&front.url("/b/two-down.jpg"), "data").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    let msg = String::from_utf8_lossy(&r.body).to_string();
+    assert!(
+        msg.contains("quorum not reached") && msg.contains("1 of 3"),
+        "{msg}"
+    );
+    // Known to be down: refused before the body is read, 503.
+    front.router.check_health_once().await;
+    let r = put(&front.url("/b/two-down.jpg"), "data").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    let msg = String::from_utf8_lossy(&r.body).to_string();
+    assert!(
+        msg.contains("nothing stored") && msg.contains("quorum is 2"),
+        "{msg}"
+    );
+    // Reads of what the survivor has still work.
+    std::fs::write(nodes[1].root().join("old.jpg"), b"old").unwrap();
+    assert_eq!(&get(&front.url("/old.jpg")).await.body[..], b"old");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_filters_counts_garbage_and_reloads_on_swap_or_edit() {
+    if !nginx_or_skip("roster") {
+        return;
+    }
+    let nodes: Vec<Node> = (0..2).map(|_| Node::start()).collect();
+    for n in &nodes {
+        std::fs::write(n.root().join("f.txt"), format!("{}", n.port)).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, link) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("roster"),
+    );
+    let authority = |n: &Node| format!("127.0.0.1:{}", n.port);
+    std::fs::write(
+        &a,
+        format!(
+            "# live\nnode0 {}\ngarbage\nalso-garbage\n\n",
+            authority(&nodes[0])
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&a, &link).unwrap();
+    let cfg = config(&one_shard(&nodes));
+    let s = Settings {
+        roster: Some(link.clone()),
+        roster_check: Duration::from_millis(50),
+        ..settings()
+    };
+    let front = Front::start(&cfg, s).await;
+    let tasks = front.router.spawn_background();
+    let st = front.router.status();
+    assert_eq!((st.roster_hosts, st.roster_ignored_lines), (1, 2));
+    for _ in 0..5 {
+        assert_eq!(
+            get(&front.url("/f.txt")).await.body,
+            nodes[0].port.to_string()
+        );
+    }
+    let wait_for = |want: u16| {
+        let url = front.url("/f.txt");
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if get(&url).await.body == want.to_string() {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "roster reload never routed to {want}"
+                );
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    };
+    // Swap the symlink (photosrv's way).
+    std::fs::write(&b, format!("node1 {}\n", authority(&nodes[1]))).unwrap();
+    let tmp = dir.path().join("roster.tmp");
+    std::os::unix::fs::symlink(&b, &tmp).unwrap();
+    std::fs::rename(&tmp, &link).unwrap();
+    wait_for(nodes[1].port).await;
+    assert_eq!(front.router.status().roster_ignored_lines, 0);
+    // Edit the target in place (photosrv never noticed this).
+    std::fs::write(&b, format!("node0 {}\n", authority(&nodes[0]))).unwrap();
+    wait_for(nodes[0].port).await;
+    // A roster with none of this shard's nodes: reads are refused clearly.
+    std::fs::write(&b, "x 10.9.9.9:1\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&front.url("/f.txt")).await.status != StatusCode::SERVICE_UNAVAILABLE {
+        assert!(
+            Instant::now() < deadline,
+            "roster without the shard's nodes never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    for t in tasks {
+        t.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_switch_needs_a_key_and_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("migrationState");
+    let shards = vec![vec!["http://127.0.0.1:1".to_string()]];
+    let two = vec![shards[0].clone(), vec!["http://127.0.0.1:2".to_string()]];
+    let cfg = config(&photosrv_config("jump", &shards, Some(&two)));
+    let base = Settings {
+        migration_state: Some(state.clone()),
+        ..settings()
+    };
+    // No key configured: even the empty key is refused (photosrv let it through).
+    let r = shoal_router::Router::new(&cfg, base.clone()).unwrap();
+    let e = r
+        .switch_migration(MigrationState::Both, "")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no migration key"), "{e}");
+    let keyed = Settings {
+        migration_key: Some("k3y".into()),
+        ..base
+    };
+    let r = shoal_router::Router::new(&cfg, keyed.clone()).unwrap();
+    assert!(
+        r.switch_migration(MigrationState::Both, "")
+            .unwrap_err()
+            .to_string()
+            .contains("invalid key")
+    );
+    assert!(r.switch_migration(MigrationState::Both, "k3").is_err());
+    let msg = r.switch_migration(MigrationState::Both, "k3y").unwrap();
+    assert_eq!(
+        msg,
+        "currentMigrationState = msBothConfigs (was msOldConfig)"
+    );
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), "msBothConfigs");
+    let again = shoal_router::Router::new(&cfg, keyed.clone()).unwrap();
+    assert_eq!(again.migration_state(), MigrationState::Both);
+    // No migration ring: both/new refused; and a persisted `both` without one fails at start.
+    let plain = config(&photosrv_config("jump", &shards, None));
+    assert!(shoal_router::Router::new(&plain, keyed.clone()).is_err());
+    std::fs::write(&state, "msOldConfig").unwrap();
+    let r = shoal_router::Router::new(&plain, keyed).unwrap();
+    let e = r
+        .switch_migration(MigrationState::New, "k3y")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing migration ring"), "{e}");
+}

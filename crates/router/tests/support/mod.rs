@@ -1,0 +1,335 @@
+//! Shared test harness: nginx WebDAV storage nodes on loopback, a hanging node, a router on a
+//! real socket, and a small HTTP client. Every process is killed through its own child handle
+//! when its guard drops; every wait polls with a deadline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use shoal_router::{RouteConfig, Router, Settings, server};
+
+const NGINX: &str = "/usr/sbin/nginx";
+const DAV_EXT: &str = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so";
+
+/// Whether nginx with the dav-ext module is installed. Without it: under `CI=true` the test
+/// fails, naming the script that installs it; elsewhere it is skipped, loudly.
+pub fn nginx_or_skip(test: &str) -> bool {
+    if Path::new(NGINX).exists() && Path::new(DAV_EXT).exists() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: nginx or libnginx-mod-http-dav-ext is missing; run scripts/install-deps");
+    }
+    eprintln!(
+        "SKIPPED {test}: nginx with the dav-ext module is not installed (scripts/install-deps)"
+    );
+    false
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls until `addr` accepts a connection, or panics at the deadline.
+pub fn wait_for_port(addr: SocketAddr, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start listening on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One nginx WebDAV node with its own prefix, config, pid file, logs and data root.
+pub struct Node {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    pub fn start() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = Node {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        for sub in ["data", "tmp", "logs"] {
+            std::fs::create_dir_all(n.dir.path().join(sub)).unwrap();
+        }
+        n.launch();
+        n
+    }
+
+    fn launch(&mut self) {
+        let d = self.dir.path().display();
+        let conf = format!(
+            "load_module {DAV_EXT};\n\
+             daemon off;\nmaster_process off;\nworker_processes 1;\n\
+             error_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\n\
+             events {{ worker_connections 512; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {d}/tmp/body;\n\
+             proxy_temp_path {d}/tmp/proxy;\n fastcgi_temp_path {d}/tmp/fcgi;\n\
+             uwsgi_temp_path {d}/tmp/uwsgi;\n scgi_temp_path {d}/tmp/scgi;\n\
+             client_max_body_size 0;\n\
+             server {{\n  listen 127.0.0.1:{port};\n  root {d}/data;\n\
+               location / {{\n   dav_methods PUT DELETE MKCOL;\n   dav_ext_methods PROPFIND OPTIONS;\n\
+                create_full_put_path on;\n   dav_access user:rw group:r all:r;\n  }}\n }}\n}}\n",
+            port = self.port
+        );
+        let conf_path = self.dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new(NGINX)
+            .arg("-p")
+            .arg(self.dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn nginx");
+        self.child = Some(child);
+        wait_for_port(self.addr(), "nginx");
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Whether the node stores `path` (read from its disk, not through HTTP).
+    pub fn has(&self, path: &str) -> bool {
+        self.root().join(path.trim_start_matches('/')).is_file()
+    }
+
+    pub fn read(&self, path: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.root().join(path.trim_start_matches('/'))).ok()
+    }
+
+    /// Kills the node (through its child handle) and waits until its port is closed.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(self.dir.path().join("nginx.pid"));
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A node that accepts connections and never answers.
+pub struct Hang {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Hang {
+    pub fn start() -> Hang {
+        let l = StdListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in l.incoming() {
+                if s.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Ok(c) = conn {
+                    held.push(c);
+                }
+            }
+        });
+        Hang {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Hang {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A photosrv config for data centre `test` with one shard per replica list.
+pub fn photosrv_config(
+    chooser: &str,
+    shards: &[Vec<String>],
+    migration: Option<&[Vec<String>]>,
+) -> String {
+    let block = |shards: &[Vec<String>]| {
+        let mut s = String::from("  <test>\n   <shards>\n");
+        for (i, reps) in shards.iter().enumerate() {
+            s.push_str(&format!("    shard{} {}\n", i + 1, reps.join(" ")));
+        }
+        s.push_str("   </shards>\n  </test>\n");
+        s
+    };
+    let mut s = format!("<photosrv>\n chooser {chooser}\n{}", block(shards));
+    if let Some(m) = migration {
+        s.push_str(&format!(
+            " <migration>\n  chooser {chooser}\n{}</migration>\n",
+            block(m)
+        ));
+    }
+    s.push_str("</photosrv>\n");
+    s
+}
+
+pub fn config(text: &str) -> RouteConfig {
+    let root = shoal_router::simpleconf::parse(text, Path::new("test.cfg")).unwrap();
+    RouteConfig::from_photosrv(&root, "test").unwrap()
+}
+
+/// Settings for tests: no background health checks (tests call them when they mean to).
+pub fn settings() -> Settings {
+    Settings {
+        health_interval: None,
+        connect_timeout: Duration::from_millis(500),
+        response_timeout: Duration::from_secs(10),
+        ..Settings::default()
+    }
+}
+
+/// A router served on a loopback port; stops when dropped.
+pub struct Front {
+    pub router: Router,
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Front {
+    pub async fn start(cfg: &RouteConfig, settings: Settings) -> Front {
+        let router = Router::new(cfg, settings).unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let r = router.clone();
+        tokio::spawn(async move {
+            server::serve(l, r, server::ServerLimits::default(), async move {
+                let _ = rx.await;
+            })
+            .await
+        });
+        Front {
+            router,
+            addr,
+            stop: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// One request with a 20s deadline.
+pub async fn call(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(body.into())).unwrap();
+    let fut = async {
+        let resp = client.request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.collect().await.unwrap().to_bytes(),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), fut)
+        .await
+        .unwrap_or_else(|_| panic!("{url}: no answer within 20s"))
+}
+
+pub async fn get(url: &str) -> Reply {
+    call(Method::GET, url, &[], Bytes::new()).await
+}
+
+pub async fn put(url: &str, body: impl Into<Bytes>) -> Reply {
+    call(Method::PUT, url, &[], body).await
+}
+
+/// Deterministic bytes for a file: `len` bytes seeded by `seed`.
+pub fn content(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
