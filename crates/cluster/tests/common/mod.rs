@@ -1,6 +1,8 @@
 //! Shared harness: in-process nodes on loopback, a deterministic counting loader, certs.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod process;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
