@@ -100,6 +100,16 @@ impl ClusterBuilder {
         self
     }
 
+    /// Check the settings, then make the cluster with `membership`'s current members and
+    /// follow its changes (see [`Cluster::follow`]). Must be called within a tokio runtime.
+    pub fn build_following(self, membership: &dyn Membership) -> Result<Cluster, ClusterError> {
+        let mut rx = membership.subscribe();
+        let first: Arc<MemberSet> = rx.borrow_and_update().clone();
+        let cluster = self.build(&as_strs(&first))?;
+        cluster.follow_changes(rx);
+        Ok(cluster)
+    }
+
     /// Check the settings, then make the cluster with `members` (see
     /// [`Cluster::set_members`]).
     pub fn build(self, members: &[&str]) -> Result<Cluster, ClusterError> {
@@ -342,6 +352,11 @@ impl Cluster {
         let mut rx = membership.subscribe();
         let first: Arc<MemberSet> = rx.borrow_and_update().clone();
         self.set_members(&as_strs(&first))?;
+        self.follow_changes(rx);
+        Ok(())
+    }
+
+    fn follow_changes(&self, mut rx: tokio::sync::watch::Receiver<Arc<MemberSet>>) {
         let weak = Arc::downgrade(&self.inner);
         let task = tokio::spawn(async move {
             while rx.changed().await.is_ok() {
@@ -356,7 +371,6 @@ impl Cluster {
         if let Some(old) = self.inner.follower.lock().replace(task) {
             old.abort();
         }
-        Ok(())
     }
 
     /// The member that owns `key` (its URL as given); `None` only for an empty ring.
