@@ -10,9 +10,9 @@
 //! slow, the asking node loads the key itself.
 //!
 //! - Membership: [`StaticMembership`] (`--self`, `--peers`), or any [`Membership`] source.
-//! - Transports ([`Protocol`]): the native protocol (galaxycache's HTTP protocol over
-//!   HTTP/2), golang/groupcache's HTTP protocol (to mix with Go nodes), galaxycache's gRPC
-//!   protocol. One [`PeerServer`] answers all three on one port.
+//! - Transports ([`Protocol`]): the native protocol (galaxycache's HTTP protocol),
+//!   golang/groupcache's HTTP protocol (to mix with Go nodes), galaxycache's gRPC protocol.
+//!   One [`PeerServer`] answers all three on one port.
 //! - Security: a shared [`Secret`], TLS and mTLS ([`TlsConfig`]).
 //! - Warm handoff ([`Handoff`]): after a membership change, a new owner peeks at the
 //!   previous owner before loading.

@@ -111,20 +111,20 @@ impl TlsConfig {
         let server_verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
             .build()
             .map_err(|e| ClusterError::tls("server verifier", e))?;
-        let client = |alpn: &[u8]| -> Result<Arc<ClientConfig>, ClusterError> {
+        let client = |alpn: &[&[u8]]| -> Result<Arc<ClientConfig>, ClusterError> {
             let mut c = ClientConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
                 .map_err(|e| ClusterError::tls("client config", e))?
                 .with_webpki_verifier(server_verifier.clone())
                 .with_client_auth_cert(chain.clone(), key()?)
                 .map_err(|e| ClusterError::tls("client config", e))?;
-            c.alpn_protocols = vec![alpn.to_vec()];
+            c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
             Ok(Arc::new(c))
         };
         Ok(Tls {
             server: Arc::new(server),
-            client_h2: client(b"h2")?,
-            client_h1: client(b"http/1.1")?,
+            client_h2: client(&[b"h2"])?,
+            client_http: client(&[b"h2", b"http/1.1"])?,
         })
     }
 }
@@ -133,8 +133,10 @@ impl TlsConfig {
 #[derive(Clone)]
 pub(crate) struct Tls {
     pub(crate) server: Arc<ServerConfig>,
+    /// For gRPC: HTTP/2 only.
     pub(crate) client_h2: Arc<ClientConfig>,
-    pub(crate) client_h1: Arc<ClientConfig>,
+    /// For the HTTP protocols: HTTP/2 or HTTP/1.1, as the server prefers.
+    pub(crate) client_http: Arc<ClientConfig>,
 }
 
 impl fmt::Debug for Tls {

@@ -50,23 +50,19 @@ impl Transport {
     ) -> Self {
         let connect_timeout = timeout.min(Duration::from_secs(5));
         let h2 = Connector::new(tls.map(|t| t.client_h2.clone()), connect_timeout);
+        // HTTP/1.1 with a pool of kept-alive connections: what Go's net/http servers (golang
+        // groupcache, galaxycache's HTTP protocol) speak without TLS, and measured faster
+        // than one multiplexed HTTP/2 connection for small values on loopback
+        // (benches/peer_fetch.rs). Over TLS, ALPN may still pick HTTP/2.
         let http = match protocol {
-            Protocol::Native => Some(
-                Client::builder(TokioExecutor::new())
-                    .http2_only(true)
-                    .timer(TokioTimer::new())
-                    .pool_timer(TokioTimer::new())
-                    .http2_keep_alive_interval(Duration::from_secs(30))
-                    .http2_adaptive_window(true)
-                    .build(h2.clone()),
-            ),
-            Protocol::Groupcache => Some(
+            Protocol::Native | Protocol::Groupcache => Some(
                 Client::builder(TokioExecutor::new())
                     .pool_timer(TokioTimer::new())
                     .pool_idle_timeout(Duration::from_secs(60))
                     .pool_max_idle_per_host(64)
+                    .http2_adaptive_window(true)
                     .build(Connector::new(
-                        tls.map(|t| t.client_h1.clone()),
+                        tls.map(|t| t.client_http.clone()),
                         connect_timeout,
                     )),
             ),
