@@ -54,8 +54,9 @@ pub(crate) struct ServeSettings {
     pub(crate) grace: Duration,
 }
 
-/// A running peer server. Dropping it stops accepting and aborts open connections; call
-/// [`shutdown`](PeerServer::shutdown) to let in-flight requests finish first.
+/// A running peer server. Dropping it stops accepting at once; open connections then
+/// finish their in-flight requests and close in the background. Call
+/// [`shutdown`](PeerServer::shutdown) to wait for that (within the grace period).
 #[derive(Debug)]
 pub struct PeerServer {
     local_addr: SocketAddr,
