@@ -181,3 +181,35 @@ async fn the_shared_secret_is_required() {
         assert_eq!(nodes[1].loader.of(b"other"), 0, "{protocol}");
     }
 }
+
+#[tokio::test]
+async fn a_go_mux_404_is_an_error_not_a_missing_key() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // What a Go node with another base path answers: its mux's 404 page.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let body = "404 page not found\n";
+            let reply = format!(
+                "HTTP/1.1 404 Not Found\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(reply.as_bytes()).await;
+        }
+    });
+    let me = "http://127.0.0.1:1";
+    let c = Cluster::builder(me)
+        .protocol(Protocol::Groupcache)
+        .build(&[me, &url])
+        .unwrap();
+    let e = c
+        .client(&url)
+        .unwrap()
+        .fetch(GROUP, b"k")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PeerError::Status { .. }), "{e:?}");
+}

@@ -3,9 +3,9 @@
 //! `GET /_groupcache/<group>/<key>` answers `200` with a protobuf `GetResponse`
 //! (`optional bytes value = 1; optional double minute_qps = 2`). Go servers answer `404 no
 //! such group: <g>` for an unknown group and `500 <error>` for any getter error; they have
-//! no "not found". We answer a missing key with `404 not found` (as mailgun/groupcache
-//! does) and map a 404 that is not about the group back to `NotFound`; a Go client treats
-//! it like any error and loads locally. The protocol has no expiry and no peek.
+//! no "not found". We answer a missing key with `404` and the body `not found` (as
+//! mailgun/groupcache does) and map exactly that back to `NotFound`; a Go client treats it
+//! like any error and loads locally. The protocol has no expiry and no peek.
 //!
 //! Escaping: see [`escape`](super::escape) for the `+`-for-space quirk of Go clients.
 
@@ -67,6 +67,8 @@ pub(crate) async fn fetch(
             })?;
             Ok(Loaded::new(decoded.value.unwrap_or_default()))
         }
+        // Only our own "not found" means the key is missing: a Go mux's "404 page not
+        // found" (a wrong base path) must stay an error, so the asker loads locally.
         StatusCode::NOT_FOUND => match status_error(resp, call).await {
             PeerError::Status { message, .. } if message.starts_with("no such group") => {
                 Err(PeerError::UnknownGroup {
@@ -74,7 +76,8 @@ pub(crate) async fn fetch(
                     group: group.to_owned(),
                 })
             }
-            _ => Err(PeerError::NotFound),
+            PeerError::Status { message, .. } if message == "not found" => Err(PeerError::NotFound),
+            other => Err(other),
         },
         StatusCode::UNAUTHORIZED => Err(PeerError::Unauthorized {
             peer: call.peer.clone(),
