@@ -38,11 +38,16 @@
 
 pub mod ascii;
 pub mod binary;
+pub mod config;
 mod decoder;
 mod error;
 pub mod meta;
 mod num;
+pub mod pool;
+pub mod proxy;
 mod request;
+pub mod route;
+pub mod stats;
 
 #[cfg(test)]
 mod proptests;

@@ -16,6 +16,7 @@ const MEMCACHED: &str = "/usr/bin/memcached";
 pub struct Memcached {
     child: Child,
     pub port: u16,
+    pub host: String,
 }
 
 impl Drop for Memcached {
@@ -29,6 +30,11 @@ impl Memcached {
     /// Starts memcached, or returns `None` (after saying why, loudly) when it is not
     /// installed. Under `CI=true` a missing memcached fails the test instead.
     pub fn start() -> Option<Memcached> {
+        Self::start_on("127.0.0.1", None)
+    }
+
+    /// Whether memcached is installed; says loudly when it is not (and fails under `CI=true`).
+    pub fn available() -> bool {
         if !Path::new(MEMCACHED).exists() {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("{MEMCACHED} is missing: run scripts/install-deps (it installs memcached)");
@@ -37,13 +43,21 @@ impl Memcached {
                 "\n!!! SKIPPED: {MEMCACHED} is not installed, so the codec was NOT checked \
                  against a real memcached. Run scripts/install-deps. !!!\n"
             );
+            return false;
+        }
+        true
+    }
+
+    /// Starts memcached on `host` and `port` (a free port when `None`).
+    pub fn start_on(host: &str, fixed: Option<u16>) -> Option<Memcached> {
+        if !Self::available() {
             return None;
         }
         let mut last_err = String::new();
         for _ in 0..5 {
-            let port = free_port();
+            let port = fixed.unwrap_or_else(free_port);
             let mut child = Command::new(MEMCACHED)
-                .args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"])
+                .args(["-l", host, "-p", &port.to_string(), "-U", "0"])
                 .args(["-t", "1", "-m", "64", "-u", "root"]) // -u matters only as root
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -60,8 +74,12 @@ impl Memcached {
                     last_err = format!("memcached exited with {status}: {err}");
                     break;
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(Memcached { child, port });
+                if TcpStream::connect((host, port)).is_ok() {
+                    return Some(Memcached {
+                        child,
+                        port,
+                        host: host.to_owned(),
+                    });
                 }
                 sleep(Duration::from_millis(20));
             }
@@ -72,7 +90,7 @@ impl Memcached {
     }
 
     pub fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to memcached");
+        let s = TcpStream::connect((self.host.as_str(), self.port)).expect("connect to memcached");
         s.set_read_timeout(Some(Duration::from_millis(100)))
             .expect("timeout");
         s.set_nodelay(true).expect("nodelay");
@@ -80,8 +98,32 @@ impl Memcached {
     }
 }
 
+impl Memcached {
+    /// `host:port`.
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// Kills the server (its port frees up).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a server that accepts but never answers.
+    pub fn pause(&self, stop: bool) {
+        let sig = if stop { "-STOP" } else { "-CONT" };
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill {sig} failed");
+    }
+}
+
 /// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local addr").port()
 }
@@ -125,3 +167,5 @@ pub fn exchange(s: &mut TcpStream, chunks: &[Vec<u8>], done: impl Fn(&[u8]) -> b
     let _ = s.shutdown(Shutdown::Both);
     heard
 }
+
+pub mod shoal;

@@ -1,0 +1,237 @@
+//! moxi's `-z` and `-Z` strings (seed-systems §5.3, §5.4).
+//!
+//! `-z` static forms: `PORT=host:port,host:port;PORT2=...` (a libmemcached server list) and
+//! `PORT={json}` (a vBucket map); a value starting with `.` or `/` is a file holding the
+//! same text. `-Z` is `key=value,...` (times in ms), also possibly from a file; keys starting
+//! with `#` are comments.
+
+use std::time::Duration;
+
+use crate::pool::PoolOptions;
+use crate::proxy::Servers;
+use crate::route::Distribution;
+
+/// A `-z` or `-Z` string that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MoxiError {
+    /// A section without `=` or with a bad port.
+    #[error("-z section {0:?}: expected PORT=host:port,... or PORT={{json}}")]
+    BadSection(String),
+    /// The file could not be read.
+    #[error("cannot read {path}: {message}")]
+    File {
+        /// The path.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// A behaviour value that is not a number (or not one of the allowed words).
+    #[error("-Z {key}={value}: {expected}")]
+    BadValue {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// A form shoal does not serve yet (REST/HTTP URLs, apikey).
+    #[error("-z {0:?}: REST/HTTP configuration URLs are not supported yet")]
+    Unsupported(String),
+}
+
+/// One `-z` section: a port and its servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZListener {
+    /// The port to listen on.
+    pub port: u16,
+    /// The servers (a list hashed with ketama, or a vBucket map).
+    pub servers: Servers,
+}
+
+fn read_if_file(s: &str) -> Result<String, MoxiError> {
+    let t = s.trim();
+    if t.starts_with('.') || t.starts_with('/') {
+        std::fs::read_to_string(t).map_err(|e| MoxiError::File {
+            path: t.to_owned(),
+            message: e.to_string(),
+        })
+    } else {
+        Ok(t.to_owned())
+    }
+}
+
+/// Parses a `-z` value (or the file it names).
+pub fn parse_z(value: &str) -> Result<Vec<ZListener>, MoxiError> {
+    let text = read_if_file(value)?;
+    if text.starts_with("http://")
+        || text.starts_with("url=")
+        || text.starts_with("apikey=")
+        || text.starts_with("auth=")
+        || text.contains('@')
+    {
+        return Err(MoxiError::Unsupported(text));
+    }
+    let mut out = Vec::new();
+    for section in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let (port, rest) = section
+            .split_once('=')
+            .ok_or_else(|| MoxiError::BadSection(section.to_owned()))?;
+        let port: u16 = port
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| MoxiError::BadSection(section.to_owned()))?;
+        let rest = rest.trim();
+        let servers = if rest.starts_with('{') {
+            Servers::VBucket(rest.to_owned())
+        } else {
+            Servers::List {
+                members: rest
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                distribution: Distribution::Ketama,
+            }
+        };
+        out.push(ZListener { port, servers });
+    }
+    if out.is_empty() {
+        return Err(MoxiError::BadSection(text));
+    }
+    Ok(out)
+}
+
+/// What a `-Z` string set besides the pool options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Behaviors {
+    /// `mcs_opts=distribution:...`.
+    pub distribution: Option<Distribution>,
+    /// `front_cache_lifespan` (ms), `front_cache_max`, `front_cache_spec`,
+    /// `front_cache_unspec`: accepted, not served yet (listed in `ignored`).
+    pub front_cache: Vec<(String, String)>,
+    /// moxi keys without an equivalent in shoal (`cycle`, `downstream_max`, ...): accepted
+    /// and ignored, for a log line.
+    pub ignored: Vec<String>,
+}
+
+fn ms(key: &str, v: &str) -> Result<Duration, MoxiError> {
+    Ok(Duration::from_millis(num(key, v)?))
+}
+
+fn num(key: &str, v: &str) -> Result<u64, MoxiError> {
+    v.parse().map_err(|_| MoxiError::BadValue {
+        key: key.to_owned(),
+        value: v.to_owned(),
+        expected: "expected an unsigned number",
+    })
+}
+
+/// Applies a `-Z` value (or the file it names) to `pool`.
+pub fn parse_behaviors(value: &str, pool: &mut PoolOptions) -> Result<Behaviors, MoxiError> {
+    let text = read_if_file(value)?;
+    let mut b = Behaviors::default();
+    for item in text.split([',', '\n', '\r']).map(str::trim) {
+        if item.is_empty() || item.starts_with('#') {
+            continue;
+        }
+        let (k, v) = item.split_once('=').unwrap_or((item, ""));
+        let (k, v) = (k.trim(), v.trim());
+        match k {
+            "downstream_timeout" | "timeout" | "downstream_conn_timeout" => {
+                pool.timeout = ms(k, v)?;
+            }
+            "connect_timeout" => pool.connect_timeout = ms(k, v)?,
+            "downstream_conn_max" => {
+                // moxi: 0 = unlimited; here the number of pipelined connections per server.
+                pool.conns = usize::try_from(num(k, v)?)
+                    .unwrap_or(usize::MAX)
+                    .clamp(1, 64);
+                if v == "0" {
+                    pool.conns = PoolOptions::default().conns;
+                }
+            }
+            "downstream_retry" | "retry" => pool.retry = num(k, v)?.min(10) as u32,
+            "connect_max_errors" => pool.max_errors = num(k, v)?.min(u64::from(u32::MAX)) as u32,
+            "connect_retry_interval" => pool.retry_interval = ms(k, v)?,
+            "downstream_protocol" | "protocol" => match v {
+                "ascii" | "memcached-ascii" | "membase-ascii" | "binary" | "memcached-binary"
+                | "membase-binary" => {}
+                _ => {
+                    return Err(MoxiError::BadValue {
+                        key: k.to_owned(),
+                        value: v.to_owned(),
+                        expected: "expected ascii or binary",
+                    });
+                }
+            },
+            "mcs_opts" => {
+                b.distribution = match v {
+                    "distribution:ketama" => Some(Distribution::KetamaCompat),
+                    "distribution:ketama-weighted" => Some(Distribution::Ketama),
+                    "distribution:modula" => Some(Distribution::Modula),
+                    _ => None,
+                }
+            }
+            _ if k.starts_with("front_cache") => b.front_cache.push((k.to_owned(), v.to_owned())),
+            _ => b.ignored.push(k.to_owned()),
+        }
+    }
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_lists_and_json() {
+        let z = parse_z("11211=h1:1,h2:2:3 ; 11212={\"numReplicas\":0}").unwrap();
+        assert_eq!(z.len(), 2);
+        assert_eq!(z[0].port, 11211);
+        assert_eq!(
+            z[0].servers,
+            Servers::List {
+                members: vec!["h1:1".into(), "h2:2:3".into()],
+                distribution: Distribution::Ketama
+            }
+        );
+        assert_eq!(z[1].servers, Servers::VBucket("{\"numReplicas\":0}".into()));
+        assert!(matches!(parse_z("h1:1"), Err(MoxiError::BadSection(_))));
+        assert!(matches!(parse_z("0=h"), Err(MoxiError::BadSection(_))));
+        assert!(matches!(
+            parse_z("http://a/pools"),
+            Err(MoxiError::Unsupported(_))
+        ));
+        assert!(matches!(
+            parse_z("./nonexistent.cfg"),
+            Err(MoxiError::File { .. })
+        ));
+    }
+
+    #[test]
+    fn behaviours() {
+        let mut p = PoolOptions::default();
+        let b = parse_behaviors(
+            "downstream_timeout=250,connect_timeout=100,#x=1,downstream_conn_max=2,\
+             downstream_retry=0,connect_max_errors=3,connect_retry_interval=1000,\
+             downstream_protocol=ascii,mcs_opts=distribution:modula,cycle=50,\
+             front_cache_lifespan=100",
+            &mut p,
+        )
+        .unwrap();
+        assert_eq!(p.timeout, Duration::from_millis(250));
+        assert_eq!(p.connect_timeout, Duration::from_millis(100));
+        assert_eq!((p.conns, p.retry, p.max_errors), (2, 0, 3));
+        assert_eq!(p.retry_interval, Duration::from_secs(1));
+        assert_eq!(b.distribution, Some(Distribution::Modula));
+        assert_eq!(b.ignored, ["cycle"]);
+        assert_eq!(b.front_cache.len(), 1);
+        assert!(parse_behaviors("timeout=soon", &mut p).is_err());
+        assert!(parse_behaviors("downstream_protocol=carrier-pigeon", &mut p).is_err());
+    }
+}

@@ -1,0 +1,327 @@
+//! One downstream connection as a task: it connects when the first job comes, writes jobs in
+//! batches (one write per batch), and matches replies to jobs in order. A reply that does
+//! not come in time closes the connection (moxi does the same) and fails the jobs on it; a
+//! connection that closes fails the job whose reply had started and re-sends, once, the
+//! jobs that had not seen a byte of reply.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::{DownstreamErrorKind, Expect, Job, Reply, Server, Wire};
+use crate::ascii::{MetaCode, Response, decode_response};
+use crate::binary::{BinaryResponse, Opcode, decode_binary_response};
+
+/// Most jobs written in one batch.
+const BATCH: usize = 256;
+
+/// A job written and waiting for (the rest of) its reply.
+#[derive(Debug)]
+struct InFlight {
+    job: Job,
+    deadline: Instant,
+    got: Reply,
+    /// Some byte of its reply has arrived: it must not be re-sent.
+    touched: bool,
+}
+
+impl InFlight {
+    fn new(job: Job, deadline: Instant) -> Self {
+        let got = match job.expect {
+            Expect::BinOne | Expect::BinUntilNoop | Expect::BinStats => Reply::Binary(Vec::new()),
+            _ => Reply::Ascii(Vec::new()),
+        };
+        Self {
+            job,
+            deadline,
+            got,
+            touched: false,
+        }
+    }
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The pool is gone and every job was answered.
+    Drained,
+    /// The server closed the connection, or a read or write failed.
+    Closed,
+    /// A reply did not come in time.
+    Timeout,
+    /// The server sent something unreadable.
+    Protocol,
+}
+
+/// The connection task: runs until the pool drops its sender and the last job is answered.
+pub(super) async fn run(server: Arc<Server>, wire: Wire, mut rx: mpsc::Receiver<Job>) {
+    let mut pending: VecDeque<Job> = VecDeque::new();
+    loop {
+        if pending.is_empty() {
+            match rx.recv().await {
+                Some(j) => pending.push_back(j),
+                None => return,
+            }
+        }
+        if let Some(e) = server.unavailable() {
+            fail_all(&mut pending, &mut rx, |_| e.clone());
+            continue;
+        }
+        let stream = match connect(&server).await {
+            Ok(s) => s,
+            Err(()) => {
+                server.failed();
+                let e = server.error(DownstreamErrorKind::Connect);
+                fail_all(&mut pending, &mut rx, |_| e.clone());
+                continue;
+            }
+        };
+        let (end, inflight) = session(&server, wire, stream, &mut pending, &mut rx).await;
+        let stats = server.stats();
+        let retry = server.opts().retry;
+        let mut again = VecDeque::new();
+        match end {
+            End::Drained => return,
+            End::Timeout => server.failed(),
+            End::Closed | End::Protocol => {}
+        }
+        for mut f in inflight {
+            let kind = match end {
+                End::Timeout => {
+                    stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                    DownstreamErrorKind::Timeout
+                }
+                End::Protocol => DownstreamErrorKind::Protocol,
+                _ if !f.touched && f.job.retries < retry => {
+                    f.job.retries += 1;
+                    stats.retries.fetch_add(1, Ordering::Relaxed);
+                    again.push_back(f.job);
+                    continue;
+                }
+                _ => DownstreamErrorKind::Closed,
+            };
+            f.job.fail(server.error(kind));
+        }
+        again.extend(pending.drain(..));
+        pending = again;
+    }
+}
+
+/// Fails the pending jobs and those already queued, at once.
+fn fail_all(
+    pending: &mut VecDeque<Job>,
+    rx: &mut mpsc::Receiver<Job>,
+    err: impl Fn(&Job) -> super::DownstreamError,
+) {
+    while let Ok(j) = rx.try_recv() {
+        pending.push_back(j);
+    }
+    for j in pending.drain(..) {
+        let e = err(&j);
+        j.fail(e);
+    }
+}
+
+async fn connect(server: &Server) -> Result<TcpStream, ()> {
+    let stats = server.stats();
+    let authority = server.addr().authority();
+    match timeout(
+        server.opts().connect_timeout,
+        TcpStream::connect(&authority),
+    )
+    .await
+    {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            stats.connects.fetch_add(1, Ordering::Relaxed);
+            Ok(s)
+        }
+        Ok(Err(e)) => {
+            stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(server = %authority, error = %e, "connect failed");
+            Err(())
+        }
+        Err(_) => {
+            stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(server = %authority, "connect timed out");
+            Err(())
+        }
+    }
+}
+
+async fn session(
+    server: &Server,
+    wire: Wire,
+    stream: TcpStream,
+    pending: &mut VecDeque<Job>,
+    rx: &mut mpsc::Receiver<Job>,
+) -> (End, VecDeque<InFlight>) {
+    let (rd, wr) = stream.into_split();
+    let (itx, mut irx) = mpsc::unbounded_channel();
+    let mut inflight = VecDeque::new();
+    let first: VecDeque<Job> = std::mem::take(pending);
+    let end = tokio::select! {
+        e = write_loop(server, wr, first, rx, itx) => e,
+        e = read_loop(server, wire, rd, &mut irx, &mut inflight) => e,
+    };
+    while let Ok(f) = irx.try_recv() {
+        inflight.push_back(f);
+    }
+    (end, inflight)
+}
+
+async fn write_loop(
+    server: &Server,
+    mut wr: OwnedWriteHalf,
+    mut queue: VecDeque<Job>,
+    rx: &mut mpsc::Receiver<Job>,
+    itx: mpsc::UnboundedSender<InFlight>,
+) -> End {
+    let timeout = server.opts().timeout;
+    let mut out = BytesMut::new();
+    loop {
+        if queue.is_empty() {
+            match rx.recv().await {
+                Some(j) => queue.push_back(j),
+                None => {
+                    // The pool is gone: let the reader finish what is in flight.
+                    drop(itx);
+                    return std::future::pending().await;
+                }
+            }
+        }
+        while queue.len() < BATCH {
+            match rx.try_recv() {
+                Ok(j) => queue.push_back(j),
+                Err(_) => break,
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        let mut single: Option<Bytes> = None;
+        let mut n = 0;
+        for job in queue.drain(..) {
+            if job.tx.is_closed() {
+                continue; // nobody waits for it any more: do not send it
+            }
+            if n == 0 {
+                single = Some(job.wire.clone());
+            } else {
+                if let Some(s) = single.take() {
+                    out.extend_from_slice(&s);
+                }
+                out.extend_from_slice(&job.wire);
+            }
+            n += 1;
+            if itx.send(InFlight::new(job, deadline)).is_err() {
+                return End::Closed;
+            }
+        }
+        server
+            .stats()
+            .requests
+            .fetch_add(n as u64, Ordering::Relaxed);
+        let written = match single.take() {
+            Some(s) => wr.write_all(&s).await,
+            None if !out.is_empty() => wr.write_all(&out).await,
+            None => Ok(()),
+        };
+        out.clear();
+        if written.is_err() {
+            return End::Closed;
+        }
+    }
+}
+
+async fn read_loop(
+    server: &Server,
+    wire: Wire,
+    mut rd: OwnedReadHalf,
+    irx: &mut mpsc::UnboundedReceiver<InFlight>,
+    inflight: &mut VecDeque<InFlight>,
+) -> End {
+    let limits = &server.opts().limits;
+    let max_body = limits.max_binary_body();
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut open = true;
+    loop {
+        while let Ok(f) = irx.try_recv() {
+            inflight.push_back(f);
+        }
+        while let Some(front) = inflight.front_mut() {
+            let done = match wire {
+                Wire::Ascii => match decode_response(&mut buf, limits) {
+                    Ok(Some(r)) => push_ascii(front, r),
+                    Ok(None) => break,
+                    Err(_) => return End::Protocol,
+                },
+                Wire::Binary => match decode_binary_response(&mut buf, max_body) {
+                    Ok(Some(r)) => push_binary(front, r),
+                    Ok(None) => break,
+                    Err(_) => return End::Protocol,
+                },
+            };
+            front.touched = true;
+            if done && let Some(f) = inflight.pop_front() {
+                server.succeeded();
+                let _ = f.job.tx.send(Ok(f.got));
+            }
+        }
+        if let Some(front) = inflight.front_mut() {
+            front.touched |= !buf.is_empty();
+        } else {
+            if !buf.is_empty() {
+                return End::Protocol;
+            }
+            if !open {
+                return End::Drained;
+            }
+        }
+        let deadline = inflight.front().map(|f| f.deadline);
+        tokio::select! {
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(0) | Err(_) => return End::Closed,
+                Ok(_) => {}
+            },
+            f = irx.recv(), if open => match f {
+                Some(f) => inflight.push_back(f),
+                None => open = false,
+            },
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                return End::Timeout;
+            }
+        }
+    }
+}
+
+/// Adds an ascii element to the front job; true when its reply is complete.
+fn push_ascii(f: &mut InFlight, r: Response) -> bool {
+    let done = match f.job.expect {
+        Expect::UntilEnd => !matches!(r, Response::Value(_) | Response::Stat { .. }),
+        Expect::UntilMn => matches!(&r, Response::Meta(m) if m.code == MetaCode::Mn),
+        _ => true,
+    };
+    if let Reply::Ascii(v) = &mut f.got {
+        v.push(r);
+    }
+    done
+}
+
+/// Adds a binary response to the front job; true when its reply is complete.
+fn push_binary(f: &mut InFlight, r: BinaryResponse) -> bool {
+    let done = match f.job.expect {
+        Expect::BinUntilNoop => r.header.opcode == Opcode::Noop as u8,
+        Expect::BinStats => r.key.is_empty() || r.status().0 != 0,
+        _ => true,
+    };
+    if let Reply::Binary(v) = &mut f.got {
+        v.push(r);
+    }
+    done
+}

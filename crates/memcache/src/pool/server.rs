@@ -1,0 +1,171 @@
+//! One downstream server: its address, its health (the retry-interval rule) and counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use super::{DownstreamError, DownstreamErrorKind, PoolOptions};
+
+/// Where a server is: `host:port` as given, split.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerAddr {
+    /// The host (a name or an IP address; IPv6 without brackets).
+    pub host: String,
+    /// The port (11211 when the member did not say, as in libmemcached).
+    pub port: u16,
+}
+
+impl ServerAddr {
+    /// Parses a member `host[:port][:weight]`, `[v6]:port[:weight]` or `host:port weight`.
+    /// Returns `None` for an empty host or a bad port.
+    pub fn parse(member: &str) -> Option<ServerAddr> {
+        let addr = member.split(' ').next().unwrap_or("");
+        let (host, rest) = if let Some(inner) = addr.strip_prefix('[') {
+            let (h, r) = inner.split_once(']')?;
+            (h, r.strip_prefix(':').unwrap_or(""))
+        } else {
+            match addr.split_once(':') {
+                Some((h, r)) => (h, r),
+                None => (addr, ""),
+            }
+        };
+        let port_text = rest.split(':').next().unwrap_or("");
+        let port = if port_text.is_empty() {
+            11211
+        } else {
+            port_text.parse().ok().filter(|p| *p > 0)?
+        };
+        (!host.is_empty()).then(|| ServerAddr {
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    /// `host:port`, with brackets around an IPv6 host, for connecting.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Counters of one server (read by `stats proxy` and `/metrics`).
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Requests written.
+    pub requests: AtomicU64,
+    /// Requests that timed out.
+    pub timeouts: AtomicU64,
+    /// Requests re-sent after their connection closed.
+    pub retries: AtomicU64,
+    /// Connects made.
+    pub connects: AtomicU64,
+    /// Connects that failed.
+    pub connect_errors: AtomicU64,
+    /// Requests refused at once because the server was in its retry interval.
+    pub unavailable: AtomicU64,
+    /// Requests answered with a downstream error of any kind.
+    pub errors: AtomicU64,
+}
+
+/// A downstream server.
+#[derive(Debug)]
+pub struct Server {
+    addr: ServerAddr,
+    opts: Arc<PoolOptions>,
+    errors: AtomicU32,
+    down_until: Mutex<Option<Instant>>,
+    stats: ServerStats,
+}
+
+impl Server {
+    pub(crate) fn new(addr: ServerAddr, opts: Arc<PoolOptions>) -> Self {
+        Self {
+            addr,
+            opts,
+            errors: AtomicU32::new(0),
+            down_until: Mutex::new(None),
+            stats: ServerStats::default(),
+        }
+    }
+
+    /// The address.
+    pub fn addr(&self) -> &ServerAddr {
+        &self.addr
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &ServerStats {
+        &self.stats
+    }
+
+    pub(crate) fn opts(&self) -> &PoolOptions {
+        &self.opts
+    }
+
+    /// Whether the server is in its retry interval after too many errors.
+    pub fn is_down(&self) -> bool {
+        self.down_until.lock().is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Consecutive errors so far.
+    pub fn error_count(&self) -> u32 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// An error of `kind` naming this server.
+    pub(crate) fn error(&self, kind: DownstreamErrorKind) -> DownstreamError {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        DownstreamError::new(kind, self.addr.host.clone())
+    }
+
+    /// The error for requests while the server is left alone, if it is.
+    pub(crate) fn unavailable(&self) -> Option<DownstreamError> {
+        if self.is_down() {
+            self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+            return Some(self.error(DownstreamErrorKind::Unavailable));
+        }
+        None
+    }
+
+    /// Counts a failed connect or a timeout; enough of them in a row start a retry interval.
+    pub(crate) fn failed(&self) {
+        let n = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
+        let max = self.opts.max_errors;
+        if max > 0 && n >= max {
+            *self.down_until.lock() = Some(Instant::now() + self.opts.retry_interval);
+            tracing::warn!(server = %self.addr.authority(), errors = n, "server left alone for its retry interval");
+        }
+    }
+
+    /// A reply came back: the server is healthy.
+    pub(crate) fn succeeded(&self) {
+        if self.errors.load(Ordering::Relaxed) != 0 {
+            self.errors.store(0, Ordering::Relaxed);
+            *self.down_until.lock() = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_members() {
+        let a = ServerAddr::parse("127.0.0.1:11311:2").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("127.0.0.1", 11311));
+        let a = ServerAddr::parse("cache-b").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("cache-b", 11211));
+        let a = ServerAddr::parse("[::1]:11300").unwrap();
+        assert_eq!(a.authority(), "[::1]:11300");
+        let a = ServerAddr::parse("h:12 3").unwrap();
+        assert_eq!(a.port, 12);
+        assert!(ServerAddr::parse(":1").is_none());
+        assert!(ServerAddr::parse("h:x").is_none());
+    }
+}

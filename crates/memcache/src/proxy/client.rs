@@ -1,0 +1,221 @@
+//! One client connection: a reader that decodes and dispatches requests, and a writer that
+//! writes their replies in order, batching whatever is ready into one write.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot};
+
+use super::Proxy;
+use super::dispatch::{Ctx, dispatch};
+use crate::Decoder;
+use crate::ascii::{MetaCode, Response};
+use crate::binary::{Header, error_reply};
+use crate::pool::{DownstreamError, DownstreamErrorKind, JobResult, Reply};
+use crate::stats::ProxyStats;
+
+/// Replies waiting to be written, per connection, before the reader stops reading.
+const QUEUE: usize = 1024;
+/// Bytes gathered before a write even if more replies are ready.
+const WRITE_AT: usize = 64 * 1024;
+
+/// A reply in the making.
+#[derive(Debug)]
+pub(crate) enum Pending {
+    /// Bytes to write as they are (possibly none: `noreply`).
+    Ready(Bytes),
+    /// The reply of one downstream job, and how to turn it into bytes.
+    Job(oneshot::Receiver<JobResult>, Finish),
+    /// Bytes a gathering task will produce.
+    Task(oneshot::Receiver<Bytes>),
+    /// Write what came before and these bytes, then close the connection.
+    Close(Bytes),
+}
+
+/// How a job's reply becomes the client's bytes.
+#[derive(Debug)]
+pub(crate) enum Finish {
+    /// Ascii elements as they are; nothing at all when `silent` (the client said `noreply`:
+    /// the request went downstream without it, so that its completion is known).
+    Ascii {
+        /// Write nothing.
+        silent: bool,
+    },
+    /// A quiet meta command sent with an `mn` after it: everything but the `MN`.
+    MetaQuiet,
+    /// Binary responses as they are.
+    Binary(Header),
+    /// A quiet binary command sent with a NOOP after it: everything but the NOOP's reply.
+    BinaryQuiet(Header),
+}
+
+impl Finish {
+    /// Appends the client's bytes for `result` to `out`.
+    pub(crate) fn apply(&self, result: JobResult, out: &mut BytesMut) {
+        let reply = match result {
+            Ok(r) => r,
+            Err(e) => return self.error(&e, out),
+        };
+        match (self, reply) {
+            (Finish::Ascii { silent: true }, _) => {}
+            (Finish::Ascii { .. }, Reply::Ascii(els)) => els.iter().for_each(|e| e.encode(out)),
+            (Finish::MetaQuiet, Reply::Ascii(els)) => els
+                .iter()
+                .filter(|e| !matches!(e, Response::Meta(m) if m.code == MetaCode::Mn))
+                .for_each(|e| e.encode(out)),
+            (Finish::Binary(_), Reply::Binary(rs)) => rs.iter().for_each(|r| r.encode(out)),
+            (Finish::BinaryQuiet(_), Reply::Binary(rs)) => {
+                let keep = rs.len().saturating_sub(1);
+                rs[..keep].iter().for_each(|r| r.encode(out));
+            }
+            _ => self.error(
+                &DownstreamError::new(DownstreamErrorKind::Protocol, ""),
+                out,
+            ),
+        }
+    }
+
+    /// Appends the client's bytes for a failed job.
+    pub(crate) fn error(&self, e: &DownstreamError, out: &mut BytesMut) {
+        match self {
+            Finish::Ascii { silent: true } => {}
+            Finish::Ascii { .. } | Finish::MetaQuiet => out.extend_from_slice(&e.ascii_reply()),
+            Finish::Binary(h) | Finish::BinaryQuiet(h) => {
+                out.extend_from_slice(&error_reply(h, e.binary_status()))
+            }
+        }
+    }
+}
+
+/// Serves one client until it closes, says `quit`, or sends what memcached closes on.
+pub(crate) async fn serve(proxy: Arc<Proxy>, stream: TcpStream, id: usize) {
+    let stats = proxy.stats();
+    ProxyStats::inc(&stats.tot_conns);
+    ProxyStats::inc(&stats.curr_conns);
+    let (mut rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let cfg = proxy.config();
+    let wait = cfg.pool.connect_timeout + cfg.pool.timeout * 2;
+    let writer = tokio::spawn(write_replies(wr, rx, wait));
+    let mut decoder = Decoder::new(cfg.limits.clone());
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    'conn: loop {
+        match rd.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let ctx = Ctx {
+            proxy: &proxy,
+            cluster: proxy.cluster(),
+            slot: id,
+        };
+        loop {
+            let pending = match decoder.decode(&mut buf) {
+                Ok(None) => break,
+                Ok(Some(req)) => {
+                    ProxyStats::inc(&stats.tot_requests);
+                    dispatch(&ctx, req).await
+                }
+                Err(e) => {
+                    ProxyStats::inc(&stats.tot_client_errors);
+                    if e.is_close() {
+                        let _ = tx.send(Pending::Close(e.reply().clone())).await;
+                        break 'conn;
+                    }
+                    Pending::Ready(e.reply().clone())
+                }
+            };
+            let close = matches!(pending, Pending::Close(_));
+            if tx.send(pending).await.is_err() || close {
+                break 'conn;
+            }
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+    stats.curr_conns.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Writes replies in order; whatever is ready goes out in one write.
+async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, wait: Duration) {
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(p) = next.take() {
+            match p {
+                Pending::Close(last) => {
+                    out.extend_from_slice(&last);
+                    let _ = wr.write_all(&out).await;
+                    let _ = wr.shutdown().await;
+                    return;
+                }
+                Pending::Ready(b) => out.extend_from_slice(&b),
+                Pending::Job(mut job, finish) => {
+                    let result = match job.try_recv() {
+                        Ok(r) => r,
+                        Err(oneshot::error::TryRecvError::Closed) => Err(lost()),
+                        Err(oneshot::error::TryRecvError::Empty) => {
+                            if !out.is_empty() && flush(&mut wr, &mut out).await.is_err() {
+                                return;
+                            }
+                            match tokio::time::timeout(wait, job).await {
+                                Ok(Ok(r)) => r,
+                                Ok(Err(_)) => Err(lost()),
+                                Err(_) => Err(timed_out()),
+                            }
+                        }
+                    };
+                    finish.apply(result, &mut out);
+                }
+                Pending::Task(mut task) => {
+                    let bytes = match task.try_recv() {
+                        Ok(b) => b,
+                        Err(oneshot::error::TryRecvError::Closed) => {
+                            Bytes::from(lost().ascii_reply())
+                        }
+                        Err(oneshot::error::TryRecvError::Empty) => {
+                            if !out.is_empty() && flush(&mut wr, &mut out).await.is_err() {
+                                return;
+                            }
+                            match tokio::time::timeout(wait, task).await {
+                                Ok(Ok(b)) => b,
+                                Ok(Err(_)) => Bytes::from(lost().ascii_reply()),
+                                Err(_) => Bytes::from(timed_out().ascii_reply()),
+                            }
+                        }
+                    };
+                    out.extend_from_slice(&bytes);
+                }
+            }
+            if out.len() >= WRITE_AT && flush(&mut wr, &mut out).await.is_err() {
+                return;
+            }
+            next = rx.try_recv().ok();
+        }
+        if !out.is_empty() && flush(&mut wr, &mut out).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn flush(wr: &mut OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
+    let r = wr.write_all(out).await;
+    out.clear();
+    r
+}
+
+fn lost() -> DownstreamError {
+    DownstreamError::new(DownstreamErrorKind::Closed, "")
+}
+
+fn timed_out() -> DownstreamError {
+    DownstreamError::new(DownstreamErrorKind::Timeout, "")
+}

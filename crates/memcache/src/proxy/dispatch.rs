@@ -1,0 +1,209 @@
+//! What each request becomes: a local reply, one downstream job, or a gathering task.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::client::{Finish, Pending};
+use super::{Cluster, Proxy, broadcast, local, multiget};
+use crate::ascii::{AsciiRequest, Get};
+use crate::binary::{BinaryRequest, Opcode, error_reply};
+use crate::meta::{MetaKind, MetaRequest};
+use crate::pool::{DownstreamError, DownstreamErrorKind, Expect, Job, Wire};
+use crate::{Request, binary::Status};
+
+/// Opaque of the NOOP the proxy sends after a quiet binary command.
+pub(crate) const NOOP_OPAQUE: u32 = 0x0411_F00D;
+
+/// What a connection's requests need.
+#[derive(Debug)]
+pub(crate) struct Ctx<'a> {
+    pub proxy: &'a Arc<Proxy>,
+    pub cluster: Arc<Cluster>,
+    /// Which connection of each server this client uses (keeps its requests in order).
+    pub slot: usize,
+}
+
+impl Ctx<'_> {
+    /// Sends `wire` to server `server`; the reply comes through the returned receiver.
+    pub(crate) async fn send(
+        &self,
+        server: usize,
+        via: Wire,
+        wire: Bytes,
+        expect: Expect,
+    ) -> tokio::sync::oneshot::Receiver<crate::pool::JobResult> {
+        let (job, rx) = Job::new(wire, expect);
+        self.cluster.pool.send(server, via, self.slot, job).await;
+        rx
+    }
+}
+
+/// Turns one request into its pending reply.
+pub(crate) async fn dispatch(ctx: &Ctx<'_>, req: Request) -> Pending {
+    match req {
+        Request::Ascii(a) => ascii(ctx, a).await,
+        Request::Meta(m) => meta(ctx, m).await,
+        Request::Binary(b) => binary(ctx, b).await,
+    }
+}
+
+fn no_server() -> DownstreamError {
+    DownstreamError::new(DownstreamErrorKind::NoServer, "")
+}
+
+async fn ascii(ctx: &Ctx<'_>, req: AsciiRequest) -> Pending {
+    match req {
+        AsciiRequest::Get(g) => get(ctx, g).await,
+        AsciiRequest::FlushAll(_) | AsciiRequest::Stats(_) => broadcast::ascii(ctx, req).await,
+        AsciiRequest::Version => local::version(ctx),
+        AsciiRequest::Verbosity(v) => local::ready(if v.noreply { &b""[..] } else { b"OK\r\n" }),
+        AsciiRequest::Quit => Pending::Close(Bytes::new()),
+        mut keyed => {
+            let silent = strip_noreply(&mut keyed);
+            let Some(key) = keyed.keys().first() else {
+                return local::ready(b"ERROR\r\n");
+            };
+            let Some(route) = ctx.cluster.router.route(key, &ctx.cluster.pool) else {
+                return error(Finish::Ascii { silent }, no_server());
+            };
+            let mut wire = BytesMut::new();
+            keyed.encode(&mut wire);
+            let rx = ctx
+                .send(route.server, Wire::Ascii, wire.freeze(), Expect::One)
+                .await;
+            Pending::Job(rx, Finish::Ascii { silent })
+        }
+    }
+}
+
+/// Clears `noreply` (the proxy needs the reply to know the request is done) and says
+/// whether it was set.
+fn strip_noreply(req: &mut AsciiRequest) -> bool {
+    let flag = match req {
+        AsciiRequest::Store(s) => &mut s.noreply,
+        AsciiRequest::Arith(a) => &mut a.noreply,
+        AsciiRequest::Delete(d) => &mut d.noreply,
+        AsciiRequest::Touch(t) => &mut t.noreply,
+        _ => return false,
+    };
+    std::mem::replace(flag, false)
+}
+
+async fn get(ctx: &Ctx<'_>, g: Get) -> Pending {
+    let cluster = &ctx.cluster;
+    let mut servers = g
+        .keys
+        .iter()
+        .map(|k| cluster.router.route(k, &cluster.pool));
+    let first = match servers.next() {
+        None => return local::ready(b"END\r\n"),
+        Some(None) => return error(Finish::Ascii { silent: false }, no_server()),
+        Some(Some(r)) => r.server,
+    };
+    let one_server = servers.all(|r| r.is_some_and(|r| r.server == first));
+    if !one_server {
+        return multiget::split(ctx, g).await;
+    }
+    let mut wire = BytesMut::new();
+    AsciiRequest::Get(g).encode(&mut wire);
+    let rx = ctx
+        .send(first, Wire::Ascii, wire.freeze(), Expect::UntilEnd)
+        .await;
+    Pending::Job(rx, Finish::Ascii { silent: false })
+}
+
+async fn meta(ctx: &Ctx<'_>, m: MetaRequest) -> Pending {
+    if m.kind == MetaKind::Noop {
+        return local::ready(b"MN\r\n");
+    }
+    let key = m.item_key().unwrap_or_else(|| m.key.clone());
+    let quiet = m.is_quiet();
+    let finish = if quiet {
+        Finish::MetaQuiet
+    } else {
+        Finish::Ascii { silent: false }
+    };
+    let Some(route) = ctx.cluster.router.route(&key, &ctx.cluster.pool) else {
+        return error(finish, no_server());
+    };
+    let mut wire = BytesMut::new();
+    m.encode(&mut wire);
+    let expect = if quiet {
+        wire.extend_from_slice(b"mn\r\n");
+        Expect::UntilMn
+    } else {
+        Expect::One
+    };
+    let rx = ctx
+        .send(route.server, Wire::Ascii, wire.freeze(), expect)
+        .await;
+    Pending::Job(rx, finish)
+}
+
+async fn binary(ctx: &Ctx<'_>, mut b: BinaryRequest) -> Pending {
+    use Opcode::*;
+    let Some(op) = b.opcode() else {
+        return Pending::Ready(error_reply(&b.header, Status::UNKNOWN_COMMAND));
+    };
+    match op {
+        Noop | Version => return local::binary(ctx, &b),
+        Quit => {
+            return match local::binary(ctx, &b) {
+                Pending::Ready(bytes) => Pending::Close(bytes),
+                other => other,
+            };
+        }
+        QuitQ => return Pending::Close(Bytes::new()),
+        Flush | FlushQ | Stat => return broadcast::binary(ctx, b).await,
+        _ => {}
+    }
+    let keyed = !matches!(
+        op,
+        SaslListMechs | SaslAuth | SaslStep | Verbosity | Quit | QuitQ
+    );
+    let route = if keyed {
+        ctx.cluster.router.route(&b.key, &ctx.cluster.pool)
+    } else {
+        Some(crate::route::Route {
+            server: 0,
+            vbucket: None,
+        })
+    };
+    let quiet = op.is_quiet();
+    let finish = if quiet {
+        Finish::BinaryQuiet(b.header)
+    } else {
+        Finish::Binary(b.header)
+    };
+    let Some(route) = route else {
+        return error(finish, no_server());
+    };
+    if let Some(vb) = route.vbucket {
+        b.header.vbucket_or_status = vb;
+        if !quiet {
+            return super::vbucket::retrying(ctx, b, route.server, vb).await;
+        }
+    }
+    let mut wire = BytesMut::new();
+    b.encode(&mut wire);
+    let expect = if quiet {
+        let mut noop = BinaryRequest::new(Noop as u8, Bytes::new(), Bytes::new(), Bytes::new());
+        noop.header.opaque = NOOP_OPAQUE;
+        noop.encode(&mut wire);
+        Expect::BinUntilNoop
+    } else {
+        Expect::BinOne
+    };
+    let rx = ctx
+        .send(route.server, Wire::Binary, wire.freeze(), expect)
+        .await;
+    Pending::Job(rx, finish)
+}
+
+/// A reply that is an error from the start.
+pub(crate) fn error(finish: Finish, e: DownstreamError) -> Pending {
+    let mut out = BytesMut::new();
+    finish.error(&e, &mut out);
+    Pending::Ready(out.freeze())
+}

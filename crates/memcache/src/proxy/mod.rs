@@ -1,0 +1,218 @@
+//! The proxy: listeners, client connections, and what each request turns into.
+//!
+//! A client connection is two tasks. The reader decodes requests (ascii, meta or binary,
+//! pipelined) and turns each into a [`Pending`](client::Pending) reply: ready at once
+//! (`version`, `mn`, an error), the reply of one downstream job, or the result of a small
+//! task that gathers several (a multi-key get split per server, a broadcast). The writer
+//! writes those replies in the client's order, many per write.
+//!
+//! The routing table and the server pool sit together in a [`Cluster`] behind an `ArcSwap`:
+//! a reload builds a new one and swaps it in; connections keep running, and the old pool's
+//! connections close once their requests are answered.
+
+mod broadcast;
+mod client;
+mod dispatch;
+mod local;
+mod multiget;
+mod vbucket;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use shoal_ring::RingError;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::Limits;
+use crate::pool::{Pool, PoolOptions, ServerAddr};
+use crate::route::{Distribution, Router};
+use crate::stats::ProxyStats;
+
+/// Where the servers come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Servers {
+    /// `host:port[:weight]` members hashed with a ring distribution.
+    List {
+        /// The members, as given.
+        members: Vec<String>,
+        /// The distribution.
+        distribution: Distribution,
+    },
+    /// A vBucket map (moxi's JSON).
+    VBucket(String),
+}
+
+/// One proxy: a listener and the servers behind it.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// A name for logs and `stats proxy` (moxi uses the port).
+    pub name: String,
+    /// The servers.
+    pub servers: Servers,
+    /// twemproxy's `auto_eject_hosts`: re-shard over the servers that are not in their retry
+    /// interval. Off by default: keys of a failing server get errors, nothing moves.
+    pub eject: bool,
+    /// Downstream connections and timeouts.
+    pub pool: PoolOptions,
+    /// Request size limits of the client side.
+    pub limits: Limits,
+    /// Most client connections at once (moxi `-c`); default 4096. Past it, new connections
+    /// are closed at once.
+    pub max_conns: usize,
+    /// What `version` answers; default `1.6.18-shoal` (clients parse the numbers).
+    pub version: String,
+}
+
+impl ProxyConfig {
+    /// A config with defaults for `servers`.
+    pub fn new(name: impl Into<String>, servers: Servers) -> Self {
+        Self {
+            name: name.into(),
+            servers,
+            eject: false,
+            pool: PoolOptions::default(),
+            limits: Limits::default(),
+            max_conns: 4096,
+            version: "1.6.18-shoal".to_owned(),
+        }
+    }
+}
+
+/// Why a proxy could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// The server list or the vBucket map is not valid.
+    #[error("servers: {0}")]
+    Ring(#[from] RingError),
+    /// A server is not `host[:port][:weight]`.
+    #[error("bad server {0:?}: expected host[:port][:weight]")]
+    BadServer(String),
+}
+
+/// The routing table and its pool, swapped together on reload.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Which server a key goes to.
+    pub router: Router,
+    /// The servers' connections.
+    pub pool: Pool,
+}
+
+impl Cluster {
+    /// Builds the router and starts the pool. Needs a tokio runtime.
+    pub fn new(cfg: &ProxyConfig) -> Result<Cluster, ProxyError> {
+        let router = match &cfg.servers {
+            Servers::List {
+                members,
+                distribution,
+            } => {
+                let m: Vec<&str> = members.iter().map(String::as_str).collect();
+                Router::new(*distribution, &m, cfg.eject)?
+            }
+            Servers::VBucket(json) => Router::vbucket(json)?,
+        };
+        let addrs = router
+            .servers()
+            .iter()
+            .map(|s| ServerAddr::parse(s).ok_or_else(|| ProxyError::BadServer(s.clone())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pool = Pool::new(addrs, &cfg.pool);
+        Ok(Cluster { router, pool })
+    }
+}
+
+/// A running proxy: its config, cluster and counters.
+#[derive(Debug)]
+pub struct Proxy {
+    cfg: ArcSwap<ProxyConfig>,
+    cluster: ArcSwap<Cluster>,
+    stats: ProxyStats,
+    next_client: AtomicUsize,
+    conns: Arc<Semaphore>,
+}
+
+impl Proxy {
+    /// Builds a proxy (its pool connects lazily). Needs a tokio runtime.
+    pub fn new(cfg: ProxyConfig) -> Result<Arc<Proxy>, ProxyError> {
+        let cluster = Cluster::new(&cfg)?;
+        Ok(Arc::new(Proxy {
+            conns: Arc::new(Semaphore::new(cfg.max_conns.max(1))),
+            cfg: ArcSwap::from_pointee(cfg),
+            cluster: ArcSwap::from_pointee(cluster),
+            stats: ProxyStats::default(),
+            next_client: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Swaps in a new server list (and timeouts) without touching client connections.
+    pub fn reload(&self, cfg: ProxyConfig) -> Result<(), ProxyError> {
+        let cluster = Cluster::new(&cfg)?;
+        self.cluster.store(Arc::new(cluster));
+        self.cfg.store(Arc::new(cfg));
+        Ok(())
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Arc<ProxyConfig> {
+        self.cfg.load_full()
+    }
+
+    /// The cluster in force.
+    pub fn cluster(&self) -> Arc<Cluster> {
+        self.cluster.load_full()
+    }
+
+    /// The proxy's counters.
+    pub fn stats(&self) -> &ProxyStats {
+        &self.stats
+    }
+
+    /// Accepts clients on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut shutdown => return,
+                a = listener.accept() => a,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = self.conns.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "too many client connections; closing");
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let id = self.next_client.fetch_add(1, Ordering::Relaxed);
+            let proxy = self.clone();
+            tokio::spawn(async move {
+                client::serve(proxy, stream, id).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// Binds `addr` and serves `cfg` on it until `shutdown` resolves; for tests and embedding.
+pub async fn bind(
+    cfg: ProxyConfig,
+    addr: SocketAddr,
+) -> std::io::Result<(Arc<Proxy>, TcpListener)> {
+    let proxy = Proxy::new(cfg).map_err(std::io::Error::other)?;
+    let listener = TcpListener::bind(addr).await?;
+    Ok((proxy, listener))
+}

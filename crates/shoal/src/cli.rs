@@ -1,0 +1,43 @@
+//! The command line: `shoal <door> [flags]`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+
+/// shoal: a distributed cache for immutable data.
+#[derive(Debug, Parser)]
+#[command(name = "shoal", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// The door or tool to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The doors and operator tools.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show which member owns each key (ketama, vbucket, groupcache, jump, chash, ...)
+    Hash(cmd::hash::HashArgs),
+    /// memcached proxy (moxi/twemproxy compatible) in front of memcached servers
+    Memcache(Box<cmd::memcache::MemcacheArgs>),
+}
+
+/// Parses the command line, runs the command and turns its outcome into an exit code.
+/// Errors are printed as one line on stderr: `shoal: error: ...`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Hash(args) => cmd::hash::run(args),
+        Command::Memcache(args) => cmd::memcache::run(*args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("shoal: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

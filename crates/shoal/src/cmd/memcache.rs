@@ -1,0 +1,337 @@
+//! `shoal memcache`: a memcached proxy (moxi, twemproxy) in front of memcached servers.
+//!
+//! Listeners come from `--listen`/`--servers`, from the `[memcache]` section of `--config`,
+//! or from moxi's `-z` forms (several `;`-separated listeners in one process); `-Z` applies
+//! moxi's behaviours. SIGHUP re-reads the config file and `-z` files and swaps the server
+//! lists in without dropping client connections.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+use shoal_memcache::config::{parse_behaviors, parse_z};
+use shoal_memcache::proxy::{Proxy, ProxyConfig, Servers};
+use shoal_memcache::route::Distribution;
+use tokio::net::TcpListener;
+
+use crate::admin::Admin;
+use crate::shutdown::Shutdown;
+use crate::units::HumanDuration;
+use crate::{config, telemetry};
+
+/// Arguments of `shoal memcache`.
+#[derive(Debug, Clone, Args)]
+pub struct MemcacheArgs {
+    /// TOML config file with a `[memcache]` section (flags override it).
+    #[arg(long, env = "SHOAL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default 127.0.0.1:11211].
+    #[arg(long, env = "SHOAL_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Comma-separated servers, `host:port[:weight]`.
+    #[arg(long, env = "SHOAL_SERVERS", value_name = "LIST")]
+    pub servers: Option<String>,
+    /// ketama (libmemcached weighted = twemproxy md5+ketama), ketama-compat, modula or vbucket.
+    #[arg(long, env = "SHOAL_DISTRIBUTION", value_name = "NAME")]
+    pub distribution: Option<String>,
+    /// vBucket map file (moxi's JSON) for `--distribution vbucket`.
+    #[arg(long, value_name = "FILE")]
+    pub vbucket_map: Option<PathBuf>,
+    /// Admin HTTP address (`/healthz`, `/metrics`, `/status`).
+    #[arg(long, env = "SHOAL_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Time a request waits for its server's reply [default 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<HumanDuration>,
+    /// TCP connect timeout [default 400ms].
+    #[arg(long, value_name = "DURATION")]
+    pub connect_timeout: Option<HumanDuration>,
+    /// Pipelined connections per server [default 4].
+    #[arg(long, value_name = "N")]
+    pub conns: Option<usize>,
+    /// Consecutive errors before a server is left alone [default 5; 0 = never].
+    #[arg(long, value_name = "N")]
+    pub max_errors: Option<u32>,
+    /// How long a failing server is left alone [default 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub retry_interval: Option<HumanDuration>,
+    /// Re-shard over live servers while one is failing (twemproxy's auto_eject_hosts).
+    #[arg(long)]
+    pub eject: bool,
+    /// moxi cluster config: `PORT=h1:p1,h2:p2[;PORT2=...]`, `PORT={json}`, or `./file.cfg`.
+    #[arg(short = 'z', value_name = "CFG")]
+    pub z: Vec<String>,
+    /// moxi behaviours: `downstream_timeout=ms,connect_timeout=ms,...` or `./file`.
+    #[arg(short = 'Z', value_name = "BEHAVIORS")]
+    pub behaviors: Option<String>,
+    /// Host the `-z` ports listen on (moxi `-l`) [default 127.0.0.1].
+    #[arg(short = 'l', long = "listen-host", value_name = "HOST")]
+    pub listen_host: Option<String>,
+}
+
+/// The `[memcache]` section of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Section {
+    /// Address to listen on; default 127.0.0.1:11211.
+    listen: Option<SocketAddr>,
+    /// Servers, `host:port[:weight]`.
+    servers: Vec<String>,
+    /// Distribution; default ketama.
+    distribution: Option<String>,
+    /// vBucket map file.
+    vbucket_map: Option<PathBuf>,
+    /// Admin address; none by default.
+    admin_listen: Option<SocketAddr>,
+    /// Request timeout; default 5s.
+    timeout: Option<HumanDuration>,
+    /// Connect timeout; default 400ms.
+    connect_timeout: Option<HumanDuration>,
+    /// Connections per server; default 4.
+    conns: Option<usize>,
+    /// Errors before a retry interval; default 5.
+    max_errors: Option<u32>,
+    /// Retry interval; default 30s.
+    retry_interval: Option<HumanDuration>,
+    /// Eject failing servers from the ring; default false.
+    eject: bool,
+    /// moxi `-z` strings.
+    z: Vec<String>,
+    /// moxi `-Z` string.
+    behaviors: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct File {
+    memcache: Section,
+}
+
+/// Resolved listeners.
+struct Plan {
+    listeners: Vec<(SocketAddr, ProxyConfig)>,
+    admin: Option<SocketAddr>,
+}
+
+fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
+    let file: File = config::load(args.config.as_deref())?;
+    let s = file.memcache;
+    let mut pool = shoal_memcache::pool::PoolOptions::default();
+    let mut dist_override = None;
+    if let Some(z) = args.behaviors.as_ref().or(s.behaviors.as_ref()) {
+        let b = parse_behaviors(z, &mut pool).context("-Z")?;
+        dist_override = b.distribution;
+        if !b.ignored.is_empty() {
+            tracing::info!(keys = ?b.ignored, "moxi behaviours without an equivalent, ignored");
+        }
+        if !b.front_cache.is_empty() {
+            tracing::warn!(
+                "front_cache_* behaviours are accepted but the front cache is not implemented yet"
+            );
+        }
+    }
+    let dur = |flag: Option<HumanDuration>, file: Option<HumanDuration>| {
+        flag.or(file).map(HumanDuration::get)
+    };
+    if let Some(d) = dur(args.timeout, s.timeout) {
+        pool.timeout = d;
+    }
+    if let Some(d) = dur(args.connect_timeout, s.connect_timeout) {
+        pool.connect_timeout = d;
+    }
+    if let Some(d) = dur(args.retry_interval, s.retry_interval) {
+        pool.retry_interval = d;
+    }
+    if let Some(n) = args.conns.or(s.conns) {
+        if n == 0 || n > 64 {
+            return Err(config::ConfigError::invalid("--conns", n, "1 to 64").into());
+        }
+        pool.conns = n;
+    }
+    if let Some(n) = args.max_errors.or(s.max_errors) {
+        pool.max_errors = n;
+    }
+    let eject = args.eject || s.eject;
+    let make = |name: String, servers: Servers| {
+        let mut c = ProxyConfig::new(name, servers);
+        c.pool = pool.clone();
+        c.eject = eject;
+        c
+    };
+    let mut listeners = Vec::new();
+    let host = args
+        .listen_host
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let zs = if args.z.is_empty() { &s.z } else { &args.z };
+    for z in zs {
+        for l in parse_z(z).context("-z")? {
+            let addr: SocketAddr = format!("{host}:{}", l.port)
+                .parse()
+                .with_context(|| format!("listen address {host}:{}", l.port))?;
+            let servers = match (l.servers, dist_override) {
+                (Servers::List { members, .. }, Some(distribution)) => Servers::List {
+                    members,
+                    distribution,
+                },
+                (other, _) => other,
+            };
+            listeners.push((addr, make(l.port.to_string(), servers)));
+        }
+    }
+    let list = args.servers.clone().map(|l| {
+        l.split(',')
+            .map(|m| m.trim().to_owned())
+            .collect::<Vec<_>>()
+    });
+    let members = list.unwrap_or(s.servers);
+    let dist_name = args
+        .distribution
+        .clone()
+        .or(s.distribution)
+        .unwrap_or_else(|| "ketama".into());
+    let distribution: Distribution = dist_name
+        .parse()
+        .map_err(|e: String| config::ConfigError::invalid("--distribution", &dist_name, e))?;
+    let map = args.vbucket_map.clone().or(s.vbucket_map);
+    if !members.is_empty() || map.is_some() {
+        let servers = if distribution == Distribution::Vbucket {
+            let path = map.context("--distribution vbucket needs --vbucket-map FILE")?;
+            Servers::VBucket(
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            )
+        } else {
+            Servers::List {
+                members,
+                distribution,
+            }
+        };
+        let addr = args
+            .listen
+            .or(s.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 11211)));
+        listeners.push((addr, make(addr.port().to_string(), servers)));
+    }
+    if listeners.is_empty() {
+        bail!("no servers: give --servers h1:p1,h2:p2, -z PORT=h1:p1,... or a config file");
+    }
+    Ok(Plan {
+        listeners,
+        admin: args.admin_listen.or(s.admin_listen),
+    })
+}
+
+/// Runs `shoal memcache`.
+pub fn run(args: MemcacheArgs) -> anyhow::Result<()> {
+    telemetry::init_logging();
+    let plan = plan(&args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(args, plan))
+}
+
+async fn serve(args: MemcacheArgs, plan: Plan) -> anyhow::Result<()> {
+    let shutdown = Shutdown::on_signals();
+    let mut proxies: Vec<Arc<Proxy>> = Vec::new();
+    let mut tasks = Vec::new();
+    for (addr, cfg) in plan.listeners {
+        let proxy = Proxy::new(cfg).context("building the proxy")?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        tracing::info!(%addr, servers = proxy.cluster().router.servers().len(), "memcache proxy listening");
+        let s = shutdown.clone();
+        tasks.push(tokio::spawn(
+            proxy.clone().serve(listener, async move { s.wait().await }),
+        ));
+        proxies.push(proxy);
+    }
+    if let Some(addr) = plan.admin {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding admin {addr}"))?;
+        let status_proxies = proxies.clone();
+        let metric_proxies = proxies.clone();
+        let admin = Admin::new("memcache")
+            .with_status(move || status(&status_proxies))
+            .with_collector(move || collect(&metric_proxies));
+        tokio::spawn(admin.serve(listener, shutdown.clone()));
+    }
+    tokio::spawn(reload_on_hup(args, proxies));
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+async fn reload_on_hup(args: MemcacheArgs, proxies: Vec<Arc<Proxy>>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match plan(&args) {
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the old config")
+                }
+                Ok(p) => {
+                    for (proxy, (_, cfg)) in proxies.iter().zip(p.listeners) {
+                        if let Err(e) = proxy.reload(cfg) {
+                            tracing::error!(error = %e, "reload failed for a listener");
+                        }
+                    }
+                    tracing::info!("config reloaded");
+                }
+            }
+        }
+    }
+}
+
+fn status(proxies: &[Arc<Proxy>]) -> serde_json::Value {
+    let list: Vec<_> = proxies
+        .iter()
+        .map(|p| {
+            let cluster = p.cluster();
+            let servers: Vec<_> = cluster
+                .pool
+                .servers()
+                .iter()
+                .map(|s| serde_json::json!({"server": s.addr().authority(), "down": s.is_down(), "errors": s.error_count()}))
+                .collect();
+            let counters: serde_json::Map<_, _> = p.stats().snapshot().into_iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
+            serde_json::json!({"name": p.config().name, "servers": servers, "stats": counters})
+        })
+        .collect();
+    serde_json::json!({ "proxies": list })
+}
+
+fn collect(proxies: &[Arc<Proxy>]) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for p in proxies {
+        let name = p.config().name.clone();
+        for (k, v) in p.stats().snapshot() {
+            metrics::gauge!("shoal_memcache_proxy_counter", "proxy" => name.clone(), "counter" => k).set(v as f64);
+        }
+        for s in p.cluster().pool.servers() {
+            let st = s.stats();
+            let server = s.addr().authority();
+            for (k, v) in [
+                ("requests", st.requests.load(Relaxed)),
+                ("errors", st.errors.load(Relaxed)),
+                ("timeouts", st.timeouts.load(Relaxed)),
+                ("retries", st.retries.load(Relaxed)),
+                ("connect_errors", st.connect_errors.load(Relaxed)),
+            ] {
+                metrics::gauge!("shoal_memcache_server_total", "proxy" => name.clone(), "server" => server.clone(), "what" => k).set(v as f64);
+            }
+            metrics::gauge!("shoal_memcache_server_down", "proxy" => name.clone(), "server" => server.clone()).set(f64::from(u8::from(s.is_down())));
+        }
+    }
+}

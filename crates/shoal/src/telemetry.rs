@@ -1,0 +1,35 @@
+//! Logs and metrics setup shared by the doors.
+//!
+//! Logs go to stderr through `tracing`, filtered by `RUST_LOG` (default `info`). Metrics are
+//! recorded with the `metrics` facade into one process-wide Prometheus recorder, rendered by
+//! the admin server's `/metrics`.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+/// Starts logging to stderr. Safe to call more than once (later calls do nothing).
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+///
+/// If another recorder was installed first (an embedding program's), shoal's metrics go there
+/// and this handle renders an empty page rather than failing.
+pub fn metrics() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+        }
+        handle
+    })
+}

@@ -1,0 +1,281 @@
+//! `shoal hash` as an operator runs it: the real binary, keys on stdin or as arguments.
+
+// Test helpers: a panic is the test failing, with the message saying why.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn shoal(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shoal");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+fn vectors(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../ring/tests/vectors")
+        .join(name)
+}
+
+struct Column {
+    algo: String,
+    members: Vec<String>,
+    cells: Vec<usize>,
+}
+
+/// Reads the ring crate's golden tables (`#col name algo members`, a header, `key cells...`).
+fn read_table(path: &Path) -> (Vec<Vec<u8>>, Vec<Column>) {
+    let text = std::fs::read(path).unwrap();
+    let (mut keys, mut cols, mut header_seen) = (Vec::new(), Vec::<Column>::new(), false);
+    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        if header_seen {
+            let mut f = line.split(|&b| b == b'\t');
+            keys.push(f.next().unwrap().to_vec());
+            for c in &mut cols {
+                let cell = std::str::from_utf8(f.next().unwrap()).unwrap();
+                // Multi-owner cells list several indices; the owner is the first.
+                c.cells
+                    .push(cell.split(',').next().unwrap().parse().unwrap());
+            }
+        } else if let Some(col) = line.strip_prefix(b"#col\t") {
+            let f: Vec<&str> = std::str::from_utf8(col).unwrap().splitn(3, '\t').collect();
+            cols.push(Column {
+                algo: f[1].to_string(),
+                members: f[2].split(',').map(str::to_owned).collect(),
+                cells: Vec::new(),
+            });
+        } else if !line.starts_with(b"#") {
+            header_seen = true;
+        }
+    }
+    (keys, cols)
+}
+
+/// Every golden column whose algorithm `shoal hash` offers must come out of the binary exactly
+/// as the real system (libmemcached, or the reference model) placed it.
+#[test]
+fn hash_places_keys_where_the_reference_systems_do() {
+    let mut checked = 0;
+    for table in ["memcached.tsv", "models.tsv"] {
+        let (keys, cols) = read_table(&vectors(table));
+        let mut stdin = Vec::new();
+        for k in &keys {
+            stdin.extend_from_slice(k);
+            stdin.push(b'\n');
+        }
+        for col in cols.iter().filter(|c| {
+            shoal_ring::Algorithm::ALL
+                .iter()
+                .any(|a| a.name() == c.algo)
+        }) {
+            let servers = col.members.join(",");
+            let out = shoal(
+                &["hash", "--algorithm", &col.algo, "--servers", &servers],
+                &stdin,
+            );
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                col.algo,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let lines: Vec<&[u8]> = out
+                .stdout
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            assert_eq!(lines.len(), keys.len(), "{} {servers}", col.algo);
+            for ((line, key), &want) in lines.iter().zip(&keys).zip(&col.cells) {
+                let mut expected = key.clone();
+                expected.push(b'\t');
+                expected.extend_from_slice(col.members[want].as_bytes());
+                assert_eq!(
+                    String::from_utf8_lossy(line),
+                    String::from_utf8_lossy(&expected),
+                    "{} over {servers}",
+                    col.algo
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} golden columns were usable");
+}
+
+#[test]
+fn keys_as_arguments_and_arbitrary_bytes_on_stdin() {
+    let servers = "127.0.0.1:11411,127.0.0.1:11412,127.0.0.1:11413";
+    let out = shoal(&["hash", "-a", "ketama", "-s", servers, "a", "b"], b"");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text, "a\t127.0.0.1:11412\nb\t127.0.0.1:11411\n");
+
+    // Non-UTF-8 bytes, spaces and a final line without a newline all pass through untouched.
+    let out = shoal(
+        &["hash", "-a", "jump", "-s", "shard1,shard2"],
+        b"\xff\xfe key\nlast",
+    );
+    assert!(out.status.success());
+    let lines: Vec<&[u8]> = out.stdout.split(|&b| b == b'\n').collect();
+    assert!(
+        lines[0].starts_with(b"\xff\xfe key\tshard"),
+        "{:?}",
+        lines[0]
+    );
+    assert!(lines[1].starts_with(b"last\tshard"), "{:?}", lines[1]);
+    assert_eq!(lines.len(), 3, "two placements and the final newline");
+}
+
+#[test]
+fn vbucket_maps_from_a_file() {
+    let dir = std::env::temp_dir().join(format!("shoal-hash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let map = dir.join("map.json");
+    std::fs::write(
+        &map,
+        r#"{"vBucketServerMap":{"hashAlgorithm":"CRC","numReplicas":0,
+            "serverList":["10.0.0.1:11210","10.0.0.2:11210","10.0.0.3:11210","10.0.0.4:11210"],
+            "vBucketMap":[[0],[1],[2],[3]]}}"#,
+    )
+    .unwrap();
+    let map_arg = map.to_str().unwrap();
+    let out = shoal(
+        &[
+            "hash",
+            "-a",
+            "vbucket",
+            "--vbucket-map",
+            map_arg,
+            "hello",
+            "name",
+            "tomorrow",
+            "another key",
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // libvbucket's own vectors: hello→0, name→3, tomorrow→1, "another key"→2.
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "hello\t10.0.0.1:11210\nname\t10.0.0.4:11210\ntomorrow\t10.0.0.2:11210\nanother key\t10.0.0.3:11210\n"
+    );
+
+    let bad = dir.join("bad.json");
+    for (json, needle) in [
+        (
+            r#"{"numReplicas":0,"serverList":["a:1"],"vBucketMap":[[0],[0],[0]]}"#,
+            "power of two",
+        ),
+        (
+            r#"{"numReplicas":0,"serverList":["a:1"],"vBucketMap":[[0],[1]]}"#,
+            "1",
+        ),
+        (
+            r#"{"numReplicas":0,"serverList":["a:1"],"vBucketMap":"#,
+            "JSON",
+        ),
+    ] {
+        std::fs::write(&bad, json).unwrap();
+        let out = shoal(
+            &[
+                "hash",
+                "-a",
+                "vbucket",
+                "--vbucket-map",
+                bad.to_str().unwrap(),
+                "k",
+            ],
+            b"",
+        );
+        assert_one_line_error(&out, needle);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "exit code; stderr: {err}");
+    assert!(out.stdout.is_empty(), "nothing placed on error");
+    assert_eq!(err.lines().count(), 1, "one error line: {err}");
+    assert!(err.starts_with("shoal: error: "), "{err}");
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "{needle:?} not in {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_input_gives_one_clear_line_and_a_failing_exit() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["hash", "-a", "ketamax", "-s", "h:1", "k"],
+            "unknown algorithm",
+        ),
+        (
+            &["hash", "-a", "ketama", "-s", "127.0.0.1", "k"],
+            "host:port",
+        ),
+        (&["hash", "-a", "ketama", "-s", "h:99999", "k"], "port"),
+        (&["hash", "-a", "ketama", "-s", "h:1:0", "k"], "weight"),
+        (&["hash", "-a", "ketama", "-s", "h:1,,h:2", "k"], "empty"),
+        (&["hash", "-a", "ketama", "k"], "--servers"),
+        (&["hash", "-a", "vbucket", "k"], "--vbucket-map"),
+        (
+            &[
+                "hash",
+                "-a",
+                "vbucket",
+                "--vbucket-map",
+                "/nonexistent/map.json",
+                "k",
+            ],
+            "/nonexistent/map.json",
+        ),
+        (
+            &[
+                "hash",
+                "-a",
+                "modula",
+                "-s",
+                "h:1",
+                "--vbucket-map",
+                "m.json",
+                "k",
+            ],
+            "only used with",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = shoal(args, b"");
+        assert_one_line_error(&out, needle);
+    }
+}
+
+#[test]
+fn help_lists_the_doors() {
+    let out = shoal(&["--help"], b"");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("hash"), "{text}");
+    let out = shoal(&["--version"], b"");
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("shoal "));
+}

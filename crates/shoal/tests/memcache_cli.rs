@@ -1,0 +1,146 @@
+//! `shoal memcache` as a process: moxi's `-z`/`-Z` forms with several listeners, the admin
+//! port, SIGHUP reload of a `-z` file, and a clear one-line error for a bad config.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../memcache/tests/support/mod.rs"]
+mod support;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::shoal::Client;
+use support::{Memcached, free_port};
+
+/// A `shoal memcache` child, killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(args: &[&str], ports: &[u16]) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .arg("memcache")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for p in ports {
+        while TcpStream::connect(("127.0.0.1", *p)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "shoal memcache did not listen on {p}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Proc(child)
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::Write;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn moxi_forms_two_listeners_behaviours_and_admin() {
+    let (Some(a), Some(b)) = (Memcached::start(), Memcached::start()) else {
+        return;
+    };
+    let (p1, p2, admin) = (free_port(), free_port(), free_port());
+    let z = format!("{p1}={};{p2}={},{}", a.addr(), a.addr(), b.addr());
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let _shoal = start(
+        &[
+            "-z",
+            &z,
+            "-Z",
+            "downstream_timeout=300,connect_timeout=100,downstream_conn_max=2,cycle=200",
+            "--admin-listen",
+            &admin_addr,
+        ],
+        &[p1, p2, admin],
+    );
+    let mut c1 = Client::connect(p1);
+    assert_eq!(c1.call(b"set k 0 0 2\r\nhi\r\n"), b"STORED\r\n");
+    assert_eq!(c1.call(b"get k\r\n"), b"VALUE k 0 2\r\nhi\r\nEND\r\n");
+    // The first listener only has server a: the key is there.
+    let mut direct = Client::connect(a.port);
+    assert_eq!(direct.call(b"get k\r\n"), b"VALUE k 0 2\r\nhi\r\nEND\r\n");
+    let mut c2 = Client::connect(p2);
+    let stats = String::from_utf8(c2.call(b"stats proxy\r\n")).unwrap();
+    assert!(
+        stats.contains(&format!("STAT {p2}:behavior:downstream_timeout 300\r\n")),
+        "{stats}"
+    );
+    assert!(
+        stats.contains(&format!("STAT {p2}:behavior:downstream_conn_max 2\r\n")),
+        "{stats}"
+    );
+    let metrics = http_get(admin, "/metrics");
+    assert!(metrics.contains("shoal_memcache_server_total"), "{metrics}");
+    let status = http_get(admin, "/status");
+    assert!(status.contains("\"door\":\"memcache\""), "{status}");
+}
+
+#[test]
+fn sighup_reloads_a_z_file_without_dropping_clients() {
+    let (Some(a), Some(b)) = (Memcached::start(), Memcached::start()) else {
+        return;
+    };
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("shoal-mc-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("proxy.cfg");
+    std::fs::write(&file, format!("{port} = {}\n", a.addr())).unwrap();
+    let arg = file.to_str().unwrap().to_owned();
+    let shoal = start(&["-z", &arg], &[port]);
+    let mut c = Client::connect(port);
+    assert_eq!(c.call(b"set k 0 0 1\r\na\r\n"), b"STORED\r\n");
+    std::fs::write(&file, format!("{port} = {}\n", b.addr())).unwrap();
+    let ok = Command::new("kill")
+        .args(["-HUP", &shoal.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // Same client connection: once the reload is in, `k` is on an empty server.
+    while c.call(b"get k\r\n") != b"END\r\n" {
+        assert!(Instant::now() < deadline, "reload never happened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(c.call(b"set k 0 0 1\r\nb\r\n"), b"STORED\r\n");
+    let mut direct = Client::connect(b.port);
+    assert_eq!(direct.call(b"get k\r\n"), b"VALUE k 0 1\r\nb\r\nEND\r\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_config_is_one_line_and_exits_non_zero() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["memcache", "-z", "nonsense"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with("shoal: error: -z"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
