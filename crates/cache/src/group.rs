@@ -3,10 +3,12 @@
 //! # The get algorithm (galaxycache's, §3.3 of the seed notes)
 //! 1. Main cache, then hot cache (expired entries count as missing and are removed).
 //! 2. `Peek`: stop, `NotFound`.
-//! 3. Join or start the key's flight (`Regular` and `LocalOnly` gets have separate flights).
-//!    Inside the flight:
+//! 3. Join or start the key's flight. A `Regular` get for which [`Peers::pick`] names
+//!    another member has its own flights; every other get (`LocalOnly`, or `Regular` of a
+//!    key this node owns) shares the local flights, so an owner loads a key once however
+//!    its callers and its peers ask. Inside the flight:
 //!    1. Re-check main and hot (a flight that just finished may have filled them).
-//!    2. `Regular`, and [`Peers::pick`] names another member: fetch from it. Success: cap
+//!    2. If another member owns the key: fetch from it. Success: cap
 //!       the expiry, maybe promote into the hot cache, done. `NotFound`: done, no local
 //!       load. Other errors: counted, fall through.
 //!    3. Load locally, cap the expiry, store in the main cache. `NotFound` is stored as a
@@ -28,7 +30,7 @@ use crate::promote::{HotStats, PromoteStats, Promoter, Tracker};
 use crate::stats::{Counter, Counters};
 use crate::tier::{Entry, Lookup, NotStored, Tier, weight_of};
 use crate::{
-    ErrorSource, FetchMode, GetOptions, Got, GroupStats, LoadError, Loaded, Peers, Source,
+    ErrorSource, FetchMode, GetOptions, Got, GroupStats, LoadError, Loaded, Peer, Peers, Source,
 };
 
 /// What a flight hands its callers.
@@ -131,7 +133,16 @@ impl Group {
     }
 
     async fn fly(self: &Arc<Self>, key: &[u8], mode: FetchMode) -> Flown {
-        let flights = if mode == FetchMode::Regular {
+        // Only a flight that asks a peer is kept apart from LocalOnly ones (it may be waiting
+        // on a member that is waiting on us). A Regular get of a key this node owns loads
+        // locally, so it shares the LocalOnly flight: the owner loads a key once however
+        // many of its own callers and peers ask for it at the same time.
+        let peer = match mode {
+            // Clone the Arc out: the lock is not held while foreign code (pick) runs.
+            FetchMode::Regular => self.peers.read().clone().and_then(|p| p.pick(key)),
+            _ => None,
+        };
+        let flights = if peer.is_some() {
             &self.regular
         } else {
             &self.local
@@ -139,7 +150,7 @@ impl Group {
         let (result, role) = flights
             .run(key, |key| {
                 let group = Arc::clone(self);
-                async move { group.fill(key, mode).await }
+                async move { group.fill(key, peer).await }
             })
             .await;
         let result = result.unwrap_or_else(|_abandoned| {
@@ -185,22 +196,19 @@ impl Group {
     }
 
     /// The body of a flight; runs in its own task.
-    async fn fill(self: Arc<Self>, key: Bytes, mode: FetchMode) -> Flown {
+    /// `peer` is the owner to ask first, if another member owns the key.
+    async fn fill(self: Arc<Self>, key: Bytes, peer: Option<Arc<dyn Peer>>) -> Flown {
         if let Some(hit) = self.lookup(&key) {
             return hit;
         }
-        if mode == FetchMode::Regular {
-            // Clone the Arc out: the lock is not held while foreign code (pick) runs.
-            let peers = self.peers.read().clone();
-            if let Some(peer) = peers.and_then(|p| p.pick(&key)) {
-                match peer.fetch(&self.name, key.clone()).await {
-                    Ok(loaded) => {
-                        self.counters.bump(Counter::PeerLoads);
-                        return Ok(self.accept_from_peer(key, loaded));
-                    }
-                    Err(LoadError::NotFound) => return Err(LoadError::NotFound),
-                    Err(_) => self.counters.bump(Counter::PeerErrors),
+        if let Some(peer) = peer {
+            match peer.fetch(&self.name, key.clone()).await {
+                Ok(loaded) => {
+                    self.counters.bump(Counter::PeerLoads);
+                    return Ok(self.accept_from_peer(key, loaded));
                 }
+                Err(LoadError::NotFound) => return Err(LoadError::NotFound),
+                Err(_) => self.counters.bump(Counter::PeerErrors),
             }
         }
         self.load_locally(key).await

@@ -37,7 +37,7 @@ impl fmt::Debug for dyn Peer {
 /// Picks the member that owns a key.
 pub trait Peers: Send + Sync {
     /// The owner of `key`, or `None` when this node owns it (or has no peers). Called once
-    /// per load, never on a cache hit.
+    /// per `Regular` get that misses memory, never on a cache hit.
     fn pick(&self, key: &[u8]) -> Option<Arc<dyn Peer>>;
 }
 

@@ -213,3 +213,20 @@ async fn concurrent_gets_of_a_remote_key_make_one_peer_request() {
     assert_eq!(peer.fetches(), 1);
     assert_eq!(g.stats().loads_joined, 99);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_owner_loads_once_when_its_callers_and_its_peers_ask_together() {
+    // Regression: a Regular get of an owned key and a peer's LocalOnly request for it ran
+    // in separate flights, so the owner loaded the key twice.
+    let (loader, n) = counting_loader(SEC);
+    let g = Group::builder("g", MIB).build(loader);
+    let (own, served) = tokio::join!(
+        g.get_with(b"k", regular()),
+        g.get_with(b"k", GetOptions::new(FetchMode::LocalOnly)),
+    );
+    assert_eq!(
+        (own.unwrap().value, served.unwrap().value),
+        (value_of(b"k"), value_of(b"k"))
+    );
+    assert_eq!(calls(&n), 1);
+}

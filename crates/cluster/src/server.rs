@@ -1,0 +1,288 @@
+//! The peer server: one port answering the native, groupcache and gRPC protocols, over
+//! HTTP/1.1 and HTTP/2 (prior knowledge or ALPN), with optional TLS, mTLS and a shared
+//! secret.
+//!
+//! Bounded: at most `max_connections` connections at once (the accept loop waits for a free
+//! slot), a TLS handshake and a request head must arrive within 10 seconds, and
+//! [`PeerServer::shutdown`] drains in-flight requests for at most a grace period.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tower_service::Service;
+
+use crate::groups::Groups;
+use crate::metrics::Served;
+use crate::pb::galaxy_cache_server::GalaxyCacheServer;
+use crate::transport::grpc::{self, GrpcService};
+use crate::transport::{groupcache, native};
+use crate::{ClusterError, Secret};
+
+/// Every reply of the peer server.
+pub(crate) type Reply = Response<tonic::body::Body>;
+
+/// A reply with `body` and no other headers.
+pub(crate) fn reply(status: StatusCode, body: impl Into<Bytes>) -> Reply {
+    let mut r = Response::new(tonic::body::Body::new(Full::new(body.into())));
+    *r.status_mut() = status;
+    r
+}
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of a peer server.
+#[derive(Debug, Clone)]
+pub(crate) struct ServeSettings {
+    pub(crate) secret: Option<Secret>,
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) max_connections: usize,
+    pub(crate) max_value: usize,
+    pub(crate) grace: Duration,
+}
+
+/// A running peer server. Dropping it stops accepting at once; open connections then
+/// finish their in-flight requests and close in the background. Call
+/// [`shutdown`](PeerServer::shutdown) to wait for that (within the grace period).
+#[derive(Debug)]
+pub struct PeerServer {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl PeerServer {
+    /// Bind `addr` and start serving `groups`.
+    pub(crate) async fn bind(
+        addr: SocketAddr,
+        groups: Arc<Groups>,
+        settings: ServeSettings,
+    ) -> Result<PeerServer, ClusterError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ClusterError::Io {
+                what: format!("binding the peer port {addr}"),
+                source,
+            })?;
+        Self::serve(listener, groups, settings)
+    }
+
+    /// Serve `groups` on an already bound listener.
+    pub(crate) fn serve(
+        listener: TcpListener,
+        groups: Arc<Groups>,
+        settings: ServeSettings,
+    ) -> Result<PeerServer, ClusterError> {
+        let local_addr = listener.local_addr().map_err(|source| ClusterError::Io {
+            what: "reading the peer port's address".into(),
+            source,
+        })?;
+        let (stop, stopped) = watch::channel(false);
+        let handler = Arc::new(Handler::new(groups, &settings));
+        let task = tokio::spawn(accept_loop(listener, handler, settings, stopped));
+        Ok(PeerServer {
+            local_addr,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stop accepting, let in-flight requests finish (within the grace period), and wait.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for PeerServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    settings: ServeSettings,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .adaptive_window(true)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let builder = Arc::new(builder);
+    let acceptor = settings.tls.clone().map(TlsAcceptor::from);
+    loop {
+        let permit = tokio::select! {
+            _ = stopped.changed() => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, _peer) = tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off a little, keep serving.
+                    tracing::warn!(error = %e, "peer port: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let handler = handler.clone();
+        let builder = builder.clone();
+        let acceptor = acceptor.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = service_fn(move |req| {
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(handler.handle(req).await) }
+            });
+            match acceptor {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(tcp), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+                Some(acceptor) => {
+                    let Some(tls) = handshake(acceptor, tcp).await else {
+                        return;
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(settings.grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("peer port: in-flight requests did not finish within the grace period");
+    }
+}
+
+async fn handshake(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "peer port: TLS handshake failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Routes one request to its protocol.
+#[derive(Debug)]
+struct Handler {
+    groups: Arc<Groups>,
+    secret: Option<Secret>,
+    grpc: GalaxyCacheServer<GrpcService>,
+    native: Served,
+    groupcache: Served,
+    grpc_served: Served,
+}
+
+impl Handler {
+    fn new(groups: Arc<Groups>, settings: &ServeSettings) -> Self {
+        let grpc_served = Served::new("grpc");
+        Handler {
+            grpc: grpc::server(groups.clone(), grpc_served.clone(), settings.max_value),
+            groups,
+            secret: settings.secret.clone(),
+            native: Served::new("native"),
+            groupcache: Served::new("groupcache"),
+            grpc_served,
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Reply {
+        let is_grpc = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        if let Some(secret) = &self.secret
+            && !secret.admits(req.headers())
+        {
+            return self.refuse(&req, is_grpc);
+        }
+        if is_grpc {
+            return match self.grpc.clone().call(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+        }
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return reply(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here");
+        }
+        let path = req.uri().path();
+        if let Some(rest) = path.strip_prefix(native::FETCH_PATH) {
+            native::serve(&self.groups, rest, false, &self.native).await
+        } else if let Some(rest) = path.strip_prefix(native::PEEK_PATH) {
+            native::serve(&self.groups, rest, true, &self.native).await
+        } else if let Some(rest) = path.strip_prefix(groupcache::PATH) {
+            groupcache::serve(&self.groups, rest, &self.groupcache).await
+        } else {
+            reply(StatusCode::NOT_FOUND, "not a peer path")
+        }
+    }
+
+    fn refuse(&self, req: &Request<Incoming>, is_grpc: bool) -> Reply {
+        let path = req.uri().path();
+        let served = if is_grpc {
+            &self.grpc_served
+        } else if path.starts_with(groupcache::PATH) {
+            &self.groupcache
+        } else {
+            &self.native
+        };
+        served.auth_failures.increment(1);
+        tracing::debug!(path, "peer port: request without the shared secret refused");
+        if is_grpc {
+            tonic::Status::unauthenticated("missing or wrong peer secret").into_http()
+        } else {
+            reply(StatusCode::UNAUTHORIZED, "missing or wrong peer secret")
+        }
+    }
+}

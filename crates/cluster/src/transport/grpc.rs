@@ -1,0 +1,212 @@
+//! galaxycache's gRPC protocol (`galaxycachepb.GalaxyCache`), client and server.
+//!
+//! Server: an unknown galaxy is `InvalidArgument`, a missing key `NotFound`; other
+//! failures are `Unavailable` when retrying may help and `Unknown` otherwise. Expiry travels
+//! as a `google.protobuf.Timestamp`; `minute_qps` is never set (as in galaxycache).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use shoal_cache::{LoadError, Loaded};
+use tokio::time::Instant;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Response, Status};
+
+use super::client::Call;
+use super::connect::Connector;
+use super::expires;
+use crate::groups::{Answer, Groups, answer, truncate};
+use crate::metrics::{Outcome, Served};
+use crate::pb::galaxy_cache_client::GalaxyCacheClient;
+use crate::pb::galaxy_cache_server::{GalaxyCache, GalaxyCacheServer};
+use crate::pb::{GetRequest, GetResponse, PeekRequest, PeekResponse};
+use crate::{ClusterError, PeerError, PeerUrl};
+
+pub(crate) type GrpcClient = GalaxyCacheClient<Channel>;
+
+/// Slack for the protobuf framing around the largest value.
+const FRAMING: usize = 1024;
+
+/// A lazily connecting client for `url`.
+pub(crate) fn client(
+    url: &PeerUrl,
+    connector: Connector,
+    max_value: usize,
+) -> Result<GrpcClient, ClusterError> {
+    let endpoint = Endpoint::from_shared(url.base()).map_err(|_| ClusterError::BadPeerUrl {
+        url: url.to_string(),
+        why: "not a valid gRPC endpoint",
+    })?;
+    let channel = endpoint
+        .tcp_nodelay(true)
+        .http2_adaptive_window(true)
+        .connect_with_connector_lazy(connector);
+    Ok(GalaxyCacheClient::new(channel).max_decoding_message_size(max_value + FRAMING))
+}
+
+pub(crate) async fn fetch(
+    mut client: GrpcClient,
+    call: Call<'_>,
+    group: &str,
+    key: &[u8],
+    peek: bool,
+) -> Result<Loaded, PeerError> {
+    let key = Bytes::copy_from_slice(key);
+    let galaxy = group.to_owned();
+    let (value, expiry) = if peek {
+        let req = authorize(Request::new(PeekRequest { galaxy, key }), call);
+        let r = client
+            .peek_peer(req)
+            .await
+            .map_err(|s| status_to_error(s, call, group))?;
+        let r = r.into_inner();
+        (r.value, r.expiry)
+    } else {
+        let req = authorize(Request::new(GetRequest { galaxy, key }), call);
+        let r = client
+            .get_from_peer(req)
+            .await
+            .map_err(|s| status_to_error(s, call, group))?;
+        let r = r.into_inner();
+        (r.value, r.expiry)
+    };
+    let expires = match expiry {
+        None => None,
+        Some(ts) => {
+            let at = u32::try_from(ts.nanos)
+                .ok()
+                .and_then(|n| expires::from_unix_parts(ts.seconds, n))
+                .ok_or_else(|| PeerError::BadReply {
+                    peer: call.peer.clone(),
+                    message: format!("bad expiry timestamp {ts:?}"),
+                })?;
+            Some(expires::from_wall(at))
+        }
+    };
+    Ok(Loaded { value, expires })
+}
+
+fn authorize<T>(mut req: Request<T>, call: Call<'_>) -> Request<T> {
+    if let Some(secret) = call.secret
+        && let Ok(v) = MetadataValue::try_from(secret.header().as_bytes())
+    {
+        req.metadata_mut().insert("authorization", v);
+    }
+    req
+}
+
+fn status_to_error(s: Status, call: Call<'_>, group: &str) -> PeerError {
+    let peer = call.peer.clone();
+    match s.code() {
+        Code::NotFound => PeerError::NotFound,
+        Code::Unauthenticated | Code::PermissionDenied => PeerError::Unauthorized { peer },
+        Code::InvalidArgument if s.message().starts_with("no such galaxy") => {
+            PeerError::UnknownGroup {
+                peer,
+                group: group.to_owned(),
+            }
+        }
+        Code::Unavailable
+            if s.message().contains("connect") || std::error::Error::source(&s).is_some() =>
+        {
+            PeerError::Connect {
+                peer,
+                message: super::client::error_chain(&s),
+            }
+        }
+        Code::OutOfRange | Code::ResourceExhausted | Code::Internal => PeerError::BadReply {
+            peer,
+            message: s.message().to_owned(),
+        },
+        code => PeerError::Status {
+            peer,
+            status: format!("{code:?}"),
+            message: s.message().chars().take(256).collect(),
+            retryable: matches!(
+                code,
+                Code::Unavailable | Code::DeadlineExceeded | Code::Aborted
+            ),
+        },
+    }
+}
+
+/// The gRPC service over a node's groups.
+#[derive(Debug)]
+pub(crate) struct GrpcService {
+    groups: Arc<Groups>,
+    served: Served,
+}
+
+/// The tonic server for `groups`, accepting requests of up to `max_value` bytes of value.
+pub(crate) fn server(
+    groups: Arc<Groups>,
+    served: Served,
+    max_value: usize,
+) -> GalaxyCacheServer<GrpcService> {
+    GalaxyCacheServer::new(GrpcService { groups, served })
+        .max_decoding_message_size(64 * 1024)
+        .max_encoding_message_size(max_value + FRAMING)
+}
+
+impl GrpcService {
+    async fn answer(&self, galaxy: &str, key: &[u8], peek: bool) -> Result<Loaded, Status> {
+        let start = Instant::now();
+        let (outcome, result) = match answer(&self.groups, galaxy, key, peek).await {
+            Answer::Value(v) => (Outcome::Ok, Ok(v)),
+            Answer::NotFound => (Outcome::NotFound, Err(Status::not_found("not found"))),
+            Answer::UnknownGroup => (
+                Outcome::UnknownGroup,
+                Err(Status::invalid_argument(format!(
+                    "no such galaxy: {galaxy}"
+                ))),
+            ),
+            Answer::Failed(e) => {
+                let msg = String::from_utf8_lossy(&truncate(&e.to_string(), 1024)).into_owned();
+                let status = match e {
+                    LoadError::Timeout { .. } => Status::deadline_exceeded(msg),
+                    e if e.is_retryable() => Status::unavailable(msg),
+                    _ => Status::unknown(msg),
+                };
+                (Outcome::Error, Err(status))
+            }
+        };
+        self.served.record(outcome, start.elapsed());
+        result
+    }
+}
+
+fn timestamp(at: Option<Instant>) -> Option<prost_types::Timestamp> {
+    at.map(|at| {
+        let (seconds, nanos) = expires::unix_parts(expires::to_wall(at));
+        prost_types::Timestamp {
+            seconds,
+            nanos: nanos as i32,
+        }
+    })
+}
+
+#[tonic::async_trait]
+impl GalaxyCache for GrpcService {
+    async fn get_from_peer(
+        &self,
+        req: Request<GetRequest>,
+    ) -> Result<Response<GetResponse>, Status> {
+        let req = req.into_inner();
+        let v = self.answer(&req.galaxy, &req.key, false).await?;
+        Ok(Response::new(GetResponse {
+            value: v.value,
+            minute_qps: 0.0,
+            expiry: timestamp(v.expires),
+        }))
+    }
+
+    async fn peek_peer(&self, req: Request<PeekRequest>) -> Result<Response<PeekResponse>, Status> {
+        let req = req.into_inner();
+        let v = self.answer(&req.galaxy, &req.key, true).await?;
+        Ok(Response::new(PeekResponse {
+            value: v.value,
+            expiry: timestamp(v.expires),
+        }))
+    }
+}

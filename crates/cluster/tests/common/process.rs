@@ -1,0 +1,110 @@
+//! Child processes for tests: started through a guard that kills them on drop, ports that
+//! are polled with a deadline, and external tools that are skipped (or, under CI, required).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process that is killed (by its own handle) and reaped when dropped.
+pub struct Guard {
+    pub name: String,
+    child: Child,
+}
+
+impl Guard {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Guard {
+        let child = cmd
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Guard {
+            name: name.to_owned(),
+            child,
+        }
+    }
+
+    /// Kill the process now and wait for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A loopback port that was free a moment ago (for processes that must be told their port).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("binding a probe port");
+    l.local_addr().expect("probe port address").port()
+}
+
+/// `GET path` over HTTP/1.0: the status and body, or `None` if nothing answered.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..split]).ok()?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, buf[split + 4..].to_vec()))
+}
+
+/// Poll `GET path` until it answers 200 or `within` passes; panics naming `what`.
+pub fn wait_http(addr: SocketAddr, path: &str, within: Duration, what: &mut Guard) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some((200, _)) = http_get(addr, path) {
+            return;
+        }
+        assert!(
+            what.alive(),
+            "{} exited before it answered on {addr}",
+            what.name
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{} did not answer on {addr} within {within:?}", what.name);
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether the external `files` are installed. If not: under `CI=true` the test fails,
+/// naming `scripts/install-deps`; otherwise it is skipped with a loud message.
+pub fn require(what: &str, packages: &str, files: &[&Path]) -> bool {
+    let missing: Vec<_> = files.iter().filter(|f| !f.exists()).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!(
+        "{what} needs {missing:?} (Debian: {packages}); run scripts/install-deps to install it"
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    eprintln!("\n!!! SKIPPED: {msg}\n");
+    false
+}
+
+/// A scratch directory for this test binary's build products (kept between runs so Go's
+/// build cache makes the second run fast).
+pub fn scratch(sub: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(sub);
+    std::fs::create_dir_all(&dir).expect("creating the scratch directory");
+    dir
+}

@@ -1,0 +1,106 @@
+//! The `shoal_peer_*` metrics, read through a debugging recorder installed for this test
+//! binary (one test, so the global recorder is ours alone).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Counting, GROUP, keys, start};
+use metrics_util::CompositeKey;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use shoal_cluster::{Cluster, Secret};
+
+fn sum(snapshot: &[(CompositeKey, DebugValue)], name: &str, labels: &[(&str, &str)]) -> f64 {
+    snapshot
+        .iter()
+        .filter(|(k, _)| k.key().name() == name)
+        .filter(|(k, _)| {
+            labels
+                .iter()
+                .all(|(l, v)| k.key().labels().any(|x| x.key() == *l && x.value() == *v))
+        })
+        .map(|(_, v)| match v {
+            DebugValue::Counter(c) => *c as f64,
+            DebugValue::Gauge(g) => g.into_inner(),
+            DebugValue::Histogram(h) => h.len() as f64,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn peer_requests_auth_failures_and_liveness_are_counted() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().unwrap();
+
+    let secret = Secret::new("metrics-test-secret-0123").unwrap();
+    let mut nodes = start(2, Counting::default, |b| {
+        b.secret(secret.clone())
+            .fetch_timeout(Duration::from_secs(2))
+    })
+    .await;
+    for k in keys("m", 20) {
+        nodes[0].group.get(&k).await.unwrap();
+    }
+    let outsider = Cluster::builder("http://127.0.0.1:1")
+        .build(&["http://127.0.0.1:1", &nodes[1].url])
+        .unwrap();
+    assert!(
+        outsider
+            .client(&nodes[1].url)
+            .unwrap()
+            .fetch(GROUP, b"k")
+            .await
+            .is_err()
+    );
+    nodes[1].kill().await;
+    let dead_key = keys("d", 100)
+        .into_iter()
+        .find(|k| nodes[0].cluster.owner(k).unwrap() == nodes[1].url)
+        .unwrap();
+    nodes[0].group.get(&dead_key).await.unwrap();
+
+    let snap: Vec<_> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(k, _, _, v)| (k, v))
+        .collect();
+    let made_ok = sum(
+        &snap,
+        "shoal_peer_requests_total",
+        &[("direction", "made"), ("result", "ok")],
+    );
+    let served_ok = sum(
+        &snap,
+        "shoal_peer_requests_total",
+        &[("direction", "served"), ("result", "ok")],
+    );
+    assert!(
+        made_ok > 0.0 && made_ok == served_ok,
+        "made {made_ok}, served {served_ok}"
+    );
+    assert_eq!(
+        sum(
+            &snap,
+            "shoal_peer_request_duration_seconds",
+            &[("direction", "made")]
+        ),
+        made_ok + 2.0,
+        "one latency sample per request made (2 failed ones included)"
+    );
+    assert_eq!(sum(&snap, "shoal_peer_auth_failures_total", &[]), 1.0);
+    assert_eq!(
+        sum(
+            &snap,
+            "shoal_peer_requests_total",
+            &[("result", "connect_error")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sum(&snap, "shoal_peer_up", &[("peer", nodes[1].url.as_str())]),
+        0.0
+    );
+    assert!(sum(&snap, "shoal_peer_members", &[]) >= 2.0);
+}

@@ -1,0 +1,121 @@
+//! TLS between peers: mTLS over every protocol, and who is refused.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Counting, GROUP, pki, start_with, value_of};
+use shoal_cluster::{Cluster, PeerError, Protocol, TlsConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn tls(p: &common::Pki) -> TlsConfig {
+    TlsConfig::from_pem(p.ca.clone(), p.cert.clone(), p.key.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_talk_over_mutual_tls() {
+    let p = pki();
+    for protocol in [Protocol::Native, Protocol::Grpc, Protocol::Groupcache] {
+        let nodes = start_with(3, "https", Counting::default, |b| {
+            b.protocol(protocol).tls(tls(&p))
+        })
+        .await;
+        for node in &nodes {
+            for k in common::keys("t", 10) {
+                assert_eq!(
+                    node.group.get(&k).await.unwrap(),
+                    value_of(&k),
+                    "{protocol}"
+                );
+            }
+        }
+        assert_eq!(
+            nodes.iter().map(|n| n.loader.total()).sum::<usize>(),
+            10,
+            "{protocol}"
+        );
+        assert_eq!(nodes[0].group.stats().peer_errors, 0, "{protocol}");
+    }
+}
+
+#[tokio::test]
+async fn strangers_are_refused() {
+    let p = pki();
+    let nodes = start_with(2, "https", Counting::default, |b| b.tls(tls(&p))).await;
+    let target = nodes[1].url.as_str();
+
+    // A client whose certificate comes from another CA.
+    let other = pki();
+    let stranger = Cluster::builder("https://127.0.0.1:1")
+        .tls(tls(&other))
+        .build(&["https://127.0.0.1:1", target])
+        .unwrap();
+    let e = stranger
+        .client(target)
+        .unwrap()
+        .fetch(GROUP, b"k")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PeerError::Connect { .. }), "{e:?}");
+
+    // A client without TLS configured cannot reach an https member.
+    let plain = Cluster::builder("http://127.0.0.1:1")
+        .build(&["http://127.0.0.1:1", target])
+        .unwrap();
+    let e = plain
+        .client(target)
+        .unwrap()
+        .fetch(GROUP, b"k")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PeerError::Connect { .. }), "{e:?}");
+
+    // A client that trusts the CA but shows no certificate gets no answer.
+    let mut roots = rustls::RootCertStore::empty();
+    for c in
+        <rustls_pki_types::CertificateDer<'_> as rustls_pki_types::pem::PemObject>::pem_slice_iter(
+            p.ca.as_bytes(),
+        )
+    {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let addr = target.trim_start_matches("https://");
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let answer = async {
+        let mut s = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await?;
+        s.write_all(b"GET /_galaxycache/things/k HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let answer = common::within(10, "certless client", answer).await;
+    assert!(
+        !matches!(&answer, Ok(b) if b.starts_with(b"HTTP/1.1 200")),
+        "a client without a certificate was served"
+    );
+    assert_eq!(nodes[1].loader.total(), 0);
+}
+
+#[tokio::test]
+async fn bad_tls_material_is_a_config_error() {
+    let e = Cluster::builder("https://127.0.0.1:1")
+        .tls(TlsConfig::from_pem("not pem", "not pem", "not pem"))
+        .build(&["https://127.0.0.1:1"])
+        .unwrap_err();
+    assert!(e.to_string().starts_with("config: tls"), "{e}");
+    let e = Cluster::builder("https://127.0.0.1:1")
+        .build(&["https://127.0.0.1:1"])
+        .unwrap_err();
+    assert!(e.to_string().contains("TLS certificates"), "{e}");
+}
