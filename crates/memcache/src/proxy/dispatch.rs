@@ -37,6 +37,20 @@ impl Ctx<'_> {
         self.cluster.pool.send(server, via, self.slot, job).await;
         rx
     }
+
+    /// Sends a get to server `server` (ascii), where it may be merged with other gets.
+    pub(crate) async fn send_get(
+        &self,
+        server: usize,
+        g: Get,
+    ) -> tokio::sync::oneshot::Receiver<crate::pool::JobResult> {
+        let (job, rx) = Job::get(g);
+        self.cluster
+            .pool
+            .send(server, Wire::Ascii, self.slot, job)
+            .await;
+        rx
+    }
 }
 
 /// Turns one request into its pending reply.
@@ -105,11 +119,7 @@ async fn get(ctx: &Ctx<'_>, g: Get) -> Pending {
     if !one_server {
         return multiget::split(ctx, g).await;
     }
-    let mut wire = BytesMut::new();
-    AsciiRequest::Get(g).encode(&mut wire);
-    let rx = ctx
-        .send(first, Wire::Ascii, wire.freeze(), Expect::UntilEnd)
-        .await;
+    let rx = ctx.send_get(first, g).await;
     Pending::Job(rx, Finish::Ascii { silent: false })
 }
 
