@@ -1,5 +1,6 @@
 //! Gets of many clients merged into one downstream request: each client still gets exactly
-//! its own hits, in its key order, with duplicates and misses, against a real memcached.
+//! its own hits, in its key order, with duplicates and misses, against a real memcached;
+//! and the per-command counters of `stats proxy` count them.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -114,5 +115,16 @@ fn concurrent_clients_get_their_own_hits_from_merged_gets() {
         .collect();
     for t in threads {
         t.join().unwrap();
+    }
+    // Per-command counters: 8 clients × 60 requests, one in five a `gets`; 20 sets.
+    let stats = String::from_utf8_lossy(&setup.call(b"stats proxy\r\n")).into_owned();
+    for want in [
+        "merge:pstd_stats:cmd_get 384\r\n",
+        "merge:pstd_stats:cmd_gets 96\r\n",
+        "merge:pstd_stats:cmd_set 20\r\n",
+        "merge:pstd_stats:cmd_stats 1\r\n",
+        "merge:pstd_stats:cmd_meta 1\r\n", // the `mn` after each call
+    ] {
+        assert!(stats.contains(want), "no {want:?} in {stats}");
     }
 }
