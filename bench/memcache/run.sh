@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # memcaslap, 90% get / 10% set, 100-byte values, on loopback:
 #   direct to one memcached, through shoal memcache, and through nutcracker (twemproxy),
-# the proxies over the same three memcached servers. Prints ops/s and the ratios.
+# the proxies over the same three memcached servers. Prints ops/s, latency (memcaslap's
+# average, and p50/p99 read off its log2 histogram: the upper edge of the bucket, so within a
+# factor of 2) and the ratios, with the load average (other work on the machine skews them).
+# Then the same mix with bench/mcload, a closed-loop client that keeps every latency, for
+# exact p50/p99/p99.9.
 # Usage: bench/memcache/run.sh [seconds per run, default 10] [concurrency, default 64]
 set -euo pipefail
 SECS=${1:-10}
 CONC=${2:-64}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SHOAL=$ROOT/target/release/shoal
+MCLOAD=$ROOT/target/release/mcload
 for t in /usr/bin/memcached /usr/sbin/nutcracker /usr/bin/memcaslap; do
   [ -x "$t" ] || { echo "missing $t: run scripts/install-deps" >&2; exit 1; }
 done
-[ -x "$SHOAL" ] || cargo build --release -p shoal --locked --manifest-path "$ROOT/Cargo.toml"
+[ -x "$SHOAL" ] && [ -x "$MCLOAD" ] ||
+  cargo build --release -p shoal -p mcload --locked --manifest-path "$ROOT/Cargo.toml"
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -56,13 +62,44 @@ cmd
 1 0.9
 CFG
 
-run() { # $1 = port; prints TPS
-  timeout $((SECS + 30)) memcaslap -s 127.0.0.1:"$1" -F "$WORK/cfg" -t "${SECS}s" -c "$CONC" -T 2 -S 1h 2>&1 \
-    | awk '/^Run time:/ { for (i = 1; i <= NF; i++) if ($i == "TPS:") print $(i+1) }' | tail -n1
+run() { # $1 = port, $2 = name; prints "TPS avg p50 p99"
+  timeout $((SECS + 30)) memcaslap -s 127.0.0.1:"$1" -F "$WORK/cfg" -t "${SECS}s" -c "$CONC" -T 2 -S 1h \
+    > "$WORK/$2.out" 2>&1 || true
+  python3 - "$WORK/$2.out" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+tps = re.findall(r"TPS: (\d+)", text)
+total = text.split("Total Statistics")[-1]
+avg = re.search(r"Avg:\s+(\d+)", total)
+hist = {}
+for base, counts in re.findall(r"^\s+(\d+):((?:\s+\d+)+)\s*$", total, re.M):
+    for i, c in enumerate(counts.split()):
+        hist[int(base) + i] = int(c)
+n = sum(hist.values())
+def pct(q):
+    seen = 0
+    for b in sorted(hist):
+        seen += hist[b]
+        if n and seen >= q * n:
+            return 2 ** (b + 1)
+    return 0
+print(tps[-1] if tps else 0, avg.group(1) if avg else 0, pct(0.5), pct(0.99))
+PY
 }
-D=$(run "$DIRECT"); S=$(run "$SP"); N=$(run "$NP")
-echo "memcaslap ${SECS}s, ${CONC} conns, 90% get / 10% set, 100 B values (ops/s)"
-echo "direct memcached: $D"
-echo "shoal memcache:   $S"
-echo "nutcracker:       $N"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+read -r D DA D50 D99 < <(run "$DIRECT" direct)
+read -r S SA S50 S99 < <(run "$SP" shoal)
+read -r N NA N50 N99 < <(run "$NP" nutcracker)
+echo "memcaslap ${SECS}s, ${CONC} conns, 90% get / 10% set, 100 B values"
+printf '%-18s %8s %8s %9s %9s\n' "" "ops/s" "avg us" "p50 <=us" "p99 <=us"
+printf '%-18s %8s %8s %9s %9s\n' "direct memcached" "$D" "$DA" "$D50" "$D99"
+printf '%-18s %8s %8s %9s %9s\n' "shoal memcache" "$S" "$SA" "$S50" "$S99"
+printf '%-18s %8s %8s %9s %9s\n' "nutcracker" "$N" "$NA" "$N50" "$N99"
 python3 -c "d,s,n=map(float,('$D','$S','$N')); print(f'shoal/nutcracker = {s/n:.2f}   shoal/direct = {s/d:.2f}')"
+echo "mcload ${SECS}s, ${CONC} conns, same mix (exact latencies)"
+printf '%-18s %8s %9s %9s %9s\n' "" "ops/s" "p50 us" "p99 us" "p99.9 us"
+for t in "direct memcached:$DIRECT" "shoal memcache:$SP" "nutcracker:$NP"; do
+  read -r OPS P50 P99 P999 ERR < <(timeout $((SECS + 30)) "$MCLOAD" 127.0.0.1:"${t##*:}" "$CONC" "$SECS")
+  printf '%-18s %8s %9s %9s %9s%s\n' "${t%%:*}" "$OPS" "$P50" "$P99" "$P999" "$([ "$ERR" = 0 ] || echo "  ($ERR errors)")"
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

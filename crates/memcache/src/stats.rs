@@ -132,6 +132,42 @@ counters! {
     tot_retry_vbucket,
     /// Front-cache hits.
     tot_front_cache_hits,
+    /// Ascii `get` requests (per request, not per key).
+    cmd_get,
+    /// Ascii `gets` requests.
+    cmd_gets,
+    /// Ascii `gat` and `gats` requests.
+    cmd_gat,
+    /// Ascii `set`.
+    cmd_set,
+    /// Ascii `add`.
+    cmd_add,
+    /// Ascii `replace`.
+    cmd_replace,
+    /// Ascii `append`.
+    cmd_append,
+    /// Ascii `prepend`.
+    cmd_prepend,
+    /// Ascii `cas`.
+    cmd_cas,
+    /// Ascii `incr`.
+    cmd_incr,
+    /// Ascii `decr`.
+    cmd_decr,
+    /// Ascii `delete`.
+    cmd_delete,
+    /// Ascii `touch`.
+    cmd_touch,
+    /// Ascii `flush_all`.
+    cmd_flush_all,
+    /// Ascii `stats` (all forms, `stats proxy` included).
+    cmd_stats,
+    /// Ascii `version`, `verbosity` and `quit`.
+    cmd_other,
+    /// Meta commands (`mg`, `ms`, `md`, `ma`, `mn`, `me`).
+    cmd_meta,
+    /// Binary requests of any opcode.
+    cmd_binary,
 }
 
 impl ProxyStats {

@@ -8,44 +8,20 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 
+use super::merge::{InFlight, encode_batch};
 use super::{DownstreamErrorKind, Expect, Job, Reply, Server, Wire};
 use crate::ascii::{MetaCode, Response, decode_response};
 use crate::binary::{BinaryResponse, Opcode, decode_binary_response};
 
 /// Most jobs written in one batch.
 const BATCH: usize = 256;
-
-/// A job written and waiting for (the rest of) its reply.
-#[derive(Debug)]
-struct InFlight {
-    job: Job,
-    deadline: Instant,
-    got: Reply,
-    /// Some byte of its reply has arrived: it must not be re-sent.
-    touched: bool,
-}
-
-impl InFlight {
-    fn new(job: Job, deadline: Instant) -> Self {
-        let got = match job.expect {
-            Expect::BinOne | Expect::BinUntilNoop | Expect::BinStats => Reply::Binary(Vec::new()),
-            _ => Reply::Ascii(Vec::new()),
-        };
-        Self {
-            job,
-            deadline,
-            got,
-            touched: false,
-        }
-    }
-}
 
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,22 +68,25 @@ pub(super) async fn run(server: Arc<Server>, wire: Wire, mut rx: mpsc::Receiver<
             End::Timeout => server.failed(),
             End::Closed | End::Protocol => {}
         }
-        for mut f in inflight {
-            let kind = match end {
-                End::Timeout => {
-                    stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                    DownstreamErrorKind::Timeout
-                }
-                End::Protocol => DownstreamErrorKind::Protocol,
-                _ if !f.touched && f.job.retries < retry => {
-                    f.job.retries += 1;
-                    stats.retries.fetch_add(1, Ordering::Relaxed);
-                    again.push_back(f.job);
-                    continue;
-                }
-                _ => DownstreamErrorKind::Closed,
-            };
-            f.job.fail(server.error(kind));
+        for f in inflight {
+            let touched = f.touched;
+            for mut job in f.into_jobs() {
+                let kind = match end {
+                    End::Timeout => {
+                        stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                        DownstreamErrorKind::Timeout
+                    }
+                    End::Protocol => DownstreamErrorKind::Protocol,
+                    _ if !touched && job.retries < retry => {
+                        job.retries += 1;
+                        stats.retries.fetch_add(1, Ordering::Relaxed);
+                        again.push_back(job);
+                        continue;
+                    }
+                    _ => DownstreamErrorKind::Closed,
+                };
+                job.fail(server.error(kind));
+            }
         }
         again.extend(pending.drain(..));
         pending = again;
@@ -189,7 +168,12 @@ async fn write_loop(
     loop {
         if queue.is_empty() {
             match rx.recv().await {
-                Some(j) => queue.push_back(j),
+                Some(j) => {
+                    queue.push_back(j);
+                    // Let the other ready tasks (clients with requests for this server) run
+                    // first, so that one write carries all their requests.
+                    tokio::task::yield_now().await;
+                }
                 None => {
                     // The pool is gone: let the reader finish what is in flight.
                     drop(itx);
@@ -204,33 +188,21 @@ async fn write_loop(
             }
         }
         let deadline = Instant::now() + timeout;
-        let mut single: Option<Bytes> = None;
-        let mut n = 0;
-        for job in queue.drain(..) {
-            if job.tx.is_closed() {
-                continue; // nobody waits for it any more: do not send it
-            }
-            if n == 0 {
-                single = Some(job.wire.clone());
-            } else {
-                if let Some(s) = single.take() {
-                    out.extend_from_slice(&s);
-                }
-                out.extend_from_slice(&job.wire);
-            }
-            n += 1;
-            if itx.send(InFlight::new(job, deadline)).is_err() {
-                return End::Closed;
-            }
-        }
+        let n = queue.len();
+        let sent = encode_batch(queue.drain(..), &mut out, deadline);
         server
             .stats()
             .requests
             .fetch_add(n as u64, Ordering::Relaxed);
-        let written = match single.take() {
-            Some(s) => wr.write_all(&s).await,
-            None if !out.is_empty() => wr.write_all(&out).await,
-            None => Ok(()),
+        for f in sent {
+            if itx.send(f).is_err() {
+                return End::Closed;
+            }
+        }
+        let written = if out.is_empty() {
+            Ok(())
+        } else {
+            wr.write_all(&out).await
         };
         out.clear();
         if written.is_err() {
@@ -270,7 +242,7 @@ async fn read_loop(
             front.touched = true;
             if done && let Some(f) = inflight.pop_front() {
                 server.succeeded();
-                let _ = f.job.tx.send(Ok(f.got));
+                f.answer();
             }
         }
         if let Some(front) = inflight.front_mut() {

@@ -9,6 +9,7 @@
 
 mod conn;
 mod error;
+mod merge;
 mod server;
 
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Limits;
-use crate::ascii::Response;
+use crate::ascii::{Get, Response};
 use crate::binary::BinaryResponse;
 
 pub use error::{DownstreamError, DownstreamErrorKind};
@@ -105,6 +106,9 @@ pub struct Job {
     pub tx: oneshot::Sender<JobResult>,
     /// Retries done so far.
     pub retries: u32,
+    /// A plain `get`/`gets`: its keys, so that the connection can merge it with the gets
+    /// queued next to it into one request (`wire` is then unused).
+    pub get: Option<Get>,
 }
 
 impl Job {
@@ -116,7 +120,20 @@ impl Job {
             expect,
             tx,
             retries: 0,
+            get: None,
         };
+        (job, rx)
+    }
+
+    /// A `get`/`gets`/`gat`/`gats` job (only `get` and `gets` are merged).
+    pub fn get(g: Get) -> (Job, oneshot::Receiver<JobResult>) {
+        let wire = if g.touch.is_some() {
+            merge::encode_get(&g)
+        } else {
+            Bytes::new()
+        };
+        let (mut job, rx) = Job::new(wire, Expect::UntilEnd);
+        job.get = Some(g);
         (job, rx)
     }
 

@@ -10,6 +10,7 @@ use crate::ascii::{AsciiRequest, Get};
 use crate::binary::{BinaryRequest, Opcode, error_reply};
 use crate::meta::{MetaKind, MetaRequest};
 use crate::pool::{DownstreamError, DownstreamErrorKind, Expect, Job, Wire};
+use crate::stats::ProxyStats;
 use crate::{Request, binary::Status};
 
 /// Opaque of the NOOP the proxy sends after a quiet binary command.
@@ -37,15 +38,64 @@ impl Ctx<'_> {
         self.cluster.pool.send(server, via, self.slot, job).await;
         rx
     }
+
+    /// Sends a get to server `server` (ascii), where it may be merged with other gets.
+    pub(crate) async fn send_get(
+        &self,
+        server: usize,
+        g: Get,
+    ) -> tokio::sync::oneshot::Receiver<crate::pool::JobResult> {
+        let (job, rx) = Job::get(g);
+        self.cluster
+            .pool
+            .send(server, Wire::Ascii, self.slot, job)
+            .await;
+        rx
+    }
 }
 
 /// Turns one request into its pending reply.
 pub(crate) async fn dispatch(ctx: &Ctx<'_>, req: Request) -> Pending {
+    count(ctx.proxy.stats(), &req);
     match req {
         Request::Ascii(a) => ascii(ctx, a).await,
         Request::Meta(m) => meta(ctx, m).await,
         Request::Binary(b) => binary(ctx, b).await,
     }
+}
+
+/// The per-command counter of `req`.
+fn count(st: &ProxyStats, req: &Request) {
+    use crate::ascii::{ArithKind, StoreKind};
+    let c = match req {
+        Request::Meta(_) => &st.cmd_meta,
+        Request::Binary(_) => &st.cmd_binary,
+        Request::Ascii(a) => match a {
+            AsciiRequest::Get(g) if g.touch.is_some() => &st.cmd_gat,
+            AsciiRequest::Get(g) if g.cas => &st.cmd_gets,
+            AsciiRequest::Get(_) => &st.cmd_get,
+            AsciiRequest::Store(s) => match s.kind {
+                StoreKind::Set => &st.cmd_set,
+                StoreKind::Add => &st.cmd_add,
+                StoreKind::Replace => &st.cmd_replace,
+                StoreKind::Append => &st.cmd_append,
+                StoreKind::Prepend => &st.cmd_prepend,
+                StoreKind::Cas(_) => &st.cmd_cas,
+            },
+            AsciiRequest::Arith(x) => match x.kind {
+                ArithKind::Incr => &st.cmd_incr,
+                ArithKind::Decr => &st.cmd_decr,
+            },
+            AsciiRequest::Delete(_) => &st.cmd_delete,
+            AsciiRequest::Touch(_) => &st.cmd_touch,
+            AsciiRequest::FlushAll(_) => &st.cmd_flush_all,
+            AsciiRequest::Stats(_) => &st.cmd_stats,
+            AsciiRequest::Version | AsciiRequest::Verbosity(_) | AsciiRequest::Quit => {
+                &st.cmd_other
+            }
+        },
+    };
+    ProxyStats::inc(c);
 }
 
 fn no_server() -> DownstreamError {
@@ -105,11 +155,7 @@ async fn get(ctx: &Ctx<'_>, g: Get) -> Pending {
     if !one_server {
         return multiget::split(ctx, g).await;
     }
-    let mut wire = BytesMut::new();
-    AsciiRequest::Get(g).encode(&mut wire);
-    let rx = ctx
-        .send(first, Wire::Ascii, wire.freeze(), Expect::UntilEnd)
-        .await;
+    let rx = ctx.send_get(first, g).await;
     Pending::Job(rx, Finish::Ascii { silent: false })
 }
 

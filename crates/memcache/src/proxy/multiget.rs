@@ -9,8 +9,8 @@ use tokio::sync::oneshot;
 
 use super::client::Pending;
 use super::dispatch::Ctx;
-use crate::ascii::{AsciiRequest, Get, Response, Value};
-use crate::pool::{DownstreamError, DownstreamErrorKind, Expect, JobResult, Reply, Wire};
+use crate::ascii::{Get, Response, Value};
+use crate::pool::{DownstreamError, DownstreamErrorKind, JobResult, Reply};
 use crate::stats::ProxyStats;
 
 /// Splits `g` per server and gathers the replies.
@@ -43,17 +43,12 @@ pub(crate) async fn split(ctx: &Ctx<'_>, g: Get) -> Pending {
     }
     let mut replies = Vec::with_capacity(per_server.len());
     for (server, keys) in per_server {
-        let part = AsciiRequest::Get(Get {
+        let part = Get {
             cas: g.cas,
             touch: g.touch,
             keys,
-        });
-        let mut wire = BytesMut::new();
-        part.encode(&mut wire);
-        replies.push(
-            ctx.send(server, Wire::Ascii, wire.freeze(), Expect::UntilEnd)
-                .await,
-        );
+        };
+        replies.push(ctx.send_get(server, part).await);
     }
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
