@@ -77,8 +77,9 @@ impl Fetcher {
         }
     }
 
-    fn top_up(&mut self) {
-        while self.running.len() < self.window {
+    /// Start gets until `limit` are running.
+    fn top_up(&mut self, limit: usize) {
+        while self.running.len() < limit {
             let Some(index) = self.upcoming.next() else {
                 break;
             };
@@ -91,9 +92,10 @@ impl Fetcher {
 
     /// The next chunk in order; `None` when the plan needs no more.
     pub(crate) async fn next(&mut self) -> Option<(u64, Result<Bytes, LoadError>)> {
-        self.top_up();
+        self.top_up(self.window);
         let (index, task) = self.running.pop_front()?;
-        self.top_up();
+        // The popped get still runs while we await it: it counts against the window.
+        self.top_up(self.window - 1);
         let result = task
             .await
             .unwrap_or_else(|e| Err(LoadError::Aborted(format!("chunk task failed: {e}").into())));
