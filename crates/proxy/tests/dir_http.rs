@@ -226,3 +226,58 @@ async fn a_100_mib_object_serves_its_ranges() {
     let whole = get(server.addr, "/big", &[]).await;
     assert!(whole.complete && whole.body == data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_prior_knowledge_serves_ranges() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let fx = fixture().await;
+    let (name, data) = &fx.files[6];
+    let stream = tokio::net::TcpStream::connect(fx.server.addr)
+        .await
+        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for range in ["bytes=0-9", "bytes=1000-3000", "bytes=-5"] {
+        let req = http::Request::get(format!("http://{}/{name}", fx.server.addr))
+            .header("range", range)
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        assert_eq!(resp.status(), 206);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let spans = expected(range, data).unwrap().unwrap();
+        let (a, b) = spans[0];
+        assert!(body[..] == data[a as usize..b as usize], "{range}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x"), b"x").unwrap();
+    let mut sc = ServerConfig::default();
+    sc.header_read_timeout = std::time::Duration::from_millis(300);
+    let origin = Arc::new(DirOrigin::new(dir.path()).unwrap());
+    let server = start_with(origin, store_config(CS), ProxyConfig::default(), sc).await;
+    for partial in [&b""[..], b"GET /x HTTP/1.1\r\nHost: a\r\n"] {
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(partial).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        assert!(
+            read.is_ok(),
+            "connection still open after 5 s ({partial:?})"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+        let text = String::from_utf8_lossy(&buf);
+        assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+}

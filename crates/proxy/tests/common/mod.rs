@@ -2,6 +2,7 @@
 //! in-test origin, multipart parsing and the RFC 9110 model of a range reply.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod nginx;
 pub mod origin;
 
 use std::net::SocketAddr;
