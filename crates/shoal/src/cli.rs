@@ -20,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Show which member owns each key (ketama, vbucket, groupcache, jump, chash, ...)
     Hash(cmd::hash::HashArgs),
+    /// Chunked caching reverse proxy over a directory or an HTTP origin
+    Serve(Box<cmd::serve::ServeArgs>),
 }
 
 /// Parses the command line, runs the command and turns its outcome into an exit code.
@@ -28,6 +30,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Hash(args) => cmd::hash::run(args),
+        Command::Serve(args) => cmd::serve::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

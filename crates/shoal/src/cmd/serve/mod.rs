@@ -1,0 +1,140 @@
+//! `shoal serve`: the chunked caching reverse proxy (shoal-proxy) as a process.
+//!
+//! `shoal serve --origin ./dir` alone is a working single-node cache: clients on
+//! 127.0.0.1:8080, admin (`/metrics`, `/status` with chunkproxy's `/stats` counters under
+//! `stats`, `/healthz`) on 127.0.0.1:9090. The bound addresses are printed on stdout once
+//! both ports listen, so scripts (and tests) can use port 0.
+
+mod config;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use shoal_cache::{Group, GroupStats};
+use shoal_proxy::{
+    DirOrigin, DynOrigin, HttpOrigin, HttpOriginConfig, Proxy, ProxyConfig, ServerConfig, Store,
+    StoreConfig,
+};
+use tokio::net::TcpListener;
+
+pub use self::config::{ServeArgs, ServeFile, ServeSettings};
+use crate::{admin::Admin, group_metrics, shutdown::Shutdown, telemetry};
+
+/// Runs `shoal serve`.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = args.settings()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+fn origin(s: &ServeSettings) -> anyhow::Result<Arc<dyn DynOrigin>> {
+    let o = s.origin.trim();
+    if o.starts_with("http://") || o.starts_with("https://") {
+        let mut c = HttpOriginConfig::default();
+        c.timeout = s.origin_timeout.get();
+        c.connect_timeout = s.connect_timeout.get();
+        return Ok(Arc::new(HttpOrigin::new(o, c)?));
+    }
+    if let Some((scheme, _)) = o.split_once("://") {
+        anyhow::bail!(
+            "origin {o:?}: {scheme}:// origins are not supported yet (use a directory or http://)"
+        );
+    }
+    let dir = DirOrigin::new(o).with_context(|| format!("origin directory {o:?}"))?;
+    Ok(Arc::new(dir))
+}
+
+async fn serve(s: ServeSettings) -> anyhow::Result<()> {
+    telemetry::init_logging();
+    let origin = origin(&s)?;
+    let mut sc = StoreConfig::default();
+    sc.chunk_size = s.chunk_size.bytes();
+    sc.memory = s.memory.bytes();
+    sc.meta_memory = s.meta_memory.bytes();
+    sc.meta_ttl = s.meta_ttl.get();
+    sc.negative_ttl = s.negative_ttl.get();
+    // The origin's own deadline fires first; this one also bounds a stuck loader.
+    sc.load_timeout = s.origin_timeout.get() + s.connect_timeout.get();
+    let store = Store::new(origin, &sc);
+    let mut pc = ProxyConfig::default();
+    pc.max_parallel_chunks = s.max_parallel_chunks;
+    pc.readahead_chunks = s.readahead_chunks;
+    let proxy = Proxy::new(store.clone(), pc);
+    let mut server = ServerConfig::default();
+    server.header_read_timeout = s.header_timeout.get();
+    server.max_header_bytes = usize::try_from(s.max_header_size.bytes()).unwrap_or(usize::MAX);
+    server.max_connections = s.max_connections;
+
+    let listen = config::parse_addr("listen", &s.listen)?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let bound = listener.local_addr()?;
+    let admin = if s.admin_listen == "off" {
+        None
+    } else {
+        let addr = config::parse_addr("admin_listen", &s.admin_listen)?;
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (admin)"))?;
+        Some(l)
+    };
+    let shutdown = Shutdown::on_signals();
+    let admin_task = match admin {
+        Some(l) => {
+            let addr = l.local_addr()?;
+            println!("shoal serve: admin on http://{addr}");
+            let app = admin_server(&store, &s);
+            Some(tokio::spawn(app.serve(l, shutdown.clone())))
+        }
+        None => None,
+    };
+    println!(
+        "shoal serve: listening on http://{bound} (origin {})",
+        store.origin_name()
+    );
+    tracing::info!(%bound, origin = store.origin_name(), "serving");
+    let stop = shutdown.clone();
+    shoal_proxy::serve::serve(listener, proxy, server, async move { stop.wait().await })
+        .await
+        .context("serving")?;
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+fn admin_server(store: &Arc<Store>, s: &ServeSettings) -> Admin {
+    let (meta, chunks) = (store.meta_group().clone(), store.chunk_group().clone());
+    let (m, c) = (meta.clone(), chunks.clone());
+    let origin = store.origin_name().to_owned();
+    let chunk_size = s.chunk_size.bytes();
+    Admin::new("serve")
+        .with_status(move || {
+            json!({
+                "origin": origin,
+                "chunk_size": chunk_size,
+                // chunkproxy's /stats, per group.
+                "stats": { "meta": group_json(&m), "chunks": group_json(&c) },
+            })
+        })
+        .with_collector(group_metrics::collector(meta))
+        .with_collector(group_metrics::collector(chunks))
+}
+
+fn group_json(g: &Group) -> Value {
+    let s: GroupStats = g.stats();
+    json!({
+        "gets": s.gets, "loads": s.loads, "loads_joined": s.loads_joined,
+        "load_errors": s.load_errors, "not_found": s.not_found,
+        "peer_loads": s.peer_loads, "peer_errors": s.peer_errors,
+        "main_cache": { "hits": s.main_hits, "bytes": s.main_bytes, "items": s.main_items,
+                        "evictions": s.main_evictions, "capacity": s.main_capacity },
+        "hot_cache": { "hits": s.hot_hits, "bytes": s.hot_bytes, "items": s.hot_items,
+                       "evictions": s.hot_evictions, "capacity": s.hot_capacity },
+    })
+}
