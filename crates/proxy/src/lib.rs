@@ -37,6 +37,7 @@
 
 pub mod chunk;
 pub mod conditional;
+pub mod disk;
 pub mod meta;
 mod metrics;
 pub mod origin;
@@ -45,6 +46,7 @@ pub mod range;
 pub mod serve;
 pub mod store;
 
+pub use disk::{DiskTier, FileStore};
 pub use meta::{ObjectMeta, Validator};
 pub use origin::{DirOrigin, DynOrigin, Extent, HttpOrigin, HttpOriginConfig, Origin, OriginError};
 pub use serve::{Proxy, ProxyConfig, ServerConfig};

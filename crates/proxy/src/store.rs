@@ -19,6 +19,7 @@ use shoal_cache::{GetOptions, Got, Group, LoadError, Loaded, Loader, Source};
 use tokio::time::Instant;
 
 use crate::chunk::{ChunkKey, Chunking};
+use crate::disk::DiskTier;
 use crate::meta::ObjectMeta;
 use crate::origin::{DynOrigin, OriginError};
 
@@ -67,8 +68,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// A store over `origin`.
+    /// A store over `origin`, in memory only.
     pub fn new(origin: Arc<dyn DynOrigin>, config: &StoreConfig) -> Arc<Self> {
+        Self::with_disk(origin, config, None)
+    }
+
+    /// A store over `origin` that also keeps the chunks it loads on `disk`: a chunk missing
+    /// from memory (and from its owner, in a cluster) is read from disk before the origin.
+    pub fn with_disk(
+        origin: Arc<dyn DynOrigin>,
+        config: &StoreConfig,
+        disk: Option<Arc<dyn DiskTier>>,
+    ) -> Arc<Self> {
         let chunk_size = config.chunk_size.max(1);
         let meta = Group::builder("meta", config.meta_memory)
             .negative_ttl(config.negative_ttl)
@@ -86,6 +97,7 @@ impl Store {
                 origin: origin.clone(),
                 meta: meta.clone(),
                 chunks: chunks_cell.clone(),
+                disk,
             });
         let _ = chunks_cell.set(Arc::downgrade(&chunks));
         Arc::new(Store {
@@ -213,12 +225,28 @@ struct ChunkLoader {
     origin: Arc<dyn DynOrigin>,
     meta: Arc<Group>,
     chunks: Arc<OnceLock<Weak<Group>>>,
+    disk: Option<Arc<dyn DiskTier>>,
+}
+
+impl ChunkLoader {
+    /// Write to disk in the background: the reply does not wait for the disk.
+    fn keep(&self, key: Bytes, value: Bytes) {
+        if let Some(disk) = self.disk.clone() {
+            tokio::spawn(async move { disk.put(key, value).await });
+        }
+    }
 }
 
 impl Loader for ChunkLoader {
     async fn load(&self, key: Bytes) -> Result<Loaded, LoadError> {
         let k = ChunkKey::decode(&key).map_err(|e| LoadError::loader(e.to_string(), false))?;
         let span = k.span();
+        if let Some(disk) = &self.disk
+            && let Some(value) = disk.get(&key).await
+            && value.len() as u64 == span.len()
+        {
+            return Ok(Loaded::new(value));
+        }
         let r = self
             .origin
             .read_boxed(&k.path, span.start..span.end, &k.validator)
@@ -254,10 +282,13 @@ impl Loader for ChunkLoader {
                 };
                 let key = ChunkKey { index, ..k.clone() }.encode();
                 if chunks.peek(&key).is_none() {
-                    chunks.insert_main(key, Loaded::new(Bytes::copy_from_slice(&bytes)));
+                    let bytes = Bytes::copy_from_slice(&bytes);
+                    chunks.insert_main(key.clone(), Loaded::new(bytes.clone()));
+                    self.keep(key, bytes);
                 }
             }
         }
+        self.keep(key, value.clone());
         Ok(Loaded::new(value))
     }
 }

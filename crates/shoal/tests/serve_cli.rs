@@ -174,3 +174,42 @@ fn config_file_and_chunkproxy_aliases() {
             .contains("unknown field `chunk`")
     );
 }
+
+#[test]
+fn disk_tier_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 13) as u8).collect();
+    std::fs::write(dir.path().join("d.bin"), &data).unwrap();
+    let args = [
+        "--origin",
+        dir.path().to_str().unwrap(),
+        "--chunk-size",
+        "16KiB",
+        "--dir",
+        cache.path().to_str().unwrap(),
+        "--size-d",
+        "64",
+    ];
+    let disk = |s: &Serve| -> serde_json::Value {
+        let (_, _, body) = http(s.admin, "/status", "");
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["stats"]["disk"].clone()
+    };
+    {
+        let s = serve(&args);
+        assert!(http(s.addr, "/d.bin", "").2 == data);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while disk(&s)["writes"] != 7 {
+            assert!(std::time::Instant::now() < deadline, "{}", disk(&s));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let s = serve(&args);
+    assert!(http(s.addr, "/d.bin", "").2 == data);
+    let d = disk(&s);
+    assert_eq!(
+        (d["hits"].as_u64(), d["items"].as_u64()),
+        (Some(7), Some(7)),
+        "{d}"
+    );
+}

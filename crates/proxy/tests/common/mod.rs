@@ -39,7 +39,10 @@ pub async fn start_with(
     config: ProxyConfig,
     server: ServerConfig,
 ) -> Running {
-    let store = Store::new(origin, &store);
+    start_store(Store::new(origin, &store), config, server).await
+}
+
+pub async fn start_store(store: Arc<Store>, config: ProxyConfig, server: ServerConfig) -> Running {
     let proxy = Proxy::new(store, config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -33,6 +33,10 @@ pub struct ServeSettings {
     pub memory: ByteSize,
     /// Memory for object metadata (default 16MiB).
     pub meta_memory: ByteSize,
+    /// Directory for the disk tier (default: none, memory only).
+    pub dir: String,
+    /// Disk tier budget (default 1GiB; used with `dir`).
+    pub disk: ByteSize,
     /// Chunk size (default 1MiB; 4KiB to 64MiB).
     pub chunk_size: ByteSize,
     /// Chunks of one response fetched in parallel (default 4; 1 to 64).
@@ -65,6 +69,8 @@ impl Default for ServeSettings {
             admin_listen: "127.0.0.1:9090".into(),
             memory: ByteSize(512 << 20),
             meta_memory: ByteSize(16 << 20),
+            dir: String::new(),
+            disk: ByteSize(1 << 30),
             chunk_size: ByteSize(1 << 20),
             max_parallel_chunks: 4,
             readahead_chunks: 2,
@@ -111,6 +117,15 @@ pub struct ServeArgs {
     /// Memory for object metadata [default: 16MiB].
     #[arg(long, value_name = "SIZE", env = "SHOAL_META_MEMORY")]
     pub meta_memory: Option<ByteSize>,
+    /// Directory for the disk tier; without it the cache is memory only [chunkproxy: --dir].
+    #[arg(long, value_name = "DIR", env = "SHOAL_DIR")]
+    pub dir: Option<String>,
+    /// Disk tier budget [default: 1GiB].
+    #[arg(long, value_name = "SIZE", env = "SHOAL_DISK")]
+    pub disk: Option<ByteSize>,
+    /// chunkproxy's disk budget, in MiB (same as --disk N MiB).
+    #[arg(long = "size-d", value_name = "MIB", conflicts_with = "disk")]
+    pub size_d: Option<u64>,
     /// Chunk size [default: 1MiB].
     #[arg(long, value_name = "SIZE", env = "SHOAL_CHUNK_SIZE")]
     pub chunk_size: Option<ByteSize>,
@@ -170,6 +185,8 @@ impl ServeArgs {
             admin_listen,
             memory,
             meta_memory,
+            dir,
+            disk,
             chunk_size,
             max_parallel_chunks,
             readahead_chunks,
@@ -189,6 +206,9 @@ impl ServeArgs {
         }
         if let Some(n) = self.size_s {
             s.meta_memory = mib(n);
+        }
+        if let Some(n) = self.size_d {
+            s.disk = mib(n);
         }
         s.validate()?;
         Ok(s)
@@ -284,5 +304,90 @@ mod tests {
         assert!(crate::config::parse::<ServeFile>("[serve]\nchunk = 1\n").is_err());
         assert_eq!(parse_addr("l", ":8080").unwrap().port(), 8080);
         assert!(parse_addr("l", "nowhere").is_err());
+    }
+
+    #[test]
+    fn every_flag_overrides_its_key() {
+        use clap::Parser;
+        use std::time::Duration;
+        #[derive(Parser)]
+        struct T {
+            #[command(flatten)]
+            a: ServeArgs,
+        }
+        let t = T::try_parse_from([
+            "x",
+            "--url",
+            "/o",
+            "--webaddr",
+            ":1",
+            "--admin-listen",
+            "off",
+            "--memory",
+            "1MiB",
+            "--meta-memory",
+            "2MiB",
+            "--dir",
+            "/d",
+            "--disk",
+            "3MiB",
+            "--chunk-size",
+            "8KiB",
+            "--max-parallel-chunks",
+            "5",
+            "--readahead-chunks",
+            "6",
+            "--origin-timeout",
+            "7s",
+            "--connect-timeout",
+            "8s",
+            "--meta-ttl",
+            "9s",
+            "--negative-ttl",
+            "10s",
+            "--header-timeout",
+            "11s",
+            "--max-header-size",
+            "12KiB",
+            "--max-connections",
+            "13",
+        ])
+        .unwrap();
+        let secs = |s| HumanDuration(Duration::from_secs(s));
+        let want = ServeSettings {
+            origin: "/o".into(),
+            listen: ":1".into(),
+            admin_listen: "off".into(),
+            memory: ByteSize(1 << 20),
+            meta_memory: ByteSize(2 << 20),
+            dir: "/d".into(),
+            disk: ByteSize(3 << 20),
+            chunk_size: ByteSize(8 << 10),
+            max_parallel_chunks: 5,
+            readahead_chunks: 6,
+            origin_timeout: secs(7),
+            connect_timeout: secs(8),
+            meta_ttl: secs(9),
+            negative_ttl: secs(10),
+            header_timeout: secs(11),
+            max_header_size: ByteSize(12 << 10),
+            max_connections: 13,
+        };
+        assert_eq!(t.a.settings().unwrap(), want);
+        let t = T::try_parse_from([
+            "x", "--origin", "/o", "--size-c", "2", "--size-m", "3", "--size-s", "4", "--size-d",
+            "5",
+        ])
+        .unwrap();
+        let s = t.a.settings().unwrap();
+        assert_eq!(
+            (
+                s.chunk_size.bytes(),
+                s.memory.bytes(),
+                s.meta_memory.bytes(),
+                s.disk.bytes()
+            ),
+            (2 << 20, 3 << 20, 4 << 20, 5 << 20)
+        );
     }
 }

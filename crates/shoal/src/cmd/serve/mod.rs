@@ -13,8 +13,8 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use shoal_cache::{Group, GroupStats};
 use shoal_proxy::{
-    DirOrigin, DynOrigin, HttpOrigin, HttpOriginConfig, Proxy, ProxyConfig, ServerConfig, Store,
-    StoreConfig,
+    DirOrigin, DiskTier, DynOrigin, FileStore, HttpOrigin, HttpOriginConfig, Proxy, ProxyConfig,
+    ServerConfig, Store, StoreConfig,
 };
 use tokio::net::TcpListener;
 
@@ -59,7 +59,15 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     sc.negative_ttl = s.negative_ttl.get();
     // The origin's own deadline fires first; this one also bounds a stuck loader.
     sc.load_timeout = s.origin_timeout.get() + s.connect_timeout.get();
-    let store = Store::new(origin, &sc);
+    let disk = if s.dir.trim().is_empty() {
+        None
+    } else {
+        let d = FileStore::open(s.dir.trim(), s.disk.bytes())
+            .with_context(|| format!("disk tier directory {:?}", s.dir))?;
+        Some(d)
+    };
+    let tier = disk.clone().map(|d| Arc::new(d) as Arc<dyn DiskTier>);
+    let store = Store::with_disk(origin, &sc, tier);
     let mut pc = ProxyConfig::default();
     pc.max_parallel_chunks = s.max_parallel_chunks;
     pc.readahead_chunks = s.readahead_chunks;
@@ -88,7 +96,7 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
         Some(l) => {
             let addr = l.local_addr()?;
             println!("shoal serve: admin on http://{addr}");
-            let app = admin_server(&store, &s);
+            let app = admin_server(&store, disk.clone(), &s);
             Some(tokio::spawn(app.serve(l, shutdown.clone())))
         }
         None => None,
@@ -108,22 +116,43 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn admin_server(store: &Arc<Store>, s: &ServeSettings) -> Admin {
+fn admin_server(store: &Arc<Store>, disk: Option<FileStore>, s: &ServeSettings) -> Admin {
     let (meta, chunks) = (store.meta_group().clone(), store.chunk_group().clone());
     let (m, c) = (meta.clone(), chunks.clone());
     let origin = store.origin_name().to_owned();
     let chunk_size = s.chunk_size.bytes();
+    let (d, gauges) = (disk.clone(), disk);
     Admin::new("serve")
         .with_status(move || {
             json!({
                 "origin": origin,
                 "chunk_size": chunk_size,
-                // chunkproxy's /stats, per group.
-                "stats": { "meta": group_json(&m), "chunks": group_json(&c) },
+                // chunkproxy's /stats, per group, and the disk tier's.
+                "stats": {
+                    "meta": group_json(&m),
+                    "chunks": group_json(&c),
+                    "disk": d.as_ref().map(disk_json),
+                },
             })
         })
         .with_collector(group_metrics::collector(meta))
         .with_collector(group_metrics::collector(chunks))
+        .with_collector(move || {
+            if let Some(d) = &gauges {
+                let st = d.stats();
+                metrics::gauge!("shoal_disk_bytes").set(st.bytes as f64);
+                metrics::gauge!("shoal_disk_items").set(st.items as f64);
+            }
+        })
+}
+
+fn disk_json(d: &FileStore) -> Value {
+    let s = d.stats();
+    json!({
+        "hits": s.hits, "misses": s.misses, "writes": s.writes, "evictions": s.evictions,
+        "corruptions": s.corruptions, "write_errors": s.write_errors,
+        "bytes": s.bytes, "items": s.items,
+    })
 }
 
 fn group_json(g: &Group) -> Value {
