@@ -138,7 +138,7 @@ impl Store {
             Ok(meta) => Ok((meta, got.source)),
             Err(_) => {
                 self.meta.remove(path.as_bytes());
-                Err(LoadError::peer("corrupt object metadata", true))
+                Err(LoadError::loader("corrupt object metadata", true))
             }
         }
     }

@@ -281,3 +281,31 @@ async fn slow_and_idle_clients_are_cut_off() {
         assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_limit_holds() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x"), b"x").unwrap();
+    let mut sc = ServerConfig::default();
+    sc.max_connections = 1;
+    let origin = Arc::new(DirOrigin::new(dir.path()).unwrap());
+    let server = start_with(origin, store_config(CS), ProxyConfig::default(), sc).await;
+    // The one slot is taken by a connection that has sent half a request.
+    let mut hog = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    hog.write_all(b"GET /x HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let addr = server.addr;
+    let waiting = tokio::spawn(async move { get(addr, "/x", &[]).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a second connection was served past the limit"
+    );
+    drop(hog);
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("served once the slot freed")
+        .unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"x"[..]));
+}

@@ -46,6 +46,12 @@ async fn one_origin_read_per_chunk_under_120_concurrent_clients() {
     for (i, c) in clients.into_iter().enumerate() {
         let r = c.await.unwrap();
         assert!(r.complete, "client {i}");
+        assert_eq!(r.header("etag"), Some("\"v1\""));
+        assert_eq!(r.header("content-type"), Some("application/x-test"));
+        assert_eq!(
+            r.header("last-modified"),
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        );
         if i % 2 == 0 {
             assert!(r.status == 200 && r.body == data, "client {i}");
         } else {
@@ -181,4 +187,73 @@ async fn not_found_is_404_and_briefly_remembered() {
     assert_eq!(get(proxy.addr, "/nope", &[]).await.status, 404);
     // The second 404 came from the negative cache.
     assert_eq!(o.state.requests.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_does_not_cancel_the_fill() {
+    use tokio::io::AsyncWriteExt;
+    let o = TestOrigin::start().await;
+    let data = content(2 * CS as usize, 5);
+    o.put("obj", data.clone(), "v1");
+    o.state.delay_ms.store(300, Ordering::Relaxed);
+    let proxy = start(
+        http_origin(&o, Duration::from_secs(10)),
+        store_config(CS),
+        ProxyConfig::default(),
+    )
+    .await;
+    // Ask, then hang up while the origin is still answering.
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"GET /obj HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(s);
+    // A second client joins the fills the first one started, and they finish.
+    let r = get(proxy.addr, "/obj", &[]).await;
+    assert!(r.complete && r.body == data);
+    assert_eq!(o.gets().len(), 2, "{:?}", o.gets());
+    let chunks = proxy.proxy.store().chunk_group().stats();
+    assert_eq!(chunks.loads, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_range_readers_get_read_ahead() {
+    let o = TestOrigin::start().await;
+    let data = content(8 * CS as usize, 6);
+    o.put("seq", data.clone(), "v1");
+    let mut pc = ProxyConfig::default();
+    pc.readahead_chunks = 2;
+    let proxy = start(
+        http_origin(&o, Duration::from_secs(10)),
+        store_config(CS),
+        pc,
+    )
+    .await;
+    let cs = CS as usize;
+    let first = format!("bytes=0-{}", cs - 1);
+    let second = format!("bytes={cs}-{}", 2 * cs - 1);
+    assert!(get(proxy.addr, "/seq", &[("Range", &first)]).await.body == data[..cs]);
+    assert!(get(proxy.addr, "/seq", &[("Range", &second)]).await.body == data[cs..2 * cs]);
+    // The second request continued the first: chunks 2 and 3 are fetched without being asked.
+    let wanted = [
+        format!("bytes={}-{}", 2 * cs, 3 * cs - 1),
+        format!("bytes={}-{}", 3 * cs, 4 * cs - 1),
+    ];
+    let ok = wait_for(Duration::from_secs(5), || {
+        let gets = o.gets();
+        wanted.iter().all(|w| gets.iter().any(|(_, r)| r == w))
+    })
+    .await;
+    assert!(ok, "{:?}", o.gets());
+    let r = get(proxy.addr, "/seq", &[("Range", &wanted[0].clone())]).await;
+    assert_eq!(r.header("x-cache"), Some("HIT"));
+    // That request continued the sequence too (read-ahead of chunks 3 and 4); nothing is read
+    // twice, and nothing past the read-ahead window.
+    let five = wait_for(Duration::from_secs(5), || o.gets().len() == 5).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let gets = o.gets();
+    let distinct: HashSet<_> = gets.iter().collect();
+    assert!(five && gets.len() == 5, "{gets:?}");
+    assert_eq!(distinct.len(), gets.len(), "{gets:?}");
 }
