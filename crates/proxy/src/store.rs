@@ -170,6 +170,12 @@ impl Store {
         self.chunks.get_with(key, GetOptions::default()).await
     }
 
+    /// A chunk if it is in this node's memory, counted as a get (a hit, or a miss).
+    pub async fn cached_chunk(&self, key: &[u8]) -> Option<Got> {
+        let peek = GetOptions::new(shoal_cache::FetchMode::Peek);
+        self.chunks.get_with(key, peek).await.ok()
+    }
+
     /// Whether a chunk is in this node's memory (does not count as a get).
     pub fn has_chunk(&self, key: &[u8]) -> bool {
         self.chunks.peek(key).is_some()

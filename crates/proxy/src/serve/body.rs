@@ -1,5 +1,6 @@
 //! The response body: empty, one buffer, or a stream of chunk slices fed by a producer task.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -23,6 +24,10 @@ pub struct ProxyBody {
 #[derive(Debug)]
 enum Kind {
     Full(Option<Bytes>),
+    Parts {
+        parts: VecDeque<Bytes>,
+        remaining: u64,
+    },
     Stream {
         rx: mpsc::Receiver<Result<Bytes, BodyError>>,
         remaining: u64,
@@ -45,6 +50,14 @@ impl ProxyBody {
         }
     }
 
+    /// Buffers already in memory (slices of cached chunks), sent in order.
+    pub(crate) fn parts(parts: VecDeque<Bytes>) -> Self {
+        let remaining = parts.iter().map(|b| b.len() as u64).sum();
+        ProxyBody {
+            kind: Kind::Parts { parts, remaining },
+        }
+    }
+
     /// `len` bytes arriving on `rx`.
     pub(crate) fn stream(rx: mpsc::Receiver<Result<Bytes, BodyError>>, len: u64) -> Self {
         ProxyBody {
@@ -63,6 +76,10 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut self.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Parts { parts, remaining } => Poll::Ready(parts.pop_front().map(|b| {
+                *remaining -= b.len() as u64;
+                Ok(Frame::data(b))
+            })),
             Kind::Stream { rx, remaining } => {
                 if *remaining == 0 {
                     return Poll::Ready(None);
@@ -85,6 +102,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(b) => b.is_none(),
+            Kind::Parts { parts, .. } => parts.is_empty(),
             Kind::Stream { remaining, .. } => *remaining == 0,
         }
     }
@@ -92,6 +110,7 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Parts { remaining, .. } => SizeHint::with_exact(*remaining),
             Kind::Stream { remaining, .. } => SizeHint::with_exact(*remaining),
         }
     }

@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::body::ProxyBody;
 use super::plan::{Plan, boundary};
-use super::stream::{Fetcher, chunk_order, produce};
+use super::stream::{Fetcher, assemble, chunk_order, count_chunk, produce};
 use crate::conditional::{self, Outcome};
 use crate::meta::ObjectMeta;
 use crate::path::object_path;
@@ -204,6 +204,11 @@ impl Proxy {
         if let [part] = plan.parts.as_slice() {
             self.maybe_read_ahead(path, &meta, part.span, chunking, range_header.is_some());
         }
+        if x_cache == "HIT"
+            && let Some(parts) = self.reply_from_memory(&plan, path, &meta).await
+        {
+            return Ok(finish(ProxyBody::parts(parts)));
+        }
         let order = chunk_order(&plan, chunking);
         let window = self.config.max_parallel_chunks;
         let mut fetcher = Fetcher::new(
@@ -222,6 +227,27 @@ impl Proxy {
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(produce(plan, chunking, fetcher, first, tx));
         Ok(finish(ProxyBody::stream(rx, len)))
+    }
+
+    /// The whole reply from chunks in memory, without a producer task (the hot path); `None`
+    /// if a chunk went missing since [`Self::x_cache`] looked.
+    async fn reply_from_memory(
+        &self,
+        plan: &Plan,
+        path: &str,
+        meta: &ObjectMeta,
+    ) -> Option<std::collections::VecDeque<Bytes>> {
+        let chunking = self.store.chunking(meta.size);
+        let mut chunks = Vec::new();
+        for index in chunk_order(plan, chunking) {
+            let got = self
+                .store
+                .cached_chunk(&self.store.chunk_key(path, meta, index))
+                .await?;
+            count_chunk(&got);
+            chunks.push((index, got.value));
+        }
+        assemble(plan, chunking, &chunks)
     }
 
     /// HIT if every chunk the reply needs is in memory, MISS if none is, else PARTIAL.

@@ -117,7 +117,7 @@ impl Drop for Fetcher {
     }
 }
 
-fn count_chunk(got: &Got) {
+pub(crate) fn count_chunk(got: &Got) {
     let source = match got.source {
         Source::MainCache => "memory_main",
         Source::HotCache => "memory_hot",
@@ -188,6 +188,34 @@ pub(crate) async fn produce(
         sent += n;
     }
     count_out(sent)
+}
+
+/// The plan's bytes as buffers, when every chunk it reads is in `chunks` (in
+/// [`chunk_order`]); `None` if one is missing or short.
+pub(crate) fn assemble(
+    plan: &Plan,
+    chunking: Chunking,
+    chunks: &[(u64, Bytes)],
+) -> Option<std::collections::VecDeque<Bytes>> {
+    let mut out = std::collections::VecDeque::new();
+    let mut next = chunks.iter();
+    let mut current: Option<&(u64, Bytes)> = None;
+    for part in &plan.parts {
+        out.extend(part.header.clone());
+        for slice in chunking.slices(part.span) {
+            if current.map(|c| c.0) != Some(slice.index) {
+                current = next.next();
+            }
+            let (index, chunk) = current?;
+            if *index != slice.index || chunk.len() < slice.end {
+                return None;
+            }
+            out.push_back(chunk.slice(slice.start..slice.end));
+        }
+    }
+    out.extend(plan.trailer.clone());
+    count_out(out.iter().map(|b| b.len() as u64).sum());
+    Some(out)
 }
 
 fn count_out(bytes: u64) {
