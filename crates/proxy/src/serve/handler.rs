@@ -172,14 +172,11 @@ impl Proxy {
         };
         let chunking = self.store.chunking(meta.size);
         let meta = Arc::new(meta);
-        let x_cache = if head {
-            if matches!(meta_source, Source::Load) {
-                "MISS"
-            } else {
-                "HIT"
-            }
+        let (x_cache, keys) = if head {
+            let hit = !matches!(meta_source, Source::Load);
+            (if hit { "HIT" } else { "MISS" }, Vec::new())
         } else {
-            self.x_cache(&plan, path, &meta)
+            self.survey(&plan, path, &meta)
         };
         let len = plan.content_length;
         let finish = |body| {
@@ -205,7 +202,7 @@ impl Proxy {
             self.maybe_read_ahead(path, &meta, part.span, chunking, range_header.is_some());
         }
         if x_cache == "HIT"
-            && let Some(parts) = self.reply_from_memory(&plan, path, &meta).await
+            && let Some(parts) = self.reply_from_memory(&plan, &meta, keys).await
         {
             return Ok(finish(ProxyBody::parts(parts)));
         }
@@ -230,44 +227,46 @@ impl Proxy {
     }
 
     /// The whole reply from chunks in memory, without a producer task (the hot path); `None`
-    /// if a chunk went missing since [`Self::x_cache`] looked.
+    /// if a chunk went missing since [`Self::survey`] looked.
     async fn reply_from_memory(
+        &self,
+        plan: &Plan,
+        meta: &ObjectMeta,
+        keys: Vec<(u64, Bytes)>,
+    ) -> Option<std::collections::VecDeque<Bytes>> {
+        let mut chunks = Vec::with_capacity(keys.len());
+        for (index, key) in keys {
+            let got = self.store.cached_chunk(&key).await?;
+            count_chunk(&got);
+            chunks.push((index, got.value));
+        }
+        assemble(plan, self.store.chunking(meta.size), &chunks)
+    }
+
+    /// X-Cache: HIT if every chunk the reply needs is in memory, MISS if none is, else
+    /// PARTIAL; with the keys of those chunks when it is a HIT (at most 4096 chunks).
+    fn survey(
         &self,
         plan: &Plan,
         path: &str,
         meta: &ObjectMeta,
-    ) -> Option<std::collections::VecDeque<Bytes>> {
+    ) -> (&'static str, Vec<(u64, Bytes)>) {
         let chunking = self.store.chunking(meta.size);
-        let mut chunks = Vec::new();
-        for index in chunk_order(plan, chunking) {
-            let got = self
-                .store
-                .cached_chunk(&self.store.chunk_key(path, meta, index))
-                .await?;
-            count_chunk(&got);
-            chunks.push((index, got.value));
-        }
-        assemble(plan, chunking, &chunks)
-    }
-
-    /// HIT if every chunk the reply needs is in memory, MISS if none is, else PARTIAL.
-    fn x_cache(&self, plan: &Plan, path: &str, meta: &ObjectMeta) -> &'static str {
-        let chunking = self.store.chunking(meta.size);
-        let (mut hits, mut misses) = (0, 0);
+        let (mut keys, mut hits, mut misses) = (Vec::new(), 0, 0);
         for index in chunk_order(plan, chunking).take(4096) {
-            if self
-                .store
-                .has_chunk(&self.store.chunk_key(path, meta, index))
-            {
+            let key = self.store.chunk_key(path, meta, index);
+            if self.store.has_chunk(&key) {
                 hits += 1;
             } else {
                 misses += 1;
             }
+            keys.push((index, key));
         }
         match (hits, misses) {
-            (_, 0) => "HIT",
-            (0, _) => "MISS",
-            _ => "PARTIAL",
+            (_, 0) if keys.len() < 4096 => ("HIT", keys),
+            (_, 0) => ("HIT", Vec::new()),
+            (0, _) => ("MISS", Vec::new()),
+            _ => ("PARTIAL", Vec::new()),
         }
     }
 

@@ -10,7 +10,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use metrics::counter;
 use shoal_cache::{Got, LoadError, Source};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -125,7 +124,7 @@ pub(crate) fn count_chunk(got: &Got) {
         Source::Load if got.joined => "joined",
         _ => "origin",
     };
-    counter!("shoal_proxy_chunks_total", "source" => source).increment(1);
+    crate::metrics::chunk(source);
 }
 
 /// Send the plan's bytes to `tx`, starting with `first` (the first chunk, already fetched
@@ -219,5 +218,5 @@ pub(crate) fn assemble(
 }
 
 fn count_out(bytes: u64) {
-    counter!("shoal_http_bytes_out_total").increment(bytes);
+    crate::metrics::bytes_out(bytes);
 }
