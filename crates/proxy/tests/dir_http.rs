@@ -309,3 +309,33 @@ async fn the_connection_limit_holds() {
         .unwrap();
     assert_eq!((r.status, r.body.as_slice()), (200, &b"x"[..]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_after_send_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big"), content(64 << 20, 9)).unwrap();
+    std::fs::write(dir.path().join("x"), b"x").unwrap();
+    let mut sc = ServerConfig::default();
+    sc.max_connections = 1;
+    sc.send_timeout = std::time::Duration::from_millis(300);
+    let origin = Arc::new(DirOrigin::new(dir.path()).unwrap());
+    let server = start_with(origin, store_config(1 << 20), ProxyConfig::default(), sc).await;
+    // Takes the only slot, asks for 64 MiB and never reads a byte.
+    let mut stuck = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stuck
+        .write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        get(server.addr, "/x", &[]),
+    )
+    .await
+    .expect("the stuck client's slot was freed");
+    assert_eq!(r.status, 200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    drop(stuck);
+}

@@ -4,6 +4,7 @@
 
 mod body;
 mod handler;
+mod io;
 mod plan;
 mod stream;
 
@@ -35,6 +36,9 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// How long shutdown waits for in-flight replies (default 10 s).
     pub drain_timeout: Duration,
+    /// Longest a client may stall a reply by not reading it (time between two successful
+    /// writes, as nginx's `send_timeout`; default 60 s). Then the connection is closed.
+    pub send_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +48,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 16 << 10,
             drain_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -98,6 +103,7 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let first_byte = config.header_read_timeout;
+        let send_timeout = config.send_timeout;
         tokio::spawn(async move {
             let _permit = permit;
             // hyper's header timeout starts after protocol detection: bound the wait for the
@@ -111,7 +117,8 @@ pub async fn serve(
                 let proxy = proxy.clone();
                 async move { Ok::<_, std::convert::Infallible>(proxy.handle(req).await) }
             });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let io = TokioIo::new(io::SendTimeout::new(stream, send_timeout));
+            let conn = builder.serve_connection(io, service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }

@@ -53,6 +53,8 @@ pub struct ServeSettings {
     pub negative_ttl: HumanDuration,
     /// Deadline for a client to send a request head (default 10s).
     pub header_timeout: HumanDuration,
+    /// Longest a client may stall a reply by not reading it (default 60s).
+    pub send_timeout: HumanDuration,
     /// Largest request head in bytes (default 16KiB).
     pub max_header_size: ByteSize,
     /// Most client connections at once (default 10000).
@@ -79,6 +81,7 @@ impl Default for ServeSettings {
             meta_ttl: secs(60),
             negative_ttl: secs(2),
             header_timeout: secs(10),
+            send_timeout: secs(60),
             max_header_size: ByteSize(16 << 10),
             max_connections: 10_000,
         }
@@ -159,6 +162,9 @@ pub struct ServeArgs {
     /// Deadline for a client to send a request head [default: 10s].
     #[arg(long, value_name = "DURATION", env = "SHOAL_HEADER_TIMEOUT")]
     pub header_timeout: Option<HumanDuration>,
+    /// Longest a client may stall a reply by not reading it [default: 60s].
+    #[arg(long, value_name = "DURATION", env = "SHOAL_SEND_TIMEOUT")]
+    pub send_timeout: Option<HumanDuration>,
     /// Largest request head [default: 16KiB].
     #[arg(long, value_name = "SIZE", env = "SHOAL_MAX_HEADER_SIZE")]
     pub max_header_size: Option<ByteSize>,
@@ -195,6 +201,7 @@ impl ServeArgs {
             meta_ttl,
             negative_ttl,
             header_timeout,
+            send_timeout,
             max_header_size,
             max_connections
         );
@@ -262,6 +269,13 @@ impl Validate for ServeSettings {
         }
         if self.max_connections == 0 {
             return Err(ConfigError::invalid("max_connections", 0, "at least 1"));
+        }
+        if self.send_timeout.get().is_zero() || self.header_timeout.get().is_zero() {
+            return Err(ConfigError::invalid(
+                "send_timeout/header_timeout",
+                format!("{}/{}", self.send_timeout, self.header_timeout),
+                "more than 0",
+            ));
         }
         if self.origin_timeout.get().is_zero() {
             return Err(ConfigError::invalid(
@@ -347,6 +361,8 @@ mod tests {
             "10s",
             "--header-timeout",
             "11s",
+            "--send-timeout",
+            "14s",
             "--max-header-size",
             "12KiB",
             "--max-connections",
@@ -370,6 +386,7 @@ mod tests {
             meta_ttl: secs(9),
             negative_ttl: secs(10),
             header_timeout: secs(11),
+            send_timeout: secs(14),
             max_header_size: ByteSize(12 << 10),
             max_connections: 13,
         };

@@ -74,6 +74,7 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     let proxy = Proxy::new(store.clone(), pc);
     let mut server = ServerConfig::default();
     server.header_read_timeout = s.header_timeout.get();
+    server.send_timeout = s.send_timeout.get();
     server.max_header_bytes = usize::try_from(s.max_header_size.bytes()).unwrap_or(usize::MAX);
     server.max_connections = s.max_connections;
 
