@@ -58,7 +58,7 @@ impl Chunking {
     }
 
     /// The chunk slices covering `span`, in order. `span` must lie within the object.
-    pub fn slices(&self, span: ByteSpan) -> impl Iterator<Item = ChunkSlice> + '_ {
+    pub fn slices(self, span: ByteSpan) -> impl Iterator<Item = ChunkSlice> {
         let cs = self.chunk_size;
         let first = span.start / cs;
         let last = if span.is_empty() {

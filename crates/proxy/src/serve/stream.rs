@@ -49,7 +49,7 @@ pub(crate) fn chunk_order(plan: &Plan, chunking: Chunking) -> ChunkIter {
     Box::new(
         spans
             .into_iter()
-            .flat_map(move |s| chunking.slices(s).map(|c| c.index).collect::<Vec<_>>())
+            .flat_map(move |s| chunking.slices(s).map(|c| c.index))
             .filter(move |&i| {
                 let new = last != Some(i);
                 last = Some(i);
