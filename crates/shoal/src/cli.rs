@@ -20,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Show which member owns each key (ketama, vbucket, groupcache, jump, chash, ...)
     Hash(cmd::hash::HashArgs),
+    /// Chunked caching reverse proxy over a directory or an HTTP origin
+    Serve(Box<cmd::serve::ServeArgs>),
     /// memcached proxy (moxi/twemproxy compatible) in front of memcached servers
     Memcache(Box<cmd::memcache::MemcacheArgs>),
     /// Sharded HTTP router over replicated WebDAV storage nodes (photosrv-compatible)
@@ -34,6 +36,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Hash(args) => cmd::hash::run(args),
+        Command::Serve(args) => cmd::serve::run(*args),
         Command::Memcache(args) => cmd::memcache::run(*args),
         Command::Route(args) => cmd::route::run(*args),
         Command::Repair(args) => cmd::repair::run(args),

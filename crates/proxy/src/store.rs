@@ -1,0 +1,300 @@
+//! The two cache groups the proxy reads through, built on `shoal-cache`:
+//!
+//! * `meta` — key: the object path; value: an encoded [`ObjectMeta`], kept for `meta_ttl`;
+//!   "not found" answers are kept for `negative_ttl`.
+//! * `chunks` — key: an encoded [`ChunkKey`] (path, validator, size, chunk size, index);
+//!   value: the chunk's bytes.
+//!
+//! Both loaders read the origin. Each key is self-describing, so in a cluster the member
+//! that owns a chunk can load it from the key alone: install peers on the groups with
+//! [`Group::set_peers`] and the owner's flight becomes the one origin read for everyone.
+//! Errors are never cached as data (shoal-cache does not store them).
+
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use metrics::counter;
+use shoal_cache::{GetOptions, Got, Group, LoadError, Loaded, Loader, Source};
+use tokio::time::Instant;
+
+use crate::chunk::{ChunkKey, Chunking};
+use crate::disk::DiskTier;
+use crate::meta::ObjectMeta;
+use crate::origin::{DynOrigin, OriginError};
+
+/// The message of the [`LoadError`] a chunk load returns when the object changed at the
+/// origin; the front retries once with fresh metadata when it sees it.
+pub const CHANGED: &str = "object changed at the origin";
+
+/// Settings of a [`Store`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StoreConfig {
+    /// Bytes per chunk (default 1 MiB).
+    pub chunk_size: u64,
+    /// Memory for chunks, main and hot cache together (default 512 MiB).
+    pub memory: u64,
+    /// Memory for object metadata (default 16 MiB).
+    pub meta_memory: u64,
+    /// How long object metadata is trusted before the origin is asked again (default 60 s).
+    pub meta_ttl: Duration,
+    /// How long "not found" is remembered (default 2 s).
+    pub negative_ttl: Duration,
+    /// Deadline for one origin load (default 30 s); past it, the load fails with a timeout.
+    pub load_timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            chunk_size: 1 << 20,
+            memory: 512 << 20,
+            meta_memory: 16 << 20,
+            meta_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(2),
+            load_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Object metadata and chunks, cached, filled from an origin.
+#[derive(Debug)]
+pub struct Store {
+    meta: Arc<Group>,
+    chunks: Arc<Group>,
+    chunk_size: u64,
+    origin_name: String,
+}
+
+impl Store {
+    /// A store over `origin`, in memory only.
+    pub fn new(origin: Arc<dyn DynOrigin>, config: &StoreConfig) -> Arc<Self> {
+        Self::with_disk(origin, config, None)
+    }
+
+    /// A store over `origin` that also keeps the chunks it loads on `disk`: a chunk missing
+    /// from memory (and from its owner, in a cluster) is read from disk before the origin.
+    pub fn with_disk(
+        origin: Arc<dyn DynOrigin>,
+        config: &StoreConfig,
+        disk: Option<Arc<dyn DiskTier>>,
+    ) -> Arc<Self> {
+        let chunk_size = config.chunk_size.max(1);
+        let meta = Group::builder("meta", config.meta_memory)
+            .negative_ttl(config.negative_ttl)
+            .load_timeout(config.load_timeout)
+            .max_entry_bytes(64 << 10)
+            .build(MetaLoader {
+                origin: origin.clone(),
+                ttl: config.meta_ttl,
+            });
+        let chunks_cell = Arc::new(OnceLock::new());
+        let chunks = Group::builder("chunks", config.memory)
+            .load_timeout(config.load_timeout)
+            .max_entry_bytes(chunk_size + 8192)
+            .build(ChunkLoader {
+                origin: origin.clone(),
+                meta: meta.clone(),
+                chunks: chunks_cell.clone(),
+                disk,
+            });
+        let _ = chunks_cell.set(Arc::downgrade(&chunks));
+        Arc::new(Store {
+            meta,
+            chunks,
+            chunk_size,
+            origin_name: origin.describe_dyn(),
+        })
+    }
+
+    /// The `meta` group (for peers, metrics and status).
+    pub fn meta_group(&self) -> &Arc<Group> {
+        &self.meta
+    }
+
+    /// The `chunks` group (for peers, metrics and status).
+    pub fn chunk_group(&self) -> &Arc<Group> {
+        &self.chunks
+    }
+
+    /// Bytes per chunk.
+    pub fn chunk_size(&self) -> u64 {
+        self.chunk_size
+    }
+
+    /// The origin's description.
+    pub fn origin_name(&self) -> &str {
+        &self.origin_name
+    }
+
+    /// The metadata of the object at `path`, and where it came from.
+    pub async fn meta(&self, path: &str) -> Result<(ObjectMeta, Source), LoadError> {
+        let got = self
+            .meta
+            .get_with(path.as_bytes(), GetOptions::default())
+            .await?;
+        match ObjectMeta::decode(&got.value) {
+            Ok(meta) => Ok((meta, got.source)),
+            Err(_) => {
+                self.meta.remove(path.as_bytes());
+                Err(LoadError::loader("corrupt object metadata", true))
+            }
+        }
+    }
+
+    /// Forget the metadata of `path` (it changed at the origin).
+    pub fn forget(&self, path: &str) {
+        self.meta.remove(path.as_bytes());
+    }
+
+    /// The key of chunk `index` of `path` at version `meta`.
+    pub fn chunk_key(&self, path: &str, meta: &ObjectMeta, index: u64) -> Bytes {
+        ChunkKey {
+            path: path.to_owned(),
+            validator: meta.validator.clone(),
+            size: meta.size,
+            chunk_size: self.chunk_size,
+            index,
+        }
+        .encode()
+    }
+
+    /// The chunking of an object of `size` bytes.
+    pub fn chunking(&self, size: u64) -> Chunking {
+        Chunking::new(self.chunk_size, size)
+    }
+
+    /// One chunk, from memory, a peer or the origin.
+    pub async fn chunk(&self, key: &[u8]) -> Result<Got, LoadError> {
+        self.chunks.get_with(key, GetOptions::default()).await
+    }
+
+    /// A chunk if it is in this node's memory, counted as a get (a hit, or a miss).
+    pub async fn cached_chunk(&self, key: &[u8]) -> Option<Got> {
+        let peek = GetOptions::new(shoal_cache::FetchMode::Peek);
+        self.chunks.get_with(key, peek).await.ok()
+    }
+
+    /// Whether a chunk is in this node's memory (does not count as a get).
+    pub fn has_chunk(&self, key: &[u8]) -> bool {
+        self.chunks.peek(key).is_some()
+    }
+}
+
+fn to_load_error(e: OriginError) -> LoadError {
+    match e {
+        OriginError::NotFound => LoadError::NotFound,
+        OriginError::Changed => LoadError::loader(CHANGED, false),
+        OriginError::Timeout(after) => LoadError::Timeout {
+            from: shoal_cache::ErrorSource::Loader,
+            after,
+        },
+        e => {
+            let retryable = e.is_retryable();
+            LoadError::loader(e.to_string(), retryable)
+        }
+    }
+}
+
+fn count_origin(op: &'static str, r: &Result<impl Sized, OriginError>) {
+    let result = match r {
+        Ok(_) => "ok",
+        Err(OriginError::NotFound) => "not_found",
+        Err(OriginError::Changed) => "changed",
+        Err(OriginError::Timeout(_)) => "timeout",
+        Err(_) => "error",
+    };
+    counter!("shoal_origin_requests_total", "op" => op, "result" => result).increment(1);
+}
+
+struct MetaLoader {
+    origin: Arc<dyn DynOrigin>,
+    ttl: Duration,
+}
+
+impl Loader for MetaLoader {
+    async fn load(&self, key: Bytes) -> Result<Loaded, LoadError> {
+        let path = std::str::from_utf8(&key).map_err(|_| LoadError::NotFound)?;
+        let r = self.origin.stat_boxed(path).await;
+        count_origin("stat", &r);
+        let meta = r.map_err(to_load_error)?;
+        let value = meta.encode();
+        Ok(match Instant::now().checked_add(self.ttl) {
+            Some(at) if !self.ttl.is_zero() => Loaded::expiring(value, at),
+            _ => Loaded::new(value),
+        })
+    }
+}
+
+struct ChunkLoader {
+    origin: Arc<dyn DynOrigin>,
+    meta: Arc<Group>,
+    chunks: Arc<OnceLock<Weak<Group>>>,
+    disk: Option<Arc<dyn DiskTier>>,
+}
+
+impl ChunkLoader {
+    /// Write to disk in the background: the reply does not wait for the disk.
+    fn keep(&self, key: Bytes, value: Bytes) {
+        if let Some(disk) = self.disk.clone() {
+            tokio::spawn(async move { disk.put(key, value).await });
+        }
+    }
+}
+
+impl Loader for ChunkLoader {
+    async fn load(&self, key: Bytes) -> Result<Loaded, LoadError> {
+        let k = ChunkKey::decode(&key).map_err(|e| LoadError::loader(e.to_string(), false))?;
+        let span = k.span();
+        if let Some(disk) = &self.disk
+            && let Some(value) = disk.get(&key).await
+            && value.len() as u64 == span.len()
+        {
+            return Ok(Loaded::new(value));
+        }
+        let r = self
+            .origin
+            .read_boxed(&k.path, span.start..span.end, &k.validator)
+            .await;
+        count_origin("read", &r);
+        let extent = match r {
+            Ok(extent) => extent,
+            Err(e @ (OriginError::Changed | OriginError::NotFound)) => {
+                self.meta.remove(k.path.as_bytes());
+                return Err(to_load_error(e));
+            }
+            Err(e) => return Err(to_load_error(e)),
+        };
+        counter!("shoal_origin_bytes_total").increment(extent.bytes.len() as u64);
+        let Some(value) = extent.slice(span.start..span.end) else {
+            self.meta.remove(k.path.as_bytes());
+            return Err(LoadError::loader(CHANGED, false));
+        };
+        let extra = extent.bytes.len() as u64 > span.len();
+        // An origin that sent more than asked (200 to a range): keep the whole chunks that
+        // arrived, so they are not read again. Copies, so no chunk pins the big buffer.
+        let value = if extra {
+            Bytes::copy_from_slice(&value)
+        } else {
+            value
+        };
+        if extra && let Some(chunks) = self.chunks.get().and_then(Weak::upgrade) {
+            let chunking = Chunking::new(k.chunk_size, k.size);
+            for index in k.index + 1..chunking.count() {
+                let s = chunking.span(index);
+                let Some(bytes) = extent.slice(s.start..s.end) else {
+                    break;
+                };
+                let key = ChunkKey { index, ..k.clone() }.encode();
+                if chunks.peek(&key).is_none() {
+                    let bytes = Bytes::copy_from_slice(&bytes);
+                    chunks.insert_main(key.clone(), Loaded::new(bytes.clone()));
+                    self.keep(key, bytes);
+                }
+            }
+        }
+        self.keep(key, value.clone());
+        Ok(Loaded::new(value))
+    }
+}

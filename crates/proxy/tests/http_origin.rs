@@ -1,0 +1,259 @@
+//! HttpOrigin behind the proxy, against an in-test origin that counts its requests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::origin::TestOrigin;
+use common::*;
+use shoal_proxy::{HttpOrigin, HttpOriginConfig, ProxyConfig, StoreConfig};
+
+const CS: u64 = 64 << 10;
+
+fn http_origin(o: &TestOrigin, timeout: Duration) -> Arc<HttpOrigin> {
+    let mut c = HttpOriginConfig::default();
+    c.timeout = timeout;
+    Arc::new(HttpOrigin::new(&o.url(), c).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_origin_read_per_chunk_under_120_concurrent_clients() {
+    let o = TestOrigin::start().await;
+    let data = content((8 * CS - 100) as usize, 1);
+    o.put("cold.bin", data.clone(), "v1");
+    let proxy = start(
+        http_origin(&o, Duration::from_secs(10)),
+        store_config(CS),
+        ProxyConfig::default(),
+    )
+    .await;
+    let clients: Vec<_> = (0..120)
+        .map(|i| {
+            let addr = proxy.addr;
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    get(addr, "/cold.bin", &[]).await
+                } else {
+                    get(addr, "/cold.bin", &[("Range", "bytes=100000-300000")]).await
+                }
+            })
+        })
+        .collect();
+    for (i, c) in clients.into_iter().enumerate() {
+        let r = c.await.unwrap();
+        assert!(r.complete, "client {i}");
+        assert_eq!(r.header("etag"), Some("\"v1\""));
+        assert_eq!(r.header("content-type"), Some("application/x-test"));
+        assert_eq!(
+            r.header("last-modified"),
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        );
+        if i % 2 == 0 {
+            assert!(r.status == 200 && r.body == data, "client {i}");
+        } else {
+            assert!(
+                r.status == 206 && r.body == data[100000..=300000],
+                "client {i}"
+            );
+        }
+    }
+    let gets = o.gets();
+    let distinct: HashSet<_> = gets.iter().collect();
+    assert_eq!(gets.len(), 8, "one read per chunk: {gets:?}");
+    assert_eq!(distinct.len(), 8);
+    assert_eq!(o.state.heads.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_ignores_ranges_is_cached_from_what_arrives() {
+    let o = TestOrigin::start().await;
+    let data = content((5 * CS + 3) as usize, 2);
+    o.put("whole.bin", data.clone(), "v1");
+    o.state.ignore_ranges.store(true, Ordering::Relaxed);
+    let mut pc = ProxyConfig::default();
+    pc.max_parallel_chunks = 1;
+    let proxy = start(
+        http_origin(&o, Duration::from_secs(10)),
+        store_config(CS),
+        pc,
+    )
+    .await;
+    let r = get(proxy.addr, "/whole.bin", &[]).await;
+    assert!(r.status == 200 && r.body == data);
+    let r = get(proxy.addr, "/whole.bin", &[("Range", "bytes=-10")]).await;
+    assert!(r.status == 206 && r.body == data[data.len() - 10..]);
+    assert_eq!(o.gets().len(), 1, "{:?}", o.gets());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_down_serves_what_is_cached_and_502s_the_rest_quickly() {
+    let mut o = TestOrigin::start().await;
+    let data = content(3 * CS as usize, 3);
+    o.put("kept.bin", data.clone(), "v1");
+    o.put("lost.bin", data.clone(), "v1");
+    let mut sc = store_config(CS);
+    sc.meta_ttl = Duration::from_secs(600);
+    let proxy = start(
+        http_origin(&o, Duration::from_secs(10)),
+        sc,
+        ProxyConfig::default(),
+    )
+    .await;
+    assert!(get(proxy.addr, "/kept.bin", &[]).await.body == data);
+    o.shut();
+    // The listener is gone once connecting fails.
+    let addr = o.addr;
+    let end = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = get(proxy.addr, "/kept.bin", &[("Range", "bytes=5-9")]).await;
+    assert!(r.status == 206 && r.body == data[5..10]);
+    let started = Instant::now();
+    let r = get(proxy.addr, "/lost.bin", &[]).await;
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("origin"));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // Errors are not cached: still 502 (not a cached 404 or empty body).
+    assert_eq!(get(proxy.addr, "/lost.bin", &[]).await.status, 502);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_origin_is_a_504_within_the_timeout() {
+    let o = TestOrigin::start().await;
+    o.put("slow.bin", vec![1u8; 10], "v1");
+    o.state.delay_ms.store(3000, Ordering::Relaxed);
+    let proxy = start(
+        http_origin(&o, Duration::from_millis(300)),
+        store_config(CS),
+        ProxyConfig::default(),
+    )
+    .await;
+    let started = Instant::now();
+    let r = get(proxy.addr, "/slow.bin", &[]).await;
+    assert_eq!(r.status, 504);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_object_is_served_as_the_new_version_never_mixed() {
+    let o = TestOrigin::start().await;
+    let v1 = content(4 * CS as usize, 10);
+    let v2 = content(4 * CS as usize, 20);
+    o.put("obj", v1.clone(), "v1");
+    let mut sc: StoreConfig = store_config(CS);
+    sc.meta_ttl = Duration::from_secs(600);
+    let mut pc = ProxyConfig::default();
+    pc.max_parallel_chunks = 1;
+    pc.readahead_chunks = 0;
+    let proxy = start(http_origin(&o, Duration::from_secs(10)), sc, pc).await;
+    // Chunk 0 of v1 cached, metadata of v1 cached.
+    let r = get(proxy.addr, "/obj", &[("Range", "bytes=0-9")]).await;
+    assert!(r.body == v1[..10]);
+    o.put("obj", v2.clone(), "v2");
+    // The reply starts from cached v1 bytes; chunk 1 meets v2 at the origin (412): the reply
+    // is cut short rather than stitched.
+    let r = get(proxy.addr, "/obj", &[]).await;
+    assert!(!r.complete, "a mixed reply must not complete");
+    assert!(r.body.len() < v1.len() && r.body[..] == v1[..r.body.len()]);
+    // The next request sees v2 from the start, whole.
+    let r = get(proxy.addr, "/obj", &[]).await;
+    assert!(r.complete && r.body == v2);
+    assert_eq!(r.header("etag"), Some("\"v2\""));
+    // A change seen on the first chunk is retried with fresh metadata: no error at all.
+    // (HEAD caches the metadata of v1 and no chunk.)
+    o.put("other", v1.clone(), "v1");
+    assert_eq!(request(proxy.addr, "HEAD", "/other", &[]).await.status, 200);
+    let v3 = content(4 * CS as usize, 30);
+    o.put("other", v3.clone(), "v3");
+    let r = get(proxy.addr, "/other", &[("Range", "bytes=70000-70009")]).await;
+    assert_eq!((r.status, r.body.as_slice()), (206, &v3[70000..70010]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_found_is_404_and_briefly_remembered() {
+    let o = TestOrigin::start().await;
+    let proxy = start(
+        http_origin(&o, Duration::from_secs(10)),
+        store_config(CS),
+        ProxyConfig::default(),
+    )
+    .await;
+    assert_eq!(get(proxy.addr, "/nope", &[]).await.status, 404);
+    assert_eq!(get(proxy.addr, "/nope", &[]).await.status, 404);
+    // The second 404 came from the negative cache.
+    assert_eq!(o.state.requests.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_does_not_cancel_the_fill() {
+    use tokio::io::AsyncWriteExt;
+    let o = TestOrigin::start().await;
+    let data = content(2 * CS as usize, 5);
+    o.put("obj", data.clone(), "v1");
+    o.state.delay_ms.store(300, Ordering::Relaxed);
+    let proxy = start(
+        http_origin(&o, Duration::from_secs(10)),
+        store_config(CS),
+        ProxyConfig::default(),
+    )
+    .await;
+    // Ask, then hang up while the origin is still answering.
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"GET /obj HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(s);
+    // A second client joins the fills the first one started, and they finish.
+    let r = get(proxy.addr, "/obj", &[]).await;
+    assert!(r.complete && r.body == data);
+    assert_eq!(o.gets().len(), 2, "{:?}", o.gets());
+    let chunks = proxy.proxy.store().chunk_group().stats();
+    assert_eq!(chunks.loads, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_range_readers_get_read_ahead() {
+    let o = TestOrigin::start().await;
+    let data = content(8 * CS as usize, 6);
+    o.put("seq", data.clone(), "v1");
+    let mut pc = ProxyConfig::default();
+    pc.readahead_chunks = 2;
+    let proxy = start(
+        http_origin(&o, Duration::from_secs(10)),
+        store_config(CS),
+        pc,
+    )
+    .await;
+    let cs = CS as usize;
+    let first = format!("bytes=0-{}", cs - 1);
+    let second = format!("bytes={cs}-{}", 2 * cs - 1);
+    assert!(get(proxy.addr, "/seq", &[("Range", &first)]).await.body == data[..cs]);
+    assert!(get(proxy.addr, "/seq", &[("Range", &second)]).await.body == data[cs..2 * cs]);
+    // The second request continued the first: chunks 2 and 3 are fetched without being asked.
+    let wanted = [
+        format!("bytes={}-{}", 2 * cs, 3 * cs - 1),
+        format!("bytes={}-{}", 3 * cs, 4 * cs - 1),
+    ];
+    let ok = wait_for(Duration::from_secs(5), || {
+        let gets = o.gets();
+        wanted.iter().all(|w| gets.iter().any(|(_, r)| r == w))
+    })
+    .await;
+    assert!(ok, "{:?}", o.gets());
+    let r = get(proxy.addr, "/seq", &[("Range", &wanted[0].clone())]).await;
+    assert_eq!(r.header("x-cache"), Some("HIT"));
+    // That request continued the sequence too (read-ahead of chunks 3 and 4); nothing is read
+    // twice, and nothing past the read-ahead window.
+    let five = wait_for(Duration::from_secs(5), || o.gets().len() == 5).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let gets = o.gets();
+    let distinct: HashSet<_> = gets.iter().collect();
+    assert!(five && gets.len() == 5, "{gets:?}");
+    assert_eq!(distinct.len(), gets.len(), "{gets:?}");
+}

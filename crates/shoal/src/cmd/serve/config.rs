@@ -1,0 +1,410 @@
+//! `shoal serve` settings: the `[serve]` section of the config file, the flags that override
+//! it, and the checks run before any port is bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::config::{ConfigError, Validate};
+use crate::units::{ByteSize, HumanDuration};
+
+/// The config file of `shoal serve`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeFile {
+    /// The `[serve]` section.
+    pub serve: ServeSettings,
+}
+
+/// Every setting of `shoal serve`, with its default.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeSettings {
+    /// Where objects come from: a directory, or `http://host[:port]/base/`. Required.
+    pub origin: String,
+    /// Client address (default `127.0.0.1:8080`; `:8080` means every interface).
+    pub listen: String,
+    /// Admin address for `/metrics`, `/status`, `/healthz` (default `127.0.0.1:9090`;
+    /// `off` disables it).
+    pub admin_listen: String,
+    /// Memory for chunks (default 512MiB).
+    pub memory: ByteSize,
+    /// Memory for object metadata (default 16MiB).
+    pub meta_memory: ByteSize,
+    /// Directory for the disk tier (default: none, memory only).
+    pub dir: String,
+    /// Disk tier budget (default 1GiB; used with `dir`).
+    pub disk: ByteSize,
+    /// Chunk size (default 1MiB; 4KiB to 64MiB).
+    pub chunk_size: ByteSize,
+    /// Chunks of one response fetched in parallel (default 4; 1 to 64).
+    pub max_parallel_chunks: usize,
+    /// Chunks read ahead for sequential range readers (default 2; 0 turns it off).
+    pub readahead_chunks: usize,
+    /// Deadline for one origin request, body included (default 30s).
+    pub origin_timeout: HumanDuration,
+    /// Deadline to connect to an HTTP origin (default 5s).
+    pub connect_timeout: HumanDuration,
+    /// How long object metadata is trusted before asking the origin again (default 60s).
+    pub meta_ttl: HumanDuration,
+    /// How long "not found" is remembered (default 2s).
+    pub negative_ttl: HumanDuration,
+    /// Deadline for a client to send a request head (default 10s).
+    pub header_timeout: HumanDuration,
+    /// Longest a client may stall a reply by not reading it (default 60s).
+    pub send_timeout: HumanDuration,
+    /// Largest request head in bytes (default 16KiB).
+    pub max_header_size: ByteSize,
+    /// Most client connections at once (default 10000).
+    pub max_connections: usize,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        use std::time::Duration;
+        let secs = |s| HumanDuration(Duration::from_secs(s));
+        ServeSettings {
+            origin: String::new(),
+            listen: "127.0.0.1:8080".into(),
+            admin_listen: "127.0.0.1:9090".into(),
+            memory: ByteSize(512 << 20),
+            meta_memory: ByteSize(16 << 20),
+            dir: String::new(),
+            disk: ByteSize(1 << 30),
+            chunk_size: ByteSize(1 << 20),
+            max_parallel_chunks: 4,
+            readahead_chunks: 2,
+            origin_timeout: secs(30),
+            connect_timeout: secs(5),
+            meta_ttl: secs(60),
+            negative_ttl: secs(2),
+            header_timeout: secs(10),
+            send_timeout: secs(60),
+            max_header_size: ByteSize(16 << 10),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Flags of `shoal serve`; each overrides the config file, and `SHOAL_<FLAG>` env vars
+/// override the file too.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Config file (TOML, section `[serve]`).
+    #[arg(long, value_name = "FILE", env = "SHOAL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where objects come from: a directory or http://host[:port]/base/ [chunkproxy: --url].
+    #[arg(
+        long,
+        visible_alias = "url",
+        value_name = "DIR|URL",
+        env = "SHOAL_ORIGIN"
+    )]
+    pub origin: Option<String>,
+    /// Client address [default: 127.0.0.1:8080] [chunkproxy: --webaddr].
+    #[arg(
+        long,
+        visible_alias = "webaddr",
+        value_name = "ADDR",
+        env = "SHOAL_LISTEN"
+    )]
+    pub listen: Option<String>,
+    /// Admin address, or `off` [default: 127.0.0.1:9090].
+    #[arg(long, value_name = "ADDR", env = "SHOAL_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+    /// Memory for chunks [default: 512MiB].
+    #[arg(long, value_name = "SIZE", env = "SHOAL_MEMORY")]
+    pub memory: Option<ByteSize>,
+    /// Memory for object metadata [default: 16MiB].
+    #[arg(long, value_name = "SIZE", env = "SHOAL_META_MEMORY")]
+    pub meta_memory: Option<ByteSize>,
+    /// Directory for the disk tier; without it the cache is memory only [chunkproxy: --dir].
+    #[arg(long, value_name = "DIR", env = "SHOAL_DIR")]
+    pub dir: Option<String>,
+    /// Disk tier budget [default: 1GiB].
+    #[arg(long, value_name = "SIZE", env = "SHOAL_DISK")]
+    pub disk: Option<ByteSize>,
+    /// chunkproxy's disk budget, in MiB (same as --disk N MiB).
+    #[arg(long = "size-d", value_name = "MIB", conflicts_with = "disk")]
+    pub size_d: Option<u64>,
+    /// Chunk size [default: 1MiB].
+    #[arg(long, value_name = "SIZE", env = "SHOAL_CHUNK_SIZE")]
+    pub chunk_size: Option<ByteSize>,
+    /// chunkproxy's chunk size, in MiB (same as --chunk-size N MiB).
+    #[arg(long = "size-c", value_name = "MIB", conflicts_with = "chunk_size")]
+    pub size_c: Option<u64>,
+    /// chunkproxy's chunk memory, in MiB (same as --memory N MiB).
+    #[arg(long = "size-m", value_name = "MIB", conflicts_with = "memory")]
+    pub size_m: Option<u64>,
+    /// chunkproxy's metadata memory, in MiB (same as --meta-memory N MiB).
+    #[arg(long = "size-s", value_name = "MIB", conflicts_with = "meta_memory")]
+    pub size_s: Option<u64>,
+    /// Chunks of one response fetched in parallel [default: 4].
+    #[arg(long, value_name = "N", env = "SHOAL_MAX_PARALLEL_CHUNKS")]
+    pub max_parallel_chunks: Option<usize>,
+    /// Chunks read ahead for sequential range readers [default: 2].
+    #[arg(long, value_name = "N", env = "SHOAL_READAHEAD_CHUNKS")]
+    pub readahead_chunks: Option<usize>,
+    /// Deadline for one origin request [default: 30s].
+    #[arg(long, value_name = "DURATION", env = "SHOAL_ORIGIN_TIMEOUT")]
+    pub origin_timeout: Option<HumanDuration>,
+    /// Deadline to connect to an HTTP origin [default: 5s].
+    #[arg(long, value_name = "DURATION", env = "SHOAL_CONNECT_TIMEOUT")]
+    pub connect_timeout: Option<HumanDuration>,
+    /// How long object metadata is trusted [default: 60s].
+    #[arg(long, value_name = "DURATION", env = "SHOAL_META_TTL")]
+    pub meta_ttl: Option<HumanDuration>,
+    /// How long "not found" is remembered [default: 2s].
+    #[arg(long, value_name = "DURATION", env = "SHOAL_NEGATIVE_TTL")]
+    pub negative_ttl: Option<HumanDuration>,
+    /// Deadline for a client to send a request head [default: 10s].
+    #[arg(long, value_name = "DURATION", env = "SHOAL_HEADER_TIMEOUT")]
+    pub header_timeout: Option<HumanDuration>,
+    /// Longest a client may stall a reply by not reading it [default: 60s].
+    #[arg(long, value_name = "DURATION", env = "SHOAL_SEND_TIMEOUT")]
+    pub send_timeout: Option<HumanDuration>,
+    /// Largest request head [default: 16KiB].
+    #[arg(long, value_name = "SIZE", env = "SHOAL_MAX_HEADER_SIZE")]
+    pub max_header_size: Option<ByteSize>,
+    /// Most client connections at once [default: 10000].
+    #[arg(long, value_name = "N", env = "SHOAL_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+}
+
+impl ServeArgs {
+    /// Defaults, then the file, then env and flags.
+    pub fn settings(&self) -> Result<ServeSettings, ConfigError> {
+        let mut s = crate::config::load::<ServeFile>(self.config.as_deref())?.serve;
+        let mib = |n: u64| ByteSize(n.saturating_mul(1 << 20));
+        macro_rules! take {
+            ($($field:ident),*) => {$(
+                if let Some(v) = self.$field.clone() {
+                    s.$field = v;
+                }
+            )*};
+        }
+        take!(
+            origin,
+            listen,
+            admin_listen,
+            memory,
+            meta_memory,
+            dir,
+            disk,
+            chunk_size,
+            max_parallel_chunks,
+            readahead_chunks,
+            origin_timeout,
+            connect_timeout,
+            meta_ttl,
+            negative_ttl,
+            header_timeout,
+            send_timeout,
+            max_header_size,
+            max_connections
+        );
+        if let Some(n) = self.size_c {
+            s.chunk_size = mib(n);
+        }
+        if let Some(n) = self.size_m {
+            s.memory = mib(n);
+        }
+        if let Some(n) = self.size_s {
+            s.meta_memory = mib(n);
+        }
+        if let Some(n) = self.size_d {
+            s.disk = mib(n);
+        }
+        s.validate()?;
+        Ok(s)
+    }
+}
+
+/// `127.0.0.1:8080`, `[::1]:8080`, or Go's `:8080` (every interface).
+pub fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    let text = match value.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => value.to_owned(),
+    };
+    text.parse()
+        .map_err(|_| ConfigError::invalid(key, value, "an address such as 127.0.0.1:8080 or :8080"))
+}
+
+impl Validate for ServeSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.origin.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "origin",
+                "(none)",
+                "a directory or http://host/base/ (--origin or serve.origin)",
+            ));
+        }
+        parse_addr("listen", &self.listen)?;
+        if self.admin_listen != "off" {
+            parse_addr("admin_listen", &self.admin_listen)?;
+        }
+        let cs = self.chunk_size.bytes();
+        if !(4 << 10..=64 << 20).contains(&cs) {
+            return Err(ConfigError::invalid(
+                "chunk_size",
+                self.chunk_size,
+                "4KiB to 64MiB",
+            ));
+        }
+        if !(1..=64).contains(&self.max_parallel_chunks) {
+            return Err(ConfigError::invalid(
+                "max_parallel_chunks",
+                self.max_parallel_chunks,
+                "1 to 64",
+            ));
+        }
+        if self.readahead_chunks > 64 {
+            return Err(ConfigError::invalid(
+                "readahead_chunks",
+                self.readahead_chunks,
+                "0 to 64",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::invalid("max_connections", 0, "at least 1"));
+        }
+        if self.send_timeout.get().is_zero() || self.header_timeout.get().is_zero() {
+            return Err(ConfigError::invalid(
+                "send_timeout/header_timeout",
+                format!("{}/{}", self.send_timeout, self.header_timeout),
+                "more than 0",
+            ));
+        }
+        if self.origin_timeout.get().is_zero() {
+            return Err(ConfigError::invalid(
+                "origin_timeout",
+                self.origin_timeout,
+                "more than 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_keys_and_validation() {
+        let f: ServeFile = crate::config::parse(
+            "[serve]\norigin = \"/srv\"\nchunk_size = \"4MiB\"\nmeta_ttl = \"5m\"\n",
+        )
+        .unwrap();
+        assert_eq!(f.serve.chunk_size.bytes(), 4 << 20);
+        assert_eq!(f.serve.meta_ttl.get().as_secs(), 300);
+        assert!(f.serve.validate().is_ok());
+        let bad = ServeSettings {
+            chunk_size: ByteSize(100),
+            ..f.serve.clone()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("chunk_size")
+        );
+        assert!(
+            ServeSettings::default().validate().is_err(),
+            "origin is required"
+        );
+        assert!(crate::config::parse::<ServeFile>("[serve]\nchunk = 1\n").is_err());
+        assert_eq!(parse_addr("l", ":8080").unwrap().port(), 8080);
+        assert!(parse_addr("l", "nowhere").is_err());
+    }
+
+    #[test]
+    fn every_flag_overrides_its_key() {
+        use clap::Parser;
+        use std::time::Duration;
+        #[derive(Parser)]
+        struct T {
+            #[command(flatten)]
+            a: ServeArgs,
+        }
+        let t = T::try_parse_from([
+            "x",
+            "--url",
+            "/o",
+            "--webaddr",
+            ":1",
+            "--admin-listen",
+            "off",
+            "--memory",
+            "1MiB",
+            "--meta-memory",
+            "2MiB",
+            "--dir",
+            "/d",
+            "--disk",
+            "3MiB",
+            "--chunk-size",
+            "8KiB",
+            "--max-parallel-chunks",
+            "5",
+            "--readahead-chunks",
+            "6",
+            "--origin-timeout",
+            "7s",
+            "--connect-timeout",
+            "8s",
+            "--meta-ttl",
+            "9s",
+            "--negative-ttl",
+            "10s",
+            "--header-timeout",
+            "11s",
+            "--send-timeout",
+            "14s",
+            "--max-header-size",
+            "12KiB",
+            "--max-connections",
+            "13",
+        ])
+        .unwrap();
+        let secs = |s| HumanDuration(Duration::from_secs(s));
+        let want = ServeSettings {
+            origin: "/o".into(),
+            listen: ":1".into(),
+            admin_listen: "off".into(),
+            memory: ByteSize(1 << 20),
+            meta_memory: ByteSize(2 << 20),
+            dir: "/d".into(),
+            disk: ByteSize(3 << 20),
+            chunk_size: ByteSize(8 << 10),
+            max_parallel_chunks: 5,
+            readahead_chunks: 6,
+            origin_timeout: secs(7),
+            connect_timeout: secs(8),
+            meta_ttl: secs(9),
+            negative_ttl: secs(10),
+            header_timeout: secs(11),
+            send_timeout: secs(14),
+            max_header_size: ByteSize(12 << 10),
+            max_connections: 13,
+        };
+        assert_eq!(t.a.settings().unwrap(), want);
+        let t = T::try_parse_from([
+            "x", "--origin", "/o", "--size-c", "2", "--size-m", "3", "--size-s", "4", "--size-d",
+            "5",
+        ])
+        .unwrap();
+        let s = t.a.settings().unwrap();
+        assert_eq!(
+            (
+                s.chunk_size.bytes(),
+                s.memory.bytes(),
+                s.meta_memory.bytes(),
+                s.disk.bytes()
+            ),
+            (2 << 20, 3 << 20, 4 << 20, 5 << 20)
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! `shoal serve`: the chunked caching reverse proxy (shoal-proxy) as a process.
+//!
+//! `shoal serve --origin ./dir` alone is a working single-node cache: clients on
+//! 127.0.0.1:8080, admin (`/metrics`, `/status` with chunkproxy's `/stats` counters under
+//! `stats`, `/healthz`) on 127.0.0.1:9090. The bound addresses are printed on stdout once
+//! both ports listen, so scripts (and tests) can use port 0.
+
+mod config;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use shoal_cache::{Group, GroupStats};
+use shoal_proxy::{
+    DirOrigin, DiskTier, DynOrigin, FileStore, HttpOrigin, HttpOriginConfig, Proxy, ProxyConfig,
+    ServerConfig, Store, StoreConfig,
+};
+use tokio::net::TcpListener;
+
+pub use self::config::{ServeArgs, ServeFile, ServeSettings};
+use crate::{admin::Admin, group_metrics, shutdown::Shutdown, telemetry};
+
+/// Runs `shoal serve`.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = args.settings()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+fn origin(s: &ServeSettings) -> anyhow::Result<Arc<dyn DynOrigin>> {
+    let o = s.origin.trim();
+    if o.starts_with("http://") || o.starts_with("https://") {
+        let mut c = HttpOriginConfig::default();
+        c.timeout = s.origin_timeout.get();
+        c.connect_timeout = s.connect_timeout.get();
+        return Ok(Arc::new(HttpOrigin::new(o, c)?));
+    }
+    if let Some((scheme, _)) = o.split_once("://") {
+        anyhow::bail!(
+            "origin {o:?}: {scheme}:// origins are not supported yet (use a directory or http://)"
+        );
+    }
+    let dir = DirOrigin::new(o).with_context(|| format!("origin directory {o:?}"))?;
+    Ok(Arc::new(dir))
+}
+
+async fn serve(s: ServeSettings) -> anyhow::Result<()> {
+    telemetry::init_logging();
+    let origin = origin(&s)?;
+    let mut sc = StoreConfig::default();
+    sc.chunk_size = s.chunk_size.bytes();
+    sc.memory = s.memory.bytes();
+    sc.meta_memory = s.meta_memory.bytes();
+    sc.meta_ttl = s.meta_ttl.get();
+    sc.negative_ttl = s.negative_ttl.get();
+    // The origin's own deadline fires first; this one also bounds a stuck loader.
+    sc.load_timeout = s.origin_timeout.get() + s.connect_timeout.get();
+    let disk = if s.dir.trim().is_empty() {
+        None
+    } else {
+        let d = FileStore::open(s.dir.trim(), s.disk.bytes())
+            .with_context(|| format!("disk tier directory {:?}", s.dir))?;
+        Some(d)
+    };
+    let tier = disk.clone().map(|d| Arc::new(d) as Arc<dyn DiskTier>);
+    let store = Store::with_disk(origin, &sc, tier);
+    let mut pc = ProxyConfig::default();
+    pc.max_parallel_chunks = s.max_parallel_chunks;
+    pc.readahead_chunks = s.readahead_chunks;
+    let proxy = Proxy::new(store.clone(), pc);
+    let mut server = ServerConfig::default();
+    server.header_read_timeout = s.header_timeout.get();
+    server.send_timeout = s.send_timeout.get();
+    server.max_header_bytes = usize::try_from(s.max_header_size.bytes()).unwrap_or(usize::MAX);
+    server.max_connections = s.max_connections;
+
+    let listen = config::parse_addr("listen", &s.listen)?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let bound = listener.local_addr()?;
+    let admin = if s.admin_listen == "off" {
+        None
+    } else {
+        let addr = config::parse_addr("admin_listen", &s.admin_listen)?;
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (admin)"))?;
+        Some(l)
+    };
+    let shutdown = Shutdown::on_signals();
+    let admin_task = match admin {
+        Some(l) => {
+            let addr = l.local_addr()?;
+            println!("shoal serve: admin on http://{addr}");
+            let app = admin_server(&store, disk.clone(), &s);
+            Some(tokio::spawn(app.serve(l, shutdown.clone())))
+        }
+        None => None,
+    };
+    println!(
+        "shoal serve: listening on http://{bound} (origin {})",
+        store.origin_name()
+    );
+    tracing::info!(%bound, origin = store.origin_name(), "serving");
+    let stop = shutdown.clone();
+    shoal_proxy::serve::serve(listener, proxy, server, async move { stop.wait().await })
+        .await
+        .context("serving")?;
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+fn admin_server(store: &Arc<Store>, disk: Option<FileStore>, s: &ServeSettings) -> Admin {
+    let (meta, chunks) = (store.meta_group().clone(), store.chunk_group().clone());
+    let (m, c) = (meta.clone(), chunks.clone());
+    let origin = store.origin_name().to_owned();
+    let chunk_size = s.chunk_size.bytes();
+    let (d, gauges) = (disk.clone(), disk);
+    Admin::new("serve")
+        .with_status(move || {
+            json!({
+                "origin": origin,
+                "chunk_size": chunk_size,
+                // chunkproxy's /stats, per group, and the disk tier's.
+                "stats": {
+                    "meta": group_json(&m),
+                    "chunks": group_json(&c),
+                    "disk": d.as_ref().map(disk_json),
+                },
+            })
+        })
+        .with_collector(group_metrics::collector(meta))
+        .with_collector(group_metrics::collector(chunks))
+        .with_collector(move || {
+            if let Some(d) = &gauges {
+                let st = d.stats();
+                metrics::gauge!("shoal_disk_bytes").set(st.bytes as f64);
+                metrics::gauge!("shoal_disk_items").set(st.items as f64);
+            }
+        })
+}
+
+fn disk_json(d: &FileStore) -> Value {
+    let s = d.stats();
+    json!({
+        "hits": s.hits, "misses": s.misses, "writes": s.writes, "evictions": s.evictions,
+        "corruptions": s.corruptions, "write_errors": s.write_errors,
+        "bytes": s.bytes, "items": s.items,
+    })
+}
+
+fn group_json(g: &Group) -> Value {
+    let s: GroupStats = g.stats();
+    json!({
+        "gets": s.gets, "loads": s.loads, "loads_joined": s.loads_joined,
+        "load_errors": s.load_errors, "not_found": s.not_found,
+        "peer_loads": s.peer_loads, "peer_errors": s.peer_errors,
+        "main_cache": { "hits": s.main_hits, "bytes": s.main_bytes, "items": s.main_items,
+                        "evictions": s.main_evictions, "capacity": s.main_capacity },
+        "hot_cache": { "hits": s.hot_hits, "bytes": s.hot_bytes, "items": s.hot_items,
+                       "evictions": s.hot_evictions, "capacity": s.hot_capacity },
+    })
+}
