@@ -108,5 +108,6 @@ fn distribution(ctx: &Ctx<'_>) -> &'static str {
     match &ctx.proxy.config().servers {
         super::Servers::List { distribution, .. } => distribution.name(),
         super::Servers::VBucket(_) => "vbucket",
+        super::Servers::Pending => "pending",
     }
 }

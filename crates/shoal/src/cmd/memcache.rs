@@ -12,8 +12,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
-use shoal_memcache::config::{parse_behaviors, parse_z};
+use shoal_memcache::config::{ZConfig, parse_behaviors, parse_z};
 use shoal_memcache::proxy::{Proxy, ProxyConfig, Servers};
+use shoal_memcache::rest::RestSource;
 use shoal_memcache::route::Distribution;
 use tokio::net::TcpListener;
 
@@ -61,7 +62,9 @@ pub struct MemcacheArgs {
     /// Re-shard over live servers while one is failing (twemproxy's auto_eject_hosts).
     #[arg(long)]
     pub eject: bool,
-    /// moxi cluster config: `PORT=h1:p1,h2:p2[;PORT2=...]`, `PORT={json}`, or `./file.cfg`.
+    /// moxi cluster config: `PORT=h1:p1,h2:p2[;PORT2=...]`, `PORT={json}`, REST URLs
+    /// (`url=http://A|http://B` or `http://A,http://B`, listening on `-Z port_listen`,
+    /// default 11211), or `./file.cfg` holding any of these.
     #[arg(short = 'z', value_name = "CFG")]
     pub z: Vec<String>,
     /// moxi behaviours: `downstream_timeout=ms,connect_timeout=ms,...` or `./file`.
@@ -110,9 +113,9 @@ struct File {
     memcache: Section,
 }
 
-/// Resolved listeners.
+/// Resolved listeners (with the REST source of a REST-configured one).
 struct Plan {
-    listeners: Vec<(SocketAddr, ProxyConfig)>,
+    listeners: Vec<(SocketAddr, ProxyConfig, Option<RestSource>)>,
     admin: Option<SocketAddr>,
 }
 
@@ -121,9 +124,15 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
     let s = file.memcache;
     let mut pool = shoal_memcache::pool::PoolOptions::default();
     let mut dist_override = None;
+    let mut port_listen = 11211;
+    let mut rest_auth = None;
     if let Some(z) = args.behaviors.as_ref().or(s.behaviors.as_ref()) {
         let b = parse_behaviors(z, &mut pool).context("-Z")?;
         dist_override = b.distribution;
+        port_listen = b.port_listen.unwrap_or(port_listen);
+        if let Some(usr) = b.usr {
+            rest_auth = Some((usr, b.pwd.unwrap_or_default()));
+        }
         if !b.ignored.is_empty() {
             tracing::info!(keys = ?b.ignored, "moxi behaviours without an equivalent, ignored");
         }
@@ -168,7 +177,24 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
         .unwrap_or_else(|| "127.0.0.1".into());
     let zs = if args.z.is_empty() { &s.z } else { &args.z };
     for z in zs {
-        for l in parse_z(z).context("-z")? {
+        let statics = match parse_z(z).context("-z")? {
+            ZConfig::Static(l) => l,
+            ZConfig::Rest(mut source) => {
+                if source.auth.is_none() {
+                    source.auth = rest_auth.clone();
+                }
+                let addr = match args.listen.or(s.listen) {
+                    Some(a) => a,
+                    None => format!("{host}:{port_listen}")
+                        .parse()
+                        .with_context(|| format!("listen address {host}:{port_listen}"))?,
+                };
+                let cfg = make(addr.port().to_string(), Servers::Pending);
+                listeners.push((addr, cfg, Some(source)));
+                continue;
+            }
+        };
+        for l in statics {
             let addr: SocketAddr = format!("{host}:{}", l.port)
                 .parse()
                 .with_context(|| format!("listen address {host}:{}", l.port))?;
@@ -179,7 +205,7 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
                 },
                 (other, _) => other,
             };
-            listeners.push((addr, make(l.port.to_string(), servers)));
+            listeners.push((addr, make(l.port.to_string(), servers), None));
         }
     }
     let list = args.servers.clone().map(|l| {
@@ -214,7 +240,7 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
             .listen
             .or(s.listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 11211)));
-        listeners.push((addr, make(addr.port().to_string(), servers)));
+        listeners.push((addr, make(addr.port().to_string(), servers), None));
     }
     if listeners.is_empty() {
         bail!("no servers: give --servers h1:p1,h2:p2, -z PORT=h1:p1,... or a config file");
@@ -239,8 +265,13 @@ async fn serve(args: MemcacheArgs, plan: Plan) -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals();
     let mut proxies: Vec<Arc<Proxy>> = Vec::new();
     let mut tasks = Vec::new();
-    for (addr, cfg) in plan.listeners {
+    for (addr, cfg, rest) in plan.listeners {
         let proxy = Proxy::new(cfg).context("building the proxy")?;
+        if let Some(source) = rest {
+            let urls: Vec<&str> = source.urls.iter().map(|u| u.text.as_str()).collect();
+            tracing::info!(%addr, ?urls, "servers come from REST config URLs");
+            tokio::spawn(shoal_memcache::rest::feed(proxy.clone(), source));
+        }
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
@@ -282,7 +313,8 @@ async fn reload_on_hup(args: MemcacheArgs, proxies: Vec<Arc<Proxy>>) {
                     tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the old config")
                 }
                 Ok(p) => {
-                    for (proxy, (_, cfg)) in proxies.iter().zip(p.listeners) {
+                    // A REST listener's config is `Pending`: its servers stay as streamed.
+                    for (proxy, (_, cfg, _)) in proxies.iter().zip(p.listeners) {
                         if let Err(e) = proxy.reload(cfg) {
                             tracing::error!(error = %e, "reload failed for a listener");
                         }
