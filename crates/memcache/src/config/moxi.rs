@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::pool::PoolOptions;
-use crate::proxy::Servers;
+use crate::proxy::{FrontCacheOptions, Servers};
 use crate::rest::RestSource;
 use crate::route::Distribution;
 
@@ -139,9 +139,9 @@ fn parse_static(text: &str) -> Result<Vec<ZListener>, MoxiError> {
 pub struct Behaviors {
     /// `mcs_opts=distribution:...`.
     pub distribution: Option<Distribution>,
-    /// `front_cache_lifespan` (ms), `front_cache_max`, `front_cache_spec`,
-    /// `front_cache_unspec`: accepted, not served yet (listed in `ignored`).
-    pub front_cache: Vec<(String, String)>,
+    /// `front_cache_max`, `front_cache_lifespan` (ms), `front_cache_spec`,
+    /// `front_cache_unspec` (`|`-separated prefixes), when any was given.
+    pub front_cache: Option<FrontCacheOptions>,
     /// `port_listen`: the port of a REST-configured listener (moxi's default 11211).
     pub port_listen: Option<u16>,
     /// `usr` and `pwd`: basic-auth credentials for REST URLs.
@@ -222,7 +222,21 @@ pub fn parse_behaviors(value: &str, pool: &mut PoolOptions) -> Result<Behaviors,
             }
             "usr" => b.usr = Some(v.to_owned()),
             "pwd" => b.pwd = Some(v.to_owned()),
-            _ if k.starts_with("front_cache") => b.front_cache.push((k.to_owned(), v.to_owned())),
+            "front_cache_max" => {
+                let n = usize::try_from(num(k, v)?).unwrap_or(usize::MAX);
+                b.front_cache.get_or_insert_with(Default::default).max = n;
+            }
+            "front_cache_lifespan" => {
+                b.front_cache.get_or_insert_with(Default::default).lifespan = ms(k, v)?;
+            }
+            "front_cache_spec" => {
+                b.front_cache.get_or_insert_with(Default::default).spec =
+                    FrontCacheOptions::prefixes(v);
+            }
+            "front_cache_unspec" => {
+                b.front_cache.get_or_insert_with(Default::default).unspec =
+                    FrontCacheOptions::prefixes(v);
+            }
             _ => b.ignored.push(k.to_owned()),
         }
     }
@@ -280,7 +294,7 @@ mod tests {
             "downstream_timeout=250,connect_timeout=100,#x=1,downstream_conn_max=2,\
              downstream_retry=0,connect_max_errors=3,connect_retry_interval=1000,\
              downstream_protocol=ascii,mcs_opts=distribution:modula,cycle=50,\
-             front_cache_lifespan=100",
+             front_cache_lifespan=100,front_cache_spec=a:|b:",
             &mut p,
         )
         .unwrap();
@@ -290,7 +304,10 @@ mod tests {
         assert_eq!(p.retry_interval, Duration::from_secs(1));
         assert_eq!(b.distribution, Some(Distribution::Modula));
         assert_eq!(b.ignored, ["cycle"]);
-        assert_eq!(b.front_cache.len(), 1);
+        let fc = b.front_cache.unwrap();
+        assert_eq!(fc.lifespan, Duration::from_millis(100));
+        assert_eq!(fc.spec, ["a:", "b:"]);
+        assert!(fc.active());
         assert!(parse_behaviors("timeout=soon", &mut p).is_err());
         assert!(parse_behaviors("downstream_protocol=carrier-pigeon", &mut p).is_err());
     }

@@ -13,6 +13,7 @@
 mod broadcast;
 mod client;
 mod dispatch;
+mod front;
 mod local;
 mod multiget;
 mod vbucket;
@@ -25,6 +26,8 @@ use arc_swap::ArcSwap;
 use shoal_ring::RingError;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+pub use front::{FrontCache, FrontCacheOptions};
 
 use crate::Limits;
 use crate::pool::{Pool, PoolOptions, ServerAddr};
@@ -68,6 +71,8 @@ pub struct ProxyConfig {
     pub max_conns: usize,
     /// What `version` answers; default `1.6.18-shoal` (clients parse the numbers).
     pub version: String,
+    /// moxi's front cache; off by default.
+    pub front_cache: FrontCacheOptions,
 }
 
 impl ProxyConfig {
@@ -81,6 +86,7 @@ impl ProxyConfig {
             limits: Limits::default(),
             max_conns: 4096,
             version: "1.6.18-shoal".to_owned(),
+            front_cache: FrontCacheOptions::default(),
         }
     }
 }
@@ -104,6 +110,8 @@ pub struct Cluster {
     pub router: Router,
     /// The servers' connections (shared by the next cluster when the server list stays).
     pub pool: Arc<Pool>,
+    /// The front cache, when on; a new (empty) one with every reconfiguration, as in moxi.
+    pub front: Option<Arc<FrontCache>>,
 }
 
 impl Cluster {
@@ -111,7 +119,12 @@ impl Cluster {
     pub fn new(cfg: &ProxyConfig) -> Result<Cluster, ProxyError> {
         let router = Self::router(cfg)?;
         let pool = Arc::new(Self::pool(&router, cfg)?);
-        Ok(Cluster { router, pool })
+        let front = FrontCache::new(&cfg.front_cache).map(Arc::new);
+        Ok(Cluster {
+            router,
+            pool,
+            front,
+        })
     }
 
     fn router(cfg: &ProxyConfig) -> Result<Router, ProxyError> {
@@ -188,7 +201,12 @@ impl Proxy {
         } else {
             Arc::new(Cluster::pool(&router, &cfg)?)
         };
-        self.cluster.store(Arc::new(Cluster { router, pool }));
+        let front = FrontCache::new(&cfg.front_cache).map(Arc::new);
+        self.cluster.store(Arc::new(Cluster {
+            router,
+            pool,
+            front,
+        }));
         self.cfg.store(Arc::new(cfg));
         Ok(kept)
     }

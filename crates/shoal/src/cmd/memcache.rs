@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 use shoal_memcache::config::{ZConfig, parse_behaviors, parse_z};
-use shoal_memcache::proxy::{Proxy, ProxyConfig, Servers};
+use shoal_memcache::proxy::{FrontCacheOptions, Proxy, ProxyConfig, Servers};
 use shoal_memcache::rest::RestSource;
 use shoal_memcache::route::Distribution;
 use tokio::net::TcpListener;
@@ -62,6 +62,18 @@ pub struct MemcacheArgs {
     /// Re-shard over live servers while one is failing (twemproxy's auto_eject_hosts).
     #[arg(long)]
     pub eject: bool,
+    /// Front cache: most items [default 200].
+    #[arg(long, value_name = "N")]
+    pub front_cache_max: Option<usize>,
+    /// Front cache: how long an item is served [default 0 = off].
+    #[arg(long, value_name = "DURATION")]
+    pub front_cache_lifespan: Option<HumanDuration>,
+    /// Front cache: `|`-separated key prefixes to cache [default none = off].
+    #[arg(long, value_name = "PREFIXES")]
+    pub front_cache_spec: Option<String>,
+    /// Front cache: `|`-separated key prefixes never to cache.
+    #[arg(long, value_name = "PREFIXES")]
+    pub front_cache_unspec: Option<String>,
     /// moxi cluster config: `PORT=h1:p1,h2:p2[;PORT2=...]`, `PORT={json}`, REST URLs
     /// (`url=http://A|http://B` or `http://A,http://B`, listening on `-Z port_listen`,
     /// default 11211), or `./file.cfg` holding any of these.
@@ -101,6 +113,14 @@ struct Section {
     retry_interval: Option<HumanDuration>,
     /// Eject failing servers from the ring; default false.
     eject: bool,
+    /// Front cache: most items; default 200.
+    front_cache_max: Option<usize>,
+    /// Front cache: item lifespan; default 0 (off).
+    front_cache_lifespan: Option<HumanDuration>,
+    /// Front cache: `|`-separated prefixes to cache; default none (off).
+    front_cache_spec: Option<String>,
+    /// Front cache: `|`-separated prefixes never to cache.
+    front_cache_unspec: Option<String>,
     /// moxi `-z` strings.
     z: Vec<String>,
     /// moxi `-Z` string.
@@ -126,6 +146,7 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
     let mut dist_override = None;
     let mut port_listen = 11211;
     let mut rest_auth = None;
+    let mut front = FrontCacheOptions::default();
     if let Some(z) = args.behaviors.as_ref().or(s.behaviors.as_ref()) {
         let b = parse_behaviors(z, &mut pool).context("-Z")?;
         dist_override = b.distribution;
@@ -136,10 +157,8 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
         if !b.ignored.is_empty() {
             tracing::info!(keys = ?b.ignored, "moxi behaviours without an equivalent, ignored");
         }
-        if !b.front_cache.is_empty() {
-            tracing::warn!(
-                "front_cache_* behaviours are accepted but the front cache is not implemented yet"
-            );
+        if let Some(f) = b.front_cache {
+            front = f;
         }
     }
     let dur = |flag: Option<HumanDuration>, file: Option<HumanDuration>| {
@@ -163,11 +182,32 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
     if let Some(n) = args.max_errors.or(s.max_errors) {
         pool.max_errors = n;
     }
+    if let Some(n) = args.front_cache_max.or(s.front_cache_max) {
+        front.max = n;
+    }
+    if let Some(d) = dur(args.front_cache_lifespan, s.front_cache_lifespan) {
+        front.lifespan = d;
+    }
+    if let Some(p) = args
+        .front_cache_spec
+        .as_ref()
+        .or(s.front_cache_spec.as_ref())
+    {
+        front.spec = FrontCacheOptions::prefixes(p);
+    }
+    if let Some(p) = args
+        .front_cache_unspec
+        .as_ref()
+        .or(s.front_cache_unspec.as_ref())
+    {
+        front.unspec = FrontCacheOptions::prefixes(p);
+    }
     let eject = args.eject || s.eject;
     let make = |name: String, servers: Servers| {
         let mut c = ProxyConfig::new(name, servers);
         c.pool = pool.clone();
         c.eject = eject;
+        c.front_cache = front.clone();
         c
     };
     let mut listeners = Vec::new();
