@@ -24,7 +24,7 @@ impl Drop for Proc {
 }
 
 fn start(args: &[&str], ports: &[u16]) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
         .arg("memcache")
         .args(args)
         .stdin(Stdio::null())
@@ -41,6 +41,12 @@ fn start(args: &[&str], ports: &[u16]) -> Proc {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+    // A free port picked earlier may have been taken by another process since: then our
+    // child failed to bind and exited, and the connects above reached someone else.
+    std::thread::sleep(Duration::from_millis(50));
+    if let Ok(Some(status)) = child.try_wait() {
+        panic!("shoal memcache exited ({status}): a port was taken by another process?");
     }
     Proc(child)
 }
