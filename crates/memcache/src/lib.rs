@@ -46,6 +46,7 @@ mod num;
 pub mod pool;
 pub mod proxy;
 mod request;
+pub mod rest;
 pub mod route;
 pub mod stats;
 

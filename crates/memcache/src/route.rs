@@ -66,6 +66,8 @@ pub struct Route {
 enum Kind {
     Ring(Box<dyn Ring>, Algorithm),
     VBucket(RwLock<VBucketMap>),
+    /// No servers (no config yet): no key has a server.
+    None,
 }
 
 /// A ring over the servers that were live when it was built.
@@ -118,6 +120,16 @@ impl Router {
         })
     }
 
+    /// A router with no servers: every key gets `None`.
+    pub fn none() -> Router {
+        Router {
+            names: Vec::new(),
+            kind: Kind::None,
+            eject: false,
+            ejected: ArcSwapOption::empty(),
+        }
+    }
+
     /// The servers, as given.
     pub fn servers(&self) -> &[String] {
         &self.names
@@ -131,6 +143,7 @@ impl Router {
     /// The server (and vBucket) for `key`; `None` when no server can take it.
     pub fn route(&self, key: &[u8], pool: &Pool) -> Option<Route> {
         match &self.kind {
+            Kind::None => None,
             Kind::VBucket(map) => {
                 let map = map.read();
                 let vb = map.vbucket_of(key);
@@ -191,7 +204,7 @@ impl Router {
     pub fn not_my_vbucket(&self, vb: u16, wrong: usize) -> Option<usize> {
         match &self.kind {
             Kind::VBucket(map) => map.write().found_incorrect_master(vb, wrong),
-            Kind::Ring(..) => None,
+            Kind::Ring(..) | Kind::None => None,
         }
     }
 }

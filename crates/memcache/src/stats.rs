@@ -130,8 +130,12 @@ counters! {
     tot_broadcast,
     /// NOT_MY_VBUCKET replies that led to a retry.
     tot_retry_vbucket,
-    /// Front-cache hits.
+    /// Gets answered from the front cache.
     tot_front_cache_hits,
+    /// Gets the front cache could not answer (a key absent or expired).
+    tot_front_cache_misses,
+    /// Front-cache items found expired.
+    tot_front_cache_expires,
     /// Ascii `get` requests (per request, not per key).
     cmd_get,
     /// Ascii `gets` requests.

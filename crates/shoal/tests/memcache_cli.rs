@@ -24,7 +24,7 @@ impl Drop for Proc {
 }
 
 fn start(args: &[&str], ports: &[u16]) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
         .arg("memcache")
         .args(args)
         .stdin(Stdio::null())
@@ -41,6 +41,12 @@ fn start(args: &[&str], ports: &[u16]) -> Proc {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+    // A free port picked earlier may have been taken by another process since: then our
+    // child failed to bind and exited, and the connects above reached someone else.
+    std::thread::sleep(Duration::from_millis(50));
+    if let Ok(Some(status)) = child.try_wait() {
+        panic!("shoal memcache exited ({status}): a port was taken by another process?");
     }
     Proc(child)
 }
@@ -143,4 +149,96 @@ fn bad_config_is_one_line_and_exits_non_zero() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.starts_with("shoal: error: -z"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+/// An HTTP server on a loopback port that answers every GET with `body` (then closes);
+/// stopped and joined on drop.
+struct HttpBody {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpBody {
+    fn start(body: String) -> HttpBody {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((mut s, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut head = Vec::new();
+                let mut b = [0u8; 1024];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut b) {
+                        Ok(n) if n > 0 => head.extend_from_slice(&b[..n]),
+                        _ => break,
+                    }
+                }
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        HttpBody {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for HttpBody {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn rest_config_file_with_a_garbage_url_then_a_good_one() {
+    let Some(a) = Memcached::start() else {
+        return;
+    };
+    let garbage = HttpBody::start("this is not JSON".into());
+    let good = HttpBody::start(format!(
+        r#"{{"numReplicas":0,"serverList":["{}"],"vBucketMap":[[0],[0]]}}"#,
+        a.addr()
+    ));
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("shoal-mc-rest-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rest.cfg");
+    let urls = format!(
+        "url=http://127.0.0.1:{}/pools/default|http://127.0.0.1:{}/pools/default\n",
+        garbage.port, good.port
+    );
+    std::fs::write(&file, urls).unwrap();
+    let behaviours = format!("port_listen={port}");
+    let _shoal = start(&["-z", file.to_str().unwrap(), "-Z", &behaviours], &[port]);
+    let mut c = Client::connect(port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.call(b"set k 0 0 1\r\nr\r\n") != b"STORED\r\n" {
+        assert!(
+            Instant::now() < deadline,
+            "the good URL's config never came"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut direct = Client::connect(a.port);
+    assert_eq!(direct.call(b"get k\r\n"), b"VALUE k 0 1\r\nr\r\nEND\r\n");
+    let _ = std::fs::remove_dir_all(&dir);
 }

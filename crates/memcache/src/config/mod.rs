@@ -2,4 +2,4 @@
 
 mod moxi;
 
-pub use moxi::{Behaviors, MoxiError, ZListener, parse_behaviors, parse_z};
+pub use moxi::{Behaviors, MoxiError, ZConfig, ZListener, parse_behaviors, parse_z};

@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use crate::pool::PoolOptions;
-use crate::proxy::Servers;
+use crate::proxy::{FrontCacheOptions, Servers};
+use crate::rest::RestSource;
 use crate::route::Distribution;
 
 /// A `-z` or `-Z` string that cannot be used.
@@ -36,9 +37,23 @@ pub enum MoxiError {
         /// What was expected.
         expected: &'static str,
     },
-    /// A form shoal does not serve yet (REST/HTTP URLs, apikey).
-    #[error("-z {0:?}: REST/HTTP configuration URLs are not supported yet")]
-    Unsupported(String),
+    /// A REST form (`url=...`, `http://...`) that is not usable.
+    #[error("-z {text:?}: {message}")]
+    BadRest {
+        /// The section.
+        text: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// What a `-z` value describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZConfig {
+    /// Listeners with static server lists or vBucket maps.
+    Static(Vec<ZListener>),
+    /// One listener (on `-Z port_listen`, default 11211) whose servers come from REST URLs.
+    Rest(RestSource),
 }
 
 /// One `-z` section: a port and its servers.
@@ -62,17 +77,30 @@ fn read_if_file(s: &str) -> Result<String, MoxiError> {
     }
 }
 
-/// Parses a `-z` value (or the file it names).
-pub fn parse_z(value: &str) -> Result<Vec<ZListener>, MoxiError> {
+/// Parses a `-z` value (or the file it names): static `PORT=...` sections, or moxi's
+/// dynamic form (`http://A,http://B`, `url=A|B[,auth=USER%PASSWORD]`), which must be alone.
+pub fn parse_z(value: &str) -> Result<ZConfig, MoxiError> {
     let text = read_if_file(value)?;
-    if text.starts_with("http://")
-        || text.starts_with("url=")
-        || text.starts_with("apikey=")
-        || text.starts_with("auth=")
-        || text.contains('@')
-    {
-        return Err(MoxiError::Unsupported(text));
+    if RestSource::is_dynamic(&text) {
+        let mut sections = text.split(';').map(str::trim).filter(|s| !s.is_empty());
+        let bad = |message: String| MoxiError::BadRest {
+            text: text.clone(),
+            message,
+        };
+        let first = sections.next().unwrap_or("");
+        if sections.next().is_some() {
+            return Err(bad(
+                "one REST section per -z (they would share port_listen)".into(),
+            ));
+        }
+        return RestSource::parse(first)
+            .map(ZConfig::Rest)
+            .map_err(|e| bad(e.to_string()));
     }
+    parse_static(&text).map(ZConfig::Static)
+}
+
+fn parse_static(text: &str) -> Result<Vec<ZListener>, MoxiError> {
     let mut out = Vec::new();
     for section in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
         let (port, rest) = section
@@ -101,7 +129,7 @@ pub fn parse_z(value: &str) -> Result<Vec<ZListener>, MoxiError> {
         out.push(ZListener { port, servers });
     }
     if out.is_empty() {
-        return Err(MoxiError::BadSection(text));
+        return Err(MoxiError::BadSection(text.to_owned()));
     }
     Ok(out)
 }
@@ -111,9 +139,15 @@ pub fn parse_z(value: &str) -> Result<Vec<ZListener>, MoxiError> {
 pub struct Behaviors {
     /// `mcs_opts=distribution:...`.
     pub distribution: Option<Distribution>,
-    /// `front_cache_lifespan` (ms), `front_cache_max`, `front_cache_spec`,
-    /// `front_cache_unspec`: accepted, not served yet (listed in `ignored`).
-    pub front_cache: Vec<(String, String)>,
+    /// `front_cache_max`, `front_cache_lifespan` (ms), `front_cache_spec`,
+    /// `front_cache_unspec` (`|`-separated prefixes), when any was given.
+    pub front_cache: Option<FrontCacheOptions>,
+    /// `port_listen`: the port of a REST-configured listener (moxi's default 11211).
+    pub port_listen: Option<u16>,
+    /// `usr` and `pwd`: basic-auth credentials for REST URLs.
+    pub usr: Option<String>,
+    /// See `usr`.
+    pub pwd: Option<String>,
     /// moxi keys without an equivalent in shoal (`cycle`, `downstream_max`, ...): accepted
     /// and ignored, for a log line.
     pub ignored: Vec<String>,
@@ -177,7 +211,32 @@ pub fn parse_behaviors(value: &str, pool: &mut PoolOptions) -> Result<Behaviors,
                     _ => None,
                 }
             }
-            _ if k.starts_with("front_cache") => b.front_cache.push((k.to_owned(), v.to_owned())),
+            "port_listen" => {
+                b.port_listen = Some(num(k, v)?.try_into().ok().filter(|p| *p > 0).ok_or_else(
+                    || MoxiError::BadValue {
+                        key: k.to_owned(),
+                        value: v.to_owned(),
+                        expected: "expected a port (1 to 65535)",
+                    },
+                )?)
+            }
+            "usr" => b.usr = Some(v.to_owned()),
+            "pwd" => b.pwd = Some(v.to_owned()),
+            "front_cache_max" => {
+                let n = usize::try_from(num(k, v)?).unwrap_or(usize::MAX);
+                b.front_cache.get_or_insert_with(Default::default).max = n;
+            }
+            "front_cache_lifespan" => {
+                b.front_cache.get_or_insert_with(Default::default).lifespan = ms(k, v)?;
+            }
+            "front_cache_spec" => {
+                b.front_cache.get_or_insert_with(Default::default).spec =
+                    FrontCacheOptions::prefixes(v);
+            }
+            "front_cache_unspec" => {
+                b.front_cache.get_or_insert_with(Default::default).unspec =
+                    FrontCacheOptions::prefixes(v);
+            }
             _ => b.ignored.push(k.to_owned()),
         }
     }
@@ -190,7 +249,10 @@ mod tests {
 
     #[test]
     fn static_lists_and_json() {
-        let z = parse_z("11211=h1:1,h2:2:3 ; 11212={\"numReplicas\":0}").unwrap();
+        let Ok(ZConfig::Static(z)) = parse_z("11211=h1:1,h2:2:3 ; 11212={\"numReplicas\":0}")
+        else {
+            panic!("static form")
+        };
         assert_eq!(z.len(), 2);
         assert_eq!(z[0].port, 11211);
         assert_eq!(
@@ -204,8 +266,20 @@ mod tests {
         assert!(matches!(parse_z("h1:1"), Err(MoxiError::BadSection(_))));
         assert!(matches!(parse_z("0=h"), Err(MoxiError::BadSection(_))));
         assert!(matches!(
-            parse_z("http://a/pools"),
-            Err(MoxiError::Unsupported(_))
+            parse_z("http://a/pools,http://b/pools"),
+            Ok(ZConfig::Rest(r)) if r.urls.len() == 2
+        ));
+        assert!(matches!(
+            parse_z("url=http://a|http://b"),
+            Ok(ZConfig::Rest(_))
+        ));
+        assert!(matches!(
+            parse_z("url=http://a;url=http://b"),
+            Err(MoxiError::BadRest { .. })
+        ));
+        assert!(matches!(
+            parse_z("url=ftp://a"),
+            Err(MoxiError::BadRest { .. })
         ));
         assert!(matches!(
             parse_z("./nonexistent.cfg"),
@@ -220,7 +294,7 @@ mod tests {
             "downstream_timeout=250,connect_timeout=100,#x=1,downstream_conn_max=2,\
              downstream_retry=0,connect_max_errors=3,connect_retry_interval=1000,\
              downstream_protocol=ascii,mcs_opts=distribution:modula,cycle=50,\
-             front_cache_lifespan=100",
+             front_cache_lifespan=100,front_cache_spec=a:|b:",
             &mut p,
         )
         .unwrap();
@@ -230,7 +304,10 @@ mod tests {
         assert_eq!(p.retry_interval, Duration::from_secs(1));
         assert_eq!(b.distribution, Some(Distribution::Modula));
         assert_eq!(b.ignored, ["cycle"]);
-        assert_eq!(b.front_cache.len(), 1);
+        let fc = b.front_cache.unwrap();
+        assert_eq!(fc.lifespan, Duration::from_millis(100));
+        assert_eq!(fc.spec, ["a:", "b:"]);
+        assert!(fc.active());
         assert!(parse_behaviors("timeout=soon", &mut p).is_err());
         assert!(parse_behaviors("downstream_protocol=carrier-pigeon", &mut p).is_err());
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::client::{Finish, Pending};
-use super::{Cluster, Proxy, broadcast, local, multiget};
+use super::{Cluster, FrontCache, Proxy, broadcast, local, multiget};
 use crate::ascii::{AsciiRequest, Get};
 use crate::binary::{BinaryRequest, Opcode, error_reply};
 use crate::meta::{MetaKind, MetaRequest};
@@ -57,6 +57,9 @@ impl Ctx<'_> {
 /// Turns one request into its pending reply.
 pub(crate) async fn dispatch(ctx: &Ctx<'_>, req: Request) -> Pending {
     count(ctx.proxy.stats(), &req);
+    if let Some(front) = &ctx.cluster.front {
+        invalidate(front, &req);
+    }
     match req {
         Request::Ascii(a) => ascii(ctx, a).await,
         Request::Meta(m) => meta(ctx, m).await,
@@ -96,6 +99,28 @@ fn count(st: &ProxyStats, req: &Request) {
         },
     };
     ProxyStats::inc(c);
+}
+
+/// Drops from the front cache what `req` may change.
+fn invalidate(front: &FrontCache, req: &Request) {
+    use Opcode::*;
+    match req {
+        Request::Ascii(AsciiRequest::FlushAll(_)) => front.clear(),
+        Request::Ascii(AsciiRequest::Get(g)) if g.touch.is_none() => {}
+        Request::Ascii(a) => a.keys().iter().for_each(|k| front.invalidate(k)),
+        Request::Meta(m) => match m.kind {
+            MetaKind::Set | MetaKind::Delete | MetaKind::Arithmetic => {
+                front.invalidate(&m.item_key().unwrap_or_else(|| m.key.clone()))
+            }
+            MetaKind::Get | MetaKind::Noop | MetaKind::Debug => {}
+        },
+        Request::Binary(b) => match b.opcode() {
+            Some(Flush | FlushQ) => front.clear(),
+            Some(Get | GetQ | GetK | GetKQ | Noop | Version | Stat | Quit | QuitQ) | None => {}
+            Some(_) if !b.key.is_empty() => front.invalidate(&b.key),
+            Some(_) => {}
+        },
+    }
 }
 
 fn no_server() -> DownstreamError {
@@ -152,11 +177,41 @@ async fn get(ctx: &Ctx<'_>, g: Get) -> Pending {
         Some(Some(r)) => r.server,
     };
     let one_server = servers.all(|r| r.is_some_and(|r| r.server == first));
+    let front = cluster
+        .front
+        .as_ref()
+        .filter(|_| !g.cas && g.touch.is_none());
+    if let Some(front) = front
+        && let Some(hit) = front.answer(&g.keys, ctx.proxy.stats())
+    {
+        return Pending::Ready(hit);
+    }
     if !one_server {
         return multiget::split(ctx, g).await;
     }
     let rx = ctx.send_get(first, g).await;
+    let rx = match front {
+        Some(front) => filling(front.clone(), rx),
+        None => rx,
+    };
     Pending::Job(rx, Finish::Ascii { silent: false })
+}
+
+/// Passes a get's reply on, caching its values in the front cache on the way.
+pub(crate) fn filling(
+    front: Arc<FrontCache>,
+    rx: tokio::sync::oneshot::Receiver<crate::pool::JobResult>,
+) -> tokio::sync::oneshot::Receiver<crate::pool::JobResult> {
+    let generation = front.generation();
+    let (tx, out) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let result = rx
+            .await
+            .unwrap_or_else(|_| Err(DownstreamError::new(DownstreamErrorKind::Closed, "")));
+        front.fill(&result, generation);
+        let _ = tx.send(result);
+    });
+    out
 }
 
 async fn meta(ctx: &Ctx<'_>, m: MetaRequest) -> Pending {

@@ -78,6 +78,12 @@ pub(crate) fn stats_proxy(ctx: &Ctx<'_>) -> Pending {
         &format!("{name}:behavior:connect_retry_interval"),
         &cfg.pool.retry_interval.as_millis(),
     );
+    if let Some(front) = &ctx.cluster.front {
+        stat(&format!("{name}:frontcache:size"), &front.len());
+        stat(&format!("{name}:frontcache:max"), &front.options().max);
+        let lifespan = front.options().lifespan.as_millis();
+        stat(&format!("{name}:frontcache:lifespan"), &lifespan);
+    }
     for (k, v) in ctx.proxy.stats().snapshot() {
         stat(&format!("{name}:pstd_stats:{k}"), &v);
     }
@@ -108,5 +114,6 @@ fn distribution(ctx: &Ctx<'_>) -> &'static str {
     match &ctx.proxy.config().servers {
         super::Servers::List { distribution, .. } => distribution.name(),
         super::Servers::VBucket(_) => "vbucket",
+        super::Servers::Pending => "pending",
     }
 }

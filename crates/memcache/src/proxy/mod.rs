@@ -13,6 +13,7 @@
 mod broadcast;
 mod client;
 mod dispatch;
+mod front;
 mod local;
 mod multiget;
 mod vbucket;
@@ -25,6 +26,8 @@ use arc_swap::ArcSwap;
 use shoal_ring::RingError;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+pub use front::{FrontCache, FrontCacheOptions};
 
 use crate::Limits;
 use crate::pool::{Pool, PoolOptions, ServerAddr};
@@ -43,6 +46,10 @@ pub enum Servers {
     },
     /// A vBucket map (moxi's JSON).
     VBucket(String),
+    /// No servers yet (a REST-configured proxy before its first config): every key gets
+    /// `SERVER_ERROR a server is not available`. A reload with `Pending` keeps the servers in
+    /// force.
+    Pending,
 }
 
 /// One proxy: a listener and the servers behind it.
@@ -64,6 +71,8 @@ pub struct ProxyConfig {
     pub max_conns: usize,
     /// What `version` answers; default `1.6.18-shoal` (clients parse the numbers).
     pub version: String,
+    /// moxi's front cache; off by default.
+    pub front_cache: FrontCacheOptions,
 }
 
 impl ProxyConfig {
@@ -77,6 +86,7 @@ impl ProxyConfig {
             limits: Limits::default(),
             max_conns: 4096,
             version: "1.6.18-shoal".to_owned(),
+            front_cache: FrontCacheOptions::default(),
         }
     }
 }
@@ -98,14 +108,27 @@ pub enum ProxyError {
 pub struct Cluster {
     /// Which server a key goes to.
     pub router: Router,
-    /// The servers' connections.
-    pub pool: Pool,
+    /// The servers' connections (shared by the next cluster when the server list stays).
+    pub pool: Arc<Pool>,
+    /// The front cache, when on; a new (empty) one with every reconfiguration, as in moxi.
+    pub front: Option<Arc<FrontCache>>,
 }
 
 impl Cluster {
     /// Builds the router and starts the pool. Needs a tokio runtime.
     pub fn new(cfg: &ProxyConfig) -> Result<Cluster, ProxyError> {
-        let router = match &cfg.servers {
+        let router = Self::router(cfg)?;
+        let pool = Arc::new(Self::pool(&router, cfg)?);
+        let front = FrontCache::new(&cfg.front_cache).map(Arc::new);
+        Ok(Cluster {
+            router,
+            pool,
+            front,
+        })
+    }
+
+    fn router(cfg: &ProxyConfig) -> Result<Router, ProxyError> {
+        Ok(match &cfg.servers {
             Servers::List {
                 members,
                 distribution,
@@ -114,14 +137,17 @@ impl Cluster {
                 Router::new(*distribution, &m, cfg.eject)?
             }
             Servers::VBucket(json) => Router::vbucket(json)?,
-        };
+            Servers::Pending => Router::none(),
+        })
+    }
+
+    fn pool(router: &Router, cfg: &ProxyConfig) -> Result<Pool, ProxyError> {
         let addrs = router
             .servers()
             .iter()
             .map(|s| ServerAddr::parse(s).ok_or_else(|| ProxyError::BadServer(s.clone())))
             .collect::<Result<Vec<_>, _>>()?;
-        let pool = Pool::new(addrs, &cfg.pool);
-        Ok(Cluster { router, pool })
+        Ok(Pool::new(addrs, &cfg.pool))
     }
 }
 
@@ -149,11 +175,40 @@ impl Proxy {
     }
 
     /// Swaps in a new server list (and timeouts) without touching client connections.
-    pub fn reload(&self, cfg: ProxyConfig) -> Result<(), ProxyError> {
+    /// A config whose servers are [`Servers::Pending`] keeps the servers in force.
+    pub fn reload(&self, mut cfg: ProxyConfig) -> Result<(), ProxyError> {
+        if cfg.servers == Servers::Pending {
+            cfg.servers = self.config().servers.clone();
+        }
         let cluster = Cluster::new(&cfg)?;
         self.cluster.store(Arc::new(cluster));
         self.cfg.store(Arc::new(cfg));
         Ok(())
+    }
+
+    /// Swaps in new servers (a streamed REST config) without touching client connections.
+    /// When the new server list is the old one, in the same order, the downstream
+    /// connections are kept (moxi's stable update) and only the routing table changes.
+    /// Returns whether they were kept.
+    pub fn set_servers(&self, servers: Servers) -> Result<bool, ProxyError> {
+        let mut cfg = (*self.config()).clone();
+        cfg.servers = servers;
+        let router = Cluster::router(&cfg)?;
+        let old = self.cluster();
+        let kept = router.servers() == old.router.servers();
+        let pool = if kept {
+            old.pool.clone()
+        } else {
+            Arc::new(Cluster::pool(&router, &cfg)?)
+        };
+        let front = FrontCache::new(&cfg.front_cache).map(Arc::new);
+        self.cluster.store(Arc::new(Cluster {
+            router,
+            pool,
+            front,
+        }));
+        self.cfg.store(Arc::new(cfg));
+        Ok(kept)
     }
 
     /// The config in force.

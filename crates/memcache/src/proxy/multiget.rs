@@ -48,7 +48,17 @@ pub(crate) async fn split(ctx: &Ctx<'_>, g: Get) -> Pending {
             touch: g.touch,
             keys,
         };
-        replies.push(ctx.send_get(server, part).await);
+        let rx = ctx.send_get(server, part).await;
+        replies.push(
+            match cluster
+                .front
+                .as_ref()
+                .filter(|_| !g.cas && g.touch.is_none())
+            {
+                Some(front) => super::dispatch::filling(front.clone(), rx),
+                None => rx,
+            },
+        );
     }
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {

@@ -74,12 +74,24 @@ impl Memcached {
                     last_err = format!("memcached exited with {status}: {err}");
                     break;
                 }
-                if TcpStream::connect((host, port)).is_ok() {
-                    return Some(Memcached {
-                        child,
-                        port,
-                        host: host.to_owned(),
-                    });
+                // The port was free when picked, but another process may have taken it
+                // since (memcached 1.6.18 has no `-p 0`: port 0 turns TCP off). Only a
+                // server that reports our child's pid is ours.
+                if let Ok(s) = TcpStream::connect((host, port)) {
+                    match stats_pid(s) {
+                        Some(pid) if pid == child.id() => {
+                            return Some(Memcached {
+                                child,
+                                port,
+                                host: host.to_owned(),
+                            });
+                        }
+                        Some(pid) => {
+                            last_err = format!("port {port} belongs to pid {pid}, not ours");
+                            break;
+                        }
+                        None => {} // ours, still starting up, or someone else's: ask again
+                    }
                 }
                 sleep(Duration::from_millis(20));
             }
@@ -120,6 +132,27 @@ impl Memcached {
             .unwrap_or(false);
         assert!(ok, "kill {sig} failed");
     }
+}
+
+/// The `pid` a memcached reports in `stats` on `s`, if it answers within a second.
+fn stats_pid(mut s: TcpStream) -> Option<u32> {
+    s.set_read_timeout(Some(Duration::from_millis(100))).ok()?;
+    s.write_all(b"stats\r\n").ok()?;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline && !got.ends_with(b"END\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&got)
+        .lines()
+        .find_map(|l| l.strip_prefix("STAT pid "))
+        .and_then(|p| p.trim().parse().ok())
 }
 
 /// A loopback port nobody listens on right now.

@@ -40,6 +40,11 @@ impl Shoal {
         }
     }
 
+    /// The proxy runtime's handle, to run more tasks (a config feed, mock servers) on it.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.rt.as_ref().expect("runtime").handle().clone()
+    }
+
     pub fn client(&self) -> Client {
         Client::connect(self.port)
     }

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
-use shoal_memcache::config::{parse_behaviors, parse_z};
-use shoal_memcache::proxy::{Proxy, ProxyConfig, Servers};
+use shoal_memcache::config::{ZConfig, parse_behaviors, parse_z};
+use shoal_memcache::proxy::{FrontCacheOptions, Proxy, ProxyConfig, Servers};
+use shoal_memcache::rest::RestSource;
 use shoal_memcache::route::Distribution;
 use tokio::net::TcpListener;
 
@@ -61,7 +62,21 @@ pub struct MemcacheArgs {
     /// Re-shard over live servers while one is failing (twemproxy's auto_eject_hosts).
     #[arg(long)]
     pub eject: bool,
-    /// moxi cluster config: `PORT=h1:p1,h2:p2[;PORT2=...]`, `PORT={json}`, or `./file.cfg`.
+    /// Front cache: most items [default 200].
+    #[arg(long, value_name = "N")]
+    pub front_cache_max: Option<usize>,
+    /// Front cache: how long an item is served [default 0 = off].
+    #[arg(long, value_name = "DURATION")]
+    pub front_cache_lifespan: Option<HumanDuration>,
+    /// Front cache: `|`-separated key prefixes to cache [default none = off].
+    #[arg(long, value_name = "PREFIXES")]
+    pub front_cache_spec: Option<String>,
+    /// Front cache: `|`-separated key prefixes never to cache.
+    #[arg(long, value_name = "PREFIXES")]
+    pub front_cache_unspec: Option<String>,
+    /// moxi cluster config: `PORT=h1:p1,h2:p2[;PORT2=...]`, `PORT={json}`, REST URLs
+    /// (`url=http://A|http://B` or `http://A,http://B`, listening on `-Z port_listen`,
+    /// default 11211), or `./file.cfg` holding any of these.
     #[arg(short = 'z', value_name = "CFG")]
     pub z: Vec<String>,
     /// moxi behaviours: `downstream_timeout=ms,connect_timeout=ms,...` or `./file`.
@@ -98,6 +113,14 @@ struct Section {
     retry_interval: Option<HumanDuration>,
     /// Eject failing servers from the ring; default false.
     eject: bool,
+    /// Front cache: most items; default 200.
+    front_cache_max: Option<usize>,
+    /// Front cache: item lifespan; default 0 (off).
+    front_cache_lifespan: Option<HumanDuration>,
+    /// Front cache: `|`-separated prefixes to cache; default none (off).
+    front_cache_spec: Option<String>,
+    /// Front cache: `|`-separated prefixes never to cache.
+    front_cache_unspec: Option<String>,
     /// moxi `-z` strings.
     z: Vec<String>,
     /// moxi `-Z` string.
@@ -110,9 +133,9 @@ struct File {
     memcache: Section,
 }
 
-/// Resolved listeners.
+/// Resolved listeners (with the REST source of a REST-configured one).
 struct Plan {
-    listeners: Vec<(SocketAddr, ProxyConfig)>,
+    listeners: Vec<(SocketAddr, ProxyConfig, Option<RestSource>)>,
     admin: Option<SocketAddr>,
 }
 
@@ -121,16 +144,21 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
     let s = file.memcache;
     let mut pool = shoal_memcache::pool::PoolOptions::default();
     let mut dist_override = None;
+    let mut port_listen = 11211;
+    let mut rest_auth = None;
+    let mut front = FrontCacheOptions::default();
     if let Some(z) = args.behaviors.as_ref().or(s.behaviors.as_ref()) {
         let b = parse_behaviors(z, &mut pool).context("-Z")?;
         dist_override = b.distribution;
+        port_listen = b.port_listen.unwrap_or(port_listen);
+        if let Some(usr) = b.usr {
+            rest_auth = Some((usr, b.pwd.unwrap_or_default()));
+        }
         if !b.ignored.is_empty() {
             tracing::info!(keys = ?b.ignored, "moxi behaviours without an equivalent, ignored");
         }
-        if !b.front_cache.is_empty() {
-            tracing::warn!(
-                "front_cache_* behaviours are accepted but the front cache is not implemented yet"
-            );
+        if let Some(f) = b.front_cache {
+            front = f;
         }
     }
     let dur = |flag: Option<HumanDuration>, file: Option<HumanDuration>| {
@@ -154,11 +182,32 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
     if let Some(n) = args.max_errors.or(s.max_errors) {
         pool.max_errors = n;
     }
+    if let Some(n) = args.front_cache_max.or(s.front_cache_max) {
+        front.max = n;
+    }
+    if let Some(d) = dur(args.front_cache_lifespan, s.front_cache_lifespan) {
+        front.lifespan = d;
+    }
+    if let Some(p) = args
+        .front_cache_spec
+        .as_ref()
+        .or(s.front_cache_spec.as_ref())
+    {
+        front.spec = FrontCacheOptions::prefixes(p);
+    }
+    if let Some(p) = args
+        .front_cache_unspec
+        .as_ref()
+        .or(s.front_cache_unspec.as_ref())
+    {
+        front.unspec = FrontCacheOptions::prefixes(p);
+    }
     let eject = args.eject || s.eject;
     let make = |name: String, servers: Servers| {
         let mut c = ProxyConfig::new(name, servers);
         c.pool = pool.clone();
         c.eject = eject;
+        c.front_cache = front.clone();
         c
     };
     let mut listeners = Vec::new();
@@ -168,7 +217,24 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
         .unwrap_or_else(|| "127.0.0.1".into());
     let zs = if args.z.is_empty() { &s.z } else { &args.z };
     for z in zs {
-        for l in parse_z(z).context("-z")? {
+        let statics = match parse_z(z).context("-z")? {
+            ZConfig::Static(l) => l,
+            ZConfig::Rest(mut source) => {
+                if source.auth.is_none() {
+                    source.auth = rest_auth.clone();
+                }
+                let addr = match args.listen.or(s.listen) {
+                    Some(a) => a,
+                    None => format!("{host}:{port_listen}")
+                        .parse()
+                        .with_context(|| format!("listen address {host}:{port_listen}"))?,
+                };
+                let cfg = make(addr.port().to_string(), Servers::Pending);
+                listeners.push((addr, cfg, Some(source)));
+                continue;
+            }
+        };
+        for l in statics {
             let addr: SocketAddr = format!("{host}:{}", l.port)
                 .parse()
                 .with_context(|| format!("listen address {host}:{}", l.port))?;
@@ -179,7 +245,7 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
                 },
                 (other, _) => other,
             };
-            listeners.push((addr, make(l.port.to_string(), servers)));
+            listeners.push((addr, make(l.port.to_string(), servers), None));
         }
     }
     let list = args.servers.clone().map(|l| {
@@ -214,7 +280,7 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
             .listen
             .or(s.listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 11211)));
-        listeners.push((addr, make(addr.port().to_string(), servers)));
+        listeners.push((addr, make(addr.port().to_string(), servers), None));
     }
     if listeners.is_empty() {
         bail!("no servers: give --servers h1:p1,h2:p2, -z PORT=h1:p1,... or a config file");
@@ -239,8 +305,13 @@ async fn serve(args: MemcacheArgs, plan: Plan) -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals();
     let mut proxies: Vec<Arc<Proxy>> = Vec::new();
     let mut tasks = Vec::new();
-    for (addr, cfg) in plan.listeners {
+    for (addr, cfg, rest) in plan.listeners {
         let proxy = Proxy::new(cfg).context("building the proxy")?;
+        if let Some(source) = rest {
+            let urls: Vec<&str> = source.urls.iter().map(|u| u.text.as_str()).collect();
+            tracing::info!(%addr, ?urls, "servers come from REST config URLs");
+            tokio::spawn(shoal_memcache::rest::feed(proxy.clone(), source));
+        }
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
@@ -282,7 +353,8 @@ async fn reload_on_hup(args: MemcacheArgs, proxies: Vec<Arc<Proxy>>) {
                     tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the old config")
                 }
                 Ok(p) => {
-                    for (proxy, (_, cfg)) in proxies.iter().zip(p.listeners) {
+                    // A REST listener's config is `Pending`: its servers stay as streamed.
+                    for (proxy, (_, cfg, _)) in proxies.iter().zip(p.listeners) {
                         if let Err(e) = proxy.reload(cfg) {
                             tracing::error!(error = %e, "reload failed for a listener");
                         }
