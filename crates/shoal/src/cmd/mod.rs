@@ -4,3 +4,4 @@ pub mod hash;
 pub mod memcache;
 pub mod repair;
 pub mod route;
+pub mod upload;
