@@ -196,6 +196,8 @@ pub fn build(args: &RouteArgs) -> anyhow::Result<Router> {
 /// Runs `shoal route`.
 pub fn run(args: RouteArgs) -> anyhow::Result<()> {
     crate::telemetry::init_logging();
+    // The router resolves its metric handles when it is built: the recorder must exist first.
+    crate::telemetry::metrics();
     let router = build(&args)?;
     if let Some(path) = &args.explain {
         return explain(&router, path);
