@@ -14,7 +14,7 @@
 //! - [`Mode::Delete`]: a line is a key (a path); it is deleted from every replica.
 //!
 //! With `check`, a HEAD through the router's read path comes first, and a 200 skips the line
-//! ([`Outcome::Present`]).
+//! ([`Outcome::Present`]). Each line must finish within the router's `write_timeout`.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -125,7 +125,14 @@ pub async fn run(
                 let Some(line) = queue.lock().pop_front() else {
                     break;
                 };
-                let out = one(&router, &opts, &line).await;
+                // A source or node that stalls mid-body must not hold a worker for ever;
+                // dropping the write aborts every replica's request, so none keeps a torn copy.
+                let limit = router.inner.settings.write_timeout;
+                let out = tokio::time::timeout(limit, one(&router, &opts, &line))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Outcome::Failed(format!("not finished within {limit:?} (--write-timeout)"))
+                    });
                 if tx.send((line, out)).await.is_err() {
                     break;
                 }

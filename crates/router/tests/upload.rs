@@ -170,20 +170,32 @@ async fn check_skips_files_already_present_and_uploads_the_rest() {
     assert_eq!(nodes[0].read("a.jpg").unwrap(), content(1, 100));
 }
 
-/// A source that answers 500 to everything, until dropped.
-struct Fails500 {
+/// A source that answers `reply` to every request (then holds the connection), until dropped.
+struct Canned {
     port: u16,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Fails500 {
-    fn start() -> Fails500 {
+impl Canned {
+    fn start() -> Canned {
+        Self::answering(
+            b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\nconnection: close\r\n\r\noops",
+        )
+    }
+
+    /// Answers with headers promising 1000 bytes, sends 10, and stalls.
+    fn stalling() -> Canned {
+        Self::answering(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
+    }
+
+    fn answering(reply: &'static [u8]) -> Canned {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
             for conn in l.incoming() {
                 if s.load(Ordering::Relaxed) {
                     break;
@@ -192,12 +204,11 @@ impl Fails500 {
                 let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
                 let mut buf = [0u8; 4096];
                 let _ = c.read(&mut buf);
-                let _ = c.write_all(
-                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\nconnection: close\r\n\r\noops",
-                );
+                let _ = c.write_all(reply);
+                held.push(c);
             }
         });
-        Fails500 {
+        Canned {
             port,
             stop,
             thread: Some(thread),
@@ -205,7 +216,7 @@ impl Fails500 {
     }
 }
 
-impl Drop for Fails500 {
+impl Drop for Canned {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
@@ -222,7 +233,7 @@ async fn url_sources_that_404_are_skipped_and_other_failures_are_listed() {
     }
     let nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
     let origin = Node::start();
-    let bad = Fails500::start();
+    let bad = Canned::start();
     std::fs::create_dir_all(origin.root().join("x")).unwrap();
     std::fs::write(origin.root().join("x/ok.jpg"), content(9, 70_000)).unwrap();
     let cfg = config(&photosrv_config(
@@ -302,4 +313,34 @@ async fn one_replica_down_uploads_reach_quorum_and_the_journal_records_the_misse
     for n in [&nodes[0], &nodes[2]] {
         assert!(names.iter().all(|p| n.has(p)));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_stalls_mid_body_fails_within_the_write_timeout_and_stores_nothing() {
+    if !nginx_or_skip("upload stall") {
+        return;
+    }
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
+    let stall = Canned::stalling();
+    let cfg = config(&photosrv_config(
+        "jump",
+        &[nodes.iter().map(Node::url).collect()],
+        None,
+    ));
+    let router = Router::new(
+        &cfg,
+        Settings {
+            write_timeout: Duration::from_millis(800),
+            ..settings()
+        },
+    )
+    .unwrap();
+    let url = format!("http://127.0.0.1:{}/s/stall.jpg", stall.port);
+    let got = load(&router, &[url.as_str()], &UploadOptions::default()).await;
+    assert!(
+        matches!(&got[0], Outcome::Failed(m) if m.contains("write-timeout")),
+        "{got:?}"
+    );
+    // nginx renames a PUT's temporary file into place only once the body is complete.
+    assert!(nodes.iter().all(|n| !n.has("s/stall.jpg")));
 }
