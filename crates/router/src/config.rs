@@ -159,14 +159,6 @@ impl RouteConfig {
         let dc = check_dc(dc)?;
         let file: TomlFile = toml::from_str(text)
             .map_err(|e| RouteError::config(e.to_string().replace('\n', " ")))?;
-        if let Some(t) = &file.route {
-            let keys: Vec<&str> = t.keys().map(String::as_str).collect();
-            return Err(RouteError::config(format!(
-                "the [route] table ({}) is not read: the shard map file holds only the shard \
-                 map; pass server settings as `shoal route` flags or SHOAL_ROUTE_* variables",
-                keys.join(", ")
-            )));
-        }
         let ring = |chooser: &Option<String>, dcs: &BTreeMap<String, TomlDc>| {
             let Some(d) = dcs.iter().find(|(k, _)| k.to_lowercase() == dc) else {
                 return Ok(None);
@@ -310,10 +302,10 @@ struct TomlFile {
     #[serde(default)]
     dc: BTreeMap<String, TomlDc>,
     migration: Option<TomlMigration>,
-    /// Server settings are flags and `SHOAL_ROUTE_*` variables only; a `[route]` table is
-    /// refused rather than silently ignored.
-    #[serde(default)]
-    route: Option<toml::Table>,
+    /// Server settings, read and checked by the `shoal route` command (its `[route]` table),
+    /// not by the shard map.
+    #[serde(default, rename = "route")]
+    _route: Option<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -185,15 +185,3 @@ replicas = ["http://node1"]
     let e = RouteConfig::from_toml("chooser = \"jump\"\nshardz = 1\n", "earth").unwrap_err();
     assert!(e.to_string().contains("shardz"), "{e}");
 }
-
-/// A `[route]` table used to be accepted and silently ignored; it is refused, naming its keys.
-#[test]
-fn a_route_table_in_the_toml_map_is_refused_not_ignored() {
-    let toml = "[route]\nwrite_quorum = \"all\"\n[[dc.earth.shards]]\nname = \"shard1\"\nreplicas = [\"http://n\"]\n";
-    let e = RouteConfig::from_toml(toml, "earth").unwrap_err();
-    let msg = e.to_string();
-    assert!(
-        msg.contains("[route]") && msg.contains("write_quorum") && msg.contains("flags"),
-        "{msg}"
-    );
-}
