@@ -60,7 +60,7 @@ pub struct UploadArgs {
     /// Wait for a source's or a node's response headers.
     #[arg(long, default_value = "30s")]
     pub response_timeout: HumanDuration,
-    /// How long one replica write (body and answer) may take.
+    /// How long one item may take, source fetch and every replica's write included.
     #[arg(long, default_value = "10m")]
     pub write_timeout: HumanDuration,
 }
