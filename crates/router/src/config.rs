@@ -302,7 +302,8 @@ struct TomlFile {
     #[serde(default)]
     dc: BTreeMap<String, TomlDc>,
     migration: Option<TomlMigration>,
-    /// Server settings, read by the `shoal route` command, not here.
+    /// Server settings, read and checked by the `shoal route` command (its `[route]` table),
+    /// not by the shard map.
     #[serde(default, rename = "route")]
     _route: Option<toml::Table>,
 }

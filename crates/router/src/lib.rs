@@ -12,6 +12,8 @@
 //!   recorded in a durable [`journal`], the [`roster`] and health checks, and the
 //!   [`migration`] state.
 //! - [`server::serve`]: the HTTP front.
+//! - [`upload`]: bulk PUT/DELETE of files or URLs through the same placement and quorum
+//!   writes, in process (`shoal upload`).
 //!
 //! ```
 //! use shoal_router::{RouteConfig, Router, Settings};
@@ -50,6 +52,7 @@ mod settings;
 pub mod simpleconf;
 mod tasks;
 pub mod topology;
+pub mod upload;
 mod upstream;
 mod write;
 

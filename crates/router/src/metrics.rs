@@ -1,10 +1,52 @@
 //! Metric names, all `shoal_route_*`.
 
-/// Requests by method and status: `shoal_route_requests_total{method,status}`.
-pub(crate) fn request(method: &http::Method, status: u16) {
+/// Statuses whose request counters are resolved once, at start.
+const COMMON: [u16; 14] = [
+    200, 201, 204, 206, 304, 400, 404, 405, 412, 416, 500, 502, 503, 504,
+];
+const METHODS: [&str; 5] = ["GET", "HEAD", "PUT", "DELETE", "other"];
+
+/// `shoal_route_requests_total{method,status}` handles for every method and common status,
+/// resolved once so the hot path does no label formatting or registry lookup. Resolve them
+/// after the metrics recorder is installed: handles taken before it are no-ops.
+pub(crate) struct RequestCounters {
+    table: Vec<metrics::Counter>,
+}
+
+impl RequestCounters {
+    pub(crate) fn new() -> Self {
+        let mut table = Vec::with_capacity(METHODS.len() * COMMON.len());
+        for m in METHODS {
+            for s in COMMON {
+                table.push(metrics::counter!(
+                    "shoal_route_requests_total",
+                    "method" => m,
+                    "status" => s.to_string()
+                ));
+            }
+        }
+        RequestCounters { table }
+    }
+
+    /// Counts one request.
+    pub(crate) fn request(&self, method: &http::Method, status: u16) {
+        let label = method_label(method);
+        let m = METHODS.iter().position(|x| *x == label).unwrap_or(4);
+        match COMMON.iter().position(|&s| s == status) {
+            Some(i) => match self.table.get(m * COMMON.len() + i) {
+                Some(c) => c.increment(1),
+                None => slow(label, status),
+            },
+            None => slow(label, status),
+        }
+    }
+}
+
+/// A status without a pre-resolved handle.
+fn slow(method: &'static str, status: u16) {
     metrics::counter!(
         "shoal_route_requests_total",
-        "method" => method_label(method),
+        "method" => method,
         "status" => status.to_string()
     )
     .increment(1);

@@ -353,4 +353,67 @@ mod tests {
         assert_eq!(r.apply("/a/x/f"), "/c/f");
         assert_eq!(r.apply("/a/y"), "/b/y"); // not chained on to /d/
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Paths built from the characters that matter here: separators, dots, escapes, `+`,
+        /// `?`, multi-byte text.
+        fn path() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("/".to_string()),
+                    Just(".".to_string()),
+                    Just("%".to_string()),
+                    Just("%2e".to_string()),
+                    Just("%2F".to_string()),
+                    Just("%25".to_string()),
+                    Just("+".to_string()),
+                    Just("?".to_string()),
+                    "[a-z0-9]{1,3}",
+                    "\\PC",
+                ],
+                0..24,
+            )
+            .prop_map(|parts| parts.concat())
+        }
+
+        fn rules() -> Rewrites {
+            Rewrites::new([("/a/", "/b/"), ("/a/x/", "/c/")]).0
+        }
+
+        proptest! {
+            /// No input panics, and nothing accepted holds a `/.` segment.
+            #[test]
+            fn never_panics_and_never_lets_dot_segments_through(raw in path()) {
+                let _ = unescape(&raw, true);
+                let _ = normalize(&raw);
+                if let Ok(p) = normalize_request_path(&raw, &rules()) {
+                    prop_assert!(!p.contains("/."), "{raw:?} -> {p:?}");
+                }
+            }
+
+            /// What the router sends upstream decodes back to the path it routed.
+            #[test]
+            fn encode_path_round_trips(s in "\\PC*") {
+                prop_assert_eq!(unescape(&encode_path(&s), false), Ok(s));
+            }
+
+            /// Normalising again changes nothing, except where photosrv's own quirks say so:
+            /// a `%` left after decoding is decoded again, and `//` collapses one pass at a
+            /// time.
+            #[test]
+            fn normalize_is_idempotent_but_for_photosrvs_quirks(raw in path()) {
+                if let Ok(once) = normalize(&raw)
+                    && !once.contains('%')
+                    && !once.contains("//")
+                {
+                    prop_assert_eq!(normalize(&once), Ok(once.clone()));
+                    let none = Rewrites::default();
+                    prop_assert_eq!(normalize_request_path(&encode_path(&once), &none), Ok(once));
+                }
+            }
+        }
+    }
 }

@@ -29,6 +29,7 @@ pub(crate) struct Inner {
     pub(crate) journal: Option<Journal>,
     pub(crate) roster_ignored: AtomicUsize,
     pub(crate) roster_hosts: AtomicUsize,
+    counters: metrics::RequestCounters,
 }
 
 /// The router. Cheap to clone; every clone shares state.
@@ -128,6 +129,9 @@ impl Router {
     /// Builds the router: rings, replicas, the HTTP client; reads the roster (a missing roster
     /// file is an error), the migration state (an invalid one is an error) and opens the
     /// journal. Needs no runtime; [`Router::handle`] and the background tasks do.
+    ///
+    /// Metric handles (per replica, per method and status) are resolved here, so install the
+    /// `metrics` recorder before calling this; handles taken before it are no-ops.
     pub fn new(cfg: &RouteConfig, settings: Settings) -> Result<Self, RouteError> {
         let topo = Topology::new(cfg)?;
         let state = match &settings.migration_state {
@@ -158,6 +162,7 @@ impl Router {
                 journal,
                 roster_ignored: AtomicUsize::new(0),
                 roster_hosts: AtomicUsize::new(0),
+                counters: metrics::RequestCounters::new(),
             }),
         };
         if let Some(p) = router.inner.settings.roster.clone() {
@@ -298,7 +303,7 @@ impl Router {
     {
         let method = req.method().clone();
         let resp = self.dispatch(req).await;
-        metrics::request(&method, resp.status().as_u16());
+        self.inner.counters.request(&method, resp.status().as_u16());
         resp
     }
 

@@ -28,6 +28,8 @@ pub enum Command {
     Route(Box<cmd::route::RouteArgs>),
     /// Bring every replica of a shard to the same files (journal replay or PROPFIND listing)
     Repair(cmd::repair::RepairArgs),
+    /// Bulk PUT of URLs or local files (or DELETE of keys) into a `shoal route` cluster
+    Upload(Box<cmd::upload::UploadArgs>),
 }
 
 /// Parses the command line, runs the command and turns its outcome into an exit code.
@@ -40,6 +42,7 @@ pub fn main() -> ExitCode {
         Command::Memcache(args) => cmd::memcache::run(*args),
         Command::Route(args) => cmd::route::run(*args),
         Command::Repair(args) => cmd::repair::run(args),
+        Command::Upload(args) => cmd::upload::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

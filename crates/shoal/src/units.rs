@@ -139,6 +139,10 @@ impl FromStr for HumanDuration {
         if rest.is_empty() {
             return Err(err("expected a number followed by a unit such as 250ms"));
         }
+        // Zero needs no unit: `--health-interval 0` means off, whatever the unit.
+        if rest.bytes().all(|c| c == b'0') {
+            return Ok(HumanDuration(Duration::ZERO));
+        }
         let mut total = 0f64;
         while !rest.is_empty() {
             let end = rest
@@ -268,7 +272,9 @@ mod tests {
             "100us".parse::<HumanDuration>().unwrap().get(),
             Duration::from_micros(100)
         );
-        for bad in ["", "10", "ms", "5 parsecs", "1x"] {
+        // Zero alone needs no unit (`--health-interval 0`); other numbers do.
+        assert_eq!("0".parse::<HumanDuration>().unwrap().get(), Duration::ZERO);
+        for bad in ["", "10", "01", "ms", "5 parsecs", "1x"] {
             assert!(bad.parse::<HumanDuration>().is_err(), "{bad}");
         }
     }

@@ -5,3 +5,4 @@ pub mod memcache;
 pub mod repair;
 pub mod route;
 pub mod serve;
+pub mod upload;

@@ -3,12 +3,15 @@
 //!
 //! Flags carry photosrv's names as aliases where they map cleanly (`--httpport`, `--dcname`,
 //! `--rosterCheck`, `--migration`, `--migrationKey`, `--headtimeoutms`, `--debugport`); Go's
-//! single-dash spelling needs a second dash here.
+//! single-dash spelling needs a second dash here. Every setting can also sit in the `[route]`
+//! table of a TOML shard map ([`file`]); variables override the file and flags override both.
 
 mod admin;
+pub mod file;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -33,21 +36,17 @@ pub struct RouteArgs {
     )]
     pub dc: String,
 
-    /// Address to serve on.
-    #[arg(long, env = "SHOAL_ROUTE_LISTEN", default_value = "127.0.0.1:8888")]
-    pub listen: SocketAddr,
+    /// Address to serve on. [default: 127.0.0.1:8888]
+    #[arg(long, env = "SHOAL_ROUTE_LISTEN")]
+    pub listen: Option<SocketAddr>,
 
     /// photosrv's -httpport: serve on 0.0.0.0:PORT (overrides --listen).
     #[arg(long, value_name = "PORT")]
     pub httpport: Option<u16>,
 
-    /// Admin address: /healthz, /metrics, /status, /migration/{start,abort,finish}.
-    #[arg(
-        long,
-        env = "SHOAL_ROUTE_ADMIN_LISTEN",
-        default_value = "127.0.0.1:8080"
-    )]
-    pub admin_listen: SocketAddr,
+    /// Admin address: /healthz, /metrics, /status, /migration/{start,abort,finish}. [default: 127.0.0.1:8080]
+    #[arg(long, env = "SHOAL_ROUTE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
 
     /// photosrv's -debugport: admin on 127.0.0.1:PORT (overrides --admin-listen).
     #[arg(long, value_name = "PORT")]
@@ -57,14 +56,9 @@ pub struct RouteArgs {
     #[arg(long, env = "SHOAL_ROUTE_ROSTER", value_name = "FILE")]
     pub roster: Option<PathBuf>,
 
-    /// How often the roster (and its symlink target) is checked for changes.
-    #[arg(
-        long,
-        alias = "rosterCheck",
-        env = "SHOAL_ROUTE_ROSTER_CHECK",
-        default_value = "1s"
-    )]
-    pub roster_check: HumanDuration,
+    /// How often the roster (and its symlink target) is checked for changes. [default: 1s]
+    #[arg(long, alias = "rosterCheck", env = "SHOAL_ROUTE_ROSTER_CHECK")]
+    pub roster_check: Option<HumanDuration>,
 
     /// File holding the migration state (photosrv's -migration). Unset: memory only.
     #[arg(
@@ -84,26 +78,26 @@ pub struct RouteArgs {
     )]
     pub migration_key: Option<String>,
 
-    /// Replica choice for reads: random, multi-head or hedged.
-    #[arg(long, env = "SHOAL_ROUTE_CHOOSER_MODE", default_value = "hedged")]
-    pub chooser_mode: String,
+    /// Replica choice for reads: random, multi-head or hedged. [default: hedged]
+    #[arg(long, env = "SHOAL_ROUTE_CHOOSER_MODE")]
+    pub chooser_mode: Option<String>,
 
     /// Multi-HEAD timeout (photosrv's -headtimeoutms, which never worked there). With
-    /// `--chooser-mode random`, a non-zero value switches to multi-head as photosrv intended.
-    #[arg(long, env = "SHOAL_ROUTE_HEAD_TIMEOUT", default_value = "100ms")]
-    pub head_timeout: HumanDuration,
+    /// `--chooser-mode random`, a non-zero value switches to multi-head as photosrv intended. [default: 100ms]
+    #[arg(long, env = "SHOAL_ROUTE_HEAD_TIMEOUT")]
+    pub head_timeout: Option<HumanDuration>,
 
     /// photosrv's -headtimeoutms in milliseconds: sets --head-timeout and multi-head mode.
     #[arg(long, value_name = "MS")]
     pub headtimeoutms: Option<u64>,
 
-    /// Hedged mode: ask a second replica when the first has not answered after this.
-    #[arg(long, env = "SHOAL_ROUTE_HEDGE_DELAY", default_value = "50ms")]
-    pub hedge_delay: HumanDuration,
+    /// Hedged mode: ask a second replica when the first has not answered after this. [default: 50ms]
+    #[arg(long, env = "SHOAL_ROUTE_HEDGE_DELAY")]
+    pub hedge_delay: Option<HumanDuration>,
 
-    /// Replicas that must store a PUT/DELETE: majority, all, or a number.
-    #[arg(long, env = "SHOAL_ROUTE_WRITE_QUORUM", default_value = "majority")]
-    pub write_quorum: String,
+    /// Replicas that must store a PUT/DELETE: majority, all, or a number. [default: majority]
+    #[arg(long, env = "SHOAL_ROUTE_WRITE_QUORUM")]
+    pub write_quorum: Option<String>,
 
     /// Refuse PUT and DELETE (405), as photosrv did.
     #[arg(long, env = "SHOAL_ROUTE_READ_ONLY")]
@@ -113,99 +107,146 @@ pub struct RouteArgs {
     #[arg(long, env = "SHOAL_ROUTE_JOURNAL", value_name = "FILE")]
     pub journal: Option<PathBuf>,
 
-    /// TCP connect timeout to a storage node.
-    #[arg(long, env = "SHOAL_ROUTE_CONNECT_TIMEOUT", default_value = "2s")]
-    pub connect_timeout: HumanDuration,
+    /// TCP connect timeout to a storage node. [default: 2s]
+    #[arg(long, env = "SHOAL_ROUTE_CONNECT_TIMEOUT")]
+    pub connect_timeout: Option<HumanDuration>,
 
-    /// How long a read waits for a storage node's response headers.
-    #[arg(long, env = "SHOAL_ROUTE_RESPONSE_TIMEOUT", default_value = "30s")]
-    pub response_timeout: HumanDuration,
+    /// How long a read waits for a storage node's response headers. [default: 30s]
+    #[arg(long, env = "SHOAL_ROUTE_RESPONSE_TIMEOUT")]
+    pub response_timeout: Option<HumanDuration>,
 
-    /// How long one replica write (body and answer) may take.
-    #[arg(long, env = "SHOAL_ROUTE_WRITE_TIMEOUT", default_value = "10m")]
-    pub write_timeout: HumanDuration,
+    /// How long one replica write (body and answer) may take. [default: 10m]
+    #[arg(long, env = "SHOAL_ROUTE_WRITE_TIMEOUT")]
+    pub write_timeout: Option<HumanDuration>,
 
-    /// Health-check period (HEAD / on every node); 0 disables health checks.
-    #[arg(long, env = "SHOAL_ROUTE_HEALTH_INTERVAL", default_value = "2s")]
-    pub health_interval: HumanDuration,
+    /// Health-check period (HEAD / on every node); 0 disables health checks. [default: 2s]
+    #[arg(long, env = "SHOAL_ROUTE_HEALTH_INTERVAL")]
+    pub health_interval: Option<HumanDuration>,
 
-    /// Time a client has to send its request headers (photosrv's -readTimeout, roughly).
-    #[arg(
-        long,
-        alias = "readTimeout",
-        env = "SHOAL_ROUTE_HEADER_TIMEOUT",
-        default_value = "30s"
-    )]
-    pub header_timeout: HumanDuration,
+    /// Time a client has to send its request headers (photosrv's -readTimeout, roughly). [default: 30s]
+    #[arg(long, alias = "readTimeout", env = "SHOAL_ROUTE_HEADER_TIMEOUT")]
+    pub header_timeout: Option<HumanDuration>,
 
     /// Print where PATH goes (normalised path, shard, replicas) and exit.
     #[arg(long, value_name = "PATH")]
     pub explain: Option<String>,
 }
 
+/// Settings resolved from defaults, the `[route]` table, the environment and the flags.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The router's settings.
+    pub settings: Settings,
+    /// Front address.
+    pub listen: SocketAddr,
+    /// Admin address.
+    pub admin_listen: SocketAddr,
+    /// Time a client has to send its request headers.
+    pub header_timeout: Duration,
+}
+
 impl RouteArgs {
-    /// The router's settings from the flags.
-    pub fn settings(&self) -> anyhow::Result<Settings> {
-        let read_mode = match (self.chooser_mode.as_str(), self.headtimeoutms) {
+    /// Overlays the flags (and `SHOAL_ROUTE_*` variables, which clap has already read) on the
+    /// config file's `[route]` table and the defaults.
+    pub fn resolve(&self) -> anyhow::Result<Resolved> {
+        let f = file::load(&self.config)?;
+        let dur = |flag: Option<HumanDuration>, file: Option<HumanDuration>, default: u64| {
+            flag.or(file)
+                .map_or(Duration::from_millis(default), HumanDuration::get)
+        };
+        let mode = self
+            .chooser_mode
+            .clone()
+            .or(f.chooser_mode)
+            .unwrap_or_else(|| "hedged".into());
+        let read_mode = match (mode.as_str(), self.headtimeoutms) {
             (_, Some(ms)) if ms > 0 => ReadMode::MultiHead {
-                timeout: std::time::Duration::from_millis(ms),
+                timeout: Duration::from_millis(ms),
             },
             ("random", _) => ReadMode::Random,
             ("multi-head", _) => ReadMode::MultiHead {
-                timeout: self.head_timeout.get(),
+                timeout: dur(self.head_timeout, f.head_timeout, 100),
             },
             ("hedged", _) => ReadMode::Hedged {
-                delay: self.hedge_delay.get(),
+                delay: dur(self.hedge_delay, f.hedge_delay, 50),
             },
             (other, _) => {
                 bail!("invalid --chooser-mode {other:?}: expected random, multi-head or hedged")
             }
         };
-        let health = self.health_interval.get();
-        Ok(Settings {
+        let health = dur(self.health_interval, f.health_interval, 2_000);
+        let quorum = self
+            .write_quorum
+            .clone()
+            .or(f.write_quorum)
+            .unwrap_or_else(|| "majority".into());
+        let settings = Settings {
             read_mode,
-            write_quorum: self
-                .write_quorum
-                .parse::<Quorum>()
-                .map_err(anyhow::Error::msg)?,
-            read_only: self.read_only,
-            connect_timeout: self.connect_timeout.get(),
-            response_timeout: self.response_timeout.get(),
-            write_timeout: self.write_timeout.get(),
+            write_quorum: quorum.parse::<Quorum>().map_err(anyhow::Error::msg)?,
+            read_only: self.read_only || f.read_only.unwrap_or(false),
+            connect_timeout: dur(self.connect_timeout, f.connect_timeout, 2_000),
+            response_timeout: dur(self.response_timeout, f.response_timeout, 30_000),
+            write_timeout: dur(self.write_timeout, f.write_timeout, 600_000),
             health_interval: (!health.is_zero()).then_some(health),
-            roster: self.roster.clone(),
-            roster_check: self.roster_check.get(),
-            migration_state: self.migration_state.clone(),
-            migration_key: self.migration_key.clone().filter(|k| !k.is_empty()),
-            journal: self.journal.clone(),
+            roster: self.roster.clone().or(f.roster),
+            roster_check: dur(self.roster_check, f.roster_check, 1_000),
+            migration_state: self.migration_state.clone().or(f.migration_state),
+            migration_key: self
+                .migration_key
+                .clone()
+                .or(f.migration_key)
+                .filter(|k| !k.is_empty()),
+            journal: self.journal.clone().or(f.journal),
             ..Settings::default()
+        };
+        let listen = match self.httpport {
+            Some(p) => SocketAddr::from(([0, 0, 0, 0], p)),
+            None => self
+                .listen
+                .or(f.listen)
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8888))),
+        };
+        let admin_listen = match self.debugport {
+            Some(p) => SocketAddr::from(([127, 0, 0, 1], p)),
+            None => self
+                .admin_listen
+                .or(f.admin_listen)
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+        };
+        Ok(Resolved {
+            settings,
+            listen,
+            admin_listen,
+            header_timeout: dur(self.header_timeout, f.header_timeout, 30_000),
         })
     }
 }
 
 /// Loads the shard map and builds the router; every config problem surfaces here.
-pub fn build(args: &RouteArgs) -> anyhow::Result<Router> {
+pub fn build(args: &RouteArgs, settings: Settings) -> anyhow::Result<Router> {
     let cfg = RouteConfig::load(&args.config, &args.dc)
         .with_context(|| format!("config {}", args.config.display()))?;
     for d in &cfg.dropped_rewrites {
         tracing::warn!(prefix = %d.prefix, replacement = %d.replacement, "rewrite ignored: {}", d.why);
     }
-    Ok(Router::new(&cfg, args.settings()?)?)
+    Ok(Router::new(&cfg, settings)?)
 }
 
 /// Runs `shoal route`.
 pub fn run(args: RouteArgs) -> anyhow::Result<()> {
     crate::telemetry::init_logging();
-    let router = build(&args)?;
+    // The router resolves its metric handles when it is built: the recorder must exist first.
+    crate::telemetry::metrics();
+    let Resolved {
+        settings,
+        listen,
+        admin_listen,
+        header_timeout,
+    } = args.resolve()?;
+    let router = build(&args, settings)?;
     if let Some(path) = &args.explain {
         return explain(&router, path);
     }
-    let listen = args
-        .httpport
-        .map_or(args.listen, |p| SocketAddr::from(([0, 0, 0, 0], p)));
-    let admin_listen = args
-        .debugport
-        .map_or(args.admin_listen, |p| SocketAddr::from(([127, 0, 0, 1], p)));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -228,7 +269,7 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
                 .await
         });
         let limits = server::ServerLimits {
-            header_timeout: args.header_timeout.get(),
+            header_timeout,
             ..Default::default()
         };
         let s3 = shutdown.clone();
@@ -253,4 +294,74 @@ fn explain(router: &Router, path: &str) -> anyhow::Result<()> {
         println!("{}\t{}\t{}", t.ring, t.shard, t.replicas.join(" "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(file: &std::path::Path, extra: &[&str]) -> RouteArgs {
+        let mut v = vec!["shoal", "route", "-c", file.to_str().unwrap()];
+        v.extend(extra);
+        match crate::cli::Cli::try_parse_from(v).unwrap().command {
+            crate::cli::Command::Route(a) => *a,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    const SHARDS: &str =
+        "[[dc.x.shards]]\nname = \"shard1\"\nreplicas = [\"http://127.0.0.1:1\"]\n";
+
+    #[test]
+    fn the_route_table_sets_settings_and_flags_override_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("map.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[route]\nwrite_quorum = \"all\"\nhedge_delay = \"20ms\"\nlisten = \"127.0.0.1:9999\"\n\
+                 read_only = true\nhealth_interval = \"0s\"\njournal = \"/tmp/j\"\n{SHARDS}"
+            ),
+        )
+        .unwrap();
+        let r = args(&p, &["--write-quorum", "1", "--dc", "x"])
+            .resolve()
+            .unwrap();
+        assert_eq!(r.settings.write_quorum, Quorum::Count(1));
+        assert_eq!(
+            r.settings.read_mode,
+            ReadMode::Hedged {
+                delay: Duration::from_millis(20)
+            }
+        );
+        assert_eq!(r.listen, "127.0.0.1:9999".parse().unwrap());
+        assert_eq!(r.admin_listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(r.settings.read_only);
+        assert_eq!(r.settings.health_interval, None);
+        assert_eq!(r.settings.journal, Some(PathBuf::from("/tmp/j")));
+        assert_eq!(r.header_timeout, Duration::from_secs(30));
+        // The shard map beside it still loads.
+        build(&args(&p, &["--dc", "x"]), r.settings).unwrap();
+    }
+
+    #[test]
+    fn unknown_route_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("map.toml");
+        std::fs::write(&p, format!("[route]\nwrite_qorum = \"all\"\n{SHARDS}")).unwrap();
+        let e = args(&p, &[]).resolve().unwrap_err().to_string();
+        assert!(e.contains("write_qorum") && e.contains("map.toml"), "{e}");
+    }
+
+    #[test]
+    fn photosrv_files_give_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("photosrv.cfg");
+        std::fs::write(&p, "<photosrv>\n</photosrv>\n").unwrap();
+        let r = args(&p, &[]).resolve().unwrap();
+        assert_eq!(r.settings.write_quorum, Quorum::Majority);
+        assert_eq!(r.listen, "127.0.0.1:8888".parse().unwrap());
+        assert_eq!(r.settings.health_interval, Some(Duration::from_secs(2)));
+    }
 }

@@ -1,0 +1,192 @@
+//! `shoal route`'s admin port over HTTP, on the real binary: the keyed migration switch
+//! (wrong key, empty key, no migration ring, success persisted to the state file) and
+//! `/metrics` carrying the router's own counters. The storage nodes are closed ports: nothing
+//! here needs nginx.
+
+// Test helpers: a panic is the test failing, with the message saying why.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A `shoal route` process, killed through its handle on drop.
+struct Route {
+    child: Child,
+    front: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Route {
+    fn start(dir: &Path, cfg: &str, extra: &[&str]) -> Route {
+        let cfg_path = dir.join("route.cfg");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let (front, admin) = (free_addr(), free_addr());
+        let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["route", "--dc", "test", "--health-interval", "0"])
+            .arg("-c")
+            .arg(&cfg_path)
+            .args([
+                "--listen",
+                &front.to_string(),
+                "--admin-listen",
+                &admin.to_string(),
+            ])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run shoal route");
+        let r = Route {
+            child,
+            front,
+            admin,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut r = r;
+        while TcpStream::connect_timeout(&r.admin, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = r.child.try_wait() {
+                panic!("shoal route exited at start: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "shoal route never opened {admin}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        r
+    }
+}
+
+impl Drop for Route {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.0 request with a 10s deadline; returns the status and the body.
+fn http(addr: SocketAddr, method: &str, target: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "{method} {target} HTTP/1.0\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn config(migration: bool) -> String {
+    let ring = |n: usize| {
+        let mut s = String::from("  <test>\n   <shards>\n");
+        for i in 1..=n {
+            s.push_str(&format!("    shard{i} http://{}\n", free_addr()));
+        }
+        s + "   </shards>\n  </test>\n"
+    };
+    let mut s = format!("<photosrv>\n chooser jump\n{}", ring(2));
+    if migration {
+        s.push_str(&format!(
+            " <migration>\n  chooser jump\n{} </migration>\n",
+            ring(3)
+        ));
+    }
+    s + "</photosrv>\n"
+}
+
+fn state(p: &PathBuf) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+#[test]
+fn migration_switch_refuses_bad_keys_and_persists_good_switches() {
+    let dir = tempfile::tempdir().unwrap();
+    let sf = dir.path().join("state");
+    let sfs = sf.to_str().unwrap();
+    let r = Route::start(
+        dir.path(),
+        &config(true),
+        &["--migration-key", "s3cret", "--migration-state", sfs],
+    );
+    let (code, body) = http(r.admin, "GET", "/migration/start?key=wrong", "");
+    assert_eq!((code, body.contains("invalid key")), (400, true), "{body}");
+    let (code, body) = http(r.admin, "GET", "/migration/start", "");
+    assert_eq!((code, body.contains("invalid key")), (400, true), "{body}");
+    let (code, _) = http(r.admin, "GET", "/migration/start?key=", "");
+    assert_eq!(code, 400);
+    assert_eq!(state(&sf), "", "a refused switch wrote the state file");
+    let (code, body) = http(r.admin, "GET", "/migration/start?key=s3cret", "");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("msBothConfigs"), "{body}");
+    assert_eq!(state(&sf), "msBothConfigs");
+    let (code, body) = http(r.admin, "POST", "/migration/finish", "key=s3cret");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(state(&sf), "msNewConfig");
+    drop(r);
+    // Restored at start.
+    let r = Route::start(
+        dir.path(),
+        &config(true),
+        &["--migration-key", "s3cret", "--migration-state", sfs],
+    );
+    let (_, body) = http(r.admin, "GET", "/status", "");
+    assert!(body.contains("msNewConfig"), "{body}");
+}
+
+#[test]
+fn an_empty_configured_key_refuses_every_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Route::start(dir.path(), &config(true), &["--migration-key", ""]);
+    let (code, body) = http(r.admin, "GET", "/migration/start?key=", "");
+    assert_eq!(code, 400);
+    assert!(body.contains("no migration key is configured"), "{body}");
+}
+
+#[test]
+fn a_switch_without_a_migration_ring_is_a_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Route::start(dir.path(), &config(false), &["--migration-key", "k"]);
+    let (code, body) = http(r.admin, "GET", "/migration/start?key=k", "");
+    assert_eq!(code, 400);
+    assert!(body.contains("missing migration ring"), "{body}");
+}
+
+#[test]
+fn metrics_count_requests_and_replica_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Route::start(dir.path(), &config(false), &["--connect-timeout", "300ms"]);
+    let (code, _) = http(r.front, "GET", "/a/b.jpg", "");
+    assert_eq!(code, 502);
+    let (_, m) = http(r.admin, "GET", "/metrics", "");
+    assert!(
+        m.contains("shoal_route_requests_total{method=\"GET\",status=\"502\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("shoal_route_replica_errors_total{replica="),
+        "{m}"
+    );
+}
