@@ -256,6 +256,7 @@ impl Cluster {
             Some(old) => Some(old.clone()),
             None => self.ring_without_self(members)?,
         };
+        crate::metrics::membership::ring_version(current.version + 1);
         self.inner.cell.view.store(Arc::new(View {
             version: current.version + 1,
             ring: Some(Arc::from(ring)),
@@ -386,6 +387,34 @@ impl Cluster {
             .as_ref()
             .map(|r| r.members().iter().map(|m| m.name.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// The version of the ring in use (1 after the first member list, +1 per change).
+    pub fn ring_version(&self) -> u64 {
+        self.inner.cell.view.load().version
+    }
+
+    /// The share of the key space each member owns, estimated by placing `samples`
+    /// synthetic keys (members in ring order, shares summing to 1).
+    pub fn ownership(&self, samples: u32) -> Vec<(String, f64)> {
+        let view = self.inner.cell.view.load();
+        let Some(ring) = view.ring.as_ref() else {
+            return Vec::new();
+        };
+        let mut counts: HashMap<&str, u32> = HashMap::new();
+        let samples = samples.max(1);
+        for i in 0..samples {
+            if let Some(m) = ring.owner(format!("ownership-sample-{i}").as_bytes()) {
+                *counts.entry(m.name.as_str()).or_default() += 1;
+            }
+        }
+        ring.members()
+            .iter()
+            .map(|m| {
+                let n = counts.get(m.name.as_str()).copied().unwrap_or(0);
+                (m.name.clone(), f64::from(n) / f64::from(samples))
+            })
+            .collect()
     }
 
     /// The client for member `url` (not for this node).
