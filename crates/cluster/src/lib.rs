@@ -82,9 +82,9 @@ pub use cluster::{
 pub use error::{ClusterError, Origin, PeerError};
 pub use handoff::{Handoff, HandoffLoader};
 pub use membership::{
-    Backoff, Condition, DnsConfig, DnsMembership, EtcdConfig, EtcdMembership, GceConfig,
-    GceDiscovery, GceIni, GossipConfig, GossipMembership, MemberInfo, MemberSet, MemberState,
-    Membership, MembershipError, Publisher, StaticMembership,
+    Backoff, Condition, DnsConfig, DnsMembership, EtcdConfig, EtcdMembership, FileMembership,
+    GceConfig, GceDiscovery, GceIni, GossipConfig, GossipMembership, MemberInfo, MemberSet,
+    MemberState, Membership, MembershipError, Publisher, StaticMembership,
 };
 pub use server::PeerServer;
 pub use shoal_ring::Algorithm;

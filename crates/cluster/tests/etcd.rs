@@ -96,3 +96,66 @@ async fn nodes_register_discover_and_survive_etcd_restarts_and_compaction() {
     })
     .await;
 }
+
+/// chunkproxy's flags on real processes: two nodes with `--coord URL --cluster DIR` find each
+/// other through etcd, and a key is loaded once for both.
+#[test]
+fn processes_join_through_etcd_with_chunkproxy_flags() {
+    use common::process::{Guard, free_port, hex, http_get, wait_http};
+    use std::net::SocketAddr;
+    use std::process::Command;
+    if !available() {
+        return;
+    }
+    let etcd = Etcd::start();
+    let mut nodes: Vec<(String, SocketAddr, Guard)> = Vec::new();
+    for _ in 0..2 {
+        let url = format!("http://127.0.0.1:{}", free_port());
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut g = Guard::spawn(
+            &url,
+            Command::new(env!("CARGO_BIN_EXE_shoal-cluster-node"))
+                .args(["--self", &url, "--admin", &admin.to_string()])
+                .args([
+                    "--coord",
+                    &etcd.url(),
+                    "--cluster",
+                    "procs",
+                    "--etcd-ttl",
+                    "2",
+                ]),
+        );
+        wait_http(admin, "/health", Duration::from_secs(20), &mut g);
+        nodes.push((url, admin, g));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = nodes.iter().all(|(_, admin, _)| {
+            let body = http_get(*admin, "/members")
+                .map(|(_, b)| b)
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(&body);
+            nodes.iter().all(|(u, ..)| text.contains(u.as_str()))
+        });
+        if seen {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes did not find each other through etcd"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let key = hex(b"through-etcd");
+    for (_, admin, _) in &nodes {
+        assert_eq!(http_get(*admin, &format!("/get?hex={key}")).unwrap().0, 200);
+    }
+    let loads: usize = nodes
+        .iter()
+        .map(|(_, a, _)| {
+            let (_, b) = http_get(*a, "/loads").unwrap();
+            String::from_utf8(b).unwrap().parse::<usize>().unwrap()
+        })
+        .sum();
+    assert_eq!(loads, 1, "one load for the cluster");
+}

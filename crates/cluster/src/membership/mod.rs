@@ -2,7 +2,8 @@
 //! [`StaticMembership`] is the fixed list given on the command line or in the config file.
 //!
 //! Dynamic sources start with this node alone (it serves at once, in local mode) and join in
-//! the background: [`GossipMembership`] (SWIM), [`EtcdMembership`], [`DnsMembership`],
+//! the background: [`FileMembership`] (a members file reloaded on change or SIGHUP),
+//! [`GossipMembership`] (SWIM), [`EtcdMembership`], [`DnsMembership`],
 //! [`GceDiscovery`] (seeds gossip). Each publishes through a [`Publisher`].
 //!
 //! The `shoal` binary maps its flags onto [`StaticMembership::parse`]: `--self URL --peers
@@ -12,6 +13,7 @@
 mod dns;
 mod error;
 mod etcd;
+mod file;
 mod gce;
 mod gossip;
 mod publish;
@@ -23,6 +25,7 @@ use tokio::sync::watch;
 pub use dns::{DnsConfig, DnsMembership};
 pub use error::MembershipError;
 pub use etcd::{EtcdConfig, EtcdMembership};
+pub use file::FileMembership;
 pub use gce::{GceConfig, GceDiscovery, GceIni};
 pub use gossip::{GossipConfig, GossipMembership};
 pub use publish::{Backoff, Condition, MemberInfo, MemberState, Publisher};

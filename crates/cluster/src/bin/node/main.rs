@@ -4,7 +4,8 @@
 //! ```text
 //! shoal-cluster-node --self URL --admin HOST:PORT [--protocol P] [--algorithm A]
 //!     ( --peers URL,URL,...
-//!     | --gossip HOST:PORT [--seeds HOST:PORT,...] [--gossip-key K] [--fast-gossip yes] )
+//!     | --gossip HOST:PORT [--seeds HOST:PORT,...] [--gossip-key K] [--fast-gossip yes]
+//!     | --coord ETCD_URL --cluster DIR [--etcd-ttl SECS] )
 //! ```
 //!
 //! The group `things` loads `value-of:<key>` (keys starting with `missing/` do not exist).
@@ -91,7 +92,16 @@ fn parse_args() -> Result<Args, String> {
         },
         rest: std::mem::take(&mut flags),
     };
-    const KNOWN: [&str; 5] = ["peers", "gossip", "seeds", "gossip-key", "fast-gossip"];
+    const KNOWN: [&str; 8] = [
+        "peers",
+        "gossip",
+        "seeds",
+        "gossip-key",
+        "fast-gossip",
+        "coord",
+        "cluster",
+        "etcd-ttl",
+    ];
     if let Some(extra) = args.rest.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(format!("unknown flag --{extra}"));
     }

@@ -6,17 +6,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_cluster::{Cluster, GossipConfig, GossipMembership, Membership, StaticMembership};
+use shoal_cluster::{
+    Cluster, EtcdConfig, EtcdMembership, GossipConfig, GossipMembership, Membership,
+    StaticMembership,
+};
 
 /// How this node learns who is in the cluster.
 pub enum Source {
     Static(StaticMembership),
     Gossip(GossipMembership),
+    Etcd(EtcdMembership),
 }
 
 impl Source {
     /// `--peers` gives a static list; `--gossip ADDR [--seeds A,B] [--gossip-key K]
-    /// [--fast-gossip yes]` gossips instead.
+    /// [--fast-gossip yes]` gossips instead; chunkproxy's `--coord URL --cluster DIR
+    /// [--etcd-ttl SECS]` registers in etcd.
     pub async fn from_flags(
         self_url: &str,
         flags: &mut HashMap<String, String>,
@@ -25,9 +30,23 @@ impl Source {
             let m = StaticMembership::parse(self_url, &peers).map_err(|e| e.to_string())?;
             return Ok(Source::Static(m));
         }
+        if let Some(coord) = flags.remove("coord") {
+            let cluster = flags
+                .remove("cluster")
+                .ok_or("--coord needs --cluster DIR")?;
+            let mut config = EtcdConfig::chunkproxy(&coord, &cluster, self_url);
+            if let Some(ttl) = flags.remove("etcd-ttl") {
+                let secs: u64 = ttl
+                    .parse()
+                    .map_err(|e| format!("--etcd-ttl: expected seconds: {e}"))?;
+                config.ttl = Duration::from_secs(secs);
+                config.max_backoff = Duration::from_millis(500);
+            }
+            return Ok(Source::Etcd(EtcdMembership::start(config)));
+        }
         let bind: SocketAddr = flags
             .remove("gossip")
-            .ok_or("--peers or --gossip is required")?
+            .ok_or("--peers, --gossip or --coord is required")?
             .parse()
             .map_err(|e| format!("--gossip: expected host:port: {e}"))?;
         let mut config = GossipConfig::new(bind, self_url);
@@ -53,6 +72,7 @@ impl Source {
         match self {
             Source::Static(m) => m,
             Source::Gossip(m) => m,
+            Source::Etcd(m) => m,
         }
     }
 
