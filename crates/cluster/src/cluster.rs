@@ -252,15 +252,28 @@ impl Cluster {
         }
         // Keys this node now owns were owned under the ring being replaced; at start-up,
         // by whoever owns them among the other members (galaxycache's fallthrough owner).
-        let previous = match &current.ring {
-            Some(old) => Some(old.clone()),
-            None => self.ring_without_self(members)?,
+        // A ring of this node alone (a dynamic source starts in local mode) says nothing
+        // about who held keys before: treat leaving it like start-up.
+        let alone = |r: &Arc<dyn Ring>| {
+            let m = r.members();
+            m.len() == 1 && m[0].name == self.inner.self_url.as_str()
         };
+        let previous = match &current.ring {
+            Some(old) if !alone(old) => Some(old.clone()),
+            _ => self.ring_without_self(members)?,
+        };
+        let departed = current
+            .peers
+            .iter()
+            .filter(|(url, _)| !peers.contains_key(*url))
+            .map(|(url, c)| (url.clone(), c.clone()))
+            .collect();
         crate::metrics::membership::ring_version(current.version + 1);
         self.inner.cell.view.store(Arc::new(View {
             version: current.version + 1,
             ring: Some(Arc::from(ring)),
             peers,
+            departed,
             previous,
             since: Instant::now(),
         }));

@@ -2,7 +2,7 @@
 //! 200 ms, 600 ms suspicion): five join through one seed, keys move to a newcomer only,
 //! a node killed with SIGKILL under load costs no client request and is marked down within
 //! the stated time, and a rolling restart (SIGTERM → graceful leave → start again) under
-//! load fails no request.
+//! load fails no request (origin loads are measured against the 1.2x goal, not yet met).
 //!
 //! Stated times: 5 nodes converge within 10 s; a killed node is marked down by every other
 //! node within 5 s.
@@ -40,7 +40,8 @@ fn free_udp() -> SocketAddr {
 fn spawn(url: &str, admin: SocketAddr, gossip: SocketAddr, seed: Option<SocketAddr>) -> Guard {
     let mut cmd = Command::new(NODE);
     cmd.args(["--self", url, "--admin", &admin.to_string()])
-        .args(["--gossip", &gossip.to_string(), "--fast-gossip", "yes"]);
+        .args(["--gossip", &gossip.to_string(), "--fast-gossip", "yes"])
+        .args(["--handoff", "yes", "--drain-ms", "1500"]);
     if let Some(s) = seed {
         cmd.args(["--seeds", &s.to_string()]);
     }
@@ -264,6 +265,11 @@ fn kill_9_one_of_five_under_load_fails_no_request() {
     assert_eq!(failures.load(Ordering::SeqCst), 0);
 }
 
+fn loads(p: &Proc) -> usize {
+    let (_, b) = http_get(p.admin, "/loads").unwrap();
+    String::from_utf8(b).unwrap().parse().unwrap()
+}
+
 #[test]
 fn rolling_restart_of_five_under_load_fails_no_request() {
     let mut procs = five();
@@ -273,6 +279,8 @@ fn rolling_restart_of_five_under_load_fails_no_request() {
         &all,
         Duration::from_secs(10),
     );
+    // Origin loads of processes that have exited (a restarted node counts from zero).
+    let mut gone_loads = 0;
 
     for i in 0..procs.len() {
         let stop = Arc::new(AtomicBool::new(false));
@@ -285,7 +293,10 @@ fn rolling_restart_of_five_under_load_fails_no_request() {
             .map(|(_, p)| p.admin)
             .collect();
         let loader = load(targets, stop.clone(), failures.clone());
-        procs[i].guard.terminate(Duration::from_secs(3));
+        std::thread::sleep(Duration::from_millis(300));
+        // SIGTERM: the node leaves at once and keeps serving peers for 1.5 s (drain).
+        let pid = procs[i].guard.pid().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let rest: Vec<&Proc> = procs
             .iter()
             .enumerate()
@@ -294,8 +305,11 @@ fn rolling_restart_of_five_under_load_fails_no_request() {
             .collect();
         let without: Vec<String> = rest.iter().map(|p| p.url.clone()).collect();
         // A graceful leave is seen at once (well before probing would notice).
-        let took = converge(&rest, &without, Duration::from_secs(2));
+        let took = converge(&rest, &without, Duration::from_secs(1));
         eprintln!("node {i} left; seen by all in {took:?}");
+        std::thread::sleep(Duration::from_millis(700));
+        gone_loads += loads(&procs[i]);
+        procs[i].guard.terminate(Duration::from_secs(3));
         procs[i].restart();
         converge(
             &procs.iter().collect::<Vec<_>>(),
@@ -305,5 +319,16 @@ fn rolling_restart_of_five_under_load_fails_no_request() {
         stop.store(true, Ordering::SeqCst);
         loader.join().unwrap();
         assert_eq!(failures.load(Ordering::SeqCst), 0, "step {i}");
+        let now = gone_loads + procs.iter().map(loads).sum::<usize>();
+        eprintln!("after restarting node {i}: {now} origin loads so far");
     }
+    // Warm handoff (new owners peek at the draining or previous owner) keeps origin loads
+    // down (without it, by estimate, each restart reloads at least the ~1/5 of the keys the
+    // restarted node owns, and again those it owned while gone: ~2x in all). The
+    // issue's goal is 1.2x; measured here 1.45-1.5x (the first restart costs nothing, later
+    // ones 13-39 loads each, growing with the number of restarted nodes; not understood
+    // yet, see docs/membership.md). This bound guards against losing handoff altogether.
+    let total = gone_loads + procs.iter().map(loads).sum::<usize>();
+    eprintln!("origin loads over the rolling restart: {total} for 200 keys (goal: 240)");
+    assert!(total <= 350, "{total} origin loads for 200 keys");
 }

@@ -11,7 +11,8 @@
 //! The group `things` loads `value-of:<key>` (keys starting with `missing/` do not exist).
 //! The admin port answers `GET /health`, `GET /get?hex=<key>` (200 + value, 404, or 502),
 //! `GET /loads` (loads so far), `GET /loads?hex=<key>` and `GET /members` (the JSON that
-//! `shoal members` prints). SIGTERM leaves the gossip cluster gracefully, then exits.
+//! `shoal members` prints). SIGTERM leaves the gossip cluster gracefully, keeps serving peers
+//! for `--drain-ms` (default 0), then exits. `--handoff yes` turns warm handoff on.
 
 mod members;
 
@@ -58,6 +59,10 @@ struct Args {
     admin: SocketAddr,
     protocol: Protocol,
     algorithm: Algorithm,
+    /// Warm handoff on (`--handoff yes`).
+    handoff: bool,
+    /// How long to keep serving peers after leaving, on SIGTERM (`--drain-ms`, default 0).
+    drain: std::time::Duration,
     /// Membership flags, read by [`members::Source::from_flags`].
     rest: HashMap<String, String>,
 }
@@ -90,9 +95,18 @@ fn parse_args() -> Result<Args, String> {
             Some(a) => a.parse().map_err(|e| format!("--algorithm: {e}"))?,
             None => Algorithm::Groupcache,
         },
+        handoff: flags.remove("handoff").is_some(),
+        drain: match flags.remove("drain-ms") {
+            Some(ms) => std::time::Duration::from_millis(
+                ms.parse().map_err(|e| format!("--drain-ms: {e}"))?,
+            ),
+            None => std::time::Duration::ZERO,
+        },
         rest: std::mem::take(&mut flags),
     };
-    const KNOWN: [&str; 8] = [
+    const KNOWN: [&str; 10] = [
+        "handoff",
+        "drain-ms",
         "peers",
         "gossip",
         "seeds",
@@ -160,9 +174,17 @@ async fn admin(req: Request<Incoming>, node: Arc<Node>) -> Response<Full<Bytes>>
 
 async fn run(mut args: Args) -> Result<(), String> {
     let source = Arc::new(members::Source::from_flags(&args.self_url, &mut args.rest).await?);
-    let cluster = Cluster::builder(args.self_url.as_str())
+    let mut builder = Cluster::builder(args.self_url.as_str())
         .protocol(args.protocol)
-        .algorithm(args.algorithm)
+        .algorithm(args.algorithm);
+    if args.handoff {
+        // A generous peek timeout: the tests run debug builds on 2 busy cores.
+        builder = builder.handoff(shoal_cluster::Handoff {
+            warm_time: std::time::Duration::from_secs(60),
+            peek_timeout: std::time::Duration::from_millis(500),
+        });
+    }
+    let cluster = builder
         .build_following(source.membership())
         .map_err(|e| e.to_string())?;
     let loads = Loads::default();
@@ -186,13 +208,20 @@ async fn run(mut args: Args) -> Result<(), String> {
     });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
+    // After SIGTERM: leave at once, keep serving peers (and the admin port) for the drain
+    // time so new owners can peek at what this node holds, then exit.
+    let mut drain_until: Option<tokio::time::Instant> = None;
     loop {
+        let deadline = drain_until
+            .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
         let tcp = tokio::select! {
             got = listener.accept() => got.map_err(|e| e.to_string())?.0,
-            _ = term.recv() => {
+            _ = term.recv(), if drain_until.is_none() => {
                 source.leave().await;
-                return Ok(());
+                drain_until = Some(tokio::time::Instant::now() + args.drain);
+                continue;
             }
+            () = tokio::time::sleep_until(deadline), if drain_until.is_some() => return Ok(()),
         };
         let node = node.clone();
         tokio::spawn(async move {
