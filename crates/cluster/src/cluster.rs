@@ -252,14 +252,28 @@ impl Cluster {
         }
         // Keys this node now owns were owned under the ring being replaced; at start-up,
         // by whoever owns them among the other members (galaxycache's fallthrough owner).
-        let previous = match &current.ring {
-            Some(old) => Some(old.clone()),
-            None => self.ring_without_self(members)?,
+        // A ring of this node alone (a dynamic source starts in local mode) says nothing
+        // about who held keys before: treat leaving it like start-up.
+        let alone = |r: &Arc<dyn Ring>| {
+            let m = r.members();
+            m.len() == 1 && m[0].name == self.inner.self_url.as_str()
         };
+        let previous = match &current.ring {
+            Some(old) if !alone(old) => Some(old.clone()),
+            _ => self.ring_without_self(members)?,
+        };
+        let departed = current
+            .peers
+            .iter()
+            .filter(|(url, _)| !peers.contains_key(*url))
+            .map(|(url, c)| (url.clone(), c.clone()))
+            .collect();
+        crate::metrics::membership::ring_version(current.version + 1);
         self.inner.cell.view.store(Arc::new(View {
             version: current.version + 1,
             ring: Some(Arc::from(ring)),
             peers,
+            departed,
             previous,
             since: Instant::now(),
         }));
@@ -386,6 +400,34 @@ impl Cluster {
             .as_ref()
             .map(|r| r.members().iter().map(|m| m.name.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// The version of the ring in use (1 after the first member list, +1 per change).
+    pub fn ring_version(&self) -> u64 {
+        self.inner.cell.view.load().version
+    }
+
+    /// The share of the key space each member owns, estimated by placing `samples`
+    /// synthetic keys (members in ring order, shares summing to 1).
+    pub fn ownership(&self, samples: u32) -> Vec<(String, f64)> {
+        let view = self.inner.cell.view.load();
+        let Some(ring) = view.ring.as_ref() else {
+            return Vec::new();
+        };
+        let mut counts: HashMap<&str, u32> = HashMap::new();
+        let samples = samples.max(1);
+        for i in 0..samples {
+            if let Some(m) = ring.owner(format!("ownership-sample-{i}").as_bytes()) {
+                *counts.entry(m.name.as_str()).or_default() += 1;
+            }
+        }
+        ring.members()
+            .iter()
+            .map(|m| {
+                let n = counts.get(m.name.as_str()).copied().unwrap_or(0);
+                (m.name.clone(), f64::from(n) / f64::from(samples))
+            })
+            .collect()
     }
 
     /// The client for member `url` (not for this node).

@@ -88,8 +88,11 @@ impl<L> HandoffLoader<L> {
             if *previous.name == *self.cell.self_id {
                 return None;
             }
-            // A previous owner that has left cannot be asked.
-            view.peers.get(&previous.name)?.clone()
+            // A previous owner that has just left may still be draining: ask it too.
+            view.peers
+                .get(&previous.name)
+                .or_else(|| view.departed.get(&previous.name))?
+                .clone()
         };
         let peek = tokio::time::timeout(self.settings.peek_timeout, client.peek(group, key));
         match peek.await {

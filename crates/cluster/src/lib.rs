@@ -9,7 +9,9 @@
 //! nodes that disagree about the ring cannot wait on each other. If the owner is down or
 //! slow, the asking node loads the key itself.
 //!
-//! - Membership: [`StaticMembership`] (`--self`, `--peers`), or any [`Membership`] source.
+//! - Membership: [`StaticMembership`] (`--self`, `--peers`), or any [`Membership`] source:
+//!   [`FileMembership`], [`GossipMembership`] (SWIM), [`EtcdMembership`], [`DnsMembership`],
+//!   and [`GceDiscovery`] seeding gossip (see `docs/membership.md`).
 //! - Transports ([`Protocol`]): the native protocol (galaxycache's HTTP protocol),
 //!   golang/groupcache's HTTP protocol (to mix with Go nodes), galaxycache's gRPC protocol.
 //!   One [`PeerServer`] answers all three on one port.
@@ -44,7 +46,8 @@
 //! ```
 //!
 //! Where things live: `cluster.rs` (the Cluster and its settings), `view.rs` (the ring
-//! snapshot and [`shoal_cache::Peers`]), `membership.rs`, `transport/` (one file per
+//! snapshot and [`shoal_cache::Peers`]), `membership/` (one file or folder per source, plus
+//! `publish.rs`), `transport/` (one file per
 //! protocol, the connector, escaping and expiry on the wire), `server.rs` (the peer port),
 //! `auth.rs`, `tls.rs`, `handoff.rs`, `metrics.rs`.
 #![warn(missing_docs)]
@@ -81,7 +84,11 @@ pub use cluster::{
 };
 pub use error::{ClusterError, Origin, PeerError};
 pub use handoff::{Handoff, HandoffLoader};
-pub use membership::{MemberSet, Membership, StaticMembership};
+pub use membership::{
+    Backoff, Condition, DnsConfig, DnsMembership, EtcdConfig, EtcdMembership, FileMembership,
+    GceConfig, GceDiscovery, GceIni, GossipConfig, GossipMembership, MemberInfo, MemberSet,
+    MemberState, Membership, MembershipError, Publisher, StaticMembership,
+};
 pub use server::PeerServer;
 pub use shoal_ring::Algorithm;
 pub use tls::TlsConfig;

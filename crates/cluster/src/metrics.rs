@@ -12,6 +12,10 @@
 //! | `shoal_peer_members` | gauge | the number of members in the current ring |
 //!
 //! `result` is `ok`, `not_found` or an error label ([`PeerError::label`]).
+//!
+//! Membership metrics are in [`membership`].
+
+pub mod membership;
 
 use std::time::Duration;
 

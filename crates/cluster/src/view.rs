@@ -20,6 +20,10 @@ pub(crate) struct View {
     pub(crate) ring: Option<Arc<dyn Ring>>,
     /// Clients for every member but this node, by member string.
     pub(crate) peers: HashMap<String, Arc<PeerClient>>,
+    /// Clients of members that were in the previous view and are not in this one: warm
+    /// handoff may still peek at a member that is leaving gracefully (it drains before it
+    /// exits).
+    pub(crate) departed: HashMap<String, Arc<PeerClient>>,
     /// Who owned keys before this view: the previous ring, or at start-up the ring of the
     /// other members (galaxycache's "fallthrough owner").
     pub(crate) previous: Option<Arc<dyn Ring>>,
@@ -33,6 +37,7 @@ impl View {
             version: 0,
             ring: None,
             peers: HashMap::new(),
+            departed: HashMap::new(),
             previous: None,
             since: Instant::now(),
         }

@@ -26,6 +26,8 @@ pub enum Command {
     Memcache(Box<cmd::memcache::MemcacheArgs>),
     /// Sharded HTTP router over replicated WebDAV storage nodes (photosrv-compatible)
     Route(Box<cmd::route::RouteArgs>),
+    /// Show a running node's members, their state and key-space share (from its admin API)
+    Members(cmd::members::MembersArgs),
     /// Bring every replica of a shard to the same files (journal replay or PROPFIND listing)
     Repair(cmd::repair::RepairArgs),
     /// Bulk PUT of URLs or local files (or DELETE of keys) into a `shoal route` cluster
@@ -43,6 +45,7 @@ pub fn main() -> ExitCode {
         Command::Route(args) => cmd::route::run(*args),
         Command::Repair(args) => cmd::repair::run(args),
         Command::Upload(args) => cmd::upload::run(*args),
+        Command::Members(args) => cmd::members::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -98,11 +98,25 @@ impl AsyncWrite for PeerStream {
 pub(crate) struct Connector {
     tls: Option<Arc<ClientConfig>>,
     timeout: Duration,
+    always_tls: bool,
 }
 
 impl Connector {
     pub(crate) fn new(tls: Option<Arc<ClientConfig>>, timeout: Duration) -> Self {
-        Connector { tls, timeout }
+        Connector {
+            tls,
+            timeout,
+            always_tls: false,
+        }
+    }
+
+    /// Use TLS whatever the URI's scheme. For tonic: once any crate in the build (here
+    /// etcd-client) turns on a tonic TLS feature, tonic refuses `https://` endpoints that
+    /// have no tonic TLS config, so gRPC channels to `https` peers are given `http://` URIs
+    /// and this connector still speaks TLS.
+    pub(crate) fn always_tls(mut self) -> Self {
+        self.always_tls = true;
+        self
     }
 
     async fn connect(self, uri: Uri) -> io::Result<TokioIo<PeerStream>> {
@@ -112,7 +126,7 @@ impl Connector {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let https = uri.scheme_str() == Some("https");
+        let https = self.always_tls || uri.scheme_str() == Some("https");
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let work = async {
             let tcp = TcpStream::connect((host.as_str(), port)).await?;

@@ -34,7 +34,14 @@ pub(crate) fn client(
     connector: Connector,
     max_value: usize,
 ) -> Result<GrpcClient, ClusterError> {
-    let endpoint = Endpoint::from_shared(url.base()).map_err(|_| ClusterError::BadPeerUrl {
+    let (base, connector) = match url.scheme() {
+        crate::Scheme::Https => (
+            format!("http://{}", url.authority()),
+            connector.always_tls(),
+        ),
+        _ => (url.base(), connector),
+    };
+    let endpoint = Endpoint::from_shared(base).map_err(|_| ClusterError::BadPeerUrl {
         url: url.to_string(),
         why: "not a valid gRPC endpoint",
     })?;

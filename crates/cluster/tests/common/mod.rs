@@ -1,6 +1,7 @@
 //! Shared harness: in-process nodes on loopback, a deterministic counting loader, certs.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod etcd;
 pub mod process;
 
 use std::collections::HashMap;

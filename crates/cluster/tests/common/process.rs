@@ -31,6 +31,27 @@ impl Guard {
         let _ = self.child.wait();
     }
 
+    /// Ask the process to stop (SIGTERM, through `kill(1)`), wait up to `within` for it to
+    /// exit, then kill it if it has not.
+    pub fn terminate(&mut self, within: Duration) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if !self.alive() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

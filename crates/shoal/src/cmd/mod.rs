@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod hash;
+pub mod members;
 pub mod memcache;
 pub mod repair;
 pub mod route;

@@ -1,13 +1,34 @@
 //! Who is in the cluster: [`Membership`] sources publish [`MemberSet`]s, and
 //! [`StaticMembership`] is the fixed list given on the command line or in the config file.
 //!
+//! Dynamic sources start with this node alone (it serves at once, in local mode) and join in
+//! the background: [`FileMembership`] (a members file reloaded on change or SIGHUP),
+//! [`GossipMembership`] (SWIM), [`EtcdMembership`], [`DnsMembership`],
+//! [`GceDiscovery`] (seeds gossip). Each publishes through a [`Publisher`].
+//!
 //! The `shoal` binary maps its flags onto [`StaticMembership::parse`]: `--self URL --peers
 //! URL,URL,...`, and chunkproxy's `--pooladdr URL --poolpeers URL,URL,...` (the same two
 //! values under their old names).
 
+mod dns;
+mod error;
+mod etcd;
+mod file;
+mod gce;
+mod gossip;
+mod publish;
+
 use std::sync::Arc;
 
 use tokio::sync::watch;
+
+pub use dns::{DnsConfig, DnsMembership};
+pub use error::MembershipError;
+pub use etcd::{EtcdConfig, EtcdMembership};
+pub use file::FileMembership;
+pub use gce::{GceConfig, GceDiscovery, GceIni};
+pub use gossip::{GossipConfig, GossipMembership};
+pub use publish::{Backoff, Condition, MemberInfo, MemberState, Publisher};
 
 use crate::{ClusterError, PeerUrl};
 
@@ -25,6 +46,20 @@ pub struct MemberSet {
 pub trait Membership: Send + Sync + 'static {
     /// The current member list, and every later one.
     fn subscribe(&self) -> watch::Receiver<Arc<MemberSet>>;
+
+    /// Every member the source knows and its state (for `shoal members`). By default: the
+    /// current members, all alive.
+    fn states(&self) -> Vec<MemberInfo> {
+        self.subscribe()
+            .borrow()
+            .members
+            .iter()
+            .map(|url| MemberInfo {
+                url: url.clone(),
+                state: MemberState::Alive,
+            })
+            .collect()
+    }
 }
 
 /// A fixed member list that includes this node.

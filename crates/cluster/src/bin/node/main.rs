@@ -2,12 +2,19 @@
 //! until `shoal serve` exists. Not the product: the `shoal` binary will own the flags.
 //!
 //! ```text
-//! shoal-cluster-node --self URL --peers URL,URL,... --admin HOST:PORT [--protocol P]
+//! shoal-cluster-node --self URL --admin HOST:PORT [--protocol P] [--algorithm A]
+//!     ( --peers URL,URL,...
+//!     | --gossip HOST:PORT [--seeds HOST:PORT,...] [--gossip-key K] [--fast-gossip yes]
+//!     | --coord ETCD_URL --cluster DIR [--etcd-ttl SECS] )
 //! ```
 //!
 //! The group `things` loads `value-of:<key>` (keys starting with `missing/` do not exist).
 //! The admin port answers `GET /health`, `GET /get?hex=<key>` (200 + value, 404, or 502),
-//! `GET /loads` (loads so far) and `GET /loads?hex=<key>`.
+//! `GET /loads` (loads so far), `GET /loads?hex=<key>` and `GET /members` (the JSON that
+//! `shoal members` prints). SIGTERM leaves the gossip cluster gracefully, keeps serving peers
+//! for `--drain-ms` (default 0), then exits. `--handoff yes` turns warm handoff on.
+
+mod members;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -24,7 +31,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use shoal_cache::{Group, LoadError, Loaded, Loader};
-use shoal_cluster::{Cluster, Protocol, StaticMembership};
+use shoal_cluster::{Algorithm, Cluster, Protocol};
 use tokio::net::TcpListener;
 
 #[derive(Default)]
@@ -49,9 +56,15 @@ impl Loader for Loads {
 
 struct Args {
     self_url: String,
-    peers: String,
     admin: SocketAddr,
     protocol: Protocol,
+    algorithm: Algorithm,
+    /// Warm handoff on (`--handoff yes`).
+    handoff: bool,
+    /// How long to keep serving peers after leaving, on SIGTERM (`--drain-ms`, default 0).
+    drain: std::time::Duration,
+    /// Membership flags, read by [`members::Source::from_flags`].
+    rest: HashMap<String, String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -71,7 +84,6 @@ fn parse_args() -> Result<Args, String> {
     };
     let args = Args {
         self_url: take("self")?,
-        peers: take("peers")?,
         admin: take("admin")?
             .parse()
             .map_err(|e| format!("--admin: expected host:port: {e}"))?,
@@ -79,8 +91,32 @@ fn parse_args() -> Result<Args, String> {
             Some(p) => p.parse().map_err(|e| format!("--protocol: {e}"))?,
             None => Protocol::Native,
         },
+        algorithm: match flags.remove("algorithm") {
+            Some(a) => a.parse().map_err(|e| format!("--algorithm: {e}"))?,
+            None => Algorithm::Groupcache,
+        },
+        handoff: flags.remove("handoff").is_some(),
+        drain: match flags.remove("drain-ms") {
+            Some(ms) => std::time::Duration::from_millis(
+                ms.parse().map_err(|e| format!("--drain-ms: {e}"))?,
+            ),
+            None => std::time::Duration::ZERO,
+        },
+        rest: std::mem::take(&mut flags),
     };
-    if let Some(extra) = flags.keys().next() {
+    const KNOWN: [&str; 10] = [
+        "handoff",
+        "drain-ms",
+        "peers",
+        "gossip",
+        "seeds",
+        "gossip-key",
+        "fast-gossip",
+        "coord",
+        "cluster",
+        "etcd-ttl",
+    ];
+    if let Some(extra) = args.rest.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(format!("unknown flag --{extra}"));
     }
     Ok(args)
@@ -102,7 +138,15 @@ fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     r
 }
 
-async fn admin(req: Request<Incoming>, group: Arc<Group>, loads: Loads) -> Response<Full<Bytes>> {
+struct Node {
+    group: Arc<Group>,
+    loads: Loads,
+    cluster: Cluster,
+    source: members::Shared,
+}
+
+async fn admin(req: Request<Incoming>, node: Arc<Node>) -> Response<Full<Bytes>> {
+    let (group, loads) = (&node.group, &node.loads);
     let key = req
         .uri()
         .query()
@@ -110,6 +154,7 @@ async fn admin(req: Request<Incoming>, group: Arc<Group>, loads: Loads) -> Respo
         .map(unhex);
     match (req.uri().path(), key) {
         ("/health", _) => reply(StatusCode::OK, "ok"),
+        ("/members", None) => reply(StatusCode::OK, members::json(&node.cluster, &node.source)),
         ("/get", Some(Some(key))) => match group.get(&key).await {
             Ok(v) => reply(StatusCode::OK, v),
             Err(LoadError::NotFound) => reply(StatusCode::NOT_FOUND, "not found"),
@@ -127,18 +172,26 @@ async fn admin(req: Request<Incoming>, group: Arc<Group>, loads: Loads) -> Respo
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
-    let membership =
-        StaticMembership::parse(&args.self_url, &args.peers).map_err(|e| e.to_string())?;
-    let cluster = Cluster::builder(args.self_url.as_str())
+async fn run(mut args: Args) -> Result<(), String> {
+    let source = Arc::new(members::Source::from_flags(&args.self_url, &mut args.rest).await?);
+    let mut builder = Cluster::builder(args.self_url.as_str())
         .protocol(args.protocol)
-        .build_following(&membership)
+        .algorithm(args.algorithm);
+    if args.handoff {
+        // A generous peek timeout: the tests run debug builds on 2 busy cores.
+        builder = builder.handoff(shoal_cluster::Handoff {
+            warm_time: std::time::Duration::from_secs(60),
+            peek_timeout: std::time::Duration::from_millis(500),
+        });
+    }
+    let cluster = builder
+        .build_following(source.membership())
         .map_err(|e| e.to_string())?;
     let loads = Loads::default();
     let group = cluster
         .group(Group::builder("things", 64 << 20), loads.clone())
         .map_err(|e| e.to_string())?;
-    let peer_addr: SocketAddr = membership
+    let peer_addr: SocketAddr = cluster
         .self_url()
         .authority()
         .parse()
@@ -147,13 +200,34 @@ async fn run(args: Args) -> Result<(), String> {
     let listener = TcpListener::bind(args.admin)
         .await
         .map_err(|e| format!("binding --admin {}: {e}", args.admin))?;
+    let node = Arc::new(Node {
+        group,
+        loads,
+        cluster,
+        source: source.clone(),
+    });
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
+    // After SIGTERM: leave at once, keep serving peers (and the admin port) for the drain
+    // time so new owners can peek at what this node holds, then exit.
+    let mut drain_until: Option<tokio::time::Instant> = None;
     loop {
-        let (tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
-        let (group, loads) = (group.clone(), loads.clone());
+        let deadline = drain_until
+            .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
+        let tcp = tokio::select! {
+            got = listener.accept() => got.map_err(|e| e.to_string())?.0,
+            _ = term.recv(), if drain_until.is_none() => {
+                source.leave().await;
+                drain_until = Some(tokio::time::Instant::now() + args.drain);
+                continue;
+            }
+            () = tokio::time::sleep_until(deadline), if drain_until.is_some() => return Ok(()),
+        };
+        let node = node.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let (group, loads) = (group.clone(), loads.clone());
-                async move { Ok::<_, Infallible>(admin(req, group, loads).await) }
+                let node = node.clone();
+                async move { Ok::<_, Infallible>(admin(req, node).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), svc)
