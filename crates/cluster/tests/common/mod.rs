@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod process;
+pub mod recorded;
 
 use std::collections::HashMap;
 use std::sync::Arc;
