@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod process;
+pub mod raw;
 pub mod recorded;
 
 use std::collections::HashMap;
