@@ -210,16 +210,27 @@ fn hot_key(rt: &Runtime) {
         "on a non-owner (hot cache)",
         "on a non-owner, no promotion (peer)",
     ]) {
+        let before = g.stats();
+        let group = g.clone();
         let cell = run(rt, 1, move || {
-            let (g, key) = (g.clone(), key.clone());
+            let (g, key) = (group.clone(), key.clone());
             async move {
                 g.get(&key).await.unwrap();
             }
         });
         let base = *base.get_or_insert(cell);
         print(label, cell, base);
+        let after = g.stats();
+        eprintln!(
+            "  {:<34} main hits {}, hot hits {}, peer fetches {}, joined a just-finished flight {}",
+            "",
+            after.main_hits - before.main_hits,
+            after.hot_hits - before.hot_hits,
+            after.peer_loads - before.peer_loads,
+            after.loads_joined - before.loads_joined,
+        );
     }
-    eprintln!("  (ratios in this block are to the owner's get)");
+    eprintln!("  (in this block, \"native\" means the owner's get)");
 }
 
 fn bench(c: &mut Criterion) {
