@@ -164,6 +164,13 @@ pub enum PeerError {
         /// Whether the peer's answer suggests trying again later.
         retryable: bool,
     },
+    /// The key is longer than any peer accepts ([`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES));
+    /// nothing was sent.
+    #[error("key of {len} bytes is longer than peers accept")]
+    KeyTooLong {
+        /// The key's length.
+        len: usize,
+    },
     /// The peer's answer could not be understood (bad protobuf, bad `Expires`, too large).
     #[error("peer {peer}: bad reply: {message}")]
     BadReply {
@@ -188,7 +195,8 @@ impl PeerError {
             PeerError::NotFound
             | PeerError::Unauthorized { .. }
             | PeerError::UnknownGroup { .. }
-            | PeerError::BadReply { .. } => false,
+            | PeerError::BadReply { .. }
+            | PeerError::KeyTooLong { .. } => false,
         }
     }
 
@@ -202,6 +210,7 @@ impl PeerError {
             PeerError::UnknownGroup { .. } => "unknown_group",
             PeerError::Status { .. } => "error",
             PeerError::BadReply { .. } => "bad_reply",
+            PeerError::KeyTooLong { .. } => "key_too_long",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -49,12 +50,21 @@ pub(crate) enum Answer {
     Value(Loaded),
     NotFound,
     UnknownGroup,
+    /// The caller's propagated deadline passed first (the load goes on, and fills the cache).
+    Deadline(Duration),
     Failed(LoadError),
 }
 
 /// Answer a peer: a fetch loads locally if needed but never forwards
-/// ([`FetchMode::LocalOnly`], the one-hop rule); a peek only looks in memory.
-pub(crate) async fn answer(groups: &Groups, group: &str, key: &[u8], peek: bool) -> Answer {
+/// ([`FetchMode::LocalOnly`], the one-hop rule); a peek only looks in memory. With a
+/// `deadline` (the caller's remaining time), stop waiting for the load when it passes.
+pub(crate) async fn answer(
+    groups: &Groups,
+    group: &str,
+    key: &[u8],
+    peek: bool,
+    deadline: Option<Duration>,
+) -> Answer {
     let Some(group) = groups.get(group) else {
         return Answer::UnknownGroup;
     };
@@ -64,7 +74,15 @@ pub(crate) async fn answer(groups: &Groups, group: &str, key: &[u8], peek: bool)
             None => Answer::NotFound,
         };
     }
-    match group.get_with(key, FetchMode::LocalOnly.into()).await {
+    let get = group.get_with(key, FetchMode::LocalOnly.into());
+    let got = match deadline {
+        None => get.await,
+        Some(d) => match tokio::time::timeout(d, get).await {
+            Ok(got) => got,
+            Err(_) => return Answer::Deadline(d),
+        },
+    };
+    match got {
         Ok(got) => Answer::Value(Loaded {
             value: got.value,
             expires: got.expires,

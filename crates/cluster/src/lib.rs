@@ -19,6 +19,34 @@
 //! - Warm handoff ([`Handoff`]): after a membership change, a new owner peeks at the
 //!   previous owner before loading.
 //! - Metrics: `shoal_peer_*` (see [`metrics`]).
+//! - Deadlines: the HTTP clients send the time they still wait in `X-Shoal-Deadline-Ms`
+//!   ([`DEADLINE_HEADER`], 90% of what is left); the server stops waiting for its load when
+//!   it passes and answers `504` (the load goes on and fills the cache).
+//!
+//! # What the peer port answers to bad input
+//!
+//! Nothing on the peer port panics on input. Each refusal is counted: `reason` is the label
+//! of `shoal_peer_bad_requests_total{protocol, reason}` (and `result="bad_request"` of
+//! `shoal_peer_requests_total`), unless the table says otherwise.
+//!
+//! | request | HTTP (native, groupcache) | gRPC | counted as |
+//! |---|---|---|---|
+//! | no group, empty group, group not UTF-8, bad `%` escape, nothing after the base path | `400` | — | `malformed_path` |
+//! | key longer than [`MAX_KEY_BYTES`] (16 KiB) | `414` | `InvalidArgument` | `key_too_long` |
+//! | request URI over 64 KiB, or a head hyper cannot parse | `414`/`431`/`400` (by hyper) | — | `unparsable` (`protocol="http"`) |
+//! | method other than `GET`/`HEAD` | `405`, `Allow: GET, HEAD` | — | `method` |
+//! | path outside `/_galaxycache/`, `/_galaxycache_peek/`, `/_groupcache/` | `404 not a peer path` | `Unimplemented` (unknown method) | `unknown_path` / `unknown_method` |
+//! | `X-Shoal-Deadline-Ms` not a number | `400` | — | `bad_deadline` |
+//! | protobuf that does not decode | — | `InvalidArgument` (tonic's `Internal`, rewritten) | `bad_protobuf` |
+//! | gRPC message over 64 KiB | — | `OutOfRange` (tonic) | `too_large` |
+//! | unknown group | native: `404` + `X-Galaxycache-Galaxy-Status: Not Found`; groupcache: `404 no such group: <g>` | `InvalidArgument` `no such galaxy: <g>` | `shoal_peer_requests_total{result="unknown_group"}` |
+//! | missing or wrong shared secret (checked first) | `401` | `Unauthenticated` | `shoal_peer_auth_failures_total{protocol}` |
+//! | no or a bad client certificate (mTLS), or no TLS on a TLS port | the TLS handshake fails | same | `shoal_peer_auth_failures_total{protocol="tls"}` |
+//!
+//! For contrast, the answers to good requests: `200` with the value; a key that does not
+//! exist `404` (native: `X-Galaxycache-Galaxy-Status: Found`; groupcache: body `not found`),
+//! gRPC `NotFound`; a load error `500` (native: `504` for a load timeout), gRPC
+//! `Unavailable`/`Unknown`/`DeadlineExceeded`; a propagated deadline that passed `504`.
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -76,6 +104,15 @@ mod view;
 pub(crate) mod pb {
     tonic::include_proto!("galaxycachepb");
 }
+
+/// The longest key a peer port accepts (16 KiB), over every protocol. Percent-encoded, the
+/// longest key still fits in hyper's 64 KiB limit on an HTTP/1.1 request URI, so the peer
+/// port answers it (and counts it) itself. Clients do not send longer keys to peers.
+pub const MAX_KEY_BYTES: usize = 16 << 10;
+
+/// The request header in which the native and groupcache clients send the time the caller
+/// still waits, in milliseconds; the server stops waiting for its load when it passes.
+pub const DEADLINE_HEADER: &str = "x-shoal-deadline-ms";
 
 pub use auth::Secret;
 pub use cluster::{

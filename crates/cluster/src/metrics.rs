@@ -5,13 +5,16 @@
 //! |---|---|---|
 //! | `shoal_peer_requests_total` | counter | `direction="made"`, `peer`, `result`; or `direction="served"`, `protocol`, `result` |
 //! | `shoal_peer_request_duration_seconds` | histogram | `direction`, and `peer` or `protocol` |
-//! | `shoal_peer_auth_failures_total` | counter | `protocol` |
+//! | `shoal_peer_auth_failures_total` | counter | `protocol` (`tls` for failed handshakes) |
+//! | `shoal_peer_bad_requests_total` | counter | `protocol` (or `http` for unparsable requests), `reason` ([`BadRequest::label`]) |
 //! | `shoal_peer_handoff_hits_total` | counter | `group` |
 //! | `shoal_peer_handoff_misses_total` | counter | `group` |
 //! | `shoal_peer_up` | gauge | `peer`: 1 after an answer, 0 after a failed connection |
 //! | `shoal_peer_members` | gauge | the number of members in the current ring |
 //!
-//! `result` is `ok`, `not_found` or an error label ([`PeerError::label`]).
+//! `result` is `ok`, `not_found` or an error label ([`PeerError::label`]); served requests
+//! are also `unknown_group`, `deadline_exceeded` (the caller's propagated deadline passed),
+//! `bad_request` (also counted in `shoal_peer_bad_requests_total`) or `error`.
 //!
 //! Membership metrics are in [`membership`].
 
@@ -29,6 +32,8 @@ pub const REQUESTS: &str = "shoal_peer_requests_total";
 pub const DURATION: &str = "shoal_peer_request_duration_seconds";
 /// Requests refused for a missing or wrong secret.
 pub const AUTH_FAILURES: &str = "shoal_peer_auth_failures_total";
+/// Requests refused as malformed, by reason.
+pub const BAD_REQUESTS: &str = "shoal_peer_bad_requests_total";
 /// Values found on the previous owner during warm handoff.
 pub const HANDOFF_HITS: &str = "shoal_peer_handoff_hits_total";
 /// Handoff peeks that found nothing (or failed).
@@ -96,7 +101,9 @@ pub(crate) struct Served {
     not_found: Counter,
     unknown_group: Counter,
     bad_request: Counter,
+    deadline: Counter,
     error: Counter,
+    bad: [Counter; BadRequest::ALL.len()],
     pub(crate) auth_failures: Counter,
     duration: Histogram,
 }
@@ -108,7 +115,66 @@ pub(crate) enum Outcome {
     NotFound,
     UnknownGroup,
     BadRequest,
+    Deadline,
     Error,
+}
+
+/// Why the peer port refused a request as malformed (`reason` of
+/// `shoal_peer_bad_requests_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRequest {
+    /// No group, an empty group name, a group that is not UTF-8, or a bad `%` escape.
+    MalformedPath,
+    /// A key longer than [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES).
+    KeyTooLong,
+    /// A method other than `GET` or `HEAD` on an HTTP protocol.
+    Method,
+    /// A path that is not a peer path (peer ports serve no client traffic).
+    UnknownPath,
+    /// An `X-Shoal-Deadline-Ms` header that is not a number of milliseconds.
+    BadDeadline,
+    /// A gRPC request whose protobuf does not decode.
+    BadProtobuf,
+    /// A gRPC request larger than the server accepts.
+    TooLarge,
+    /// A gRPC method the `GalaxyCache` service does not have.
+    UnknownMethod,
+    /// A request hyper could not parse (a URI over 64 KiB, a head too large, bad syntax).
+    Unparsable,
+}
+
+impl BadRequest {
+    const ALL: [BadRequest; 9] = [
+        BadRequest::MalformedPath,
+        BadRequest::KeyTooLong,
+        BadRequest::Method,
+        BadRequest::UnknownPath,
+        BadRequest::BadDeadline,
+        BadRequest::BadProtobuf,
+        BadRequest::TooLarge,
+        BadRequest::UnknownMethod,
+        BadRequest::Unparsable,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            BadRequest::MalformedPath => "malformed_path",
+            BadRequest::KeyTooLong => "key_too_long",
+            BadRequest::Method => "method",
+            BadRequest::UnknownPath => "unknown_path",
+            BadRequest::BadDeadline => "bad_deadline",
+            BadRequest::BadProtobuf => "bad_protobuf",
+            BadRequest::TooLarge => "too_large",
+            BadRequest::UnknownMethod => "unknown_method",
+            BadRequest::Unparsable => "unparsable",
+        }
+    }
+}
+
+/// The counter of requests hyper refused before they reached a protocol.
+pub(crate) fn unparsable() -> Counter {
+    counter!(BAD_REQUESTS, "protocol" => "http", "reason" => BadRequest::Unparsable.label())
 }
 
 impl Served {
@@ -119,7 +185,10 @@ impl Served {
             not_found: c("not_found"),
             unknown_group: c("unknown_group"),
             bad_request: c("bad_request"),
+            deadline: c("deadline_exceeded"),
             error: c("error"),
+            bad: BadRequest::ALL
+                .map(|r| counter!(BAD_REQUESTS, "protocol" => protocol, "reason" => r.label())),
             auth_failures: counter!(AUTH_FAILURES, "protocol" => protocol),
             duration: histogram!(DURATION, "direction" => "served", "protocol" => protocol),
         }
@@ -132,8 +201,17 @@ impl Served {
             Outcome::NotFound => &self.not_found,
             Outcome::UnknownGroup => &self.unknown_group,
             Outcome::BadRequest => &self.bad_request,
+            Outcome::Deadline => &self.deadline,
             Outcome::Error => &self.error,
         }
         .increment(1);
+    }
+
+    /// Count a request refused as malformed, for `reason`.
+    pub(crate) fn reject(&self, reason: BadRequest, took: Duration) {
+        self.record(Outcome::BadRequest, took);
+        if let Some(i) = BadRequest::ALL.iter().position(|r| *r == reason) {
+            self.bad[i].increment(1);
+        }
     }
 }

@@ -22,11 +22,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
 use crate::groups::Groups;
-use crate::metrics::Served;
+use crate::metrics::{self, BadRequest, Served};
 use crate::pb::galaxy_cache_server::GalaxyCacheServer;
 use crate::transport::grpc::{self, GrpcService};
 use crate::transport::{groupcache, native};
@@ -34,6 +35,33 @@ use crate::{ClusterError, Secret};
 
 /// Every reply of the peer server.
 pub(crate) type Reply = Response<tonic::body::Body>;
+
+/// The reply to a request refused as malformed (see the crate docs' table).
+pub(crate) fn refusal(reason: BadRequest) -> Reply {
+    let (status, text) = match reason {
+        BadRequest::MalformedPath => (
+            StatusCode::BAD_REQUEST,
+            "malformed peer path: want <base>/<group>/<key>, percent-encoded",
+        ),
+        BadRequest::KeyTooLong => (StatusCode::URI_TOO_LONG, "key too long"),
+        BadRequest::Method => (StatusCode::METHOD_NOT_ALLOWED, "only GET is served here"),
+        BadRequest::UnknownPath => (StatusCode::NOT_FOUND, "not a peer path"),
+        BadRequest::BadDeadline => (
+            StatusCode::BAD_REQUEST,
+            "x-shoal-deadline-ms must be a number of milliseconds",
+        ),
+        BadRequest::BadProtobuf
+        | BadRequest::TooLarge
+        | BadRequest::UnknownMethod
+        | BadRequest::Unparsable => (StatusCode::BAD_REQUEST, "bad request"),
+    };
+    let mut r = reply(status, text);
+    if reason == BadRequest::Method {
+        r.headers_mut()
+            .insert(header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+    }
+    r
+}
 
 /// A reply with `body` and no other headers.
 pub(crate) fn reply(status: StatusCode, body: impl Into<Bytes>) -> Reply {
@@ -141,6 +169,8 @@ async fn accept_loop(
         .timer(TokioTimer::new())
         .adaptive_window(true)
         .max_concurrent_streams(256)
+        // Room for a path with the longest key, percent-encoded (hyper's default is 16 KiB).
+        .max_header_list_size(256 << 10)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
     let acceptor = settings.tls.clone().map(TlsAcceptor::from);
@@ -171,6 +201,8 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
+            let unparsable = handler.unparsable.clone();
+            let tls_failures = handler.tls_failures.clone();
             let service = service_fn(move |req| {
                 let handler = handler.clone();
                 async move { Ok::<_, Infallible>(handler.handle(req).await) }
@@ -178,14 +210,14 @@ async fn accept_loop(
             match acceptor {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(tcp), service);
-                    let _ = watcher.watch(conn.into_owned()).await;
+                    count_unparsable(&unparsable, watcher.watch(conn.into_owned()).await);
                 }
                 Some(acceptor) => {
-                    let Some(tls) = handshake(acceptor, tcp).await else {
+                    let Some(tls) = handshake(acceptor, tcp, &tls_failures).await else {
                         return;
                     };
                     let conn = builder.serve_connection(TokioIo::new(tls), service);
-                    let _ = watcher.watch(conn.into_owned()).await;
+                    count_unparsable(&unparsable, watcher.watch(conn.into_owned()).await);
                 }
             }
         });
@@ -199,13 +231,31 @@ async fn accept_loop(
     }
 }
 
+/// Count a connection that ended on a request hyper refused itself (it answers those with
+/// 400, 414 or 431 before our handler sees them).
+fn count_unparsable(
+    counter: &::metrics::Counter,
+    ended: Result<(), Box<dyn std::error::Error + Send + Sync>>,
+) {
+    if let Err(e) = ended
+        && e.downcast_ref::<hyper::Error>()
+            .is_some_and(|e| e.is_parse() || e.is_parse_too_large())
+    {
+        counter.increment(1);
+    }
+}
+
+/// A TLS handshake; a failed one (no or a bad client certificate under mTLS, not TLS at
+/// all) is counted in `failures`.
 async fn handshake(
     acceptor: TlsAcceptor,
     tcp: TcpStream,
+    failures: &::metrics::Counter,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(e)) => {
+            failures.increment(1);
             tracing::debug!(error = %e, "peer port: TLS handshake failed");
             None
         }
@@ -222,6 +272,8 @@ struct Handler {
     native: Served,
     groupcache: Served,
     grpc_served: Served,
+    unparsable: ::metrics::Counter,
+    tls_failures: ::metrics::Counter,
 }
 
 impl Handler {
@@ -234,6 +286,8 @@ impl Handler {
             native: Served::new("native"),
             groupcache: Served::new("groupcache"),
             grpc_served,
+            unparsable: metrics::unparsable(),
+            tls_failures: ::metrics::counter!(metrics::AUTH_FAILURES, "protocol" => "tls"),
         }
     }
 
@@ -248,24 +302,67 @@ impl Handler {
             return self.refuse(&req, is_grpc);
         }
         if is_grpc {
-            return match self.grpc.clone().call(req).await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            };
+            return self.grpc(req).await;
         }
-        if req.method() != Method::GET && req.method() != Method::HEAD {
-            return reply(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here");
-        }
+        let start = Instant::now();
         let path = req.uri().path();
-        if let Some(rest) = path.strip_prefix(native::FETCH_PATH) {
-            native::serve(&self.groups, rest, false, &self.native).await
-        } else if let Some(rest) = path.strip_prefix(native::PEEK_PATH) {
-            native::serve(&self.groups, rest, true, &self.native).await
-        } else if let Some(rest) = path.strip_prefix(groupcache::PATH) {
-            groupcache::serve(&self.groups, rest, &self.groupcache).await
+        let served = if path.starts_with(groupcache::PATH) {
+            &self.groupcache
         } else {
-            reply(StatusCode::NOT_FOUND, "not a peer path")
+            &self.native
+        };
+        let reject = |reason| {
+            served.reject(reason, start.elapsed());
+            refusal(reason)
+        };
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return reject(BadRequest::Method);
         }
+        let Ok(deadline) = deadline(req.headers()) else {
+            return reject(BadRequest::BadDeadline);
+        };
+        if let Some(rest) = path.strip_prefix(native::FETCH_PATH) {
+            native::serve(&self.groups, rest, false, served, deadline).await
+        } else if let Some(rest) = path.strip_prefix(native::PEEK_PATH) {
+            native::serve(&self.groups, rest, true, served, deadline).await
+        } else if let Some(rest) = path.strip_prefix(groupcache::PATH) {
+            groupcache::serve(&self.groups, rest, served, deadline).await
+        } else {
+            reject(BadRequest::UnknownPath)
+        }
+    }
+
+    /// A gRPC request. tonic answers requests that never reach our service (bad protobuf,
+    /// too large, unknown method) itself; those are counted here, and a protobuf that does
+    /// not decode is `InvalidArgument` rather than tonic's `Internal`.
+    async fn grpc(&self, req: Request<Incoming>) -> Reply {
+        let start = Instant::now();
+        let resp = match self.grpc.clone().call(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        let code = resp
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i32>().ok())
+            .map(tonic::Code::from);
+        let reason = match code {
+            Some(tonic::Code::Internal) => BadRequest::BadProtobuf,
+            Some(tonic::Code::OutOfRange | tonic::Code::ResourceExhausted) => BadRequest::TooLarge,
+            Some(tonic::Code::Unimplemented) => BadRequest::UnknownMethod,
+            _ => return resp,
+        };
+        self.grpc_served.reject(reason, start.elapsed());
+        if reason != BadRequest::BadProtobuf {
+            return resp;
+        }
+        let why = resp
+            .extensions()
+            .get::<tonic::Status>()
+            .map(|s| s.message().to_owned())
+            .unwrap_or_default();
+        tonic::Status::invalid_argument(format!("bad protobuf: {why}")).into_http()
     }
 
     fn refuse(&self, req: &Request<Incoming>, is_grpc: bool) -> Reply {
@@ -285,4 +382,14 @@ impl Handler {
             reply(StatusCode::UNAUTHORIZED, "missing or wrong peer secret")
         }
     }
+}
+
+/// The caller's remaining time from [`DEADLINE_HEADER`](crate::DEADLINE_HEADER), if sent.
+fn deadline(headers: &http::HeaderMap) -> Result<Option<Duration>, ()> {
+    let Some(v) = headers.get(crate::DEADLINE_HEADER) else {
+        return Ok(None);
+    };
+    let ms: u64 = v.to_str().map_err(|_| ())?.parse().map_err(|_| ())?;
+    // A day is longer than any peer timeout; larger values are clamped, not refused.
+    Ok(Some(Duration::from_millis(ms.min(86_400_000))))
 }

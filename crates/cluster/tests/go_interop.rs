@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::process::{Guard, free_port, hex, http_get, require, scratch, wait_http};
+use common::process::{Guard, free_port, hex, http_get, http_post, require, scratch, wait_http};
 use common::{Counting, GROUP, MISSING, Node, keys, listeners, value_of};
 use shoal_cache::{Group, NeverPromote};
 use shoal_cluster::{Algorithm, Cluster, Protocol};
@@ -54,6 +54,71 @@ async fn go_get(api: SocketAddr, path: String) -> (u16, Vec<u8>) {
 async fn go_loads(api: SocketAddr, key: &[u8]) -> usize {
     let (_, body) = go_get(api, format!("/loads?hex={}", hex(key))).await;
     String::from_utf8(body).unwrap().trim().parse().unwrap()
+}
+
+/// Keys that need care on the wire: spaces, `+`, `/`, `%`, bytes that are not UTF-8.
+fn random_keys(n: usize) -> Vec<Vec<u8>> {
+    const AWKWARD: &[u8] = b" +/%?#&=.~-_";
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64; // xorshift64*, fixed seed: reproducible
+    let mut next = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let mut ks: Vec<Vec<u8>> = [
+        &b""[..],
+        b" ",
+        b"+",
+        b"/",
+        b"%",
+        b"%2F",
+        b"a b",
+        b"\xff\xfe",
+    ]
+    .map(<[u8]>::to_vec)
+    .to_vec();
+    while ks.len() < n {
+        let len = (next() % 24) as usize;
+        let key = (0..len)
+            .map(|_| match next() % 4 {
+                0 => AWKWARD[(next() % AWKWARD.len() as u64) as usize],
+                1 => (next() % 256) as u8,
+                _ => b'a' + (next() % 26) as u8,
+            })
+            .collect();
+        ks.push(key);
+    }
+    ks
+}
+
+/// golang/groupcache's `HTTPPool` picks the same owner as shoal's groupcache ring for
+/// thousands of random keys.
+async fn ownership_agrees(api: SocketAddr, node: &Node, members: &[&str]) {
+    let ks = random_keys(3000);
+    assert!(ks.iter().any(|k| std::str::from_utf8(k).is_err()));
+    let body: String = ks.iter().map(|k| hex(k) + "\n").collect();
+    let (status, reply) =
+        tokio::task::spawn_blocking(move || http_post(api, "/owners", body.as_bytes()))
+            .await
+            .unwrap()
+            .expect("the Go node's API answers");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+    let go_owners: Vec<&str> = std::str::from_utf8(&reply).unwrap().lines().collect();
+    assert_eq!(go_owners.len(), ks.len());
+    let ring = shoal_ring::build(Algorithm::Groupcache, members).unwrap();
+    let mut per_member = std::collections::HashMap::new();
+    for (k, go_owner) in ks.iter().zip(go_owners) {
+        let ours = node.cluster.owner(k).unwrap();
+        assert_eq!(go_owner, ours, "owner of {k:?}");
+        assert_eq!(ring.owner(k).unwrap().name, ours);
+        *per_member.entry(ours).or_insert(0) += 1;
+    }
+    assert_eq!(
+        per_member.len(),
+        members.len(),
+        "every member owns some keys"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,6 +176,8 @@ async fn shoal_and_go_groupcache_share_one_cluster() {
         go
     });
     let _go = go_ready.await.unwrap();
+
+    ownership_agrees(api, &nodes[0], &members).await;
 
     // Keys whose owner is the Go node, asked from shoal: Go loads them, shoal does not.
     let ks = keys("interop-", 60);

@@ -27,6 +27,8 @@ pub(crate) struct Call<'a> {
     pub(crate) peer: &'a Arc<str>,
     pub(crate) secret: Option<&'a Secret>,
     pub(crate) max_value: usize,
+    /// When the caller stops waiting; the HTTP protocols tell the peer.
+    pub(crate) deadline: Instant,
 }
 
 /// Makes [`PeerClient`]s: the shared HTTP connection pool, TLS and settings.
@@ -148,11 +150,16 @@ impl PeerClient {
     }
 
     async fn request(&self, group: &str, key: &[u8], peek: bool) -> Result<Loaded, PeerError> {
+        if key.len() > crate::MAX_KEY_BYTES {
+            // Every peer would refuse it: no request.
+            return Err(PeerError::KeyTooLong { len: key.len() });
+        }
         let start = Instant::now();
         let call = Call {
             peer: &self.id,
             secret: self.secret.as_ref(),
             max_value: self.max_value,
+            deadline: start + self.timeout,
         };
         let work = async {
             match &self.kind {
@@ -205,6 +212,13 @@ pub(crate) async fn get(
     if let Some(secret) = call.secret {
         req = req.header(AUTHORIZATION, secret.header().clone());
     }
+    // The peer stops waiting for its load a little before we stop waiting for the peer, so
+    // we get its answer (and keep the connection) rather than time out ourselves.
+    let left = call.deadline.saturating_duration_since(Instant::now());
+    req = req.header(
+        crate::DEADLINE_HEADER,
+        (left.as_millis() * 9 / 10).to_string(),
+    );
     let req = req.body(Empty::new()).map_err(|e| PeerError::BadReply {
         peer: call.peer.clone(),
         message: format!("cannot build request: {e}"),

@@ -11,6 +11,8 @@
 //! server -- and us -- with a `+` in its place (golang/groupcache#25). We decode exactly as
 //! Go does, so a mixed cluster at least agrees on the mangled key.
 
+use crate::metrics::BadRequest;
+
 /// Append the percent-encoding of `segment` to `out`.
 pub(crate) fn encode_into(out: &mut String, segment: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -65,6 +67,19 @@ pub(crate) fn split_group_key(rest: &str) -> Option<(String, Vec<u8>)> {
     Some((group, decode(key)?))
 }
 
+/// The group and key of a request path (after the base path): a non-empty UTF-8 group and
+/// a key of at most [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES), or why not.
+pub(crate) fn target(rest: &str) -> Result<(String, Vec<u8>), BadRequest> {
+    let (group, key) = split_group_key(rest).ok_or(BadRequest::MalformedPath)?;
+    if group.is_empty() {
+        return Err(BadRequest::MalformedPath);
+    }
+    if key.len() > crate::MAX_KEY_BYTES {
+        return Err(BadRequest::KeyTooLong);
+    }
+    Ok((group, key))
+}
+
 /// `base` + encoded group + `/` + encoded key.
 pub(crate) fn path(base: &str, group: &str, key: &[u8]) -> String {
     let mut p = String::with_capacity(base.len() + group.len() + key.len() * 3 + 1);
@@ -114,5 +129,10 @@ mod tests {
         }
         assert_eq!(split_group_key("nogroupslash"), None);
         assert_eq!(split_group_key("%ff/k"), None, "group names are UTF-8");
+        assert_eq!(target("/k"), Err(BadRequest::MalformedPath), "empty group");
+        assert_eq!(target(""), Err(BadRequest::MalformedPath));
+        let long = "k".repeat(crate::MAX_KEY_BYTES + 1);
+        assert_eq!(target(&format!("g/{long}")), Err(BadRequest::KeyTooLong));
+        assert!(target(&format!("g/{}", &long[1..])).is_ok());
     }
 }

@@ -9,6 +9,8 @@
 //!
 //! Escaping: see [`escape`](super::escape) for the `+`-for-space quirk of Go clients.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use prost::Message;
@@ -20,7 +22,7 @@ use super::escape;
 use crate::PeerError;
 use crate::groups::{Answer, Groups, answer, truncate};
 use crate::metrics::{Outcome, Served};
-use crate::server::{Reply, reply};
+use crate::server::{Reply, refusal, reply};
 
 /// Base path of requests.
 pub(crate) const PATH: &str = "/_groupcache/";
@@ -86,22 +88,33 @@ pub(crate) async fn fetch(
     }
 }
 
-/// Serve `rest`, the path after [`PATH`].
-pub(crate) async fn serve(groups: &Groups, rest: &str, served: &Served) -> Reply {
+/// Serve `rest`, the path after [`PATH`], waiting at most `deadline` for a load.
+pub(crate) async fn serve(
+    groups: &Groups,
+    rest: &str,
+    served: &Served,
+    deadline: Option<Duration>,
+) -> Reply {
     let start = Instant::now();
-    let (outcome, resp) = answer_for(groups, rest).await;
+    let (group, key) = match escape::target(rest) {
+        Ok(target) => target,
+        Err(reason) => {
+            served.reject(reason, start.elapsed());
+            return refusal(reason);
+        }
+    };
+    let (outcome, resp) = answer_for(groups, &group, &key, deadline).await;
     served.record(outcome, start.elapsed());
     resp
 }
 
-async fn answer_for(groups: &Groups, rest: &str) -> (Outcome, Reply) {
-    let Some((group, key)) = escape::split_group_key(rest) else {
-        return (
-            Outcome::BadRequest,
-            reply(StatusCode::BAD_REQUEST, "bad request"),
-        );
-    };
-    match answer(groups, &group, &key, false).await {
+async fn answer_for(
+    groups: &Groups,
+    group: &str,
+    key: &[u8],
+    deadline: Option<Duration>,
+) -> (Outcome, Reply) {
+    match answer(groups, group, key, false, deadline).await {
         Answer::Value(loaded) => {
             let msg = GetResponse {
                 value: Some(loaded.value),
@@ -118,6 +131,13 @@ async fn answer_for(groups: &Groups, rest: &str) -> (Outcome, Reply) {
         Answer::UnknownGroup => (
             Outcome::UnknownGroup,
             reply(StatusCode::NOT_FOUND, format!("no such group: {group}")),
+        ),
+        Answer::Deadline(d) => (
+            Outcome::Deadline,
+            reply(
+                StatusCode::GATEWAY_TIMEOUT,
+                super::native::deadline_passed(d),
+            ),
         ),
         Answer::Failed(e) => (
             Outcome::Error,

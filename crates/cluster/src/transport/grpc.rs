@@ -1,6 +1,8 @@
 //! galaxycache's gRPC protocol (`galaxycachepb.GalaxyCache`), client and server.
 //!
-//! Server: an unknown galaxy is `InvalidArgument`, a missing key `NotFound`; other
+//! Server: an unknown galaxy is `InvalidArgument`, a missing key `NotFound`, a key longer
+//! than [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES) or a request whose protobuf does not decode
+//! `InvalidArgument` (tonic says `Internal`; the peer server rewrites it); other
 //! failures are `Unavailable` when retrying may help and `Unknown` otherwise. Expiry travels
 //! as a `google.protobuf.Timestamp`; `minute_qps` is never set (as in galaxycache).
 
@@ -17,7 +19,7 @@ use super::client::Call;
 use super::connect::Connector;
 use super::expires;
 use crate::groups::{Answer, Groups, answer, truncate};
-use crate::metrics::{Outcome, Served};
+use crate::metrics::{BadRequest, Outcome, Served};
 use crate::pb::galaxy_cache_client::GalaxyCacheClient;
 use crate::pb::galaxy_cache_server::{GalaxyCache, GalaxyCacheServer};
 use crate::pb::{GetRequest, GetResponse, PeekRequest, PeekResponse};
@@ -159,7 +161,14 @@ pub(crate) fn server(
 impl GrpcService {
     async fn answer(&self, galaxy: &str, key: &[u8], peek: bool) -> Result<Loaded, Status> {
         let start = Instant::now();
-        let (outcome, result) = match answer(&self.groups, galaxy, key, peek).await {
+        if key.len() > crate::MAX_KEY_BYTES {
+            self.served.reject(BadRequest::KeyTooLong, start.elapsed());
+            return Err(Status::invalid_argument(format!(
+                "key longer than {} bytes",
+                crate::MAX_KEY_BYTES
+            )));
+        }
+        let (outcome, result) = match answer(&self.groups, galaxy, key, peek, None).await {
             Answer::Value(v) => (Outcome::Ok, Ok(v)),
             Answer::NotFound => (Outcome::NotFound, Err(Status::not_found("not found"))),
             Answer::UnknownGroup => (
@@ -167,6 +176,10 @@ impl GrpcService {
                 Err(Status::invalid_argument(format!(
                     "no such galaxy: {galaxy}"
                 ))),
+            ),
+            Answer::Deadline(d) => (
+                Outcome::Deadline,
+                Err(Status::deadline_exceeded(super::native::deadline_passed(d))),
             ),
             Answer::Failed(e) => {
                 let msg = String::from_utf8_lossy(&truncate(&e.to_string(), 1024)).into_owned();

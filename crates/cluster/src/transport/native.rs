@@ -5,6 +5,8 @@
 //! that does not exist is `404` with the same status header, an unknown group `404` with
 //! `X-Galaxycache-Galaxy-Status: Not Found`. `/_galaxycache_peek/` answers from memory only.
 
+use std::time::Duration;
+
 use http::{HeaderValue, StatusCode, header};
 use tokio::time::Instant;
 
@@ -13,7 +15,7 @@ use super::{escape, expires};
 use crate::PeerError;
 use crate::groups::{Answer, Groups, answer, truncate};
 use crate::metrics::{Outcome, Served};
-use crate::server::{Reply, reply};
+use crate::server::{Reply, refusal, reply};
 use shoal_cache::Loaded;
 
 /// Base path of fetches.
@@ -67,27 +69,41 @@ pub(crate) async fn fetch(
     }
 }
 
-/// Serve `rest`, the path after [`FETCH_PATH`] or [`PEEK_PATH`].
-pub(crate) async fn serve(groups: &Groups, rest: &str, peek: bool, served: &Served) -> Reply {
+/// Serve `rest`, the path after [`FETCH_PATH`] or [`PEEK_PATH`], waiting at most
+/// `deadline` for a load.
+pub(crate) async fn serve(
+    groups: &Groups,
+    rest: &str,
+    peek: bool,
+    served: &Served,
+    deadline: Option<Duration>,
+) -> Reply {
     let start = Instant::now();
-    let (outcome, resp) = answer_for(groups, rest, peek).await;
+    let (group, key) = match escape::target(rest) {
+        Ok(target) => target,
+        Err(reason) => {
+            served.reject(reason, start.elapsed());
+            return refusal(reason);
+        }
+    };
+    let (outcome, resp) = answer_for(groups, &group, &key, peek, deadline).await;
     served.record(outcome, start.elapsed());
     resp
 }
 
-async fn answer_for(groups: &Groups, rest: &str, peek: bool) -> (Outcome, Reply) {
-    let Some((group, key)) = escape::split_group_key(rest) else {
-        return (
-            Outcome::BadRequest,
-            reply(StatusCode::BAD_REQUEST, "bad request"),
-        );
-    };
+async fn answer_for(
+    groups: &Groups,
+    group: &str,
+    key: &[u8],
+    peek: bool,
+    deadline: Option<Duration>,
+) -> (Outcome, Reply) {
     let found = |mut r: Reply| {
         r.headers_mut()
             .insert(GALAXY_STATUS, HeaderValue::from_static("Found"));
         r
     };
-    match answer(groups, &group, &key, peek).await {
+    match answer(groups, group, key, peek, deadline).await {
         Answer::Value(loaded) => {
             let mut r = found(reply(StatusCode::OK, loaded.value));
             let h = r.headers_mut();
@@ -113,6 +129,10 @@ async fn answer_for(groups: &Groups, rest: &str, peek: bool) -> (Outcome, Reply)
                 .insert(GALAXY_STATUS, HeaderValue::from_static("Not Found"));
             (Outcome::UnknownGroup, r)
         }
+        Answer::Deadline(d) => (
+            Outcome::Deadline,
+            found(reply(StatusCode::GATEWAY_TIMEOUT, deadline_passed(d))),
+        ),
         Answer::Failed(e) => {
             let status = if matches!(e, shoal_cache::LoadError::Timeout { .. }) {
                 StatusCode::GATEWAY_TIMEOUT
@@ -125,4 +145,9 @@ async fn answer_for(groups: &Groups, rest: &str, peek: bool) -> (Outcome, Reply)
             )
         }
     }
+}
+
+/// The body of a `504` for a propagated deadline.
+pub(crate) fn deadline_passed(d: Duration) -> String {
+    format!("the caller's deadline of {} ms passed", d.as_millis())
 }

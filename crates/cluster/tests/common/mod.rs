@@ -3,6 +3,8 @@
 
 pub mod etcd;
 pub mod process;
+pub mod raw;
+pub mod recorded;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -72,9 +72,24 @@ pub fn free_port() -> u16 {
 
 /// `GET path` over HTTP/1.0: the status and body, or `None` if nothing answered.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, Vec<u8>)> {
+    http_request(addr, "GET", path, b"")
+}
+
+/// `POST path` with `body` over HTTP/1.0.
+pub fn http_post(addr: SocketAddr, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+    http_request(addr, "POST", path, body)
+}
+
+fn http_request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    s.write_all(body).ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).ok()?;
     let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;

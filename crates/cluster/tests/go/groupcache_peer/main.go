@@ -7,6 +7,8 @@
 //	GET /get?hex=<hex key>    group.Get through the pool: 200 + value, or 500 + error
 //	GET /loads?hex=<hex key>  how many times the getter ran for that key
 //	GET /loads                how many times the getter ran in total
+//	POST /owners              body: hex keys, one a line; reply: for each, the URL of the
+//	                          peer the pool's PickPeer picks (-self when it picks none)
 //
 // Built by the test in GOPATH mode (GO111MODULE=off, GOPATH=/usr/share/gocode) against
 // Debian's golang-github-golang-groupcache-dev: no network.
@@ -18,9 +20,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -75,6 +79,24 @@ func main() {
 		}
 		fmt.Fprint(w, total)
 	})
+	mux.HandleFunc("/owners", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var out strings.Builder
+		for _, line := range strings.Split(strings.TrimSuffix(string(body), "\n"), "\n") {
+			key, err := hex.DecodeString(line)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			out.WriteString(owner(pool, *self, string(key)))
+			out.WriteString("\n")
+		}
+		io.WriteString(w, out.String())
+	})
 	go func() { log.Fatal(http.ListenAndServe(*api, mux)) }()
 
 	u, err := url.Parse(*self)
@@ -83,4 +105,16 @@ func main() {
 	}
 	// NewHTTPPool registered the pool on http.DefaultServeMux.
 	log.Fatal(http.ListenAndServe(u.Host, nil))
+}
+
+// owner is the URL of the peer pool picks for key: its own when PickPeer picks none.
+func owner(pool *groupcache.HTTPPool, self, key string) string {
+	getter, ok := pool.PickPeer(key)
+	if !ok {
+		return self
+	}
+	// The picked *httpGetter keeps the peer's URL + "/_groupcache/" in an unexported
+	// field, which reflect can read.
+	base := reflect.ValueOf(getter).Elem().FieldByName("baseURL").String()
+	return strings.TrimSuffix(base, "/_groupcache/")
 }
