@@ -40,6 +40,9 @@ pub enum ConfigError {
         /// What would have been accepted.
         expected: String,
     },
+    /// A cluster setting (peers, self) is not acceptable.
+    #[error(transparent)]
+    Cluster(#[from] shoal_cluster::ClusterError),
 }
 
 impl ConfigError {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::Deserialize;
+use shoal_cluster::StaticMembership;
 
 use crate::config::{ConfigError, Validate};
 use crate::units::{ByteSize, HumanDuration};
@@ -59,6 +60,15 @@ pub struct ServeSettings {
     pub max_header_size: ByteSize,
     /// Most client connections at once (default 10000).
     pub max_connections: usize,
+    /// Peer URLs of every node of a static cluster, comma-separated, this node included
+    /// (default: none, a single node).
+    pub peers: String,
+    /// This node's peer URL, exactly as spelled in `peers` (TOML key `self`).
+    #[serde(rename = "self")]
+    pub self_url: String,
+    /// Address of the peer port (default: the host:port of `self`; every interface when
+    /// its host is a name).
+    pub peer_listen: String,
 }
 
 impl Default for ServeSettings {
@@ -84,6 +94,9 @@ impl Default for ServeSettings {
             send_timeout: secs(60),
             max_header_size: ByteSize(16 << 10),
             max_connections: 10_000,
+            peers: String::new(),
+            self_url: String::new(),
+            peer_listen: String::new(),
         }
     }
 }
@@ -171,6 +184,32 @@ pub struct ServeArgs {
     /// Most client connections at once [default: 10000].
     #[arg(long, value_name = "N", env = "SHOAL_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Peer URLs of every node of a static cluster, this node included
+    /// (http://10.0.0.1:7071,http://10.0.0.2:7071); without it, a single node.
+    #[arg(
+        long,
+        value_name = "URL,URL,...",
+        env = "SHOAL_PEERS",
+        conflicts_with = "poolpeers"
+    )]
+    pub peers: Option<String>,
+    /// This node's peer URL, exactly one of --peers.
+    #[arg(
+        long = "self",
+        value_name = "URL",
+        env = "SHOAL_SELF",
+        conflicts_with = "pooladdr"
+    )]
+    pub self_url: Option<String>,
+    /// Peer port address [default: the host:port of --self].
+    #[arg(long, value_name = "ADDR", env = "SHOAL_PEER_LISTEN")]
+    pub peer_listen: Option<String>,
+    /// chunkproxy's peer address: --self http://HOST:PORT, listening on HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub pooladdr: Option<String>,
+    /// chunkproxy's peers: --peers with http:// before each HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT,...")]
+    pub poolpeers: Option<String>,
 }
 
 impl ServeArgs {
@@ -203,8 +242,24 @@ impl ServeArgs {
             header_timeout,
             send_timeout,
             max_header_size,
-            max_connections
+            max_connections,
+            peers,
+            self_url,
+            peer_listen
         );
+        if let Some(a) = &self.pooladdr {
+            s.self_url = format!("http://{}", a.trim());
+            if self.peer_listen.is_none() {
+                s.peer_listen = a.trim().to_owned();
+            }
+        }
+        if let Some(p) = &self.poolpeers {
+            s.peers = p
+                .split(',')
+                .map(|h| format!("http://{}", h.trim()))
+                .collect::<Vec<_>>()
+                .join(",");
+        }
         if let Some(n) = self.size_c {
             s.chunk_size = mib(n);
         }
@@ -219,6 +274,43 @@ impl ServeArgs {
         }
         s.validate()?;
         Ok(s)
+    }
+}
+
+impl ServeSettings {
+    /// The static cluster this node is part of: `None` without `peers`.
+    pub fn membership(&self) -> Result<Option<StaticMembership>, ConfigError> {
+        if self.peers.trim().is_empty() {
+            if !self.self_url.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    "self",
+                    self.self_url.trim(),
+                    "used only with peers (--peers URL,URL,... listing this node too)",
+                ));
+            }
+            return Ok(None);
+        }
+        if self.self_url.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "self",
+                "(none)",
+                "this node's URL, one of peers (--self URL or serve.self)",
+            ));
+        }
+        Ok(Some(StaticMembership::parse(&self.self_url, &self.peers)?))
+    }
+
+    /// Where the peer port listens: `peer_listen`, or the host:port of `self`.
+    pub fn peer_addr(&self, m: &StaticMembership) -> Result<SocketAddr, ConfigError> {
+        if !self.peer_listen.trim().is_empty() {
+            return parse_addr("peer_listen", self.peer_listen.trim());
+        }
+        let url = m.self_url();
+        let ip = url.host().trim_start_matches('[').trim_end_matches(']');
+        match ip.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(SocketAddr::new(ip, url.port())),
+            Err(_) => Ok(SocketAddr::from(([0, 0, 0, 0], url.port()))),
+        }
     }
 }
 
@@ -283,6 +375,9 @@ impl Validate for ServeSettings {
                 self.origin_timeout,
                 "more than 0",
             ));
+        }
+        if let Some(m) = self.membership()? {
+            self.peer_addr(&m)?;
         }
         Ok(())
     }
@@ -389,6 +484,9 @@ mod tests {
             send_timeout: secs(14),
             max_header_size: ByteSize(12 << 10),
             max_connections: 13,
+            peers: String::new(),
+            self_url: String::new(),
+            peer_listen: String::new(),
         };
         assert_eq!(t.a.settings().unwrap(), want);
         let t = T::try_parse_from([
@@ -406,5 +504,64 @@ mod tests {
             ),
             (2 << 20, 3 << 20, 4 << 20, 5 << 20)
         );
+    }
+
+    #[test]
+    fn cluster_flags_and_chunkproxy_aliases() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct T {
+            #[command(flatten)]
+            a: ServeArgs,
+        }
+        let parse = |args: &[&str]| {
+            let mut all = vec!["x", "--origin", "/o"];
+            all.extend_from_slice(args);
+            T::try_parse_from(all).unwrap().a.settings()
+        };
+        let s = parse(&[]).unwrap();
+        assert!(s.membership().unwrap().is_none(), "single node by default");
+        let s = parse(&[
+            "--pooladdr",
+            "10.0.0.2:7071",
+            "--poolpeers",
+            "10.0.0.1:7071, 10.0.0.2:7071",
+        ])
+        .unwrap();
+        assert_eq!(s.self_url, "http://10.0.0.2:7071");
+        assert_eq!(s.peers, "http://10.0.0.1:7071,http://10.0.0.2:7071");
+        let m = s.membership().unwrap().unwrap();
+        assert_eq!(m.members().len(), 2);
+        assert_eq!(s.peer_addr(&m).unwrap().to_string(), "10.0.0.2:7071");
+        let s = parse(&[
+            "--peers",
+            "http://a.example:7071,http://b.example:7071",
+            "--self",
+            "http://b.example:7071",
+        ])
+        .unwrap();
+        let m = s.membership().unwrap().unwrap();
+        assert_eq!(s.peer_addr(&m).unwrap().to_string(), "0.0.0.0:7071");
+        let s = parse(&[
+            "--peers",
+            "http://127.0.0.1:1",
+            "--self",
+            "http://127.0.0.1:1",
+            "--peer-listen",
+            ":9",
+        ])
+        .unwrap();
+        let m = s.membership().unwrap().unwrap();
+        assert_eq!(s.peer_addr(&m).unwrap().port(), 9);
+        let e = parse(&["--peers", "http://127.0.0.1:1"]).unwrap_err();
+        assert!(e.to_string().contains("self"), "{e}");
+        let e = parse(&["--self", "http://127.0.0.1:1"]).unwrap_err();
+        assert!(e.to_string().contains("peers"), "{e}");
+        let f: ServeFile = crate::config::parse(
+            "[serve]\norigin = \"/o\"\npeers = \"http://h:1,http://g:1\"\nself = \"http://g:1\"\npeer_listen = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        assert!(f.serve.validate().is_ok());
+        assert_eq!(f.serve.self_url, "http://g:1");
     }
 }

@@ -4,6 +4,10 @@
 //! 127.0.0.1:8080, admin (`/metrics`, `/status` with chunkproxy's `/stats` counters under
 //! `stats`, `/healthz`) on 127.0.0.1:9090. The bound addresses are printed on stdout once
 //! both ports listen, so scripts (and tests) can use port 0.
+//!
+//! With `--peers URL,... --self URL` the node joins a static cluster: its metadata and
+//! chunk groups ask each key's owner (one hop) and answer the other nodes on the peer port
+//! (`--peer-listen`, default the host:port of `--self`).
 
 mod config;
 
@@ -12,6 +16,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde_json::{Value, json};
 use shoal_cache::{Group, GroupStats};
+use shoal_cluster::{Cluster, DEFAULT_MAX_VALUE_BYTES, PeerServer, StaticMembership};
 use shoal_proxy::{
     DirOrigin, DiskTier, DynOrigin, FileStore, HttpOrigin, HttpOriginConfig, Proxy, ProxyConfig,
     ServerConfig, Store, StoreConfig,
@@ -78,6 +83,13 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     server.max_header_bytes = usize::try_from(s.max_header_size.bytes()).unwrap_or(usize::MAX);
     server.max_connections = s.max_connections;
 
+    // Static cluster: every node asks a chunk's (and an object's metadata's) owner, so
+    // the origin sees each chunk once cluster-wide.
+    let peer_server = match s.membership()? {
+        Some(m) => Some(join_cluster(&s, &m, &store).await?),
+        None => None,
+    };
+
     let listen = config::parse_addr("listen", &s.listen)?;
     let listener = TcpListener::bind(listen)
         .await
@@ -114,7 +126,40 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     if let Some(task) = admin_task {
         let _ = task.await;
     }
+    if let Some((_, server)) = peer_server {
+        server.shutdown().await;
+    }
     Ok(())
+}
+
+/// Joins the store's groups to the static cluster `m` and serves them on the peer port.
+async fn join_cluster(
+    s: &ServeSettings,
+    m: &StaticMembership,
+    store: &Arc<Store>,
+) -> anyhow::Result<(Cluster, PeerServer)> {
+    let members: Vec<&str> = m.members().iter().map(|u| u.as_str()).collect();
+    let chunk = usize::try_from(s.chunk_size.bytes()).unwrap_or(usize::MAX);
+    let cluster = Cluster::builder(m.self_url().as_str())
+        // A peer's answer may wait on the owner's origin load.
+        .fetch_timeout(s.origin_timeout.get() + s.connect_timeout.get())
+        .max_value_bytes(DEFAULT_MAX_VALUE_BYTES.max(chunk + (64 << 10)))
+        .build(&members)?;
+    cluster.add_group(store.meta_group().clone())?;
+    cluster.add_group(store.chunk_group().clone())?;
+    let addr = s.peer_addr(m)?;
+    let server = cluster
+        .serve(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (peers)"))?;
+    println!(
+        "shoal serve: peers on http://{} (self {}, {} members)",
+        server.local_addr(),
+        m.self_url(),
+        members.len()
+    );
+    tracing::info!(addr = %server.local_addr(), self_url = %m.self_url(), members = members.len(), "cluster joined");
+    Ok((cluster, server))
 }
 
 fn admin_server(store: &Arc<Store>, disk: Option<FileStore>, s: &ServeSettings) -> Admin {
