@@ -122,10 +122,12 @@ pub use cluster::{
 pub use error::{ClusterError, Origin, PeerError};
 pub use handoff::{Handoff, HandoffLoader};
 pub use membership::{
-    Backoff, Condition, DnsConfig, DnsMembership, EtcdConfig, EtcdMembership, FileMembership,
-    GceConfig, GceDiscovery, GceIni, GossipConfig, GossipMembership, MemberInfo, MemberSet,
-    MemberState, Membership, MembershipError, Publisher, StaticMembership,
+    Backoff, Condition, DnsConfig, DnsMembership, FileMembership, GceConfig, GceDiscovery, GceIni,
+    GossipConfig, GossipMembership, MemberInfo, MemberSet, MemberState, Membership,
+    MembershipError, Publisher, StaticMembership,
 };
+#[cfg(feature = "etcd")]
+pub use membership::{EtcdConfig, EtcdMembership};
 pub use server::PeerServer;
 pub use shoal_ring::Algorithm;
 pub use tls::TlsConfig;

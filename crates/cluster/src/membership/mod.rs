@@ -12,6 +12,8 @@
 
 mod dns;
 mod error;
+// etcd-client's build needs protoc; binaries that do not use etcd can leave it out.
+#[cfg(feature = "etcd")]
 mod etcd;
 mod file;
 mod gce;
@@ -24,6 +26,7 @@ use tokio::sync::watch;
 
 pub use dns::{DnsConfig, DnsMembership};
 pub use error::MembershipError;
+#[cfg(feature = "etcd")]
 pub use etcd::{EtcdConfig, EtcdMembership};
 pub use file::FileMembership;
 pub use gce::{GceConfig, GceDiscovery, GceIni};

@@ -80,10 +80,12 @@ pub(crate) fn local_health(lhm: u32) {
     gauge!(GOSSIP_HEALTH).set(f64::from(lhm));
 }
 
+#[cfg(feature = "etcd")]
 pub(crate) fn etcd_error(op: &'static str) {
     counter!(ETCD_ERRORS, "op" => op).increment(1);
 }
 
+#[cfg(feature = "etcd")]
 pub(crate) fn etcd_reconnect() {
     counter!(ETCD_RECONNECTS).increment(1);
 }
