@@ -3,63 +3,19 @@
 // Test helpers: a panic is the test failing, with the message saying why.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
-/// A running `shoal serve`, killed through its handle on drop.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-}
+mod common;
+use common::serve::Serve;
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// `shoal serve` with an admin port, ready once both addresses are printed.
 fn serve(args: &[&str]) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run shoal serve");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let (mut addr, mut admin) = (None, None);
-    while addr.is_none() || admin.is_none() {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("shoal serve printed its addresses within 20 s");
-        let url = |l: &str| -> SocketAddr {
-            let rest = l.split("http://").nth(1).unwrap();
-            rest.split_whitespace().next().unwrap().parse().unwrap()
-        };
-        if line.contains("listening on") {
-            addr = Some(url(&line));
-        } else if line.contains("admin on") {
-            admin = Some(url(&line));
-        }
-    }
-    Serve {
-        child,
-        addr: addr.unwrap(),
-        admin: admin.unwrap(),
-    }
+    let mut all = vec!["--admin-listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    common::serve::start(&all, &["admin on"])
 }
 
 fn http(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
@@ -100,13 +56,13 @@ fn serve_over_a_directory_with_ranges_status_and_metrics() {
     assert!(status == 200 && body == data);
     assert_eq!(http(s.addr, "/%2e%2e/etc/passwd", "").0, 400);
 
-    let (status, _, body) = http(s.admin, "/status", "");
+    let (status, _, body) = http(s.admin.unwrap(), "/status", "");
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["door"], "serve");
     assert_eq!(v["chunk_size"], 65536);
     assert_eq!(v["stats"]["chunks"]["loads"], 5);
-    let (_, _, body) = http(s.admin, "/metrics", "");
+    let (_, _, body) = http(s.admin.unwrap(), "/metrics", "");
     let text = String::from_utf8(body).unwrap();
     assert!(
         text.contains("shoal_http_requests_total{status=\"206\"} 1"),
@@ -141,7 +97,7 @@ fn config_file_and_chunkproxy_aliases() {
     ]);
     let (status, _, body) = http(s.addr, "/a.txt", "Range: bytes=-3\r\n");
     assert_eq!((status, body.as_slice()), (206, &b"789"[..]));
-    let (_, _, body) = http(s.admin, "/status", "");
+    let (_, _, body) = http(s.admin.unwrap(), "/status", "");
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["chunk_size"], 1 << 20);
 
@@ -192,7 +148,7 @@ fn disk_tier_survives_a_restart() {
         "64",
     ];
     let disk = |s: &Serve| -> serde_json::Value {
-        let (_, _, body) = http(s.admin, "/status", "");
+        let (_, _, body) = http(s.admin.unwrap(), "/status", "");
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["stats"]["disk"].clone()
     };
     {

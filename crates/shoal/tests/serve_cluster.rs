@@ -5,12 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -117,18 +117,6 @@ fn answer(st: &Seen, data: &Bytes, req: &Request<Incoming>) -> Response<Full<Byt
 }
 
 /// A running `shoal serve`, killed through its handle on drop.
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A loopback port nothing listens on (bound, then released).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -138,46 +126,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `shoal serve` with `args` and waits (with a deadline) until it prints that its
-/// client and peer ports listen.
+mod common;
+use common::serve::Serve as Node;
+
+/// Starts a clustered `shoal serve` and waits until its client and peer ports listen.
 fn start(args: &[String]) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run shoal serve");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    // Killed on drop even if it never gets ready.
-    let mut node = Node {
-        child,
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (mut addr, mut peers) = (None, false);
-    while addr.is_none() || !peers {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("shoal serve printed its addresses within 20 s");
-        if line.contains("listening on") {
-            let rest = line.split("http://").nth(1).unwrap();
-            addr = Some(rest.split_whitespace().next().unwrap().parse().unwrap());
-        } else if line.contains("peers on") {
-            peers = true;
-        }
-    }
-    node.addr = addr.unwrap();
-    node
+    let mut all = vec!["--admin-listen", "off"];
+    all.extend(args.iter().map(String::as_str));
+    common::serve::start(&all, &["peers on"])
 }
 
 fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
