@@ -20,8 +20,9 @@
 //!   previous owner before loading.
 //! - Metrics: `shoal_peer_*` (see [`metrics`]).
 //! - Deadlines: the HTTP clients send the time they still wait in `X-Shoal-Deadline-Ms`
-//!   ([`DEADLINE_HEADER`], 90% of what is left); the server stops waiting for its load when
-//!   it passes and answers `504` (the load goes on and fills the cache).
+//!   ([`DEADLINE_HEADER`], 90% of what is left), the gRPC client in `grpc-timeout`; the
+//!   server stops waiting for its load when it passes and answers `504` (gRPC:
+//!   `DeadlineExceeded`). The load goes on and fills the cache.
 //!
 //! # What the peer port answers to bad input
 //!
@@ -36,7 +37,7 @@
 //! | request URI over 64 KiB, or a head hyper cannot parse | `414`/`431`/`400` (by hyper) | — | `unparsable` (`protocol="http"`) |
 //! | method other than `GET`/`HEAD` | `405`, `Allow: GET, HEAD` | — | `method` |
 //! | path outside `/_galaxycache/`, `/_galaxycache_peek/`, `/_groupcache/` | `404 not a peer path` | `Unimplemented` (unknown method) | `unknown_path` / `unknown_method` |
-//! | `X-Shoal-Deadline-Ms` not a number | `400` | — | `bad_deadline` |
+//! | `X-Shoal-Deadline-Ms` not a number, or a malformed `grpc-timeout` | `400` | `InvalidArgument` | `bad_deadline` |
 //! | protobuf that does not decode | — | `InvalidArgument` (tonic's `Internal`, rewritten) | `bad_protobuf` |
 //! | gRPC message over 64 KiB | — | `OutOfRange` (tonic) | `too_large` |
 //! | unknown group | native: `404` + `X-Galaxycache-Galaxy-Status: Not Found`; groupcache: `404 no such group: <g>` | `InvalidArgument` `no such galaxy: <g>` | `shoal_peer_requests_total{result="unknown_group"}` |
@@ -46,7 +47,8 @@
 //! For contrast, the answers to good requests: `200` with the value; a key that does not
 //! exist `404` (native: `X-Galaxycache-Galaxy-Status: Found`; groupcache: body `not found`),
 //! gRPC `NotFound`; a load error `500` (native: `504` for a load timeout), gRPC
-//! `Unavailable`/`Unknown`/`DeadlineExceeded`; a propagated deadline that passed `504`.
+//! `Unavailable`/`Unknown`/`DeadlineExceeded`; a propagated deadline that passed `504`
+//! (gRPC: `DeadlineExceeded`).
 //!
 //! ```
 //! use std::net::SocketAddr;

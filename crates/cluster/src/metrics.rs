@@ -131,7 +131,8 @@ pub enum BadRequest {
     Method,
     /// A path that is not a peer path (peer ports serve no client traffic).
     UnknownPath,
-    /// An `X-Shoal-Deadline-Ms` header that is not a number of milliseconds.
+    /// An `X-Shoal-Deadline-Ms` header that is not a number of milliseconds, or a
+    /// malformed `grpc-timeout`.
     BadDeadline,
     /// A gRPC request whose protobuf does not decode.
     BadProtobuf,

@@ -1,12 +1,12 @@
-//! Deadline propagation on the HTTP protocols: the client sends the time it still waits in
-//! `X-Shoal-Deadline-Ms`, and the owner stops waiting for its (slow) load when it passes,
+//! Deadline propagation: the client sends the time it still waits in `X-Shoal-Deadline-Ms`
+//! (gRPC: `grpc-timeout`), and the owner stops waiting for its (slow) load when it passes,
 //! answering 504 while the load goes on in the background.
 
 mod common;
 
 use std::time::Duration;
 
-use common::raw::http1;
+use common::raw::{get_request, grpc_with, http1};
 use common::recorded::{default_group, start_recorded};
 use common::{Counting, GROUP, within};
 use shoal_cluster::{PeerError, Protocol};
@@ -36,8 +36,57 @@ async fn the_owner_answers_504_when_the_propagated_deadline_passes() {
 }
 
 #[tokio::test]
+async fn the_grpc_owner_answers_deadline_exceeded_when_grpc_timeout_passes() {
+    let nodes = start_recorded(1, || Counting::slow(SLOW), |b| b, default_group).await;
+    let n = &nodes[0];
+    let start = Instant::now();
+    let timeout = [("grpc-timeout", "150m")];
+    let (code, message) = grpc_with(
+        &n.url,
+        "GetFromPeer",
+        &get_request(GROUP, b"slow"),
+        &timeout,
+    )
+    .await;
+    let took = start.elapsed();
+    assert_eq!(code, tonic::Code::DeadlineExceeded as i32, "{message}");
+    // The owner answers at 90% of the timeout, before a gRPC client would give up.
+    assert!(message.contains("deadline of 135 ms"), "{message}");
+    assert!(
+        took >= Duration::from_millis(135) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert_eq!(n.served("deadline_exceeded"), 1);
+
+    // A malformed grpc-timeout is refused before any load and counted.
+    for bad in ["soon", "150", "123456789m", "1.5S"] {
+        let timeout = [("grpc-timeout", bad)];
+        let (code, message) = grpc_with(
+            &n.url,
+            "GetFromPeer",
+            &get_request(GROUP, b"other"),
+            &timeout,
+        )
+        .await;
+        assert_eq!(
+            code,
+            tonic::Code::InvalidArgument as i32,
+            "{bad}: {message}"
+        );
+        assert!(message.contains("grpc-timeout"), "{message}");
+    }
+    let bad_deadlines = n.counter(
+        "shoal_peer_bad_requests_total",
+        &[("protocol", "grpc"), ("reason", "bad_deadline")],
+    );
+    assert_eq!(bad_deadlines, 4);
+    assert_eq!(n.loader.of(b"other"), 0);
+    assert_eq!(n.loader.total(), 1, "only the slow load started");
+}
+
+#[tokio::test]
 async fn a_slow_owner_gives_the_caller_a_timely_error() {
-    for protocol in [Protocol::Native, Protocol::Groupcache] {
+    for protocol in [Protocol::Native, Protocol::Groupcache, Protocol::Grpc] {
         let nodes = start_recorded(
             2,
             || Counting::slow(SLOW),
@@ -59,7 +108,8 @@ async fn a_slow_owner_gives_the_caller_a_timely_error() {
         // Usually the owner's 504 (it was told 90% of our 500 ms); under heavy load our own
         // timeout may fire first. Either way the caller hears within its deadline.
         assert!(
-            matches!(&e, PeerError::Status { status, .. } if status.starts_with("504"))
+            matches!(&e, PeerError::Status { status, .. }
+                if status.starts_with("504") || status == "DeadlineExceeded")
                 || matches!(e, PeerError::Timeout { .. }),
             "{protocol}: {e:?}"
         );

@@ -1,11 +1,15 @@
 //! TLS between peers: mTLS over every protocol, and who is refused.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] functions
 
 mod common;
 
 use std::sync::Arc;
 
+use common::recorded::{default_group, start_recorded_with};
 use common::{Counting, GROUP, pki, start_with, value_of};
 use shoal_cluster::{Cluster, PeerError, Protocol, TlsConfig};
+
+const AUTH_FAILURES: &str = "shoal_peer_auth_failures_total";
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn tls(p: &common::Pki) -> TlsConfig {
@@ -71,6 +75,16 @@ async fn strangers_are_refused() {
     assert!(matches!(e, PeerError::Connect { .. }), "{e:?}");
 
     // A client that trusts the CA but shows no certificate gets no answer.
+    let answer = certless_request(&p, target.trim_start_matches("https://")).await;
+    assert!(
+        !matches!(&answer, Ok(b) if b.starts_with(b"HTTP/1.1 200")),
+        "a client without a certificate was served"
+    );
+    assert_eq!(nodes[1].loader.total(), 0);
+}
+
+/// Sends a peer request over TLS that trusts `p`'s CA but shows no client certificate.
+async fn certless_request(p: &common::Pki, addr: &str) -> std::io::Result<Vec<u8>> {
     let mut roots = rustls::RootCertStore::empty();
     for c in
         <rustls_pki_types::CertificateDer<'_> as rustls_pki_types::pem::PemObject>::pem_slice_iter(
@@ -86,8 +100,7 @@ async fn strangers_are_refused() {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let addr = target.trim_start_matches("https://");
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let answer = async {
         let mut s = tokio_rustls::TlsConnector::from(Arc::new(config))
@@ -99,12 +112,65 @@ async fn strangers_are_refused() {
         s.read_to_end(&mut buf).await?;
         Ok::<_, std::io::Error>(buf)
     };
-    let answer = common::within(10, "certless client", answer).await;
-    assert!(
-        !matches!(&answer, Ok(b) if b.starts_with(b"HTTP/1.1 200")),
-        "a client without a certificate was served"
+    common::within(10, "certless client", answer).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_handshakes_are_counted() {
+    let p = pki();
+    let nodes = start_recorded_with(
+        2,
+        "https",
+        Counting::default,
+        |b| b.tls(tls(&p)),
+        default_group,
+    )
+    .await;
+    let target = nodes[1].url.clone();
+    let addr = target.trim_start_matches("https://");
+    let refused = || nodes[1].counter(AUTH_FAILURES, &[("protocol", "tls")]);
+
+    // Members complete their handshakes: nothing is counted.
+    for k in common::keys("ok", 10) {
+        assert_eq!(nodes[0].group.get(&k).await.unwrap(), value_of(&k));
+    }
+    assert_eq!(refused(), 0, "a member's handshake was counted as refused");
+
+    // 1. Plain HTTP on the TLS port.
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /_galaxycache/things/k HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = common::within(10, "plain client", tcp.read_to_end(&mut buf)).await;
+    assert!(!buf.starts_with(b"HTTP/1.1 200"), "plain HTTP was served");
+
+    // 2. A certificate from another CA.
+    let other = pki();
+    let stranger = Cluster::builder("https://127.0.0.1:1")
+        .tls(tls(&other))
+        .build(&["https://127.0.0.1:1", &target])
+        .unwrap();
+    let fetched = stranger.client(&target).unwrap().fetch(GROUP, b"k").await;
+    assert!(fetched.is_err(), "a stranger was served");
+
+    // 3. No client certificate at all.
+    let answer = certless_request(&p, addr).await;
+    assert!(!matches!(&answer, Ok(b) if b.starts_with(b"HTTP/1.1 200")));
+
+    // The server counts each refusal once its side of the handshake gives up.
+    let counted = async {
+        while refused() < 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    common::within(10, "three refused handshakes counted", counted).await;
+    assert_eq!(refused(), 3);
+    // Refusals are not peer requests: none was served.
+    assert_eq!(
+        nodes[1].counter(AUTH_FAILURES, &[("protocol", "native")]),
+        0
     );
-    assert_eq!(nodes[1].loader.total(), 0);
 }
 
 #[tokio::test]

@@ -5,8 +5,12 @@
 //! `InvalidArgument` (tonic says `Internal`; the peer server rewrites it); other
 //! failures are `Unavailable` when retrying may help and `Unknown` otherwise. Expiry travels
 //! as a `google.protobuf.Timestamp`; `minute_qps` is never set (as in galaxycache).
+//! Deadlines travel in `grpc-timeout` (the client sends 90% of what it has left); the server
+//! answers `DeadlineExceeded` at 90% of it, before the client gives up on its own, and a
+//! malformed one is `InvalidArgument`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use shoal_cache::{LoadError, Loaded};
@@ -63,20 +67,23 @@ pub(crate) async fn fetch(
 ) -> Result<Loaded, PeerError> {
     let key = Bytes::copy_from_slice(key);
     let galaxy = group.to_owned();
+    // The peer stops waiting a little before we do, as on HTTP; tonic's channel also
+    // enforces this timeout on our side.
+    let timeout = call.deadline.saturating_duration_since(Instant::now()) * 9 / 10;
     let (value, expiry) = if peek {
-        let req = authorize(Request::new(PeekRequest { galaxy, key }), call);
+        let req = authorize(Request::new(PeekRequest { galaxy, key }), call, timeout);
         let r = client
             .peek_peer(req)
             .await
-            .map_err(|s| status_to_error(s, call, group))?;
+            .map_err(|s| status_to_error(s, call, group, timeout))?;
         let r = r.into_inner();
         (r.value, r.expiry)
     } else {
-        let req = authorize(Request::new(GetRequest { galaxy, key }), call);
+        let req = authorize(Request::new(GetRequest { galaxy, key }), call, timeout);
         let r = client
             .get_from_peer(req)
             .await
-            .map_err(|s| status_to_error(s, call, group))?;
+            .map_err(|s| status_to_error(s, call, group, timeout))?;
         let r = r.into_inner();
         (r.value, r.expiry)
     };
@@ -96,18 +103,51 @@ pub(crate) async fn fetch(
     Ok(Loaded { value, expires })
 }
 
-fn authorize<T>(mut req: Request<T>, call: Call<'_>) -> Request<T> {
+/// Adds the shared secret and the deadline (`grpc-timeout`) to `req`.
+fn authorize<T>(mut req: Request<T>, call: Call<'_>, timeout: Duration) -> Request<T> {
     if let Some(secret) = call.secret
         && let Ok(v) = MetadataValue::try_from(secret.header().as_bytes())
     {
         req.metadata_mut().insert("authorization", v);
     }
+    req.set_timeout(timeout);
     req
 }
 
-fn status_to_error(s: Status, call: Call<'_>, group: &str) -> PeerError {
+/// The caller's deadline from a `grpc-timeout` header: at most 8 digits and a unit
+/// (`H`, `M`, `S`, `m`, `u`, `n`), as the gRPC over HTTP/2 spec defines it. `Err` for a
+/// malformed value, `Ok(None)` when there is none.
+pub(crate) fn grpc_timeout(v: Option<&[u8]>) -> Result<Option<Duration>, ()> {
+    let Some(v) = v else { return Ok(None) };
+    let (digits, unit) = v.split_at(v.len().checked_sub(1).ok_or(())?);
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(());
+    }
+    let n: u64 = std::str::from_utf8(digits)
+        .map_err(|_| ())?
+        .parse()
+        .map_err(|_| ())?;
+    let d = match unit {
+        b"H" => Duration::from_secs(n.saturating_mul(3600)),
+        b"M" => Duration::from_secs(n.saturating_mul(60)),
+        b"S" => Duration::from_secs(n),
+        b"m" => Duration::from_millis(n),
+        b"u" => Duration::from_micros(n),
+        b"n" => Duration::from_nanos(n),
+        _ => return Err(()),
+    };
+    // A day is longer than any peer timeout; larger values are clamped, as on HTTP.
+    Ok(Some(d.min(Duration::from_secs(86_400))))
+}
+
+fn status_to_error(s: Status, call: Call<'_>, group: &str, timeout: Duration) -> PeerError {
     let peer = call.peer.clone();
     match s.code() {
+        // tonic's own enforcement of the grpc-timeout we sent.
+        Code::Cancelled if s.message() == "Timeout expired" => PeerError::Timeout {
+            peer,
+            after: timeout,
+        },
         Code::NotFound => PeerError::NotFound,
         Code::Unauthenticated | Code::PermissionDenied => PeerError::Unauthorized { peer },
         Code::InvalidArgument if s.message().starts_with("no such galaxy") => {
@@ -159,8 +199,21 @@ pub(crate) fn server(
 }
 
 impl GrpcService {
-    async fn answer(&self, galaxy: &str, key: &[u8], peek: bool) -> Result<Loaded, Status> {
+    async fn answer<T>(
+        &self,
+        req: &Request<T>,
+        galaxy: &str,
+        key: &[u8],
+        peek: bool,
+    ) -> Result<Loaded, Status> {
         let start = Instant::now();
+        let timeout = req.metadata().get("grpc-timeout").map(|v| v.as_bytes());
+        let Ok(deadline) = grpc_timeout(timeout) else {
+            self.served.reject(BadRequest::BadDeadline, start.elapsed());
+            return Err(Status::invalid_argument(
+                "grpc-timeout must be up to 8 digits and a unit (H, M, S, m, u, n)",
+            ));
+        };
         if key.len() > crate::MAX_KEY_BYTES {
             self.served.reject(BadRequest::KeyTooLong, start.elapsed());
             return Err(Status::invalid_argument(format!(
@@ -168,7 +221,10 @@ impl GrpcService {
                 crate::MAX_KEY_BYTES
             )));
         }
-        let (outcome, result) = match answer(&self.groups, galaxy, key, peek, None).await {
+        // A gRPC client enforces the timeout it sent, to the millisecond, and resets the
+        // stream then; stopping at 90% of it lets our answer (and its count) arrive first.
+        let deadline = deadline.map(|d| d * 9 / 10);
+        let (outcome, result) = match answer(&self.groups, galaxy, key, peek, deadline).await {
             Answer::Value(v) => (Outcome::Ok, Ok(v)),
             Answer::NotFound => (Outcome::NotFound, Err(Status::not_found("not found"))),
             Answer::UnknownGroup => (
@@ -212,8 +268,9 @@ impl GalaxyCache for GrpcService {
         &self,
         req: Request<GetRequest>,
     ) -> Result<Response<GetResponse>, Status> {
-        let req = req.into_inner();
-        let v = self.answer(&req.galaxy, &req.key, false).await?;
+        let v = self
+            .answer(&req, &req.get_ref().galaxy, &req.get_ref().key, false)
+            .await?;
         Ok(Response::new(GetResponse {
             value: v.value,
             minute_qps: 0.0,
@@ -222,11 +279,33 @@ impl GalaxyCache for GrpcService {
     }
 
     async fn peek_peer(&self, req: Request<PeekRequest>) -> Result<Response<PeekResponse>, Status> {
-        let req = req.into_inner();
-        let v = self.answer(&req.galaxy, &req.key, true).await?;
+        let v = self
+            .answer(&req, &req.get_ref().galaxy, &req.get_ref().key, true)
+            .await?;
         Ok(Response::new(PeekResponse {
             value: v.value,
             expiry: timestamp(v.expires),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_as_the_spec_says() {
+        let ok = |v: &str| grpc_timeout(Some(v.as_bytes())).unwrap().unwrap();
+        assert_eq!(ok("150m"), Duration::from_millis(150));
+        assert_eq!(ok("2S"), Duration::from_secs(2));
+        assert_eq!(ok("1M"), Duration::from_secs(60));
+        assert_eq!(ok("1H"), Duration::from_secs(3600));
+        assert_eq!(ok("99999999H"), Duration::from_secs(86_400));
+        assert_eq!(ok("7u"), Duration::from_micros(7));
+        assert_eq!(ok("7n"), Duration::from_nanos(7));
+        assert_eq!(grpc_timeout(None), Ok(None));
+        for bad in ["", "m", "10", "123456789m", "10x", "-1m", "1.5S", "1 S"] {
+            assert_eq!(grpc_timeout(Some(bad.as_bytes())), Err(()), "{bad:?}");
+        }
     }
 }

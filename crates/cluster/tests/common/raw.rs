@@ -75,6 +75,17 @@ pub fn get_request(galaxy: &str, key: &[u8]) -> Vec<u8> {
 /// over HTTP/2; the `grpc-status` and `grpc-message` (from the headers of a trailers-only
 /// reply, else from the trailers).
 pub async fn grpc(url: &str, method: &str, message: &[u8], auth: Option<&str>) -> (i32, String) {
+    let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+    grpc_with(url, method, message, &headers).await
+}
+
+/// [`grpc`] with extra request `headers`.
+pub async fn grpc_with(
+    url: &str,
+    method: &str,
+    message: &[u8],
+    headers: &[(&str, &str)],
+) -> (i32, String) {
     let client = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http::<Full<Bytes>>();
@@ -84,8 +95,8 @@ pub async fn grpc(url: &str, method: &str, message: &[u8], auth: Option<&str>) -
     let mut req = http::Request::post(format!("{url}/galaxycachepb.GalaxyCache/{method}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers");
-    if let Some(a) = auth {
-        req = req.header("authorization", a);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let req = req.body(Full::new(Bytes::from(frame))).unwrap();
     let exchange = async {

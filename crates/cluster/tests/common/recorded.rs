@@ -72,7 +72,18 @@ pub async fn start_recorded(
     configure: impl Fn(ClusterBuilder) -> ClusterBuilder,
     group: impl Fn() -> GroupBuilder,
 ) -> Vec<Recorded> {
-    let (ls, urls) = listeners(n, "http").await;
+    start_recorded_with(n, "http", loader, configure, group).await
+}
+
+/// [`start_recorded`] with member URLs of `scheme` (`https` for TLS members).
+pub async fn start_recorded_with(
+    n: usize,
+    scheme: &str,
+    loader: impl Fn() -> Counting,
+    configure: impl Fn(ClusterBuilder) -> ClusterBuilder,
+    group: impl Fn() -> GroupBuilder,
+) -> Vec<Recorded> {
+    let (ls, urls) = listeners(n, scheme).await;
     let members: Vec<&str> = urls.iter().map(String::as_str).collect();
     let mut nodes = Vec::new();
     for (l, url) in ls.into_iter().zip(&urls) {
