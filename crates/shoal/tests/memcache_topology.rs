@@ -283,3 +283,79 @@ fn toml_config_section_and_metrics_names() {
         assert!(metrics.contains(&name), "{name} not in\n{metrics}");
     }
 }
+
+#[test]
+fn a2b_with_a_vbucket_map_places_keys_by_the_map() {
+    let (Some(a), Some(b)) = (Memcached::start(), Memcached::start()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("map.json");
+    std::fs::write(
+        &map,
+        format!(
+            r#"{{"vBucketServerMap":{{"numReplicas":0,"serverList":["{}","{}"],"vBucketMap":[[0],[1],[1],[0]]}}}}"#,
+            a.addr(),
+            b.addr()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _p = start(
+        &[
+            "--listen",
+            &listen,
+            "--distribution",
+            "vbucket",
+            "--vbucket-map",
+            map.to_str().unwrap(),
+            "--downstream-protocol",
+            "binary",
+        ],
+        &[port],
+    );
+    let mut c = Client::connect(port);
+    let stats = String::from_utf8(c.call(b"stats proxy\r\n")).unwrap();
+    assert!(
+        stats.contains(&format!(
+            "STAT {port}:behavior:downstream_protocol binary\r\n"
+        )),
+        "{stats}"
+    );
+    let masters = [a.port, b.port, b.port, a.port];
+    for i in 0..40 {
+        let k = format!("vb{i}");
+        assert_eq!(
+            c.call(format!("set {k} 3 0 1\r\nv\r\n").as_bytes()),
+            b"STORED\r\n"
+        );
+        let owner = masters[usize::from(shoal_ring::vbucket_of(k.as_bytes(), 4))];
+        let direct = Client::connect(owner).call(format!("get {k}\r\n").as_bytes());
+        assert_eq!(direct, format!("VALUE {k} 3 1\r\nv\r\nEND\r\n").as_bytes());
+    }
+    assert_eq!(
+        c.call(b"get vb1 vb2 nothere\r\n"),
+        b"VALUE vb1 3 1\r\nv\r\nVALUE vb2 3 1\r\nv\r\nEND\r\n"
+    );
+}
+
+#[test]
+fn bad_downstream_protocol_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args([
+            "memcache",
+            "--servers",
+            "127.0.0.1:1",
+            "--downstream-protocol",
+            "morse",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("--downstream-protocol") && err.contains("morse"),
+        "{err}"
+    );
+}

@@ -316,5 +316,8 @@ mod tests {
         assert!(fc.active());
         assert!(parse_behaviors("timeout=soon", &mut p).is_err());
         assert!(parse_behaviors("downstream_protocol=carrier-pigeon", &mut p).is_err());
+        assert_eq!(b.downstream, Some(crate::Protocol::Ascii));
+        let b = parse_behaviors("downstream_protocol=binary", &mut p).unwrap();
+        assert_eq!(b.downstream, Some(crate::Protocol::Binary));
     }
 }
