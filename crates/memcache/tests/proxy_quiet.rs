@@ -29,6 +29,9 @@ const INCRQ: u8 = 0x15;
 const DECRQ: u8 = 0x16;
 const APPENDQ: u8 = 0x19;
 const PREPENDQ: u8 = 0x1a;
+const FLUSHQ: u8 = 0x18;
+const TOUCH: u8 = 0x1c;
+const GATQ: u8 = 0x1e;
 const GATKQ: u8 = 0x24;
 
 fn config(servers: &[Memcached], eject: bool) -> ProxyConfig {
@@ -84,6 +87,12 @@ fn quiet_pipeline(round: u32) -> Vec<u8> {
     p.extend(req(GATKQ, next(), 0, &100u32.to_be_bytes(), &k(2), b""));
     p.extend(req(GETK, next(), 0, &[], &k(1), b""));
     p.extend(req(GET, next(), 0, &[], &k(95), b"")); // loud miss
+    p.extend(req(TOUCH, next(), 0, &100u32.to_be_bytes(), &k(1), b""));
+    p.extend(req(GATQ, next(), 0, &0u32.to_be_bytes(), &k(2), b"")); // hit
+    p.extend(req(GATQ, next(), 0, &0u32.to_be_bytes(), &k(94), b"")); // miss: silent
+    p.extend(req(FLUSHQ, next(), 0, &[], b"", b"")); // every server, silent
+    p.extend(req(GETQ, next(), 0, &[], &k(1), b"")); // flushed: silent
+    p.extend(req(GETK, next(), 0, &[], &k(2), b"")); // loud miss with the key
     p.extend(req(NOOP, round, 0, &[], b"", b""));
     p
 }
@@ -128,6 +137,9 @@ fn binary_quiet_pipelines_match_a_direct_memcached_byte_for_byte() {
                 (GATKQ, 0),
                 (GETK, 0),
                 (GET, 1),
+                (TOUCH, 0),
+                (GATQ, 0),
+                (GETK, 1),
                 (NOOP, 0),
             ]
         );
