@@ -169,3 +169,64 @@ fn classic_commands_over_binary_read_like_ascii() {
         assert!(direct.contains("STAT cmd_flush 2\r\n"), "{direct}");
     }
 }
+
+#[test]
+fn a2b_dead_server_errors_and_front_cache() {
+    let Some(live) = Memcached::start() else {
+        return;
+    };
+    let dead = format!("127.0.0.1:{}", support::free_port());
+    let mut cfg = ProxyConfig::new(
+        "a2b",
+        Servers::List {
+            members: vec![live.addr(), dead],
+            distribution: Distribution::Ketama,
+        },
+    );
+    cfg.downstream = Protocol::Binary;
+    cfg.pool.connect_timeout = Duration::from_millis(200);
+    cfg.front_cache = shoal_memcache::proxy::FrontCacheOptions {
+        max: 100,
+        lifespan: Duration::from_secs(60),
+        spec: shoal_memcache::proxy::FrontCacheOptions::prefixes("fc:"),
+        unspec: Vec::new(),
+    };
+    let shoal = Shoal::start(cfg);
+    let mut c = shoal.client();
+    // Which keys land on the dead server: the proxy's answers tell.
+    let mut good = None;
+    let mut bad = None;
+    for i in 0..50 {
+        let k = format!("fc:{i}");
+        let r = c.call(format!("set {k} 0 0 1\r\nv\r\n").as_bytes());
+        if r == b"STORED\r\n" {
+            good.get_or_insert(k);
+        } else {
+            // Refused connects, then (after 5) its retry interval.
+            let text = String::from_utf8_lossy(&r);
+            assert!(
+                text == "SERVER_ERROR proxy downstream connect failed 127.0.0.1\r\n"
+                    || text == "SERVER_ERROR proxy downstream unavailable 127.0.0.1\r\n",
+                "{text}"
+            );
+            bad.get_or_insert(k);
+        }
+    }
+    let (good, bad) = (good.unwrap(), bad.unwrap());
+    // A get spanning the dead server fails as a whole; noreply to it stays silent.
+    let r = c.call(format!("get {good} {bad}\r\n").as_bytes());
+    assert!(r.starts_with(b"SERVER_ERROR proxy downstream "), "{r:?}");
+    assert_eq!(c.call(format!("delete {bad} noreply\r\n").as_bytes()), b"");
+    // The front cache fills from binary replies: the second get does not reach memcached.
+    let want = format!("VALUE {good} 0 1\r\nv\r\nEND\r\n");
+    assert_eq!(
+        c.call(format!("get {good}\r\n").as_bytes()),
+        want.as_bytes()
+    );
+    let hits = stat(&live, "get_hits");
+    assert_eq!(
+        c.call(format!("get {good}\r\n").as_bytes()),
+        want.as_bytes()
+    );
+    assert_eq!(stat(&live, "get_hits"), hits);
+}
