@@ -11,6 +11,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::bin;
 use support::shoal::Client;
 use support::{Memcached, free_port};
 
@@ -85,6 +86,17 @@ fn holders(ports: &[u16], key: &str) -> usize {
 
 #[test]
 fn chain_of_five_proxies() {
+    chain(&[]);
+}
+
+/// The same chain with every hop sending binary downstream: ascii at the head, binary
+/// from there on (a2b, then b2b four times).
+#[test]
+fn chain_of_five_a2b_proxies() {
+    chain(&["--downstream-protocol", "binary"]);
+}
+
+fn chain(extra: &[&str]) {
     let Some(m) = Memcached::start() else {
         return;
     };
@@ -92,8 +104,10 @@ fn chain_of_five_proxies() {
     let mut procs = Vec::new();
     let mut next = m.addr();
     let mut ports = Vec::new();
+    let mut args = vec!["--timeout", "2s"];
+    args.extend_from_slice(extra);
     for _ in 0..5 {
-        let (p, port) = proxy(&[next.clone()], &["--timeout", "2s"]);
+        let (p, port) = proxy(&[next.clone()], &args);
         procs.push(p);
         ports.push(port);
         next = format!("127.0.0.1:{port}");
@@ -125,6 +139,22 @@ fn chain_of_five_proxies() {
     assert_eq!(direct.call(b"get n\r\n"), value("n", "15"));
     assert_eq!(h.call(b"delete n\r\n"), b"DELETED\r\n");
     assert_eq!(t.call(b"get n\r\n"), b"END\r\n");
+    // A binary client's quiet pipeline at the head: SETQ, GETKQ hit and miss, NOOP.
+    let mut b = Client::connect(head).s;
+    let mut req = bin::req(0x11, 1, 0, &bin::store_extras(4, 0), b"bk", b"binval");
+    req.extend(bin::req(0x0d, 2, 0, &[], b"bk", b""));
+    req.extend(bin::req(0x0d, 3, 0, &[], b"nothere", b""));
+    req.extend(bin::req(0x0a, 4, 0, &[], b"", b""));
+    let got = bin::call(&mut b, &req, 0x0a, 4);
+    let seen: Vec<(u8, u32, &[u8])> = got
+        .iter()
+        .map(|f| (f.opcode, f.opaque, &f.value[..]))
+        .collect();
+    assert_eq!(seen, [(0x0d, 2, &b"binval"[..]), (0x0a, 4, &b""[..])]);
+    assert_eq!(
+        direct.call(b"get bk\r\n"),
+        b"VALUE bk 4 6\r\nbinval\r\nEND\r\n"
+    );
 }
 
 #[test]
