@@ -285,3 +285,26 @@ fn ascii_clients_over_binary_get_a_server_error_when_every_server_refuses() {
     // Each request: the first try and at most 2 x 2 retries.
     assert_eq!(a.seen() + b.seen(), 10);
 }
+
+#[test]
+fn ascii_clients_over_binary_follow_the_forward_map() {
+    let (a, b, c) = (
+        Mock::start("A", true),
+        Mock::start("B", false),
+        Mock::start("C", false),
+    );
+    // Rotation would pick B; the forward map says C.
+    let shoal = proxy_with(
+        &[&a, &b, &c],
+        "[[0],[0]]",
+        Some("[[2],[2]]"),
+        Protocol::Binary,
+    );
+    let mut client = shoal.client();
+    assert_eq!(
+        client.call(b"get key\r\n"),
+        b"VALUE key 0 1\r\nC\r\nEND\r\n"
+    );
+    assert_eq!(client.call(b"set other 0 0 1\r\nx\r\n"), b"STORED\r\n");
+    assert_eq!((a.seen(), b.seen(), c.seen()), (1, 0, 2));
+}

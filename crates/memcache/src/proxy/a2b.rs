@@ -61,7 +61,7 @@ async fn single(ctx: &Ctx<'_>, req: AsciiRequest) -> Pending {
     Pending::Job(rx, finish)
 }
 
-/// One server's share of a get: its wire and receiver.
+/// One server's share of a get: the GETKQs of its keys.
 struct Part {
     server: usize,
     wire: BytesMut,
