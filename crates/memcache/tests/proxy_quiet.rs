@@ -177,26 +177,34 @@ fn meta_quiet_flags_and_mn_through_the_proxy() {
         "quiet meta replies"
     );
     // The same through one memcached directly, each command in its own read (memcached
-    // 1.6.18 drops replies that follow a quiet miss in the same read).
-    let mut direct = servers[0].connect();
-    let mut plain = Vec::new();
-    for cmd in [
-        &b"ms mq1 2 q\r\nhi\r\n"[..],
-        b"ms mq2 2 q T0 F5\r\nyo\r\n",
-        b"mg nothere v q\r\n",
-        b"mg mq1 v q\r\n",
-        b"md nothere q\r\n",
-        b"md mq2 q\r\n",
-        b"ma nothere q\r\n",
-        b"mg mq2 v q k\r\n",
-    ] {
-        std::io::Write::write_all(&mut direct, cmd).unwrap();
-        std::thread::sleep(Duration::from_millis(30));
+    // 1.6.18 drops replies that follow a quiet miss in the same read, so a loaded machine
+    // that batches two of them anyway gets another try).
+    let direct = || {
+        let mut direct = servers[0].connect();
+        for cmd in [
+            &b"ms mq1 2 q\r\nhi\r\n"[..],
+            b"ms mq2 2 q T0 F5\r\nyo\r\n",
+            b"mg nothere v q\r\n",
+            b"mg mq1 v q\r\n",
+            b"md nothere q\r\n",
+            b"md mq2 q\r\n",
+            b"ma nothere q\r\n",
+            b"mg mq2 v q k\r\n",
+        ] {
+            std::io::Write::write_all(&mut direct, cmd).unwrap();
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        Client { s: direct }.call_until(b"mn\r\n", Duration::from_secs(5), |b| {
+            b.ends_with(b"MN\r\n")
+        })
+    };
+    let mut plain = direct();
+    for _ in 0..2 {
+        if plain == got {
+            break;
+        }
+        plain = direct();
     }
-    let mut d = Client { s: direct };
-    plain.extend(d.call_until(b"mn\r\n", Duration::from_secs(5), |b| {
-        b.ends_with(b"MN\r\n")
-    }));
     assert_eq!(
         String::from_utf8_lossy(&plain),
         String::from_utf8_lossy(&got)
