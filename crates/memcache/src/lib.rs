@@ -36,6 +36,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod a2b;
 pub mod ascii;
 pub mod binary;
 pub mod config;

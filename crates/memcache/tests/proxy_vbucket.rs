@@ -6,12 +6,14 @@ mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use shoal_memcache::Protocol;
 use shoal_memcache::proxy::{ProxyConfig, Servers};
+use shoal_ring::vbucket_of;
 use support::shoal::Shoal;
 
 /// A binary memcached stand-in: answers NOT_MY_VBUCKET (0x07) to everything when `refuse`,
@@ -19,6 +21,8 @@ use support::shoal::Shoal;
 struct Mock {
     port: u16,
     seen: Arc<AtomicUsize>,
+    /// (opcode, vBucket id) of every request but NOOPs, in arrival order.
+    heard: Arc<Mutex<Vec<(u8, u16)>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -48,6 +52,7 @@ fn serve_conn(
     name: &'static str,
     refuse: bool,
     seen: &AtomicUsize,
+    heard: &Mutex<Vec<(u8, u16)>>,
     stop: &AtomicBool,
 ) {
     s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
@@ -66,6 +71,12 @@ fn serve_conn(
                 break;
             }
             let (op, opaque) = (buf[1], buf[12..16].to_vec());
+            if op != 0x0a {
+                heard
+                    .lock()
+                    .unwrap()
+                    .push((op, u16::from_be_bytes([buf[6], buf[7]])));
+            }
             buf.drain(..24 + body);
             let reply = if op == 0x0a {
                 response(op, 0, &opaque, &[], &[]) // NOOP
@@ -89,17 +100,18 @@ impl Mock {
         l.set_nonblocking(true).unwrap();
         let port = l.local_addr().unwrap().port();
         let seen = Arc::new(AtomicUsize::new(0));
+        let heard = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (seen2, stop2) = (seen.clone(), stop.clone());
+        let (seen2, heard2, stop2) = (seen.clone(), heard.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             let mut conns = Vec::new();
             while !stop2.load(Ordering::Relaxed) {
                 match l.accept() {
                     Ok((s, _)) => {
                         s.set_nonblocking(false).unwrap();
-                        let (seen, stop) = (seen2.clone(), stop2.clone());
+                        let (seen, heard, stop) = (seen2.clone(), heard2.clone(), stop2.clone());
                         conns.push(std::thread::spawn(move || {
-                            serve_conn(s, name, refuse, &seen, &stop)
+                            serve_conn(s, name, refuse, &seen, &heard, &stop)
                         }));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -112,6 +124,7 @@ impl Mock {
         Mock {
             port,
             seen,
+            heard,
             stop,
             thread: Some(thread),
         }
@@ -119,6 +132,10 @@ impl Mock {
 
     fn seen(&self) -> usize {
         self.seen.load(Ordering::Relaxed)
+    }
+
+    fn heard(&self) -> Vec<(u8, u16)> {
+        self.heard.lock().unwrap().clone()
     }
 }
 
@@ -158,6 +175,10 @@ fn binary_get(port: u16, key: &[u8]) -> (u16, Vec<u8>) {
 }
 
 fn proxy(mocks: &[&Mock], map: &str, forward: Option<&str>) -> Shoal {
+    proxy_with(mocks, map, forward, Protocol::Ascii)
+}
+
+fn proxy_with(mocks: &[&Mock], map: &str, forward: Option<&str>, down: Protocol) -> Shoal {
     let servers: Vec<String> = mocks
         .iter()
         .map(|m| format!("\"127.0.0.1:{}\"", m.port))
@@ -171,6 +192,7 @@ fn proxy(mocks: &[&Mock], map: &str, forward: Option<&str>) -> Shoal {
     );
     let mut cfg = ProxyConfig::new("vb", Servers::VBucket(json));
     cfg.pool.timeout = Duration::from_secs(2);
+    cfg.downstream = down;
     Shoal::start(cfg)
 }
 
@@ -212,4 +234,77 @@ fn not_my_vbucket_everywhere_gives_up_after_twice_the_servers() {
         text.contains("vb:pstd_stats:tot_retry_vbucket 4\r\n"),
         "{text}"
     );
+}
+
+#[test]
+fn ascii_clients_over_binary_carry_the_vbucket_and_follow_not_my_vbucket() {
+    let (a, b) = (Mock::start("A", true), Mock::start("B", false));
+    let shoal = proxy_with(&[&a, &b], "[[0],[0],[0],[0]]", None, Protocol::Binary);
+    let mut c = shoal.client();
+    // A refuses, B answers: the ascii client sees B's value and never the refusal.
+    assert_eq!(
+        c.call(b"get k1 k2\r\n"),
+        b"VALUE k1 0 1\r\nB\r\nVALUE k2 0 1\r\nB\r\nEND\r\n"
+    );
+    assert_eq!(c.call(b"set k3 0 0 1\r\nx\r\n"), b"STORED\r\n");
+    assert_eq!(
+        c.call(b"delete k3\r\ntouch k3 5\r\n"),
+        b"DELETED\r\nTOUCHED\r\n"
+    );
+    // Every request carried its key's vBucket: GETKQ for the gets, then loud retries.
+    let (v1, v2, v3) = (
+        vbucket_of(b"k1", 4),
+        vbucket_of(b"k2", 4),
+        vbucket_of(b"k3", 4),
+    );
+    let heard_a = a.heard();
+    assert!(
+        heard_a.contains(&(0x0d, v1)) && heard_a.contains(&(0x0d, v2)),
+        "{heard_a:?}"
+    );
+    let heard_b = b.heard();
+    for want in [(0x0c, v1), (0x0c, v2), (0x01, v3), (0x04, v3), (0x1c, v3)] {
+        assert!(heard_b.contains(&want), "{want:?} not in {heard_b:?}");
+    }
+    // The map learnt: k1 now goes straight to B, as a quiet get.
+    let before = a.seen();
+    assert_eq!(c.call(b"get k1\r\n"), b"VALUE k1 0 1\r\nB\r\nEND\r\n");
+    assert_eq!(a.seen(), before);
+    assert_eq!(b.heard().last(), Some(&(0x0d, v1)));
+}
+
+#[test]
+fn ascii_clients_over_binary_get_a_server_error_when_every_server_refuses() {
+    let (a, b) = (Mock::start("A", true), Mock::start("B", true));
+    let shoal = proxy_with(&[&a, &b], "[[0],[1]]", None, Protocol::Binary);
+    let mut c = shoal.client();
+    assert_eq!(
+        c.call(b"set k 0 0 1\r\nx\r\nget k\r\n"),
+        b"SERVER_ERROR not my vbucket\r\nSERVER_ERROR not my vbucket\r\n"
+    );
+    // Each request: the first try and at most 2 x 2 retries.
+    assert_eq!(a.seen() + b.seen(), 10);
+}
+
+#[test]
+fn ascii_clients_over_binary_follow_the_forward_map() {
+    let (a, b, c) = (
+        Mock::start("A", true),
+        Mock::start("B", false),
+        Mock::start("C", false),
+    );
+    // Rotation would pick B; the forward map says C.
+    let shoal = proxy_with(
+        &[&a, &b, &c],
+        "[[0],[0]]",
+        Some("[[2],[2]]"),
+        Protocol::Binary,
+    );
+    let mut client = shoal.client();
+    assert_eq!(
+        client.call(b"get key\r\n"),
+        b"VALUE key 0 1\r\nC\r\nEND\r\n"
+    );
+    assert_eq!(client.call(b"set other 0 0 1\r\nx\r\n"), b"STORED\r\n");
+    assert_eq!((a.seen(), b.seen(), c.seen()), (1, 0, 2));
 }

@@ -146,6 +146,8 @@ pub struct Behaviors {
     pub port_listen: Option<u16>,
     /// `usr` and `pwd`: basic-auth credentials for REST URLs.
     pub usr: Option<String>,
+    /// `downstream_protocol`: how classic ascii commands go to the servers.
+    pub downstream: Option<crate::Protocol>,
     /// See `usr`.
     pub pwd: Option<String>,
     /// moxi keys without an equivalent in shoal (`cycle`, `downstream_max`, ...): accepted
@@ -193,8 +195,12 @@ pub fn parse_behaviors(value: &str, pool: &mut PoolOptions) -> Result<Behaviors,
             "connect_max_errors" => pool.max_errors = num(k, v)?.min(u64::from(u32::MAX)) as u32,
             "connect_retry_interval" => pool.retry_interval = ms(k, v)?,
             "downstream_protocol" | "protocol" => match v {
-                "ascii" | "memcached-ascii" | "membase-ascii" | "binary" | "memcached-binary"
-                | "membase-binary" => {}
+                "ascii" | "memcached-ascii" | "membase-ascii" => {
+                    b.downstream = Some(crate::Protocol::Ascii)
+                }
+                "binary" | "memcached-binary" | "membase-binary" => {
+                    b.downstream = Some(crate::Protocol::Binary)
+                }
                 _ => {
                     return Err(MoxiError::BadValue {
                         key: k.to_owned(),
@@ -310,5 +316,8 @@ mod tests {
         assert!(fc.active());
         assert!(parse_behaviors("timeout=soon", &mut p).is_err());
         assert!(parse_behaviors("downstream_protocol=carrier-pigeon", &mut p).is_err());
+        assert_eq!(b.downstream, Some(crate::Protocol::Ascii));
+        let b = parse_behaviors("downstream_protocol=binary", &mut p).unwrap();
+        assert_eq!(b.downstream, Some(crate::Protocol::Binary));
     }
 }

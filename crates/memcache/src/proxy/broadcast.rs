@@ -14,7 +14,7 @@ use crate::stats::{ProxyStats, merge_stats};
 
 type Replies = Vec<oneshot::Receiver<JobResult>>;
 
-async fn to_all(ctx: &Ctx<'_>, via: Wire, wire: Bytes, expect: Expect) -> Replies {
+pub(crate) async fn to_all(ctx: &Ctx<'_>, via: Wire, wire: Bytes, expect: Expect) -> Replies {
     ProxyStats::inc(&ctx.proxy.stats().tot_broadcast);
     let n = ctx.cluster.pool.servers().len();
     let mut rxs = Vec::with_capacity(n);
@@ -25,7 +25,10 @@ async fn to_all(ctx: &Ctx<'_>, via: Wire, wire: Bytes, expect: Expect) -> Replie
 }
 
 /// Gathers the replies in a task; `finish` turns them into the client's bytes.
-fn gather(rxs: Replies, finish: impl FnOnce(Vec<JobResult>) -> Bytes + Send + 'static) -> Pending {
+pub(crate) fn gather(
+    rxs: Replies,
+    finish: impl FnOnce(Vec<JobResult>) -> Bytes + Send + 'static,
+) -> Pending {
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
         let mut results = Vec::with_capacity(rxs.len());

@@ -52,6 +52,14 @@ pub(crate) enum Finish {
     Binary(Header),
     /// A quiet binary command sent with a NOOP after it: everything but the NOOP's reply.
     BinaryQuiet(Header),
+    /// A classic ascii command sent as binary: its reply read back as ascii; nothing at all
+    /// when `silent` (`noreply`).
+    A2b {
+        /// What the command was.
+        kind: crate::a2b::Kind,
+        /// Write nothing.
+        silent: bool,
+    },
 }
 
 impl Finish {
@@ -62,7 +70,10 @@ impl Finish {
             Err(e) => return self.error(&e, out),
         };
         match (self, reply) {
-            (Finish::Ascii { silent: true }, _) => {}
+            (Finish::Ascii { silent: true } | Finish::A2b { silent: true, .. }, _) => {}
+            (Finish::A2b { kind, .. }, Reply::Binary(rs)) if !rs.is_empty() => {
+                crate::a2b::reply(*kind, &rs[0]).encode(out)
+            }
             (Finish::Ascii { .. }, Reply::Ascii(els)) => els.iter().for_each(|e| e.encode(out)),
             (Finish::MetaQuiet, Reply::Ascii(els)) => els
                 .iter()
@@ -83,8 +94,10 @@ impl Finish {
     /// Appends the client's bytes for a failed job.
     pub(crate) fn error(&self, e: &DownstreamError, out: &mut BytesMut) {
         match self {
-            Finish::Ascii { silent: true } => {}
-            Finish::Ascii { .. } | Finish::MetaQuiet => out.extend_from_slice(&e.ascii_reply()),
+            Finish::Ascii { silent: true } | Finish::A2b { silent: true, .. } => {}
+            Finish::Ascii { .. } | Finish::MetaQuiet | Finish::A2b { .. } => {
+                out.extend_from_slice(&e.ascii_reply())
+            }
             Finish::Binary(h) | Finish::BinaryQuiet(h) => {
                 out.extend_from_slice(&error_reply(h, e.binary_status()))
             }

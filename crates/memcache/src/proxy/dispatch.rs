@@ -123,11 +123,14 @@ fn invalidate(front: &FrontCache, req: &Request) {
     }
 }
 
-fn no_server() -> DownstreamError {
+pub(crate) fn no_server() -> DownstreamError {
     DownstreamError::new(DownstreamErrorKind::NoServer, "")
 }
 
 async fn ascii(ctx: &Ctx<'_>, req: AsciiRequest) -> Pending {
+    if ctx.cluster.a2b && super::a2b::handles(&req) {
+        return super::a2b::dispatch(ctx, req).await;
+    }
     match req {
         AsciiRequest::Get(g) => get(ctx, g).await,
         AsciiRequest::FlushAll(_) | AsciiRequest::Stats(_) => broadcast::ascii(ctx, req).await,

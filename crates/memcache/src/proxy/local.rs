@@ -66,6 +66,11 @@ pub(crate) fn stats_proxy(ctx: &Ctx<'_>) -> Pending {
         &format!("{name}:behavior:downstream_conn_max"),
         &cfg.pool.conns,
     );
+    let downstream = match cfg.downstream {
+        crate::Protocol::Ascii => "ascii",
+        crate::Protocol::Binary => "binary",
+    };
+    stat(&format!("{name}:behavior:downstream_protocol"), &downstream);
     stat(
         &format!("{name}:behavior:downstream_retry"),
         &cfg.pool.retry,

@@ -10,6 +10,7 @@
 //! a reload builds a new one and swaps it in; connections keep running, and the old pool's
 //! connections close once their requests are answered.
 
+mod a2b;
 mod broadcast;
 mod client;
 mod dispatch;
@@ -73,6 +74,11 @@ pub struct ProxyConfig {
     pub version: String,
     /// moxi's front cache; off by default.
     pub front_cache: FrontCacheOptions,
+    /// The protocol classic ascii commands use downstream (moxi's `downstream_protocol`):
+    /// ascii by default; binary ("a2b") carries vBucket ids, so that a vBucket map's
+    /// NOT_MY_VBUCKET retry covers ascii clients too. Meta commands always go as ascii,
+    /// binary requests as binary.
+    pub downstream: crate::Protocol,
 }
 
 impl ProxyConfig {
@@ -87,6 +93,7 @@ impl ProxyConfig {
             max_conns: 4096,
             version: "1.6.18-shoal".to_owned(),
             front_cache: FrontCacheOptions::default(),
+            downstream: crate::Protocol::Ascii,
         }
     }
 }
@@ -112,6 +119,8 @@ pub struct Cluster {
     pub pool: Arc<Pool>,
     /// The front cache, when on; a new (empty) one with every reconfiguration, as in moxi.
     pub front: Option<Arc<FrontCache>>,
+    /// Classic ascii commands go downstream as binary (`downstream_protocol=binary`).
+    pub a2b: bool,
 }
 
 impl Cluster {
@@ -124,6 +133,7 @@ impl Cluster {
             router,
             pool,
             front,
+            a2b: cfg.downstream == crate::Protocol::Binary,
         })
     }
 
@@ -206,6 +216,7 @@ impl Proxy {
             router,
             pool,
             front,
+            a2b: cfg.downstream == crate::Protocol::Binary,
         }));
         self.cfg.store(Arc::new(cfg));
         Ok(kept)

@@ -201,4 +201,5 @@ pub fn exchange(s: &mut TcpStream, chunks: &[Vec<u8>], done: impl Fn(&[u8]) -> b
     heard
 }
 
+pub mod bin;
 pub mod shoal;

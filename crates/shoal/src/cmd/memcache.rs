@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
+use shoal_memcache::Protocol;
 use shoal_memcache::config::{ZConfig, parse_behaviors, parse_z};
 use shoal_memcache::proxy::{FrontCacheOptions, Proxy, ProxyConfig, Servers};
 use shoal_memcache::rest::RestSource;
@@ -62,6 +63,10 @@ pub struct MemcacheArgs {
     /// Re-shard over live servers while one is failing (twemproxy's auto_eject_hosts).
     #[arg(long)]
     pub eject: bool,
+    /// Protocol of classic ascii commands to the servers: ascii, or binary (moxi's a2b:
+    /// carries vBucket ids, so ascii clients get the NOT_MY_VBUCKET retry) [default ascii].
+    #[arg(long, value_name = "PROTOCOL")]
+    pub downstream_protocol: Option<String>,
     /// Front cache: most items [default 200].
     #[arg(long, value_name = "N")]
     pub front_cache_max: Option<usize>,
@@ -113,6 +118,8 @@ struct Section {
     retry_interval: Option<HumanDuration>,
     /// Eject failing servers from the ring; default false.
     eject: bool,
+    /// Downstream protocol of ascii commands: ascii (default) or binary.
+    downstream_protocol: Option<String>,
     /// Front cache: most items; default 200.
     front_cache_max: Option<usize>,
     /// Front cache: item lifespan; default 0 (off).
@@ -147,6 +154,7 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
     let mut port_listen = 11211;
     let mut rest_auth = None;
     let mut front = FrontCacheOptions::default();
+    let mut downstream = Protocol::Ascii;
     if let Some(z) = args.behaviors.as_ref().or(s.behaviors.as_ref()) {
         let b = parse_behaviors(z, &mut pool).context("-Z")?;
         dist_override = b.distribution;
@@ -160,6 +168,7 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
         if let Some(f) = b.front_cache {
             front = f;
         }
+        downstream = b.downstream.unwrap_or(downstream);
     }
     let dur = |flag: Option<HumanDuration>, file: Option<HumanDuration>| {
         flag.or(file).map(HumanDuration::get)
@@ -202,12 +211,31 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
     {
         front.unspec = FrontCacheOptions::prefixes(p);
     }
+    if let Some(p) = args
+        .downstream_protocol
+        .as_ref()
+        .or(s.downstream_protocol.as_ref())
+    {
+        downstream = match p.as_str() {
+            "ascii" => Protocol::Ascii,
+            "binary" => Protocol::Binary,
+            _ => {
+                return Err(config::ConfigError::invalid(
+                    "--downstream-protocol",
+                    p,
+                    "ascii or binary",
+                )
+                .into());
+            }
+        };
+    }
     let eject = args.eject || s.eject;
     let make = |name: String, servers: Servers| {
         let mut c = ProxyConfig::new(name, servers);
         c.pool = pool.clone();
         c.eject = eject;
         c.front_cache = front.clone();
+        c.downstream = downstream;
         c
     };
     let mut listeners = Vec::new();
