@@ -50,11 +50,10 @@ async fn tls_front(dir: &Path, data: &[u8], header_timeout: Duration) -> (Runnin
 
 type TlsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
-/// A client trusting `ca` that offers only `alpn`.
+/// A client trusting `ca` that offers only `alpn` (`h2` or `http/1.1`).
 fn client(ca: &Path, alpn: &[&[u8]]) -> TlsClient {
     let roots = shoal_proxy::tls::origin_roots(Some(ca)).unwrap();
-    let mut tls = Arc::unwrap_or_clone(shoal_proxy::tls::origin_client_config(roots).unwrap());
-    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tls = Arc::unwrap_or_clone(shoal_proxy::tls::origin_client_config(roots).unwrap());
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only();

@@ -107,8 +107,11 @@ impl HttpOrigin {
                 .and_then(|roots| crate::tls::origin_client_config(roots).ok())
                 .ok_or_else(|| bad("cannot set up TLS"))?,
         };
+        let mut tls = Arc::unwrap_or_clone(tls);
+        // The connector offers h2 and http/1.1 itself, and refuses a config that names any.
+        tls.alpn_protocols.clear();
         let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(Arc::unwrap_or_clone(tls))
+            .with_tls_config(tls)
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(connector);

@@ -80,9 +80,11 @@ impl ObjectStoreOrigin {
             return Err(bad(format!("expected {scheme}://bucket[/prefix]")));
         }
         let prefix = prefix.trim_matches('/');
-        let mut retry = RetryConfig::default();
-        retry.max_retries = 2;
-        retry.retry_timeout = config.timeout;
+        let retry = RetryConfig {
+            max_retries: 2,
+            retry_timeout: config.timeout,
+            ..RetryConfig::default()
+        };
         // Set key by key: replacing the builder's client options would drop what from_env()
         // put there (AWS_ALLOW_HTTP, proxies and the like).
         let client = [
@@ -339,8 +341,10 @@ mod tests {
         for bad in ["s3://", "s3:///x", "ftp://b/x", "s3://b/x?y=1", "nonsense"] {
             assert!(ObjectStoreOrigin::from_url(bad, &c).is_err(), "{bad}");
         }
-        let mut c = ObjectStoreConfig::default();
-        c.endpoint = Some("http://127.0.0.1:9".into());
+        let c = ObjectStoreConfig {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            ..ObjectStoreConfig::default()
+        };
         let o = ObjectStoreOrigin::from_url("s3://bucket/some/prefix/", &c).unwrap();
         assert_eq!(o.describe(), "s3://bucket/some/prefix/");
         assert!(ObjectStoreOrigin::from_url("gs://b/p", &c).is_err());
