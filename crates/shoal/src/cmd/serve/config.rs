@@ -26,14 +26,6 @@ pub struct ServeSettings {
     /// Where objects come from: a directory, `http[s]://host[:port]/base/`, or
     /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`. Required.
     pub origin: String,
-    /// PEM CA certificate(s) trusted for `https://` origins besides the system's.
-    pub origin_ca: String,
-    /// Endpoint of an `s3://` or `az://` origin's service (default: from the environment).
-    pub origin_endpoint: String,
-    /// PEM certificate chain: serve HTTPS (with `tls_key`).
-    pub tls_cert: String,
-    /// PEM private key of `tls_cert`.
-    pub tls_key: String,
     /// Client address (default `127.0.0.1:8080`; `:8080` means every interface).
     pub listen: String,
     /// Admin address for `/metrics`, `/status`, `/healthz` (default `127.0.0.1:9090`;
@@ -78,6 +70,14 @@ pub struct ServeSettings {
     /// Address of the peer port (default: the host:port of `self`; every interface when
     /// its host is a name).
     pub peer_listen: String,
+    /// PEM CA certificate(s) trusted for `https://` origins besides the system's.
+    pub origin_ca: String,
+    /// Endpoint of an `s3://` or `az://` origin's service (default: from the environment).
+    pub origin_endpoint: String,
+    /// PEM certificate chain: serve HTTPS (with `tls_key`).
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
 }
 
 impl Default for ServeSettings {
@@ -448,6 +448,16 @@ mod tests {
             "origin is required"
         );
         assert!(crate::config::parse::<ServeFile>("[serve]\nchunk = 1\n").is_err());
+        let tls = |extra: &str| {
+            crate::config::parse::<ServeFile>(&format!(
+                "[serve]\norigin = \"s3://b/p\"\norigin_endpoint = \"http://127.0.0.1:1\"\ntls_cert = \"/c.pem\"\n{extra}"
+            ))
+            .unwrap()
+            .serve
+            .validate()
+        };
+        assert!(tls("").unwrap_err().to_string().contains("tls_key"));
+        assert!(tls("tls_key = \"/k.pem\"\norigin_ca = \"/ca.pem\"\n").is_ok());
         assert_eq!(parse_addr("l", ":8080").unwrap().port(), 8080);
         assert!(parse_addr("l", "nowhere").is_err());
     }
