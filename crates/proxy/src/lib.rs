@@ -45,6 +45,7 @@ pub mod path;
 pub mod range;
 pub mod serve;
 pub mod store;
+pub mod tls;
 
 pub use disk::{DiskTier, FileStore};
 pub use meta::{ObjectMeta, Validator};

@@ -1,4 +1,5 @@
-//! [`HttpOrigin`]: objects are the resources under a base URL (`http://host:port/base/`).
+//! [`HttpOrigin`]: objects are the resources under a base URL (`http://host:port/base/` or
+//! `https://...`; HTTPS trusts [`crate::tls::origin_roots`] unless configured otherwise).
 //!
 //! Only URLs made of the configured base and an object path are ever requested: whatever
 //! a client sends (an absolute-form URI, a Host header), the proxy is never an open proxy.
@@ -13,12 +14,14 @@
 //! * Connections are pooled (hyper-util's client); every request has a deadline.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -40,6 +43,9 @@ pub struct HttpOriginConfig {
     /// When the origin answers a range request with the whole object, how many bytes from
     /// the requested offset to keep (default 32 MiB); the rest of the body is not read.
     pub slurp_max: u64,
+    /// TLS for `https://` origins (h2 or HTTP/1.1 by ALPN); `None` (the default) trusts the
+    /// system's CAs, else Mozilla's (see [`crate::tls::origin_roots`]).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for HttpOriginConfig {
@@ -49,6 +55,7 @@ impl Default for HttpOriginConfig {
             timeout: Duration::from_secs(30),
             max_idle_per_host: 64,
             slurp_max: 32 << 20,
+            tls: None,
         }
     }
 }
@@ -65,23 +72,22 @@ pub struct BadOriginUrl {
 #[derive(Debug, Clone)]
 pub struct HttpOrigin {
     base: String,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     config: HttpOriginConfig,
 }
 
 impl HttpOrigin {
-    /// An origin for `base` (`http://host[:port]/[path/]`).
+    /// An origin for `base` (`http[s]://host[:port]/[path/]`).
     pub fn new(base: &str, config: HttpOriginConfig) -> Result<Self, BadOriginUrl> {
         let bad = |why| BadOriginUrl {
             url: base.to_owned(),
             why,
         };
         let uri: Uri = base.parse().map_err(|_| bad("not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(bad("https origins are not supported yet")),
-            _ => return Err(bad("expected http://host[:port]/path/")),
-        }
+        let scheme = match uri.scheme_str() {
+            Some(s @ ("http" | "https")) => s,
+            _ => return Err(bad("expected http[s]://host[:port]/path/")),
+        };
         let authority = uri.authority().ok_or_else(|| bad("no host"))?;
         if uri.query().is_some() {
             return Err(bad("a base URL takes no query"));
@@ -93,12 +99,28 @@ impl HttpOrigin {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let tls = match config.tls.clone() {
+            Some(tls) => tls,
+            None => crate::tls::origin_roots(None)
+                .ok()
+                .and_then(|roots| crate::tls::origin_client_config(roots).ok())
+                .ok_or_else(|| bad("cannot set up TLS"))?,
+        };
+        let mut tls = Arc::unwrap_or_clone(tls);
+        // The connector offers h2 and http/1.1 itself, and refuses a config that names any.
+        tls.alpn_protocols.clear();
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(config.max_idle_per_host)
             .build(connector);
         Ok(HttpOrigin {
-            base: format!("http://{authority}{path}"),
+            base: format!("{scheme}://{authority}{path}"),
             client,
             config,
         })
@@ -363,13 +385,9 @@ mod tests {
             o.uri("a b/c").unwrap().to_string(),
             "http://127.0.0.1:9/store/a%20b/c"
         );
-        for bad in [
-            "ftp://x/",
-            "https://x/",
-            "/local",
-            "http://x/?q=1",
-            "nonsense",
-        ] {
+        let o = HttpOrigin::new("https://localhost:9", HttpOriginConfig::default()).unwrap();
+        assert_eq!(o.describe(), "https://localhost:9/");
+        for bad in ["ftp://x/", "/local", "http://x/?q=1", "nonsense"] {
             assert!(
                 HttpOrigin::new(bad, HttpOriginConfig::default()).is_err(),
                 "{bad}"

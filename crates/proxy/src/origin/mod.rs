@@ -5,12 +5,15 @@
 //! names the version it expects; an origin that finds another version answers
 //! [`OriginError::Changed`] rather than bytes, so a reply never stitches two versions.
 //!
-//! Implementations: [`DirOrigin`] (a local directory) and [`HttpOrigin`] (an HTTP server
-//! under a base URL). Paths handed to an origin are object paths as produced by
+//! Implementations: [`DirOrigin`] (a local directory), [`HttpOrigin`] (an HTTP(S) server
+//! under a base URL) and, with the `object-store` feature, `ObjectStoreOrigin` (S3, GCS,
+//! Azure). Paths handed to an origin are object paths as produced by
 //! [`object_path`](crate::path::object_path): relative, no `.` or `..` segments.
 
 mod dir;
 mod http;
+#[cfg(feature = "object-store")]
+mod objstore;
 
 use std::future::Future;
 use std::ops::Range;
@@ -21,6 +24,8 @@ use bytes::Bytes;
 
 pub use self::dir::DirOrigin;
 pub use self::http::{HttpOrigin, HttpOriginConfig};
+#[cfg(feature = "object-store")]
+pub use self::objstore::{BadObjectStoreUrl, ObjectStoreConfig, ObjectStoreOrigin};
 use crate::meta::{ObjectMeta, Validator};
 
 /// Bytes read from an origin: at least the requested range, starting at `offset`.

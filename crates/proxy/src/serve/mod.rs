@@ -1,12 +1,14 @@
 //! The HTTP front: HTTP/1.1 and h2c (prior knowledge) on one port, via hyper-util's auto
 //! builder, with a connection limit, a header read timeout, a header size cap and graceful
-//! shutdown.
+//! shutdown. With [`ServerConfig::tls`] the port speaks HTTPS instead (ALPN `h2`,
+//! `http/1.1`); the handshake shares the header read timeout.
 
 mod body;
 mod handler;
 mod io;
 mod plan;
 mod stream;
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,6 +41,9 @@ pub struct ServerConfig {
     /// Longest a client may stall a reply by not reading it (time between two successful
     /// writes, as nginx's `send_timeout`; default 60 s). Then the connection is closed.
     pub send_timeout: Duration,
+    /// Serve HTTPS with this configuration (see [`crate::tls::server_config`]); `None`
+    /// (the default) serves plain HTTP/1.1 and h2c.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +54,7 @@ impl Default for ServerConfig {
             max_header_bytes: 16 << 10,
             drain_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -74,6 +80,7 @@ pub async fn serve(
         .max_concurrent_streams(256)
         .adaptive_window(true);
     let builder = Arc::new(builder);
+    let acceptor = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -104,6 +111,7 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let first_byte = config.header_read_timeout;
         let send_timeout = config.send_timeout;
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _permit = permit;
             // hyper's header timeout starts after protocol detection: bound the wait for the
@@ -113,14 +121,27 @@ pub async fn serve(
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return,
             }
-            let service = service_fn(move |req| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, std::convert::Infallible>(proxy.handle(req).await) }
-            });
-            let io = TokioIo::new(io::SendTimeout::new(stream, send_timeout));
-            let conn = builder.serve_connection(io, service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let io = io::SendTimeout::new(stream, send_timeout);
+            let Some(acceptor) = acceptor else {
+                serve_connection(&builder, TokioIo::new(io), proxy, watcher, peer).await;
+                return;
+            };
+            if probe[0] != TLS_HANDSHAKE_RECORD {
+                tls::refuse_plain_http(io).await;
+                return;
+            }
+            match tokio::time::timeout(first_byte, acceptor.accept(io)).await {
+                Ok(Ok(tls)) => {
+                    serve_connection(&builder, TokioIo::new(tls), proxy, watcher, peer).await;
+                }
+                Ok(Err(e)) => {
+                    metrics::counter!("shoal_http_tls_handshake_errors_total").increment(1);
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    metrics::counter!("shoal_http_tls_handshake_errors_total").increment(1);
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                }
             }
         });
     }
@@ -132,4 +153,26 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// The first byte of a TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+async fn serve_connection<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: TokioIo<I>,
+    proxy: Arc<Proxy>,
+    watcher: hyper_util::server::graceful::Watcher,
+    peer: std::net::SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, std::convert::Infallible>(proxy.handle(req).await) }
+    });
+    let conn = builder.serve_connection(io, service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
 }

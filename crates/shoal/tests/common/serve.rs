@@ -27,9 +27,15 @@ impl Drop for Serve {
 /// printed its client address and a line containing each of `also` (e.g. `admin on`,
 /// `peers on`).
 pub fn start(args: &[&str], also: &[&str]) -> Serve {
+    start_with_env(args, also, &[])
+}
+
+/// [`start`] with extra environment variables for the process.
+pub fn start_with_env(args: &[&str], also: &[&str], env: &[(&str, &str)]) -> Serve {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -49,7 +55,7 @@ pub fn start(args: &[&str], also: &[&str]) -> Serve {
         admin: None,
     };
     let url = |l: &str| -> SocketAddr {
-        let rest = l.split("http://").nth(1).expect("a URL in the line");
+        let rest = l.split("://").nth(1).expect("a URL in the line");
         rest.split_whitespace()
             .next()
             .expect("an address")

@@ -23,7 +23,8 @@ pub struct ServeFile {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServeSettings {
-    /// Where objects come from: a directory, or `http://host[:port]/base/`. Required.
+    /// Where objects come from: a directory, `http[s]://host[:port]/base/`, or
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`. Required.
     pub origin: String,
     /// Client address (default `127.0.0.1:8080`; `:8080` means every interface).
     pub listen: String,
@@ -69,6 +70,14 @@ pub struct ServeSettings {
     /// Address of the peer port (default: the host:port of `self`; every interface when
     /// its host is a name).
     pub peer_listen: String,
+    /// PEM CA certificate(s) trusted for `https://` origins besides the system's.
+    pub origin_ca: String,
+    /// Endpoint of an `s3://` or `az://` origin's service (default: from the environment).
+    pub origin_endpoint: String,
+    /// PEM certificate chain: serve HTTPS (with `tls_key`).
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
 }
 
 impl Default for ServeSettings {
@@ -77,6 +86,10 @@ impl Default for ServeSettings {
         let secs = |s| HumanDuration(Duration::from_secs(s));
         ServeSettings {
             origin: String::new(),
+            origin_ca: String::new(),
+            origin_endpoint: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
             listen: "127.0.0.1:8080".into(),
             admin_listen: "127.0.0.1:9090".into(),
             memory: ByteSize(512 << 20),
@@ -116,6 +129,19 @@ pub struct ServeArgs {
         env = "SHOAL_ORIGIN"
     )]
     pub origin: Option<String>,
+    /// PEM CA file trusted for https:// origins, besides the system's CAs.
+    #[arg(long, value_name = "FILE", env = "SHOAL_ORIGIN_CA")]
+    pub origin_ca: Option<String>,
+    /// Service endpoint of an s3:// or az:// origin (e.g. http://127.0.0.1:9000) [default:
+    /// AWS_ENDPOINT_URL / AZURE_STORAGE_ENDPOINT].
+    #[arg(long, value_name = "URL", env = "SHOAL_ORIGIN_ENDPOINT")]
+    pub origin_endpoint: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", env = "SHOAL_TLS_CERT")]
+    pub tls_cert: Option<String>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", env = "SHOAL_TLS_KEY")]
+    pub tls_key: Option<String>,
     /// Client address [default: 127.0.0.1:8080] [chunkproxy: --webaddr].
     #[arg(
         long,
@@ -226,6 +252,10 @@ impl ServeArgs {
         }
         take!(
             origin,
+            origin_ca,
+            origin_endpoint,
+            tls_cert,
+            tls_key,
             listen,
             admin_listen,
             memory,
@@ -333,6 +363,13 @@ impl Validate for ServeSettings {
                 "a directory or http://host/base/ (--origin or serve.origin)",
             ));
         }
+        if self.tls_cert.trim().is_empty() != self.tls_key.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "tls_cert/tls_key",
+                format!("{:?}/{:?}", self.tls_cert, self.tls_key),
+                "both files or neither (--tls-cert FILE --tls-key FILE)",
+            ));
+        }
         parse_addr("listen", &self.listen)?;
         if self.admin_listen != "off" {
             parse_addr("admin_listen", &self.admin_listen)?;
@@ -411,6 +448,16 @@ mod tests {
             "origin is required"
         );
         assert!(crate::config::parse::<ServeFile>("[serve]\nchunk = 1\n").is_err());
+        let tls = |extra: &str| {
+            crate::config::parse::<ServeFile>(&format!(
+                "[serve]\norigin = \"s3://b/p\"\norigin_endpoint = \"http://127.0.0.1:1\"\ntls_cert = \"/c.pem\"\n{extra}"
+            ))
+            .unwrap()
+            .serve
+            .validate()
+        };
+        assert!(tls("").unwrap_err().to_string().contains("tls_key"));
+        assert!(tls("tls_key = \"/k.pem\"\norigin_ca = \"/ca.pem\"\n").is_ok());
         assert_eq!(parse_addr("l", ":8080").unwrap().port(), 8080);
         assert!(parse_addr("l", "nowhere").is_err());
     }
@@ -462,11 +509,23 @@ mod tests {
             "12KiB",
             "--max-connections",
             "13",
+            "--origin-ca",
+            "/ca.pem",
+            "--origin-endpoint",
+            "http://127.0.0.1:1",
+            "--tls-cert",
+            "/c.pem",
+            "--tls-key",
+            "/k.pem",
         ])
         .unwrap();
         let secs = |s| HumanDuration(Duration::from_secs(s));
         let want = ServeSettings {
             origin: "/o".into(),
+            origin_ca: "/ca.pem".into(),
+            origin_endpoint: "http://127.0.0.1:1".into(),
+            tls_cert: "/c.pem".into(),
+            tls_key: "/k.pem".into(),
             listen: ":1".into(),
             admin_listen: "off".into(),
             memory: ByteSize(1 << 20),
@@ -557,6 +616,8 @@ mod tests {
         assert!(e.to_string().contains("self"), "{e}");
         let e = parse(&["--self", "http://127.0.0.1:1"]).unwrap_err();
         assert!(e.to_string().contains("peers"), "{e}");
+        let e = parse(&["--tls-cert", "/c.pem"]).unwrap_err();
+        assert!(e.to_string().contains("tls_key"), "{e}");
         let f: ServeFile = crate::config::parse(
             "[serve]\norigin = \"/o\"\npeers = \"http://h:1,http://g:1\"\nself = \"http://g:1\"\npeer_listen = \"127.0.0.1:1\"\n",
         )

@@ -17,6 +17,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use shoal_cache::{Group, GroupStats};
 use shoal_cluster::{Cluster, DEFAULT_MAX_VALUE_BYTES, PeerServer, StaticMembership};
+use shoal_proxy::origin::{ObjectStoreConfig, ObjectStoreOrigin};
 use shoal_proxy::{
     DirOrigin, DiskTier, DynOrigin, FileStore, HttpOrigin, HttpOriginConfig, Proxy, ProxyConfig,
     ServerConfig, Store, StoreConfig,
@@ -38,16 +39,34 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 fn origin(s: &ServeSettings) -> anyhow::Result<Arc<dyn DynOrigin>> {
     let o = s.origin.trim();
-    if o.starts_with("http://") || o.starts_with("https://") {
+    let is_http = o.starts_with("http://") || o.starts_with("https://");
+    if !s.origin_ca.trim().is_empty() && !o.starts_with("https://") {
+        anyhow::bail!("origin_ca is for https:// origins, not {o:?}");
+    }
+    if !s.origin_endpoint.trim().is_empty() && (is_http || !o.contains("://")) {
+        anyhow::bail!("origin_endpoint is for s3:// and az:// origins, not {o:?}");
+    }
+    if is_http {
         let mut c = HttpOriginConfig::default();
         c.timeout = s.origin_timeout.get();
         c.connect_timeout = s.connect_timeout.get();
+        if !s.origin_ca.trim().is_empty() {
+            let ca = std::path::Path::new(s.origin_ca.trim());
+            let roots = shoal_proxy::tls::origin_roots(Some(ca)).context("origin_ca")?;
+            let tls =
+                shoal_proxy::tls::origin_client_config(roots).context("TLS for the origin")?;
+            c.tls = Some(tls);
+        }
         return Ok(Arc::new(HttpOrigin::new(o, c)?));
     }
-    if let Some((scheme, _)) = o.split_once("://") {
-        anyhow::bail!(
-            "origin {o:?}: {scheme}:// origins are not supported yet (use a directory or http://)"
-        );
+    if o.contains("://") {
+        let mut c = ObjectStoreConfig::default();
+        c.timeout = s.origin_timeout.get();
+        c.connect_timeout = s.connect_timeout.get();
+        if !s.origin_endpoint.trim().is_empty() {
+            c.endpoint = Some(s.origin_endpoint.trim().to_owned());
+        }
+        return Ok(Arc::new(ObjectStoreOrigin::from_url(o, &c)?));
     }
     let dir = DirOrigin::new(o).with_context(|| format!("origin directory {o:?}"))?;
     Ok(Arc::new(dir))
@@ -56,6 +75,14 @@ fn origin(s: &ServeSettings) -> anyhow::Result<Arc<dyn DynOrigin>> {
 async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     telemetry::init_logging();
     let origin = origin(&s)?;
+    let tls = if s.tls_cert.trim().is_empty() {
+        None
+    } else {
+        let cert = std::path::Path::new(s.tls_cert.trim());
+        let key = std::path::Path::new(s.tls_key.trim());
+        Some(shoal_proxy::tls::server_config(cert, key).context("tls_cert/tls_key")?)
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut sc = StoreConfig::default();
     sc.chunk_size = s.chunk_size.bytes();
     sc.memory = s.memory.bytes();
@@ -82,6 +109,7 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     server.send_timeout = s.send_timeout.get();
     server.max_header_bytes = usize::try_from(s.max_header_size.bytes()).unwrap_or(usize::MAX);
     server.max_connections = s.max_connections;
+    server.tls = tls;
 
     // Static cluster: every node asks a chunk's (and an object's metadata's) owner, so
     // the origin sees each chunk once cluster-wide.
@@ -115,7 +143,7 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
         None => None,
     };
     println!(
-        "shoal serve: listening on http://{bound} (origin {})",
+        "shoal serve: listening on {scheme}://{bound} (origin {})",
         store.origin_name()
     );
     tracing::info!(%bound, origin = store.origin_name(), "serving");
