@@ -47,7 +47,7 @@ fn two_hundred_clients_one_origin_read_per_chunk() {
         .and_then(|l| l.rsplit(' ').next())
         .unwrap()
         .to_owned();
-    let nodes = vec![
+    let nodes = [
         first,
         start(&peers[1], Some(&seed)),
         start(&peers[2], Some(&seed)),
