@@ -43,8 +43,12 @@ fn gossip_addr(n: &Node) -> String {
 
 /// Three nodes, the first gossiping alone and the others seeded with it.
 fn gossip_cluster(o: &Origin, extra: &[&str]) -> (Vec<Node>, Vec<String>) {
+    gossip_cluster_of("http", o, extra)
+}
+
+fn gossip_cluster_of(scheme: &str, o: &Origin, extra: &[&str]) -> (Vec<Node>, Vec<String>) {
     let peers: Vec<String> = (0..3)
-        .map(|_| format!("http://127.0.0.1:{}", free_port()))
+        .map(|_| format!("{scheme}://127.0.0.1:{}", free_port()))
         .collect();
     let mut args = vec!["--gossip", "127.0.0.1:0"];
     args.extend_from_slice(extra);
@@ -115,6 +119,58 @@ fn peer_secret_refuses_strangers_and_the_cluster_still_works() {
     );
 
     // Peers that could not authenticate would each read the origin themselves.
+    read_everywhere(&nodes, &data, 12);
+    o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
+}
+
+#[test]
+fn mtls_between_peers() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, pem: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, pem).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let (ca, cert, key) = (
+        file("ca.pem", ca.pem()),
+        file("node.pem", cert.pem()),
+        file("node.key", key.serialize_pem()),
+    );
+    let data = object(4 << 20);
+    let o = origin(data.clone());
+    let tls = [
+        "--peer-tls-ca",
+        ca.as_str(),
+        "--peer-tls-cert",
+        cert.as_str(),
+        "--peer-tls-key",
+        key.as_str(),
+    ];
+    let (nodes, peers) = gossip_cluster_of("https", &o, &tls);
+
+    // Plain HTTP to the peer port gets no HTTP answer (the TLS handshake fails).
+    let peer: SocketAddr = peers[0].trim_start_matches("https://").parse().unwrap();
+    let mut s = std::net::TcpStream::connect(peer).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    use std::io::{Read, Write};
+    let _ = s.write_all(b"GET /_galaxycache/meta/x HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(
+        !got.starts_with(b"HTTP/1.1 2"),
+        "plain HTTP was answered: {got:?}"
+    );
+
     read_everywhere(&nodes, &data, 12);
     o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
 }
