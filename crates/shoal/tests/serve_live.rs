@@ -93,6 +93,32 @@ fn gossip_nodes_converge_and_load_each_chunk_once() {
 }
 
 #[test]
+fn members_file_nodes_converge_and_load_each_chunk_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("members");
+    let peers: Vec<String> = (0..2)
+        .map(|_| format!("http://127.0.0.1:{}", free_port()))
+        .collect();
+    // The second node is added later: the first starts alone and picks it up on reload.
+    std::fs::write(&file, format!("# the cluster\n{}\n", peers[0])).unwrap();
+    let data = object(4 << 20);
+    let o = origin(data.clone());
+    let args = [
+        "--members-file",
+        file.to_str().unwrap(),
+        "--members-refresh",
+        "200ms",
+    ];
+    let mut nodes = vec![node(&o, &peers[0], &args)];
+    std::fs::write(&file, format!("{}\n{}\n", peers[0], peers[1])).unwrap();
+    nodes.push(node(&o, &peers[1], &args));
+    let admins: Vec<SocketAddr> = nodes.iter().map(|n| n.admin.unwrap()).collect();
+    wait_converged(&admins, &peers, Duration::from_secs(30));
+    read_everywhere(&nodes, &data, 8);
+    o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
+}
+
+#[test]
 fn peer_secret_refuses_strangers_and_the_cluster_still_works() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("peer-secret");
