@@ -3,6 +3,7 @@
 //! serve them on the peer port, and answer `GET /members` on the admin port.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 use shoal_cache::{Group, GroupBuilder, Loader};
 use shoal_cluster::{
     Cluster, ClusterError, DEFAULT_MAX_VALUE_BYTES, DnsMembership, FileMembership, GceDiscovery,
-    GossipMembership, Handoff, Membership, PeerServer, StaticMembership,
+    GossipMembership, Handoff, Membership, PeerServer, Scheme, StaticMembership,
 };
 use shoal_proxy::GroupMaker;
 
@@ -88,20 +89,28 @@ impl Source {
     }
 }
 
+/// A cluster of this node alone, with the source not started yet: the store adds its
+/// groups (through [`ClusterGroups`]), then [`Joining::start`] opens the peer port and only
+/// then lets the others know about this node.
+pub struct Joining {
+    /// The ring (this node alone for now) and the peer clients.
+    pub cluster: Cluster,
+    source: SourcePlan,
+    peer_addr: SocketAddr,
+}
+
 /// This node's part of a cluster.
 pub struct Joined {
     /// The ring and the peer clients.
     pub cluster: Cluster,
     /// Where the members come from.
     pub source: Arc<Source>,
-    /// The source's name (`static`, `gossip`, `etcd`, `file`, `dns`).
-    pub source_name: &'static str,
+    /// The peer port.
+    pub server: PeerServer,
 }
 
-/// Starts the source and makes the cluster that follows it; the store's groups are added
-/// next (through [`ClusterGroups`]), then [`Joined::serve`] opens the peer port.
-pub async fn join(plan: Plan, s: &ServeSettings) -> anyhow::Result<Joined> {
-    let source_name = plan.source.name();
+/// Makes this node's cluster from the plan's settings, as a cluster of one.
+pub fn prepare(plan: Plan, s: &ServeSettings) -> anyhow::Result<Joining> {
     let live = !matches!(plan.source, SourcePlan::Static(_));
     let chunk = usize::try_from(s.chunk_size.bytes()).unwrap_or(usize::MAX);
     let mut builder = Cluster::builder(plan.self_url.as_str())
@@ -117,39 +126,47 @@ pub async fn join(plan: Plan, s: &ServeSettings) -> anyhow::Result<Joined> {
     if live && plan.handoff {
         builder = builder.handoff(Handoff::default());
     }
-    let source = Source::start(plan.source, plan.self_url.as_str()).await?;
-    let cluster = builder.build_following(source.membership())?;
-    Ok(Joined {
+    let cluster = builder.build(&[plan.self_url.as_str()])?;
+    Ok(Joining {
         cluster,
-        source: Arc::new(source),
-        source_name,
+        source: plan.source,
+        peer_addr: plan.peer_addr,
     })
 }
 
-impl Joined {
-    /// Serves this node's groups on the peer port.
-    pub async fn serve(&self, plan_addr: std::net::SocketAddr) -> anyhow::Result<PeerServer> {
+impl Joining {
+    /// Serves this node's groups on the peer port, then starts the source and follows it:
+    /// a node is reachable before anyone learns it is a member.
+    pub async fn start(self) -> anyhow::Result<Joined> {
+        let addr = self.peer_addr;
         let server = self
             .cluster
-            .serve(plan_addr)
+            .serve(addr)
             .await
-            .with_context(|| format!("cannot listen on {plan_addr} (peers)"))?;
+            .with_context(|| format!("cannot listen on {addr} (peers)"))?;
+        let name = self.source.name();
+        let me = self.cluster.self_url().clone();
+        let source = Source::start(self.source, me.as_str()).await?;
+        self.cluster.follow(source.membership())?;
         let members = self.cluster.members().len();
-        let me = self.cluster.self_url();
+        let scheme = match me.scheme() {
+            Scheme::Https => "https",
+            Scheme::Http => "http",
+        };
         println!(
-            "shoal serve: peers on {}://{} (self {me}, {} membership, {members} members)",
-            if me.scheme() == shoal_cluster::Scheme::Https {
-                "https"
-            } else {
-                "http"
-            },
+            "shoal serve: peers on {scheme}://{} (self {me}, {name} membership, {members} members)",
             server.local_addr(),
-            self.source_name,
         );
-        tracing::info!(addr = %server.local_addr(), self_url = %me, source = self.source_name, members, "cluster joined");
-        Ok(server)
+        tracing::info!(addr = %server.local_addr(), self_url = %me, source = name, members, "cluster joined");
+        Ok(Joined {
+            cluster: self.cluster,
+            source: Arc::new(source),
+            server,
+        })
     }
+}
 
+impl Joined {
     /// `GET /members`: what `shoal members` prints.
     pub fn members_router(&self) -> Router {
         let (cluster, source) = (self.cluster.clone(), self.source.clone());

@@ -77,13 +77,11 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     // In a cluster every node asks a chunk's (and an object's metadata's) owner, so the
     // origin sees each chunk once cluster-wide. Live sources start with this node alone:
     // it serves at once and joins in the background.
-    let plan = s.plan()?;
-    let peer_addr = plan.as_ref().map(|p| p.peer_addr);
-    let joined = match plan {
-        Some(p) => Some(join::join(p, &s).await?),
+    let joining = match s.plan()? {
+        Some(p) => Some(join::prepare(p, &s)?),
         None => None,
     };
-    let store = match &joined {
+    let store = match &joining {
         Some(j) => Store::with_groups(origin, &sc, tier, &join::ClusterGroups(&j.cluster))?,
         None => Store::with_disk(origin, &sc, tier),
     };
@@ -97,9 +95,9 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     server.max_header_bytes = usize::try_from(s.max_header_size.bytes()).unwrap_or(usize::MAX);
     server.max_connections = s.max_connections;
 
-    let peer_server = match (&joined, peer_addr) {
-        (Some(j), Some(addr)) => Some(j.serve(addr).await?),
-        _ => None,
+    let joined = match joining {
+        Some(j) => Some(j.start().await?),
+        None => None,
     };
 
     let listen = config::parse_addr("listen", &s.listen)?;
@@ -152,8 +150,8 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     if let Some(task) = admin_task {
         let _ = task.await;
     }
-    if let Some(server) = peer_server {
-        server.shutdown().await;
+    if let Some(j) = joined {
+        j.server.shutdown().await;
     }
     Ok(())
 }
