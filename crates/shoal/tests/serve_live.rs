@@ -203,7 +203,12 @@ fn mtls_between_peers() {
 
 /// Runs `shoal serve ARGS` expecting it to refuse them: exit 1, one `shoal: error:` line.
 fn refused(args: &[&str]) -> String {
+    refused_with(&[], args)
+}
+
+fn refused_with(env: &[(&str, &str)], args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .envs(env.iter().copied())
         .args([
             "serve",
             "--origin",
@@ -273,6 +278,14 @@ fn conflicting_or_incomplete_flags_are_one_error_line() {
     let e = refused(&["--self", me, "--peers", me, "--peer-secret", "short"]);
     assert!(
         e.contains("at least 16 characters") && !e.contains("short"),
+        "{e}"
+    );
+    let e = refused_with(
+        &[("SHOAL_PEER_SECRET", "too-short")],
+        &["--self", me, "--peers", me],
+    );
+    assert!(
+        e.contains("at least 16 characters") && !e.contains("too-short"),
         "{e}"
     );
     let e = refused(&["--peer-secret", "0123456789abcdef0"]);

@@ -256,7 +256,7 @@ pub struct ServeArgs {
         conflicts_with = "poolpeers"
     )]
     pub peers: Option<String>,
-    /// This node's peer URL, exactly one of --peers.
+    /// This node's peer URL: exactly one of --peers, or how others reach it (live sources).
     #[arg(
         long = "self",
         value_name = "URL",

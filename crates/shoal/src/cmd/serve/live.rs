@@ -23,7 +23,7 @@ use crate::units::HumanDuration;
 /// Flags for live membership and peer security; each overrides its `[serve]` key.
 #[derive(Debug, Default, Args)]
 pub struct LiveArgs {
-    /// Gossip (SWIM) on this UDP address, joining through --seeds [like shoal-cluster-node].
+    /// Gossip (SWIM) on this UDP address, joining through --seeds.
     #[arg(long, value_name = "ADDR", env = "SHOAL_GOSSIP")]
     pub gossip: Option<String>,
     /// The gossip address others reach this node at [default: the bound address].
