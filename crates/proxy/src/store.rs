@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use metrics::counter;
-use shoal_cache::{GetOptions, Got, Group, LoadError, Loaded, Loader, Source};
+use shoal_cache::{GetOptions, Got, Group, GroupBuilder, LoadError, Loaded, Loader, Source};
 use tokio::time::Instant;
 
 use crate::chunk::{ChunkKey, Chunking};
@@ -80,32 +80,50 @@ impl Store {
         config: &StoreConfig,
         disk: Option<Arc<dyn DiskTier>>,
     ) -> Arc<Self> {
+        match Self::with_groups(origin, config, disk, &PlainGroups) {
+            Ok(store) => store,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`with_disk`](Self::with_disk), with both groups built by `maker`: a cluster builds
+    /// them itself so it can wrap their loaders (warm handoff) and serve them to peers.
+    pub fn with_groups<M: GroupMaker>(
+        origin: Arc<dyn DynOrigin>,
+        config: &StoreConfig,
+        disk: Option<Arc<dyn DiskTier>>,
+        maker: &M,
+    ) -> Result<Arc<Self>, M::Error> {
         let chunk_size = config.chunk_size.max(1);
-        let meta = Group::builder("meta", config.meta_memory)
-            .negative_ttl(config.negative_ttl)
-            .load_timeout(config.load_timeout)
-            .max_entry_bytes(64 << 10)
-            .build(MetaLoader {
+        let meta = maker.make(
+            Group::builder("meta", config.meta_memory)
+                .negative_ttl(config.negative_ttl)
+                .load_timeout(config.load_timeout)
+                .max_entry_bytes(64 << 10),
+            MetaLoader {
                 origin: origin.clone(),
                 ttl: config.meta_ttl,
-            });
+            },
+        )?;
         let chunks_cell = Arc::new(OnceLock::new());
-        let chunks = Group::builder("chunks", config.memory)
-            .load_timeout(config.load_timeout)
-            .max_entry_bytes(chunk_size + 8192)
-            .build(ChunkLoader {
+        let chunks = maker.make(
+            Group::builder("chunks", config.memory)
+                .load_timeout(config.load_timeout)
+                .max_entry_bytes(chunk_size + 8192),
+            ChunkLoader {
                 origin: origin.clone(),
                 meta: meta.clone(),
                 chunks: chunks_cell.clone(),
                 disk,
-            });
+            },
+        )?;
         let _ = chunks_cell.set(Arc::downgrade(&chunks));
-        Arc::new(Store {
+        Ok(Arc::new(Store {
             meta,
             chunks,
             chunk_size,
             origin_name: origin.describe_dyn(),
-        })
+        }))
     }
 
     /// The `meta` group (for peers, metrics and status).
@@ -179,6 +197,24 @@ impl Store {
     /// Whether a chunk is in this node's memory (does not count as a get).
     pub fn has_chunk(&self, key: &[u8]) -> bool {
         self.chunks.peek(key).is_some()
+    }
+}
+
+/// Builds a [`Store`]'s groups (`meta`, then `chunks`) from their settings and loaders.
+pub trait GroupMaker {
+    /// Why a group could not be made.
+    type Error;
+    /// The group `builder` describes, loading with `loader` (or a wrapper around it).
+    fn make<L: Loader>(&self, builder: GroupBuilder, loader: L) -> Result<Arc<Group>, Self::Error>;
+}
+
+/// Groups as they are, for a store of its own.
+struct PlainGroups;
+
+impl GroupMaker for PlainGroups {
+    type Error = std::convert::Infallible;
+    fn make<L: Loader>(&self, builder: GroupBuilder, loader: L) -> Result<Arc<Group>, Self::Error> {
+        Ok(builder.build(loader))
     }
 }
 

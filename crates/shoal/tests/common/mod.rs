@@ -3,4 +3,6 @@
 // Each test binary uses only some helpers; a panic here is the test failing.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod etcd;
+pub mod origin;
 pub mod serve;

@@ -14,6 +14,8 @@ pub struct Serve {
     pub addr: SocketAddr,
     /// The admin address (`admin on http://...`), when the test waited for it.
     pub admin: Option<SocketAddr>,
+    /// Every line it printed until it was ready.
+    pub lines: Vec<String>,
 }
 
 impl Drop for Serve {
@@ -53,6 +55,7 @@ pub fn start_with_env(args: &[&str], also: &[&str], env: &[(&str, &str)]) -> Ser
         child,
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         admin: None,
+        lines: Vec::new(),
     };
     let url = |l: &str| -> SocketAddr {
         let rest = l.split("://").nth(1).expect("a URL in the line");
@@ -77,6 +80,7 @@ pub fn start_with_env(args: &[&str], also: &[&str], env: &[(&str, &str)]) -> Ser
         for (s, marker) in seen.iter_mut().zip(also) {
             *s |= line.contains(marker);
         }
+        serve.lines.push(line);
     }
     serve.addr = addr.expect("client address");
     serve

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::Deserialize;
-use shoal_cluster::StaticMembership;
+use shoal_cluster::{PeerUrl, StaticMembership};
 
 use crate::config::{ConfigError, Validate};
 use crate::units::{ByteSize, HumanDuration};
@@ -78,6 +78,49 @@ pub struct ServeSettings {
     pub tls_cert: String,
     /// PEM private key of `tls_cert`.
     pub tls_key: String,
+    /// UDP address to gossip on (SWIM); joins through `seeds` (default: no gossip).
+    pub gossip: String,
+    /// The gossip address other nodes reach this one at (default: the bound address).
+    pub gossip_advertise: String,
+    /// Gossip addresses to join through, comma-separated `host:port` (none: a new cluster).
+    pub seeds: String,
+    /// Shared gossip key: every packet is authenticated with HMAC-SHA256.
+    pub gossip_key: String,
+    /// A file holding the gossip key (its surrounding whitespace ignored).
+    pub gossip_key_file: String,
+    /// etcd client URL to register in and list members from (chunkproxy's `--coord`).
+    pub coord: String,
+    /// The cluster's directory (key prefix) in etcd (chunkproxy's `--cluster`).
+    pub cluster: String,
+    /// Lease TTL of this node's etcd registration (default 10s; at least 2s).
+    pub etcd_ttl: HumanDuration,
+    /// A file of member peer URLs, reloaded when it changes and on SIGHUP.
+    pub members_file: String,
+    /// `NAME:PORT`: every A/AAAA record of NAME is a member `http://IP:PORT`.
+    pub dns: String,
+    /// How often the members file is checked and the DNS name resolved (default 5s).
+    pub members_refresh: HumanDuration,
+    /// gce-cache-cluster's ini file: GCE instances found with it seed gossip.
+    pub gce_config: String,
+    /// Compute API base URL (default `https://compute.googleapis.com`).
+    pub gce_endpoint: String,
+    /// Metadata server base URL for the API token (default `http://metadata.google.internal`;
+    /// `none` sends no token).
+    pub gce_metadata: String,
+    /// Warm handoff for live membership: after a change, a key's new owner first asks its
+    /// previous owner (default true).
+    pub handoff: bool,
+    /// Shared secret every peer request must carry (at least 16 printable characters);
+    /// prefer `peer_secret_file` or `SHOAL_PEER_SECRET` to a flag.
+    pub peer_secret: String,
+    /// A file holding the peer secret (its surrounding whitespace ignored).
+    pub peer_secret_file: String,
+    /// This node's certificate chain (PEM) for mTLS between peers; `self` is then `https://`.
+    pub peer_tls_cert: String,
+    /// The private key (PEM) of `peer_tls_cert`.
+    pub peer_tls_key: String,
+    /// The cluster CA (PEM) that signed every member's certificate.
+    pub peer_tls_ca: String,
 }
 
 impl Default for ServeSettings {
@@ -110,6 +153,26 @@ impl Default for ServeSettings {
             peers: String::new(),
             self_url: String::new(),
             peer_listen: String::new(),
+            gossip: String::new(),
+            gossip_advertise: String::new(),
+            seeds: String::new(),
+            gossip_key: String::new(),
+            gossip_key_file: String::new(),
+            coord: String::new(),
+            cluster: String::new(),
+            etcd_ttl: secs(10),
+            members_file: String::new(),
+            dns: String::new(),
+            members_refresh: secs(5),
+            gce_config: String::new(),
+            gce_endpoint: String::new(),
+            gce_metadata: String::new(),
+            handoff: true,
+            peer_secret: String::new(),
+            peer_secret_file: String::new(),
+            peer_tls_cert: String::new(),
+            peer_tls_key: String::new(),
+            peer_tls_ca: String::new(),
         }
     }
 }
@@ -219,7 +282,7 @@ pub struct ServeArgs {
         conflicts_with = "poolpeers"
     )]
     pub peers: Option<String>,
-    /// This node's peer URL, exactly one of --peers.
+    /// This node's peer URL: exactly one of --peers, or how others reach it (live sources).
     #[arg(
         long = "self",
         value_name = "URL",
@@ -236,6 +299,9 @@ pub struct ServeArgs {
     /// chunkproxy's peers: --peers with http:// before each HOST:PORT.
     #[arg(long, value_name = "HOST:PORT,...")]
     pub poolpeers: Option<String>,
+    /// Live membership and peer security.
+    #[command(flatten)]
+    pub live: super::live::LiveArgs,
 }
 
 impl ServeArgs {
@@ -290,6 +356,7 @@ impl ServeArgs {
                 .collect::<Vec<_>>()
                 .join(",");
         }
+        self.live.apply(&mut s);
         if let Some(n) = self.size_c {
             s.chunk_size = mib(n);
         }
@@ -332,10 +399,14 @@ impl ServeSettings {
 
     /// Where the peer port listens: `peer_listen`, or the host:port of `self`.
     pub fn peer_addr(&self, m: &StaticMembership) -> Result<SocketAddr, ConfigError> {
+        self.peer_addr_of(m.self_url())
+    }
+
+    /// Where the peer port listens: `peer_listen`, or the host:port of `url`.
+    pub fn peer_addr_of(&self, url: &PeerUrl) -> Result<SocketAddr, ConfigError> {
         if !self.peer_listen.trim().is_empty() {
             return parse_addr("peer_listen", self.peer_listen.trim());
         }
-        let url = m.self_url();
         let ip = url.host().trim_start_matches('[').trim_end_matches(']');
         match ip.parse::<std::net::IpAddr>() {
             Ok(ip) => Ok(SocketAddr::new(ip, url.port())),
@@ -413,9 +484,7 @@ impl Validate for ServeSettings {
                 "more than 0",
             ));
         }
-        if let Some(m) = self.membership()? {
-            self.peer_addr(&m)?;
-        }
+        self.plan()?;
         Ok(())
     }
 }
@@ -543,9 +612,7 @@ mod tests {
             send_timeout: secs(14),
             max_header_size: ByteSize(12 << 10),
             max_connections: 13,
-            peers: String::new(),
-            self_url: String::new(),
-            peer_listen: String::new(),
+            ..ServeSettings::default()
         };
         assert_eq!(t.a.settings().unwrap(), want);
         let t = T::try_parse_from([

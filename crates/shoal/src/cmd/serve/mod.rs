@@ -7,16 +7,18 @@
 //!
 //! With `--peers URL,... --self URL` the node joins a static cluster: its metadata and
 //! chunk groups ask each key's owner (one hop) and answer the other nodes on the peer port
-//! (`--peer-listen`, default the host:port of `--self`).
+//! (`--peer-listen`, default the host:port of `--self`). Live sources (gossip, etcd, a
+//! members file, DNS) and peer security are in `live.rs` (flags, checks) and `join.rs`.
 
 mod config;
+mod join;
+mod live;
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use serde_json::{Value, json};
 use shoal_cache::{Group, GroupStats};
-use shoal_cluster::{Cluster, DEFAULT_MAX_VALUE_BYTES, PeerServer, StaticMembership};
 use shoal_proxy::origin::{ObjectStoreConfig, ObjectStoreOrigin};
 use shoal_proxy::{
     DirOrigin, DiskTier, DynOrigin, FileStore, HttpOrigin, HttpOriginConfig, Proxy, ProxyConfig,
@@ -99,7 +101,17 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
         Some(d)
     };
     let tier = disk.clone().map(|d| Arc::new(d) as Arc<dyn DiskTier>);
-    let store = Store::with_disk(origin, &sc, tier);
+    // In a cluster every node asks a chunk's (and an object's metadata's) owner, so the
+    // origin sees each chunk once cluster-wide. Live sources start with this node alone:
+    // it serves at once and joins in the background.
+    let joining = match s.plan()? {
+        Some(p) => Some(join::prepare(p, &s)?),
+        None => None,
+    };
+    let store = match &joining {
+        Some(j) => Store::with_groups(origin, &sc, tier, &join::ClusterGroups(&j.cluster))?,
+        None => Store::with_disk(origin, &sc, tier),
+    };
     let mut pc = ProxyConfig::default();
     pc.max_parallel_chunks = s.max_parallel_chunks;
     pc.readahead_chunks = s.readahead_chunks;
@@ -111,10 +123,8 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     server.max_connections = s.max_connections;
     server.tls = tls;
 
-    // Static cluster: every node asks a chunk's (and an object's metadata's) owner, so
-    // the origin sees each chunk once cluster-wide.
-    let peer_server = match s.membership()? {
-        Some(m) => Some(join_cluster(&s, &m, &store).await?),
+    let joined = match joining {
+        Some(j) => Some(j.start().await?),
         None => None,
     };
 
@@ -137,8 +147,14 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
         Some(l) => {
             let addr = l.local_addr()?;
             println!("shoal serve: admin on http://{addr}");
-            let app = admin_server(&store, disk.clone(), &s);
-            Some(tokio::spawn(app.serve(l, shutdown.clone())))
+            let mut app = admin_server(&store, disk.clone(), &s).router();
+            if let Some(j) = &joined {
+                app = app.merge(j.members_router());
+            }
+            let stop = shutdown.clone();
+            let serve =
+                axum::serve(l, app).with_graceful_shutdown(async move { stop.wait().await });
+            Some(tokio::spawn(async move { serve.await }))
         }
         None => None,
     };
@@ -147,6 +163,14 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
         store.origin_name()
     );
     tracing::info!(%bound, origin = store.origin_name(), "serving");
+    if let Some(j) = &joined {
+        // Tell the others at once that this node is going, while it still drains.
+        let (source, stop) = (j.source.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            stop.wait().await;
+            source.leave().await;
+        });
+    }
     let stop = shutdown.clone();
     shoal_proxy::serve::serve(listener, proxy, server, async move { stop.wait().await })
         .await
@@ -154,40 +178,10 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     if let Some(task) = admin_task {
         let _ = task.await;
     }
-    if let Some((_, server)) = peer_server {
-        server.shutdown().await;
+    if let Some(j) = joined {
+        j.server.shutdown().await;
     }
     Ok(())
-}
-
-/// Joins the store's groups to the static cluster `m` and serves them on the peer port.
-async fn join_cluster(
-    s: &ServeSettings,
-    m: &StaticMembership,
-    store: &Arc<Store>,
-) -> anyhow::Result<(Cluster, PeerServer)> {
-    let members: Vec<&str> = m.members().iter().map(|u| u.as_str()).collect();
-    let chunk = usize::try_from(s.chunk_size.bytes()).unwrap_or(usize::MAX);
-    let cluster = Cluster::builder(m.self_url().as_str())
-        // A peer's answer may wait on the owner's origin load.
-        .fetch_timeout(s.origin_timeout.get() + s.connect_timeout.get())
-        .max_value_bytes(DEFAULT_MAX_VALUE_BYTES.max(chunk + (64 << 10)))
-        .build(&members)?;
-    cluster.add_group(store.meta_group().clone())?;
-    cluster.add_group(store.chunk_group().clone())?;
-    let addr = s.peer_addr(m)?;
-    let server = cluster
-        .serve(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} (peers)"))?;
-    println!(
-        "shoal serve: peers on http://{} (self {}, {} members)",
-        server.local_addr(),
-        m.self_url(),
-        members.len()
-    );
-    tracing::info!(addr = %server.local_addr(), self_url = %m.self_url(), members = members.len(), "cluster joined");
-    Ok((cluster, server))
 }
 
 fn admin_server(store: &Arc<Store>, disk: Option<FileStore>, s: &ServeSettings) -> Admin {

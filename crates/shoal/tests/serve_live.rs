@@ -1,0 +1,309 @@
+//! `shoal serve` with live membership: real processes joined by gossip in front of one
+//! counting HTTP origin, a shared peer secret, and the one-line errors of conflicting flags.
+
+// Test helpers: a panic is the test failing, with the message saying why.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+mod common;
+use common::origin::{Origin, free_port, get, object, origin, read_and_check, wait_converged};
+use common::serve::Serve as Node;
+
+/// Starts `shoal serve` for `me` over the origin, with `extra` flags; waits until its client,
+/// admin and peer ports listen.
+fn node(o: &Origin, me: &str, extra: &[&str]) -> Node {
+    let origin = format!("http://{}/", o.addr);
+    let mut args = vec![
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--origin",
+        &origin,
+        "--self",
+        me,
+        "--chunk-size",
+        "1MiB",
+    ];
+    args.extend_from_slice(extra);
+    common::serve::start(&args, &["admin on", "peers on"])
+}
+
+/// The UDP address a node gossips on (`shoal serve: gossip on ADDR`).
+fn gossip_addr(n: &Node) -> String {
+    let line = n
+        .lines
+        .iter()
+        .find(|l| l.contains("gossip on"))
+        .expect("a gossip line");
+    line.rsplit(' ').next().unwrap().to_owned()
+}
+
+/// Three nodes, the first gossiping alone and the others seeded with it.
+fn gossip_cluster(o: &Origin, extra: &[&str]) -> (Vec<Node>, Vec<String>) {
+    gossip_cluster_of("http", o, extra)
+}
+
+fn gossip_cluster_of(scheme: &str, o: &Origin, extra: &[&str]) -> (Vec<Node>, Vec<String>) {
+    let peers: Vec<String> = (0..3)
+        .map(|_| format!("{scheme}://127.0.0.1:{}", free_port()))
+        .collect();
+    let mut args = vec!["--gossip", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let first = node(o, &peers[0], &args);
+    let seed = gossip_addr(&first);
+    let mut nodes = vec![first];
+    for me in &peers[1..] {
+        let mut args = args.clone();
+        args.extend_from_slice(&["--seeds", &seed]);
+        nodes.push(node(o, me, &args));
+    }
+    let admins: Vec<SocketAddr> = nodes.iter().map(|n| n.admin.unwrap()).collect();
+    wait_converged(&admins, &peers, Duration::from_secs(30));
+    (nodes, peers)
+}
+
+/// `clients` concurrent readers of the whole object, spread over the nodes.
+fn read_everywhere(nodes: &[Node], want: &bytes::Bytes, clients: usize) {
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    let readers: Vec<_> = (0..clients)
+        .map(|i| {
+            let (addr, want) = (addrs[i % addrs.len()], want.clone());
+            std::thread::spawn(move || read_and_check(addr, &want))
+        })
+        .collect();
+    for (i, r) in readers.into_iter().enumerate() {
+        if let Err(e) = r.join().unwrap() {
+            panic!("client {i}: {e}");
+        }
+    }
+}
+
+#[test]
+fn gossip_nodes_converge_and_load_each_chunk_once() {
+    let data = object(8 << 20);
+    let o = origin(data.clone());
+    let (nodes, _) = gossip_cluster(&o, &[]);
+    read_everywhere(&nodes, &data, 30);
+    o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
+    let heads = o.seen.heads.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&heads), "{heads} HEADs");
+}
+
+#[test]
+fn members_file_nodes_converge_and_load_each_chunk_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("members");
+    let peers: Vec<String> = (0..2)
+        .map(|_| format!("http://127.0.0.1:{}", free_port()))
+        .collect();
+    // The second node is added later: the first starts alone and picks it up on reload.
+    std::fs::write(&file, format!("# the cluster\n{}\n", peers[0])).unwrap();
+    let data = object(4 << 20);
+    let o = origin(data.clone());
+    let args = [
+        "--members-file",
+        file.to_str().unwrap(),
+        "--members-refresh",
+        "200ms",
+    ];
+    let mut nodes = vec![node(&o, &peers[0], &args)];
+    std::fs::write(&file, format!("{}\n{}\n", peers[0], peers[1])).unwrap();
+    nodes.push(node(&o, &peers[1], &args));
+    let admins: Vec<SocketAddr> = nodes.iter().map(|n| n.admin.unwrap()).collect();
+    wait_converged(&admins, &peers, Duration::from_secs(30));
+    read_everywhere(&nodes, &data, 8);
+    o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
+}
+
+#[test]
+fn peer_secret_refuses_strangers_and_the_cluster_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("peer-secret");
+    std::fs::write(&secret, "correct-horse-battery-staple\n").unwrap();
+    let secret = secret.to_str().unwrap();
+    let data = object(4 << 20);
+    let o = origin(data.clone());
+    let (nodes, peers) = gossip_cluster(&o, &["--peer-secret-file", secret]);
+
+    let peer: SocketAddr = peers[0].trim_start_matches("http://").parse().unwrap();
+    let (status, _) = get(peer, "/_galaxycache/chunks/x", "");
+    assert_eq!(status, 401, "no secret");
+    let wrong = "Authorization: Bearer correct-horse-battery-stapler\r\n";
+    assert_eq!(
+        get(peer, "/_galaxycache/meta/x", wrong).0,
+        401,
+        "wrong secret"
+    );
+    let right = "Authorization: Bearer correct-horse-battery-staple\r\n";
+    assert_ne!(
+        get(peer, "/_galaxycache/meta/x", right).0,
+        401,
+        "the secret"
+    );
+
+    // Peers that could not authenticate would each read the origin themselves.
+    read_everywhere(&nodes, &data, 12);
+    o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
+}
+
+#[test]
+fn mtls_between_peers() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, pem: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, pem).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let (ca, cert, key) = (
+        file("ca.pem", ca.pem()),
+        file("node.pem", cert.pem()),
+        file("node.key", key.serialize_pem()),
+    );
+    let data = object(4 << 20);
+    let o = origin(data.clone());
+    let tls = [
+        "--peer-tls-ca",
+        ca.as_str(),
+        "--peer-tls-cert",
+        cert.as_str(),
+        "--peer-tls-key",
+        key.as_str(),
+    ];
+    let (nodes, peers) = gossip_cluster_of("https", &o, &tls);
+
+    // Plain HTTP to the peer port gets no HTTP answer (the TLS handshake fails).
+    let peer: SocketAddr = peers[0].trim_start_matches("https://").parse().unwrap();
+    let mut s = std::net::TcpStream::connect(peer).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    use std::io::{Read, Write};
+    let _ = s.write_all(b"GET /_galaxycache/meta/x HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(
+        !got.starts_with(b"HTTP/1.1 2"),
+        "plain HTTP was answered: {got:?}"
+    );
+
+    read_everywhere(&nodes, &data, 12);
+    o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
+}
+
+/// Runs `shoal serve ARGS` expecting it to refuse them: exit 1, one `shoal: error:` line.
+fn refused(args: &[&str]) -> String {
+    refused_with(&[], args)
+}
+
+fn refused_with(env: &[(&str, &str)], args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .envs(env.iter().copied())
+        .args([
+            "serve",
+            "--origin",
+            "http://127.0.0.1:1/",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert!(
+        err.starts_with("shoal: error: ") && err.lines().count() == 1,
+        "{args:?}: {err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing was bound or printed");
+    err
+}
+
+#[test]
+fn conflicting_or_incomplete_flags_are_one_error_line() {
+    let me = "http://127.0.0.1:7071";
+    let e = refused(&[
+        "--self",
+        me,
+        "--gossip",
+        "127.0.0.1:0",
+        "--members-file",
+        "/etc/shoal/members",
+    ]);
+    assert!(e.contains("--gossip and --members-file"), "{e}");
+    let e = refused(&["--self", me, "--peers", me, "--dns", "shoal.internal:7071"]);
+    assert!(e.contains("--peers and --dns"), "{e}");
+    let e = refused(&[
+        "--self",
+        me,
+        "--members-file",
+        "/m",
+        "--seeds",
+        "127.0.0.1:7946",
+    ]);
+    assert!(
+        e.contains("--seeds") && e.contains("used only with --gossip"),
+        "{e}"
+    );
+    let e = refused(&["--gossip", "127.0.0.1:0"]);
+    assert!(e.contains("self"), "{e}");
+    let e = refused(&["--self", me, "--coord", "http://127.0.0.1:2379"]);
+    assert!(e.contains("--cluster"), "{e}");
+    let e = refused(&["--self", me, "--dns", "shoal.internal"]);
+    assert!(e.contains("NAME:PORT"), "{e}");
+    let e = refused(&[
+        "--self",
+        me,
+        "--peers",
+        me,
+        "--peer-secret-file",
+        "/nonexistent/s",
+    ]);
+    assert!(
+        e.contains("--peer-secret-file") && e.contains("/nonexistent/s"),
+        "{e}"
+    );
+    let e = refused(&["--self", me, "--peers", me, "--peer-secret", "short"]);
+    assert!(
+        e.contains("at least 16 characters") && !e.contains("short"),
+        "{e}"
+    );
+    let e = refused_with(
+        &[("SHOAL_PEER_SECRET", "too-short")],
+        &["--self", me, "--peers", me],
+    );
+    assert!(
+        e.contains("at least 16 characters") && !e.contains("too-short"),
+        "{e}"
+    );
+    let e = refused(&["--peer-secret", "0123456789abcdef0"]);
+    assert!(e.contains("used only in a cluster"), "{e}");
+    let e = refused(&["--self", me, "--peers", me, "--peer-tls-cert", "/c.pem"]);
+    assert!(e.contains("all three together"), "{e}");
+}
+
+#[cfg(not(feature = "etcd"))]
+#[test]
+fn coord_without_the_etcd_feature_says_how_to_build_it() {
+    let e = refused(&[
+        "--self",
+        "http://127.0.0.1:7071",
+        "--coord",
+        "http://127.0.0.1:2379",
+        "--cluster",
+        "c",
+    ]);
+    assert!(e.contains("--features etcd"), "{e}");
+}
