@@ -11,7 +11,7 @@
 //!   files past the budget. At start the index is rebuilt from the directory (oldest
 //!   modification first), so a restarted node serves what it kept.
 //! * **Disk full**: a write refused for lack of space (`ENOSPC`, the file system is smaller
-//!   than the budget) lowers the store's limit to 90 % of what it holds and evicts down to it,
+//!   than the budget) lowers the store's limit to 85 % of what it holds and evicts down to it,
 //!   so later writes fit by evicting older entries. With too little of its own to evict, the
 //!   store pauses writing as for any other error.
 //! * **Errors**: a failed write (a full disk with nothing to evict, a removed directory)
@@ -41,6 +41,7 @@ const HEADER: usize = 4 + 1 + 4 + 8 + 8;
 const SEED: u64 = 0x5348_4f41_4c21;
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
 const MAX_PAUSE: Duration = Duration::from_secs(60);
+const SHRINK_SETTLE: Duration = Duration::from_secs(1);
 
 /// Counters of a [`FileStore`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -137,6 +138,7 @@ struct Inner {
     limit: AtomicU64,
     index: Mutex<Index>,
     health: Mutex<Health>,
+    last_shrink: Mutex<Option<Instant>>,
     hits: AtomicU64,
     misses: AtomicU64,
     writes: AtomicU64,
@@ -198,6 +200,7 @@ impl FileStore {
                 limit: AtomicU64::new(budget),
                 index: Mutex::new(index),
                 health: Mutex::new(Health::default()),
+                last_shrink: Mutex::new(None),
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 writes: AtomicU64::new(0),
@@ -331,32 +334,42 @@ impl Inner {
                     return;
                 }
                 let mut health = self.health.lock();
-                let pause = match health.pause {
-                    None => {
+                let now = Instant::now();
+                let pause = match (health.pause, health.paused_until) {
+                    (None, _) => {
                         tracing::warn!(
                             root = %self.root.display(), error = %e,
                             "disk tier write failed; running memory-only until writes work again"
                         );
                         FIRST_PAUSE
                     }
-                    Some(p) => (p * 2).min(MAX_PAUSE),
+                    // Writes that were under way when another failed: already paused.
+                    (Some(_), Some(until)) if now < until => return,
+                    (Some(p), _) => (p * 2).min(MAX_PAUSE),
                 };
                 health.pause = Some(pause);
-                health.paused_until = Some(Instant::now() + pause);
+                health.paused_until = Some(now + pause);
             }
         }
     }
 
-    /// The disk is full before the budget is: keep at most 90 % of what is stored now, and
-    /// evict down to that so the next writes find room. False when too little is stored for
-    /// that to make room for an entry of `size` bytes (the space is someone else's).
+    /// The disk is full before the budget is: keep at most 85 % of what is stored now (file
+    /// sizes, not the blocks they take), and evict down to that so the next writes find
+    /// room. False when too little is stored for that to make room for an entry of `size`
+    /// bytes (the space is someone else's).
     fn shrink(&self, size: u64) -> bool {
         let (victims, limit) = {
+            let mut last = self.last_shrink.lock();
+            if last.is_some_and(|t| t.elapsed() < SHRINK_SETTLE) {
+                // Writes under way when the disk filled fail together: one shrink for all.
+                return true;
+            }
             let mut index = self.index.lock();
-            let limit = index.bytes / 10 * 9;
+            let limit = index.bytes / 100 * 85;
             if limit < size.saturating_mul(2) {
                 return false;
             }
+            *last = Some(Instant::now());
             (index.over_budget(limit), limit)
         };
         let was = self.limit.swap(limit, Ordering::Relaxed);
@@ -518,6 +531,19 @@ mod tests {
         let file = Bytes::from([&encode_header(b"a", b"v")[..], b"a", b"v"].concat());
         assert_eq!(decode(&file, b"a").unwrap(), "v");
         assert!(decode(&file, b"b").is_none());
+    }
+
+    #[tokio::test]
+    async fn contains_and_remove_act_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::open(dir.path(), 1 << 20).unwrap();
+        s.put(Bytes::from_static(b"k"), val(10, 1)).await;
+        assert!(s.contains(b"k") && !s.contains(b"other"));
+        s.remove(b"k");
+        assert!(!s.contains(b"k"));
+        assert!(s.get(b"k").await.is_none());
+        assert!(!s.path_of(b"k").exists());
+        assert_eq!(s.stats().items, 0);
     }
 
     #[tokio::test]

@@ -27,12 +27,17 @@ impl Drop for Serve {
 /// printed its client address and a line containing each of `also` (e.g. `admin on`,
 /// `peers on`).
 pub fn start(args: &[&str], also: &[&str]) -> Serve {
+    start_logging_to(args, also, Stdio::null())
+}
+
+/// [`start`], with the process's log (its stderr) going to `log`.
+pub fn start_logging_to(args: &[&str], also: &[&str], log: impl Into<Stdio>) -> Serve {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("run shoal serve");
     let stdout = child.stdout.take().expect("piped stdout");
