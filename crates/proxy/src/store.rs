@@ -252,19 +252,20 @@ struct MetaLoader {
 }
 
 impl MetaLoader {
-    /// Metadata on disk that is still fresh, with its remaining lifetime in memory.
+    /// Metadata on disk that is still fresh by this run's TTL, with its remaining lifetime.
     async fn fresh_on_disk(&self, disk: &dyn DiskTier, key: &[u8]) -> Option<Loaded> {
         let value = disk.get(key).await?;
-        let Some((meta, deadline)) = meta_entry::decode(&value) else {
+        let Some((meta, checked_at)) = meta_entry::decode(&value) else {
             disk.remove(key); // intact but not ours (another format version)
             return None;
         };
-        let Some(deadline) = deadline else {
+        if self.ttl.is_zero() {
             return Some(Loaded::new(meta));
-        };
-        let left = deadline.duration_since(SystemTime::now()).ok()?;
-        let at = Instant::now().checked_add(left)?;
-        (!left.is_zero()).then(|| Loaded::expiring(meta, at))
+        }
+        // A check "in the future" (the clock went back) is not trusted: ask the origin.
+        let age = SystemTime::now().duration_since(checked_at).ok()?;
+        let left = self.ttl.checked_sub(age).filter(|d| !d.is_zero())?;
+        Some(Loaded::expiring(meta, Instant::now().checked_add(left)?))
     }
 }
 
@@ -295,11 +296,10 @@ impl Loader for MetaLoader {
             .checked_add(self.ttl)
             .filter(|_| !self.ttl.is_zero());
         if let Some(disk) = &self.disk {
-            let fresh_until = expires.and_then(|_| SystemTime::now().checked_add(self.ttl));
             // Awaited, not spawned: a `forget` after this load must find the entry written,
             // or it could land later and bring stale metadata back.
-            disk.put(disk_key, meta_entry::encode(&value, fresh_until))
-                .await;
+            let entry = meta_entry::encode(&value, SystemTime::now());
+            disk.put(disk_key, entry).await;
         }
         Ok(match expires {
             Some(at) => Loaded::expiring(value, at),

@@ -3,9 +3,10 @@
 //!
 //! * **Key**: `0x00 "meta" 0x00` + the object path. Chunk keys start with their version byte
 //!   (1), so the two never collide.
-//! * **Value**: `u8 version (1) | u64 fresh until (ms since the Unix epoch; u64::MAX = no
-//!   deadline) | encoded ObjectMeta`. The deadline is wall-clock time because `Instant`s do
-//!   not survive a restart: `--meta-ttl` keeps counting from when the origin last answered.
+//! * **Value**: `u8 version (1) | u64 checked at (ms since the Unix epoch) | encoded
+//!   ObjectMeta`: when the origin last answered, in wall-clock time because `Instant`s do not
+//!   survive a restart. The reader applies its own `meta_ttl` to it, so the TTL keeps counting
+//!   across a restart, and a restart with a shorter TTL trusts old entries less.
 //!
 //! The disk tier checksums entries, so a flipped byte makes the entry missing (then the
 //! origin is asked), never wrong metadata.
@@ -18,7 +19,6 @@ use crate::meta::ObjectMeta;
 
 const KEY_PREFIX: &[u8] = b"\0meta\0";
 const VERSION: u8 = 1;
-const NO_DEADLINE: u64 = u64::MAX;
 
 /// The disk tier key of the metadata of the object at `path`.
 pub fn meta_key(path: &str) -> Bytes {
@@ -28,13 +28,11 @@ pub fn meta_key(path: &str) -> Bytes {
     k.freeze()
 }
 
-/// The disk value for encoded metadata `meta`, trusted until `fresh_until` (`None`: always).
-pub(crate) fn encode(meta: &[u8], fresh_until: Option<SystemTime>) -> Bytes {
-    let ms = fresh_until.map_or(NO_DEADLINE, |t| {
-        t.duration_since(UNIX_EPOCH).map_or(0, |d| {
-            u64::try_from(d.as_millis()).unwrap_or(NO_DEADLINE - 1)
-        })
-    });
+/// The disk value for encoded metadata `meta` that the origin gave at `checked_at`.
+pub(crate) fn encode(meta: &[u8], checked_at: SystemTime) -> Bytes {
+    let ms = checked_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut v = BytesMut::with_capacity(9 + meta.len());
     v.put_u8(VERSION);
     v.put_u64(ms);
@@ -42,9 +40,9 @@ pub(crate) fn encode(meta: &[u8], fresh_until: Option<SystemTime>) -> Bytes {
     v.freeze()
 }
 
-/// The encoded metadata in a disk value and its deadline; `None` if the value is not one
-/// (another version, or not metadata at all).
-pub(crate) fn decode(value: &Bytes) -> Option<(Bytes, Option<SystemTime>)> {
+/// The encoded metadata in a disk value and when the origin gave it; `None` if the value is
+/// not one (another version, or not metadata at all).
+pub(crate) fn decode(value: &Bytes) -> Option<(Bytes, SystemTime)> {
     let mut b = &value[..];
     if b.len() < 9 || b.get_u8() != VERSION {
         return None;
@@ -52,8 +50,7 @@ pub(crate) fn decode(value: &Bytes) -> Option<(Bytes, Option<SystemTime>)> {
     let ms = b.get_u64();
     let meta = value.slice(9..);
     ObjectMeta::decode(&meta).ok()?;
-    let deadline = (ms != NO_DEADLINE).then(|| UNIX_EPOCH + Duration::from_millis(ms));
-    Some((meta, deadline))
+    Some((meta, UNIX_EPOCH.checked_add(Duration::from_millis(ms))?))
 }
 
 #[cfg(test)]
@@ -62,7 +59,7 @@ mod tests {
     use crate::meta::Validator;
 
     #[test]
-    fn round_trips_with_and_without_a_deadline() {
+    fn round_trips_and_rejects_short_values() {
         let meta = ObjectMeta {
             size: 12,
             validator: Validator::strong_etag("\"x\""),
@@ -72,12 +69,8 @@ mod tests {
         }
         .encode();
         let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
-        assert_eq!(
-            decode(&encode(&meta, Some(at))),
-            Some((meta.clone(), Some(at)))
-        );
-        assert_eq!(decode(&encode(&meta, None)), Some((meta.clone(), None)));
-        let v = encode(&meta, None);
+        assert_eq!(decode(&encode(&meta, at)), Some((meta.clone(), at)));
+        let v = encode(&meta, at);
         for cut in 0..v.len() {
             assert!(decode(&v.slice(..cut)).is_none(), "cut at {cut}");
         }
