@@ -122,12 +122,21 @@ impl ObjectMeta {
         if !b.is_empty() {
             return Err(CorruptMeta);
         }
+        // A time past what SystemTime holds is garbage (from a peer or the disk), not a panic.
+        let last_modified = match lm {
+            NONE_TIME => None,
+            secs => Some(
+                UNIX_EPOCH
+                    .checked_add(Duration::from_secs(secs))
+                    .ok_or(CorruptMeta)?,
+            ),
+        };
         Ok(ObjectMeta {
             size,
             validator,
             etag,
             content_type,
-            last_modified: (lm != NONE_TIME).then(|| UNIX_EPOCH + Duration::from_secs(lm)),
+            last_modified,
         })
     }
 }
@@ -188,5 +197,9 @@ mod tests {
         let mut v2 = enc.to_vec();
         v2[0] = 2;
         assert_eq!(ObjectMeta::decode(&v2), Err(CorruptMeta));
+        // Found by fuzz/chunk_key: a Last-Modified past SystemTime's range used to panic.
+        let mut far = enc.to_vec();
+        far[9..17].copy_from_slice(&(u64::MAX - 1).to_be_bytes());
+        assert_eq!(ObjectMeta::decode(&far), Err(CorruptMeta));
     }
 }

@@ -6,7 +6,7 @@
 //! | `shoal_http_request_duration_seconds` | | time to the reply's headers |
 //! | `shoal_http_bytes_out_total` | | body bytes sent |
 //! | `shoal_http_connections_total` | | connections accepted |
-//! | `shoal_proxy_chunks_total` | `source` | chunks served: `memory_main`, `memory_hot`, `peer`, `joined`, `origin` |
+//! | `shoal_proxy_chunks_total` | `source` | chunks served: `memory_main`, `memory_hot`, `peer`, `disk`, `joined`, `origin` |
 //! | `shoal_origin_requests_total` | `op`, `result` | origin stats and reads |
 //! | `shoal_origin_bytes_total` | | bytes read from the origin |
 
@@ -20,7 +20,14 @@ const STATUSES: [&str; 12] = [
     "200", "206", "304", "400", "404", "405", "412", "416", "500", "502", "503", "504",
 ];
 
-const CHUNK_SOURCES: [&str; 5] = ["memory_main", "memory_hot", "peer", "joined", "origin"];
+const CHUNK_SOURCES: [&str; 6] = [
+    "memory_main",
+    "memory_hot",
+    "peer",
+    "disk",
+    "joined",
+    "origin",
+];
 
 /// Handles resolved once, on the first request (after the binary installed its recorder),
 /// so the hot path does no registry lookups.

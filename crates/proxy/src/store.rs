@@ -5,13 +5,15 @@
 //! * `chunks` — key: an encoded [`ChunkKey`] (path, validator, size, chunk size, index);
 //!   value: the chunk's bytes.
 //!
-//! Both loaders read the origin. Each key is self-describing, so in a cluster the member
+//! With a disk tier, both loaders look there before the origin: chunks, and metadata with
+//! its freshness deadline (expired metadata is asked of the origin again). Both loaders
+//! read the origin. Each key is self-describing, so in a cluster the member
 //! that owns a chunk can load it from the key alone: install peers on the groups with
 //! [`Group::set_peers`] and the owner's flight becomes the one origin read for everyone.
 //! Errors are never cached as data (shoal-cache does not store them).
 
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use metrics::counter;
@@ -19,7 +21,7 @@ use shoal_cache::{GetOptions, Got, Group, GroupBuilder, LoadError, Loaded, Loade
 use tokio::time::Instant;
 
 use crate::chunk::{ChunkKey, Chunking};
-use crate::disk::DiskTier;
+use crate::disk::{DiskTier, meta_entry};
 use crate::meta::ObjectMeta;
 use crate::origin::{DynOrigin, OriginError};
 
@@ -59,12 +61,24 @@ impl Default for StoreConfig {
 }
 
 /// Object metadata and chunks, cached, filled from an origin.
-#[derive(Debug)]
 pub struct Store {
     meta: Arc<Group>,
     chunks: Arc<Group>,
     chunk_size: u64,
     origin_name: String,
+    disk: Option<Arc<dyn DiskTier>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("meta", &self.meta)
+            .field("chunks", &self.chunks)
+            .field("chunk_size", &self.chunk_size)
+            .field("origin_name", &self.origin_name)
+            .field("disk", &self.disk.is_some())
+            .finish()
+    }
 }
 
 impl Store {
@@ -73,8 +87,9 @@ impl Store {
         Self::with_disk(origin, config, None)
     }
 
-    /// A store over `origin` that also keeps the chunks it loads on `disk`: a chunk missing
-    /// from memory (and from its owner, in a cluster) is read from disk before the origin.
+    /// A store over `origin` that also keeps the chunks and object metadata it loads on
+    /// `disk`: a chunk missing from memory (and from its owner, in a cluster) is read from
+    /// disk before the origin, and so is metadata still within its `meta_ttl`.
     pub fn with_disk(
         origin: Arc<dyn DynOrigin>,
         config: &StoreConfig,
@@ -103,6 +118,7 @@ impl Store {
             MetaLoader {
                 origin: origin.clone(),
                 ttl: config.meta_ttl,
+                disk: disk.clone(),
             },
         )?;
         let chunks_cell = Arc::new(OnceLock::new());
@@ -114,7 +130,7 @@ impl Store {
                 origin: origin.clone(),
                 meta: meta.clone(),
                 chunks: chunks_cell.clone(),
-                disk,
+                disk: disk.clone(),
             },
         )?;
         let _ = chunks_cell.set(Arc::downgrade(&chunks));
@@ -123,6 +139,7 @@ impl Store {
             chunks,
             chunk_size,
             origin_name: origin.describe_dyn(),
+            disk,
         }))
     }
 
@@ -155,15 +172,28 @@ impl Store {
         match ObjectMeta::decode(&got.value) {
             Ok(meta) => Ok((meta, got.source)),
             Err(_) => {
-                self.meta.remove(path.as_bytes());
+                self.forget(path);
                 Err(LoadError::loader("corrupt object metadata", true))
             }
         }
     }
 
-    /// Forget the metadata of `path` (it changed at the origin).
+    /// Forget the metadata of `path` (it changed at the origin), in memory and on disk.
     pub fn forget(&self, path: &str) {
-        self.meta.remove(path.as_bytes());
+        forget_meta(&self.meta, self.disk.as_deref(), path);
+    }
+
+    /// Whether this node's disk tier holds an entry under `key` (a chunk key), without
+    /// reading it.
+    pub fn on_disk(&self, key: &[u8]) -> bool {
+        self.disk.as_ref().is_some_and(|d| d.contains(key))
+    }
+
+    /// Whether this node's disk tier holds metadata of `path` (fresh or not).
+    pub fn meta_on_disk(&self, path: &str) -> bool {
+        self.disk
+            .as_ref()
+            .is_some_and(|d| d.contains(&meta_entry::meta_key(path)))
     }
 
     /// The key of chunk `index` of `path` at version `meta`.
@@ -233,6 +263,13 @@ fn to_load_error(e: OriginError) -> LoadError {
     }
 }
 
+fn forget_meta(meta: &Group, disk: Option<&dyn DiskTier>, path: &str) {
+    meta.remove(path.as_bytes());
+    if let Some(disk) = disk {
+        disk.remove(&meta_entry::meta_key(path));
+    }
+}
+
 fn count_origin(op: &'static str, r: &Result<impl Sized, OriginError>) {
     let result = match r {
         Ok(_) => "ok",
@@ -247,18 +284,62 @@ fn count_origin(op: &'static str, r: &Result<impl Sized, OriginError>) {
 struct MetaLoader {
     origin: Arc<dyn DynOrigin>,
     ttl: Duration,
+    disk: Option<Arc<dyn DiskTier>>,
+}
+
+impl MetaLoader {
+    /// Metadata on disk that is still fresh by this run's TTL, with its remaining lifetime.
+    async fn fresh_on_disk(&self, disk: &dyn DiskTier, key: &[u8]) -> Option<Loaded> {
+        let value = disk.get(key).await?;
+        let Some((meta, checked_at)) = meta_entry::decode(&value) else {
+            disk.remove(key); // intact but not ours (another format version)
+            return None;
+        };
+        if self.ttl.is_zero() {
+            return Some(Loaded::new(meta));
+        }
+        // A check "in the future" (the clock went back) is not trusted: ask the origin.
+        let age = SystemTime::now().duration_since(checked_at).ok()?;
+        let left = self.ttl.checked_sub(age).filter(|d| !d.is_zero())?;
+        Some(Loaded::expiring(meta, Instant::now().checked_add(left)?))
+    }
 }
 
 impl Loader for MetaLoader {
     async fn load(&self, key: Bytes) -> Result<Loaded, LoadError> {
         let path = std::str::from_utf8(&key).map_err(|_| LoadError::NotFound)?;
+        let disk_key = meta_entry::meta_key(path);
+        if let Some(disk) = &self.disk
+            && let Some(loaded) = self.fresh_on_disk(&**disk, &disk_key).await
+        {
+            return Ok(loaded);
+        }
         let r = self.origin.stat_boxed(path).await;
         count_origin("stat", &r);
-        let meta = r.map_err(to_load_error)?;
+        let meta = match r {
+            Ok(meta) => meta,
+            Err(e) => {
+                if matches!(e, OriginError::NotFound)
+                    && let Some(disk) = &self.disk
+                {
+                    disk.remove(&disk_key);
+                }
+                return Err(to_load_error(e));
+            }
+        };
         let value = meta.encode();
-        Ok(match Instant::now().checked_add(self.ttl) {
-            Some(at) if !self.ttl.is_zero() => Loaded::expiring(value, at),
-            _ => Loaded::new(value),
+        let expires = Instant::now()
+            .checked_add(self.ttl)
+            .filter(|_| !self.ttl.is_zero());
+        if let Some(disk) = &self.disk {
+            // Awaited, not spawned: a `forget` after this load must find the entry written,
+            // or it could land later and bring stale metadata back.
+            let entry = meta_entry::encode(&value, SystemTime::now());
+            disk.put(disk_key, entry).await;
+        }
+        Ok(match expires {
+            Some(at) => Loaded::expiring(value, at),
+            None => Loaded::new(value),
         })
     }
 }
@@ -297,14 +378,14 @@ impl Loader for ChunkLoader {
         let extent = match r {
             Ok(extent) => extent,
             Err(e @ (OriginError::Changed | OriginError::NotFound)) => {
-                self.meta.remove(k.path.as_bytes());
+                forget_meta(&self.meta, self.disk.as_deref(), &k.path);
                 return Err(to_load_error(e));
             }
             Err(e) => return Err(to_load_error(e)),
         };
         counter!("shoal_origin_bytes_total").increment(extent.bytes.len() as u64);
         let Some(value) = extent.slice(span.start..span.end) else {
-            self.meta.remove(k.path.as_bytes());
+            forget_meta(&self.meta, self.disk.as_deref(), &k.path);
             return Err(LoadError::loader(CHANGED, false));
         };
         let extra = extent.bytes.len() as u64 > span.len();

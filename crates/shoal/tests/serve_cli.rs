@@ -155,7 +155,8 @@ fn disk_tier_survives_a_restart() {
         let s = serve(&args);
         assert!(http(s.addr, "/d.bin", "").2 == data);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while disk(&s)["writes"] != 7 {
+        // Seven chunks and the object's metadata.
+        while disk(&s)["writes"] != 8 {
             assert!(std::time::Instant::now() < deadline, "{}", disk(&s));
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -165,7 +166,7 @@ fn disk_tier_survives_a_restart() {
     let d = disk(&s);
     assert_eq!(
         (d["hits"].as_u64(), d["items"].as_u64()),
-        (Some(7), Some(7)),
+        (Some(8), Some(8)),
         "{d}"
     );
 }

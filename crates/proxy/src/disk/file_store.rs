@@ -10,8 +10,14 @@
 //! * **Budget**: an in-memory index (name → size, last use) evicts the least recently used
 //!   files past the budget. At start the index is rebuilt from the directory (oldest
 //!   modification first), so a restarted node serves what it kept.
-//! * **Errors**: a failed write (disk full, a removed directory) logs one warning and turns
-//!   writes off for a minute: the node runs memory-only meanwhile, it never fails a request.
+//! * **Disk full**: a write refused for lack of space (`ENOSPC`, the file system is smaller
+//!   than the budget) lowers the store's limit to 85 % of what it holds and evicts down to it,
+//!   so later writes fit by evicting older entries. With too little of its own to evict, the
+//!   store pauses writing as for any other error.
+//! * **Errors**: a failed write (a full disk with nothing to evict, a removed directory)
+//!   turns writes off for a while (1 s, doubling to at most a minute while writes keep
+//!   failing): the node runs memory-only meanwhile and never fails a request. One warning per
+//!   episode, not one per chunk, and one line when writes work again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -33,7 +39,9 @@ const MAGIC: &[u8; 4] = b"SHLC";
 const VERSION: u8 = 1;
 const HEADER: usize = 4 + 1 + 4 + 8 + 8;
 const SEED: u64 = 0x5348_4f41_4c21;
-const WRITE_PAUSE: Duration = Duration::from_secs(60);
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+const MAX_PAUSE: Duration = Duration::from_secs(60);
+const SHRINK_SETTLE: Duration = Duration::from_secs(1);
 
 /// Counters of a [`FileStore`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +63,8 @@ pub struct DiskStats {
     pub bytes: u64,
     /// Entries on disk.
     pub items: u64,
+    /// The bytes the store keeps at most: the budget, or less once the disk was found full.
+    pub limit: u64,
 }
 
 #[derive(Default)]
@@ -111,11 +121,24 @@ impl Index {
     }
 }
 
+/// Whether writes are off, after failures.
+#[derive(Default)]
+struct Health {
+    /// Writes are skipped until then.
+    paused_until: Option<Instant>,
+    /// The current pause length (doubles while writes keep failing); `None` when the last
+    /// write worked.
+    pause: Option<Duration>,
+}
+
 struct Inner {
     root: PathBuf,
     budget: u64,
+    /// The budget, lowered when the file system turned out smaller than it.
+    limit: AtomicU64,
     index: Mutex<Index>,
-    paused_until: Mutex<Option<Instant>>,
+    health: Mutex<Health>,
+    last_shrink: Mutex<Option<Instant>>,
     hits: AtomicU64,
     misses: AtomicU64,
     writes: AtomicU64,
@@ -174,8 +197,10 @@ impl FileStore {
             inner: Arc::new(Inner {
                 root,
                 budget,
+                limit: AtomicU64::new(budget),
                 index: Mutex::new(index),
-                paused_until: Mutex::new(None),
+                health: Mutex::new(Health::default()),
+                last_shrink: Mutex::new(None),
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 writes: AtomicU64::new(0),
@@ -210,6 +235,7 @@ impl FileStore {
             write_errors: i.write_errors.load(Ordering::Relaxed),
             bytes,
             items,
+            limit: i.limit.load(Ordering::Relaxed),
         }
     }
 }
@@ -271,13 +297,17 @@ impl Inner {
     }
 
     fn write(&self, key: &[u8], value: &[u8]) {
-        if let Some(until) = *self.paused_until.lock()
-            && Instant::now() < until
+        if self
+            .health
+            .lock()
+            .paused_until
+            .is_some_and(|until| Instant::now() < until)
         {
             return;
         }
         let size = (HEADER + key.len() + value.len()) as u64;
-        if size > self.budget {
+        let limit = self.limit.load(Ordering::Relaxed);
+        if size > limit {
             return;
         }
         let name = name_of(key);
@@ -288,22 +318,77 @@ impl Inner {
                 let victims = {
                     let mut index = self.index.lock();
                     index.insert(name, size);
-                    index.over_budget(self.budget)
+                    index.over_budget(limit)
                 };
                 self.delete(&victims);
+                let mut health = self.health.lock();
+                if health.pause.take().is_some() {
+                    tracing::info!(root = %self.root.display(), "disk tier writes work again");
+                }
+                health.paused_until = None;
             }
             Err(e) => {
                 self.write_errors.fetch_add(1, Ordering::Relaxed);
                 counter!("shoal_disk_write_errors_total").increment(1);
-                let mut paused = self.paused_until.lock();
-                if paused.is_none_or(|t| Instant::now() >= t) {
-                    tracing::warn!(
-                        root = %self.root.display(), error = %e,
-                        "disk tier write failed; running memory-only for {WRITE_PAUSE:?}"
-                    );
+                if e.kind() == io::ErrorKind::StorageFull && self.shrink(size) {
+                    return;
                 }
-                *paused = Some(Instant::now() + WRITE_PAUSE);
+                let mut health = self.health.lock();
+                let now = Instant::now();
+                let pause = match (health.pause, health.paused_until) {
+                    (None, _) => {
+                        tracing::warn!(
+                            root = %self.root.display(), error = %e,
+                            "disk tier write failed; running memory-only until writes work again"
+                        );
+                        FIRST_PAUSE
+                    }
+                    // Writes that were under way when another failed: already paused.
+                    (Some(_), Some(until)) if now < until => return,
+                    (Some(p), _) => (p * 2).min(MAX_PAUSE),
+                };
+                health.pause = Some(pause);
+                health.paused_until = Some(now + pause);
             }
+        }
+    }
+
+    /// The disk is full before the budget is: keep at most 85 % of what is stored now (file
+    /// sizes, not the blocks they take), and evict down to that so the next writes find
+    /// room. False when too little is stored for that to make room for an entry of `size`
+    /// bytes (the space is someone else's).
+    fn shrink(&self, size: u64) -> bool {
+        let (victims, limit) = {
+            let mut last = self.last_shrink.lock();
+            if last.is_some_and(|t| t.elapsed() < SHRINK_SETTLE) {
+                // Writes under way when the disk filled fail together: one shrink for all.
+                return true;
+            }
+            let mut index = self.index.lock();
+            let limit = index.bytes / 100 * 85;
+            if limit < size.saturating_mul(2) {
+                return false;
+            }
+            *last = Some(Instant::now());
+            (index.over_budget(limit), limit)
+        };
+        let was = self.limit.swap(limit, Ordering::Relaxed);
+        self.delete(&victims);
+        tracing::warn!(
+            root = %self.root.display(), limit, was,
+            "disk full before the disk tier's budget; it now keeps at most {limit} bytes"
+        );
+        true
+    }
+
+    fn contains(&self, key: &[u8]) -> bool {
+        self.index.lock().entries.contains_key(&name_of(key))
+    }
+
+    fn remove(&self, key: &[u8]) {
+        let name = name_of(key);
+        if self.index.lock().remove(name) {
+            let _ = fs::remove_file(self.path(name));
         }
     }
 
@@ -377,6 +462,14 @@ impl DiskTier for FileStore {
             let _ = tokio::task::spawn_blocking(move || inner.write(&key, &value)).await;
         })
     }
+
+    fn contains(&self, key: &[u8]) -> bool {
+        self.inner.contains(key)
+    }
+
+    fn remove(&self, key: &[u8]) {
+        self.inner.remove(key);
+    }
 }
 
 #[cfg(test)]
@@ -438,6 +531,19 @@ mod tests {
         let file = Bytes::from([&encode_header(b"a", b"v")[..], b"a", b"v"].concat());
         assert_eq!(decode(&file, b"a").unwrap(), "v");
         assert!(decode(&file, b"b").is_none());
+    }
+
+    #[tokio::test]
+    async fn contains_and_remove_act_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::open(dir.path(), 1 << 20).unwrap();
+        s.put(Bytes::from_static(b"k"), val(10, 1)).await;
+        assert!(s.contains(b"k") && !s.contains(b"other"));
+        s.remove(b"k");
+        assert!(!s.contains(b"k"));
+        assert!(s.get(b"k").await.is_none());
+        assert!(!s.path_of(b"k").exists());
+        assert_eq!(s.stats().items, 0);
     }
 
     #[tokio::test]

@@ -1,16 +1,20 @@
 //! The disk tier: chunks this node loaded from the origin are also kept on local disk, so a
 //! memory miss (after eviction, or after a restart) costs a disk read instead of an origin
-//! read. Lookup order is memory → owner peer → own disk → origin.
+//! read. Lookup order is memory → owner peer → own disk → origin. Object metadata is kept
+//! there too, with its freshness deadline ([`meta_key`]), so a restarted node serves what it
+//! has on disk without asking the origin until `meta_ttl` runs out.
 //!
 //! [`DiskTier`] is the small trait the proxy depends on; [`FileStore`] is our own
 //! implementation (checksummed chunk files, atomic rename, a byte budget with LRU eviction).
 //! A log-structured engine (foyer's block engine, say) can replace it behind the same trait.
 
 mod file_store;
+pub(crate) mod meta_entry;
 
 use bytes::Bytes;
 
 pub use self::file_store::{DiskStats, FileStore};
+pub use self::meta_entry::meta_key;
 use crate::origin::BoxFuture;
 
 /// A place to keep chunk bytes across memory evictions and restarts. Best effort: a failing
@@ -22,4 +26,11 @@ pub trait DiskTier: Send + Sync + 'static {
 
     /// Keep `value` under `key` (it may be evicted later, or not stored at all).
     fn put(&self, key: Bytes, value: Bytes) -> BoxFuture<'_, ()>;
+
+    /// Whether an entry is stored under `key`, as far as the tier knows without reading it
+    /// (it may still turn out corrupt). Cheap: callers ask it per chunk to tell `X-Cache`.
+    fn contains(&self, key: &[u8]) -> bool;
+
+    /// Forget `key` at once (a later `get` misses), e.g. metadata the origin contradicted.
+    fn remove(&self, key: &[u8]);
 }

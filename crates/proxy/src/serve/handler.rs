@@ -119,6 +119,8 @@ impl Proxy {
         path: &Arc<str>,
         head: bool,
     ) -> Result<Response<ProxyBody>, Stop> {
+        // Metadata that a load then reads from disk is a cache hit too (for a HEAD's X-Cache).
+        let meta_on_disk = head && self.store.meta_on_disk(path);
         let (meta, meta_source) = self.store.meta(path).await.map_err(error_reply)?;
         let use_range = match conditional::evaluate(req.headers(), &meta) {
             Outcome::Proceed { use_range } => use_range,
@@ -173,7 +175,7 @@ impl Proxy {
         let chunking = self.store.chunking(meta.size);
         let meta = Arc::new(meta);
         let (x_cache, keys) = if head {
-            let hit = !matches!(meta_source, Source::Load);
+            let hit = meta_on_disk || !matches!(meta_source, Source::Load);
             (if hit { "HIT" } else { "MISS" }, Vec::new())
         } else {
             self.survey(&plan, path, &meta)
@@ -201,7 +203,7 @@ impl Proxy {
         if let [part] = plan.parts.as_slice() {
             self.maybe_read_ahead(path, &meta, part.span, chunking, range_header.is_some());
         }
-        if x_cache == "HIT"
+        if !keys.is_empty()
             && let Some(parts) = self.reply_from_memory(&plan, &meta, keys).await
         {
             return Ok(finish(ProxyBody::parts(parts)));
@@ -237,14 +239,15 @@ impl Proxy {
         let mut chunks = Vec::with_capacity(keys.len());
         for (index, key) in keys {
             let got = self.store.cached_chunk(&key).await?;
-            count_chunk(&got);
+            count_chunk(&got, false);
             chunks.push((index, got.value));
         }
         assemble(plan, self.store.chunking(meta.size), &chunks)
     }
 
-    /// X-Cache: HIT if every chunk the reply needs is in memory, MISS if none is, else
-    /// PARTIAL; with the keys of those chunks when it is a HIT (at most 4096 chunks).
+    /// X-Cache: HIT if every chunk the reply needs is in this node's memory or on its disk,
+    /// MISS if none is (each comes from the origin, or from a peer), else PARTIAL; with the
+    /// keys of those chunks when all are in memory (at most 4096 chunks), for the fast path.
     fn survey(
         &self,
         plan: &Plan,
@@ -252,22 +255,25 @@ impl Proxy {
         meta: &ObjectMeta,
     ) -> (&'static str, Vec<(u64, Bytes)>) {
         let chunking = self.store.chunking(meta.size);
-        let (mut keys, mut hits, mut misses) = (Vec::new(), 0, 0);
+        let (mut keys, mut memory, mut disk, mut misses) = (Vec::new(), 0, 0, 0);
         for index in chunk_order(plan, chunking).take(4096) {
             let key = self.store.chunk_key(path, meta, index);
             if self.store.has_chunk(&key) {
-                hits += 1;
+                memory += 1;
+            } else if self.store.on_disk(&key) {
+                disk += 1;
             } else {
                 misses += 1;
             }
             keys.push((index, key));
         }
-        match (hits, misses) {
-            (_, 0) if keys.len() < 4096 => ("HIT", keys),
-            (_, 0) => ("HIT", Vec::new()),
-            (0, _) => ("MISS", Vec::new()),
-            _ => ("PARTIAL", Vec::new()),
-        }
+        let all_memory = disk == 0 && misses == 0 && keys.len() < 4096;
+        let x_cache = match (memory + disk, misses) {
+            (_, 0) => "HIT",
+            (0, _) => "MISS",
+            _ => "PARTIAL",
+        };
+        (x_cache, if all_memory { keys } else { Vec::new() })
     }
 
     /// A range request that starts where the previous one on this object ended is a

@@ -21,6 +21,8 @@ use crate::meta::ObjectMeta;
 use crate::store::Store;
 
 type ChunkIter = Box<dyn Iterator<Item = u64> + Send>;
+/// A chunk get, and whether the disk tier held the chunk before it started.
+type ChunkTask = JoinHandle<(Result<Got, LoadError>, bool)>;
 
 /// In-order chunk gets with a bounded look-ahead.
 pub(crate) struct Fetcher {
@@ -28,7 +30,7 @@ pub(crate) struct Fetcher {
     path: Arc<str>,
     meta: Arc<ObjectMeta>,
     upcoming: ChunkIter,
-    running: VecDeque<(u64, JoinHandle<Result<Got, LoadError>>)>,
+    running: VecDeque<(u64, ChunkTask)>,
     window: usize,
 }
 
@@ -84,7 +86,11 @@ impl Fetcher {
             };
             let store = self.store.clone();
             let key = store.chunk_key(&self.path, &self.meta, index);
-            let task = tokio::spawn(async move { store.chunk(&key).await });
+            let task = tokio::spawn(async move {
+                // Asked before the get: a load that then finds the chunk on disk is a disk hit.
+                let on_disk = store.on_disk(&key);
+                (store.chunk(&key).await, on_disk)
+            });
             self.running.push_back((index, task));
         }
     }
@@ -95,13 +101,14 @@ impl Fetcher {
         let (index, task) = self.running.pop_front()?;
         // The popped get still runs while we await it: it counts against the window.
         self.top_up(self.window - 1);
-        let result = task
-            .await
-            .unwrap_or_else(|e| Err(LoadError::Aborted(format!("chunk task failed: {e}").into())));
+        let (result, on_disk) = task.await.unwrap_or_else(|e| {
+            let e = LoadError::Aborted(format!("chunk task failed: {e}").into());
+            (Err(e), false)
+        });
         Some((
             index,
             result.map(|got| {
-                count_chunk(&got);
+                count_chunk(&got, on_disk);
                 got.value
             }),
         ))
@@ -116,12 +123,14 @@ impl Drop for Fetcher {
     }
 }
 
-pub(crate) fn count_chunk(got: &Got) {
+/// Count a chunk by the tier it came from; `on_disk`: the disk tier held it before the get.
+pub(crate) fn count_chunk(got: &Got, on_disk: bool) {
     let source = match got.source {
         Source::MainCache => "memory_main",
         Source::HotCache => "memory_hot",
         Source::Peer => "peer",
         Source::Load if got.joined => "joined",
+        Source::Load if on_disk => "disk",
         _ => "origin",
     };
     crate::metrics::chunk(source);

@@ -29,18 +29,27 @@ impl Drop for Serve {
 /// printed its client address and a line containing each of `also` (e.g. `admin on`,
 /// `peers on`).
 pub fn start(args: &[&str], also: &[&str]) -> Serve {
-    start_with_env(args, also, &[])
+    spawn(args, also, &[], Stdio::null())
 }
 
 /// [`start`] with extra environment variables for the process.
 pub fn start_with_env(args: &[&str], also: &[&str], env: &[(&str, &str)]) -> Serve {
+    spawn(args, also, env, Stdio::null())
+}
+
+/// [`start`], with the process's log (its stderr) going to `log`.
+pub fn start_logging_to(args: &[&str], also: &[&str], log: impl Into<Stdio>) -> Serve {
+    spawn(args, also, &[], log)
+}
+
+fn spawn(args: &[&str], also: &[&str], env: &[(&str, &str)], log: impl Into<Stdio>) -> Serve {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("run shoal serve");
     let stdout = child.stdout.take().expect("piped stdout");

@@ -219,7 +219,7 @@ fn disk_json(d: &FileStore) -> Value {
     json!({
         "hits": s.hits, "misses": s.misses, "writes": s.writes, "evictions": s.evictions,
         "corruptions": s.corruptions, "write_errors": s.write_errors,
-        "bytes": s.bytes, "items": s.items,
+        "bytes": s.bytes, "items": s.items, "limit": s.limit,
     })
 }
 
