@@ -79,6 +79,8 @@ fn moxi_forms_two_listeners_behaviours_and_admin() {
             &z,
             "-Z",
             "downstream_timeout=300,connect_timeout=100,downstream_conn_max=2,cycle=200",
+            "-t",
+            "1",
             "--admin-listen",
             &admin_addr,
         ],
@@ -149,6 +151,15 @@ fn bad_config_is_one_line_and_exits_non_zero() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.starts_with("shoal: error: -z"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["memcache", "--servers", "127.0.0.1:1", "--threads", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with("shoal: error:"), "{err}");
+    assert!(err.contains("--threads") && err.contains("1 to 1024"), "{err}");
 }
 
 /// An HTTP server on a loopback port that answers every GET with `body` (then closes);

@@ -90,6 +90,9 @@ pub struct MemcacheArgs {
     /// Host the `-z` ports listen on (moxi `-l`) [default 127.0.0.1].
     #[arg(short = 'l', long = "listen-host", value_name = "HOST")]
     pub listen_host: Option<String>,
+    /// Worker threads (moxi `-t`) [default: one per CPU].
+    #[arg(short = 't', long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 /// The `[memcache]` section of the config file.
@@ -132,6 +135,8 @@ struct Section {
     z: Vec<String>,
     /// moxi `-Z` string.
     behaviors: Option<String>,
+    /// Worker threads; default one per CPU.
+    threads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +149,7 @@ struct File {
 struct Plan {
     listeners: Vec<(SocketAddr, ProxyConfig, Option<RestSource>)>,
     admin: Option<SocketAddr>,
+    threads: Option<usize>,
 }
 
 fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
@@ -313,9 +319,16 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
     if listeners.is_empty() {
         bail!("no servers: give --servers h1:p1,h2:p2, -z PORT=h1:p1,... or a config file");
     }
+    let threads = args.threads.or(s.threads);
+    if let Some(n) = threads
+        && !(1..=1024).contains(&n)
+    {
+        return Err(config::ConfigError::invalid("--threads", n, "1 to 1024").into());
+    }
     Ok(Plan {
         listeners,
         admin: args.admin_listen.or(s.admin_listen),
+        threads,
     })
 }
 
@@ -323,9 +336,11 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
 pub fn run(args: MemcacheArgs) -> anyhow::Result<()> {
     telemetry::init_logging();
     let plan = plan(&args)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = plan.threads {
+        rt.worker_threads(n);
+    }
+    let rt = rt.enable_all().build()?;
     rt.block_on(serve(args, plan))
 }
 
