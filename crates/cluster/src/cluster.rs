@@ -250,24 +250,32 @@ impl Cluster {
             };
             peers.insert(url.as_str().to_owned(), client);
         }
-        // Keys this node now owns were owned under the ring being replaced; at start-up,
-        // by whoever owns them among the other members (galaxycache's fallthrough owner).
-        // A ring of this node alone (a dynamic source starts in local mode) says nothing
-        // about who held keys before: treat leaving it like start-up.
-        let alone = |r: &Arc<dyn Ring>| {
-            let m = r.members();
-            m.len() == 1 && m[0].name == self.inner.self_url.as_str()
-        };
-        let previous = match &current.ring {
-            Some(old) if !alone(old) => Some(old.clone()),
-            _ => self.ring_without_self(members)?,
-        };
-        let departed = current
+        let now = Instant::now();
+        let warm = self
+            .inner
+            .settings
+            .handoff
+            .map_or(Duration::ZERO, |h| h.warm_time);
+        let (previous, joining) = current.next_history(
+            members,
+            self.inner.self_url.as_str(),
+            || self.ring_without_self(members),
+            now,
+            warm,
+        )?;
+        let mut departed: HashMap<String, Arc<PeerClient>> = current
             .peers
             .iter()
+            .chain(&current.departed)
             .filter(|(url, _)| !peers.contains_key(*url))
             .map(|(url, c)| (url.clone(), c.clone()))
             .collect();
+        // Keep clients only of members some remembered ring still names.
+        departed.retain(|url, _| {
+            previous
+                .iter()
+                .any(|p| p.ring.members().iter().any(|m| m.name == *url))
+        });
         crate::metrics::membership::ring_version(current.version + 1);
         self.inner.cell.view.store(Arc::new(View {
             version: current.version + 1,
@@ -275,7 +283,7 @@ impl Cluster {
             peers,
             departed,
             previous,
-            since: Instant::now(),
+            joining,
         }));
         metrics::gauge!(crate::metrics::MEMBERS).set(members.len() as f64);
         tracing::info!(members = members.len(), self_url = %self.inner.self_url, "cluster: members set");

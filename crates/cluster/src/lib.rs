@@ -124,9 +124,9 @@ pub use cluster::{
 pub use error::{ClusterError, Origin, PeerError};
 pub use handoff::{Handoff, HandoffLoader};
 pub use membership::{
-    Backoff, Condition, DnsConfig, DnsMembership, FileMembership, GceConfig, GceDiscovery, GceIni,
-    GossipConfig, GossipMembership, MemberInfo, MemberSet, MemberState, Membership,
-    MembershipError, Publisher, StaticMembership,
+    Backoff, Condition, DnsConfig, DnsMembership, DnsRecords, FileMembership, GceConfig,
+    GceDiscovery, GceIni, GossipConfig, GossipMembership, MemberInfo, MemberSet, MemberState,
+    Membership, MembershipError, Publisher, StaticMembership,
 };
 #[cfg(feature = "etcd")]
 pub use membership::{EtcdConfig, EtcdMembership};

@@ -2,7 +2,7 @@
 //! 200 ms, 600 ms suspicion): five join through one seed, keys move to a newcomer only,
 //! a node killed with SIGKILL under load costs no client request and is marked down within
 //! the stated time, and a rolling restart (SIGTERM → graceful leave → start again) under
-//! load fails no request (origin loads are measured against the 1.2x goal, not yet met).
+//! load fails no request and reads at most 1.2x the objects from the origin.
 //!
 //! Stated times: 5 nodes converge within 10 s; a killed node is marked down by every other
 //! node within 5 s.
@@ -322,13 +322,16 @@ fn rolling_restart_of_five_under_load_fails_no_request() {
         let now = gone_loads + procs.iter().map(loads).sum::<usize>();
         eprintln!("after restarting node {i}: {now} origin loads so far");
     }
-    // Warm handoff (new owners peek at the draining or previous owner) keeps origin loads
-    // down (without it, by estimate, each restart reloads at least the ~1/5 of the keys the
-    // restarted node owns, and again those it owned while gone: ~2x in all). The
-    // issue's goal is 1.2x; measured here 1.45-1.5x (the first restart costs nothing, later
-    // ones 13-39 loads each, growing with the number of restarted nodes; not understood
-    // yet, see docs/membership.md). This bound guards against losing handoff altogether.
+    // Warm handoff keeps origin loads at the object count: new owners peek at the draining
+    // or earlier owner, and if it has nothing, at the other members (a restarted owner
+    // comes back empty, and the copies that serve its keys may sit in other nodes' hot
+    // caches; see crates/cluster/src/handoff.rs). Without it each restart reloads at least
+    // the ~1/5 of the keys the restarted node owns, and again those it owned while gone:
+    // ~2x in all. The bound: 1.2x the object bytes (all values are the same size).
     let total = gone_loads + procs.iter().map(loads).sum::<usize>();
-    eprintln!("origin loads over the rolling restart: {total} for 200 keys (goal: 240)");
-    assert!(total <= 350, "{total} origin loads for 200 keys");
+    eprintln!("origin loads over the rolling restart: {total} for 200 keys (bound: 240)");
+    assert!(
+        total <= 240,
+        "{total} origin loads for 200 keys: more than 1.2x"
+    );
 }

@@ -241,6 +241,9 @@ impl Session {
                     },
                     msg = stream.message() => match msg {
                         Ok(Some(r)) if r.canceled() || r.compact_revision() > 0 => {
+                            // Events between our revision and the compaction are gone for
+                            // good: only a fresh list tells who is a member now.
+                            m::etcd_relist(if r.compact_revision() > 0 { "compacted" } else { "cancelled" });
                             tracing::info!(compact_revision = r.compact_revision(), reason = r.cancel_reason(),
                                 "etcd: watch cancelled; listing again");
                             break 'watch;

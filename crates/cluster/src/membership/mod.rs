@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-pub use dns::{DnsConfig, DnsMembership};
+pub use dns::{DnsConfig, DnsMembership, DnsRecords};
 pub use error::MembershipError;
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdConfig, EtcdMembership};

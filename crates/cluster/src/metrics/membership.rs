@@ -12,6 +12,7 @@
 //! | `shoal_gossip_local_health` | gauge | — (Lifeguard's local health multiplier, 0 = healthy) |
 //! | `shoal_etcd_errors_total` | counter | `op` (`connect`, `register`, `list`, `watch`, `keepalive`) |
 //! | `shoal_etcd_reconnects_total` | counter | — |
+//! | `shoal_etcd_relists_total` | counter | `reason` (`compacted`, `cancelled`: the watch ended, the prefix was listed again) |
 //! | `shoal_membership_bad_values_total` | counter | `source` (a value that is not a peer URL, a GCE answer missing fields) |
 
 use metrics::{counter, gauge};
@@ -38,6 +39,8 @@ pub const GOSSIP_HEALTH: &str = "shoal_gossip_local_health";
 pub const ETCD_ERRORS: &str = "shoal_etcd_errors_total";
 /// etcd reconnects (a new session after a failure).
 pub const ETCD_RECONNECTS: &str = "shoal_etcd_reconnects_total";
+/// Watches that etcd compacted or cancelled, answered by listing the prefix again.
+pub const ETCD_RELISTS: &str = "shoal_etcd_relists_total";
 /// Values from a discovery source that were ignored.
 pub const BAD_VALUES: &str = "shoal_membership_bad_values_total";
 
@@ -88,6 +91,11 @@ pub(crate) fn etcd_error(op: &'static str) {
 #[cfg(feature = "etcd")]
 pub(crate) fn etcd_reconnect() {
     counter!(ETCD_RECONNECTS).increment(1);
+}
+
+#[cfg(feature = "etcd")]
+pub(crate) fn etcd_relist(reason: &'static str) {
+    counter!(ETCD_RELISTS, "reason" => reason).increment(1);
 }
 
 pub(crate) fn bad_value(source: &'static str) {

@@ -13,7 +13,7 @@
 //! and HTTP/2, whichever the cluster uses to ask.
 
 mod client;
-mod connect;
+pub(crate) mod connect;
 pub(crate) mod escape;
 pub(crate) mod expires;
 pub(crate) mod groupcache;

@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod etcd;
+pub mod netns;
 pub mod process;
 pub mod raw;
 pub mod recorded;

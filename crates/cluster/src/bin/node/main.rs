@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! shoal-cluster-node --self URL --admin HOST:PORT [--protocol P] [--algorithm A]
+//!     [--handoff yes] [--drain-ms MS] [--fetch-timeout-ms MS]
 //!     ( --peers URL,URL,...
 //!     | --gossip HOST:PORT [--seeds HOST:PORT,...] [--gossip-key K] [--fast-gossip yes]
 //!     | --coord ETCD_URL --cluster DIR [--etcd-ttl SECS] )
@@ -63,6 +64,8 @@ struct Args {
     handoff: bool,
     /// How long to keep serving peers after leaving, on SIGTERM (`--drain-ms`, default 0).
     drain: std::time::Duration,
+    /// How long a peer has to answer (`--fetch-timeout-ms`, default 5 s).
+    fetch_timeout: Option<std::time::Duration>,
     /// Membership flags, read by [`members::Source::from_flags`].
     rest: HashMap<String, String>,
 }
@@ -101,6 +104,14 @@ fn parse_args() -> Result<Args, String> {
                 ms.parse().map_err(|e| format!("--drain-ms: {e}"))?,
             ),
             None => std::time::Duration::ZERO,
+        },
+        fetch_timeout: match flags.remove("fetch-timeout-ms") {
+            Some(ms) => Some(std::time::Duration::from_millis(
+                ms.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
+                    format!("--fetch-timeout-ms: expected milliseconds > 0, got {ms:?}")
+                })?,
+            )),
+            None => None,
         },
         rest: std::mem::take(&mut flags),
     };
@@ -177,6 +188,9 @@ async fn run(mut args: Args) -> Result<(), String> {
     let mut builder = Cluster::builder(args.self_url.as_str())
         .protocol(args.protocol)
         .algorithm(args.algorithm);
+    if let Some(t) = args.fetch_timeout {
+        builder = builder.fetch_timeout(t);
+    }
     if args.handoff {
         // A generous peek timeout: the tests run debug builds on 2 busy cores.
         builder = builder.handoff(shoal_cluster::Handoff {

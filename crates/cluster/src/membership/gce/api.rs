@@ -3,14 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
+
+use crate::transport::connect::Connector;
 
 /// The largest answer read (a page of instances is far smaller).
 const MAX_BODY: usize = 16 << 20;
@@ -26,6 +31,18 @@ pub(crate) enum ApiError {
     Status { url: String, status: StatusCode },
     #[error("GET {url}: {message}")]
     Answer { url: String, message: String },
+}
+
+/// An error and its causes ("client error (Connect): ... invalid peer certificate").
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// What to match.
@@ -46,19 +63,78 @@ pub(crate) struct Found {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Api {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<Connector, Empty<Bytes>>,
+}
+
+/// TLS for `https://` endpoints: the roots in `ca_pem`, or Mozilla's (webpki-roots), so
+/// the real `https://compute.googleapis.com` is verified with no system store needed.
+pub(crate) fn tls_config(ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = RootCertStore::empty();
+    match ca_pem {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| format!("GCE ca_pem: {e}"))?;
+                roots.add(cert).map_err(|e| format!("GCE ca_pem: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err("GCE ca_pem: no certificate in it".into());
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("GCE TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // The client speaks HTTP/1.1 only.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 impl Api {
-    pub(crate) fn new() -> Self {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(std::time::Duration::from_secs(3)));
+    pub(crate) fn new(tls: Arc<ClientConfig>) -> Self {
+        let connector = Connector::new(Some(tls), std::time::Duration::from_secs(3));
         Api {
-            client: Client::builder(TokioExecutor::new()).build(http),
+            client: Client::builder(TokioExecutor::new()).build(connector),
         }
     }
 
+    /// The text of a metadata server value (`{metadata}/computeMetadata/v1/{path}`).
+    pub(crate) async fn metadata_text(
+        &self,
+        metadata: &str,
+        path: &str,
+    ) -> Result<String, ApiError> {
+        let url = format!(
+            "{}/computeMetadata/v1/{path}",
+            metadata.trim_end_matches('/')
+        );
+        let body = self.get(&url, &[("Metadata-Flavor", "Google")]).await?;
+        let text = String::from_utf8(body.to_vec()).map_err(|_| ApiError::Answer {
+            url: url.clone(),
+            message: "not UTF-8 text".into(),
+        })?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ApiError::Answer {
+                url,
+                message: "empty".into(),
+            });
+        }
+        Ok(text.to_owned())
+    }
+
     async fn get_json(&self, url: &str, headers: &[(&str, &str)]) -> Result<Value, ApiError> {
+        let body = self.get(url, headers).await?;
+        serde_json::from_slice(&body).map_err(|e| ApiError::Answer {
+            url: url.to_owned(),
+            message: format!("not JSON: {e}"),
+        })
+    }
+
+    async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Bytes, ApiError> {
         let http_err = |message: String| ApiError::Http {
             url: url.to_owned(),
             message,
@@ -74,22 +150,18 @@ impl Api {
             tokio::time::timeout(std::time::Duration::from_secs(10), self.client.request(req))
                 .await
                 .map_err(|_| http_err("timed out".into()))?
-                .map_err(|e| http_err(e.to_string()))?;
+                .map_err(|e| http_err(chain(&e)))?;
         if !resp.status().is_success() {
             return Err(ApiError::Status {
                 url: url.to_owned(),
                 status: resp.status(),
             });
         }
-        let body = Limited::new(resp.into_body(), MAX_BODY)
+        Ok(Limited::new(resp.into_body(), MAX_BODY)
             .collect()
             .await
             .map_err(|e| http_err(e.to_string()))?
-            .to_bytes();
-        serde_json::from_slice(&body).map_err(|e| ApiError::Answer {
-            url: url.to_owned(),
-            message: format!("not JSON: {e}"),
-        })
+            .to_bytes())
     }
 
     /// An access token from the metadata server (`{metadata}/computeMetadata/v1/instance/

@@ -3,10 +3,11 @@
 //! every `[meta]` item, take the internal IP of the named NIC (or of the only NIC), and hand
 //! `ip:cluster_port` to the gossip layer as seeds. Gossip then tracks who is alive.
 //!
-//! Credentials: a bearer token from the metadata server. Both endpoints are configurable
-//! (tests point them at a local server). Only `http://` endpoints are supported for now:
-//! the real Compute API (`https://compute.googleapis.com`) needs a TLS root store, which is
-//! not wired in yet (see `docs/membership.md`).
+//! Credentials: a bearer token from the metadata server. Project and zone come from the
+//! configuration, or, when it leaves them empty, from the metadata server
+//! (`project/project-id`, `instance/zone`), as gce-cache-cluster does. Both endpoints are
+//! configurable (tests point them at local servers); `https://` endpoints are verified
+//! against Mozilla's roots (webpki-roots), or against `ca_pem` when given.
 //!
 //! Listing is repeated every `interval` (and retried with back-off when it fails); an
 //! instance with missing fields is counted in `shoal_membership_bad_values_total` and
@@ -35,9 +36,9 @@ pub struct GceConfig {
     /// The metadata server base URL (default `http://metadata.google.internal`); `None`:
     /// send no token.
     pub metadata: Option<String>,
-    /// The project.
+    /// The project (empty: ask the metadata server).
     pub project: String,
-    /// The zone.
+    /// The zone (empty: ask the metadata server).
     pub zone: String,
     /// The NIC whose `networkIP` is used (any NIC if the instance has only one).
     pub network_interface: String,
@@ -49,6 +50,8 @@ pub struct GceConfig {
     pub cluster_port: u16,
     /// How often to list again (default 30 s).
     pub interval: Duration,
+    /// PEM certificates that replace Mozilla's roots for `https://` endpoints.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl GceConfig {
@@ -64,6 +67,7 @@ impl GceConfig {
             meta: ini.meta.clone(),
             cluster_port: ini.cluster_port,
             interval: Duration::from_secs(30),
+            ca_pem: None,
         }
     }
 }
@@ -100,8 +104,44 @@ impl Drop for GceDiscovery {
     }
 }
 
+/// Fill in an empty project or zone from the metadata server.
+async fn place(
+    api: &api::Api,
+    config: &GceConfig,
+    project: &mut String,
+    zone: &mut String,
+) -> Result<(), String> {
+    let Some(md) = &config.metadata else {
+        return Err("project or zone is empty and no metadata server is configured".into());
+    };
+    if project.is_empty() {
+        *project = api
+            .metadata_text(md, "project/project-id")
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    if zone.is_empty() {
+        // "projects/<number>/zones/<zone>"
+        let full = api
+            .metadata_text(md, "instance/zone")
+            .await
+            .map_err(|e| e.to_string())?;
+        *zone = full.rsplit('/').next().unwrap_or_default().to_owned();
+    }
+    tracing::info!(%project, %zone, "gce: project and zone from the metadata server");
+    Ok(())
+}
+
 async fn poll(config: GceConfig, tx: watch::Sender<Vec<SocketAddr>>) {
-    let api = api::Api::new();
+    let tls = match api::tls_config(config.ca_pem.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "gce discovery: not started");
+            return;
+        }
+    };
+    let api = api::Api::new(tls);
+    let (mut project, mut zone) = (config.project.clone(), config.zone.clone());
     let filter = api::Filter {
         tags: config.tags.clone(),
         meta: config.meta.clone(),
@@ -114,20 +154,21 @@ async fn poll(config: GceConfig, tx: watch::Sender<Vec<SocketAddr>>) {
     let mut condition = Condition::default();
     let mut logged: HashSet<String> = HashSet::new();
     loop {
+        if (project.is_empty() || zone.is_empty())
+            && let Err(e) = place(&api, &config, &mut project, &mut zone).await
+        {
+            condition.failed("gce discovery", &e);
+            tokio::time::sleep(backoff.next_delay()).await;
+            continue;
+        }
         let token = match &config.metadata {
             Some(md) => api.token(md).await.map(Some),
             None => Ok(None),
         };
         let listed = match token {
             Ok(t) => {
-                api.list(
-                    &config.endpoint,
-                    &config.project,
-                    &config.zone,
-                    t.as_deref(),
-                    &filter,
-                )
-                .await
+                api.list(&config.endpoint, &project, &zone, t.as_deref(), &filter)
+                    .await
             }
             Err(e) => Err(e),
         };
