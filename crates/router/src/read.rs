@@ -163,7 +163,7 @@ async fn attempt(
                 let Ok((_, res)) = joined else { continue };
                 match res {
                     Ok(resp) if resp.status() != StatusCode::NOT_FOUND && !resp.status().is_server_error() => {
-                        return relay(resp);
+                        return relay(resp, inner);
                     }
                     Ok(resp) => {
                         if resp.status().is_server_error() {
@@ -193,7 +193,7 @@ async fn attempt(
         }
     }
     match fallback {
-        Some(resp) => relay(resp),
+        Some(resp) => relay(resp, inner),
         None => text(
             StatusCode::BAD_GATEWAY,
             format!("every replica failed: {}\n", errors.join("; ")),
