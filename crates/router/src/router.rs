@@ -153,14 +153,7 @@ impl Router {
             )));
         }
         let journal = settings.journal.as_deref().map(Journal::open).transpose()?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(30))
-            .pool_max_idle_per_host(settings.pool_idle_per_host)
-            .build(connector);
+        let client = build_client(&settings);
         let router = Router {
             inner: Arc::new(Inner {
                 topo,
@@ -179,6 +172,16 @@ impl Router {
             router.apply_roster(&Roster::load(&p)?);
         }
         Ok(router)
+    }
+
+    /// Gives the calling thread its own connection pool to the storage nodes, used by the
+    /// requests this thread serves. For a thread running its own single-threaded runtime: a
+    /// pooled connection is driven by a task of the runtime that opened it, so a shared pool
+    /// would hand requests to connections driven by other threads.
+    pub fn use_thread_local_pool(&self) {
+        let id = Arc::as_ptr(&self.inner) as usize;
+        let client = build_client(&self.inner.settings);
+        LOCAL_POOL.with(|p| *p.borrow_mut() = Some((id, client)));
     }
 
     /// The migration state now.
@@ -385,6 +388,36 @@ impl Router {
             crate::write::write(&self.inner, req, &path, &pq, &targets).await
         }
     }
+}
+
+thread_local! {
+    /// A thread's own pool ([`Router::use_thread_local_pool`]), keyed by the router's address.
+    static LOCAL_POOL: std::cell::RefCell<Option<(usize, HttpClient)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl Inner {
+    /// The HTTP client for requests served on this thread.
+    pub(crate) fn client(&self) -> HttpClient {
+        let id = std::ptr::from_ref(self) as usize;
+        LOCAL_POOL
+            .with(|p| match &*p.borrow() {
+                Some((owner, c)) if *owner == id => Some(c.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| self.client.clone())
+    }
+}
+
+fn build_client(settings: &Settings) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(settings.connect_timeout));
+    connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .pool_max_idle_per_host(settings.pool_idle_per_host)
+        .build(connector)
 }
 
 /// A short text answer.

@@ -115,7 +115,7 @@ where
         };
         match request(&r, method.clone(), pq, headers.clone(), body) {
             Ok(req) => {
-                let client = inner.client.clone();
+                let client = inner.client();
                 let abort = set.spawn(async move { (i, send(client, r, req, timeout).await) });
                 if let Some(tx) = tx {
                     senders.push((i, tx, abort));
