@@ -7,7 +7,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -98,13 +98,14 @@ async fn two_to_three_shards_old_both_new_with_uploads_and_reads_running() {
     let stop = Arc::new(AtomicBool::new(false));
     let phase = Arc::new(AtomicU8::new(0));
     let failures: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let reads: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
     let mut load = tokio::task::JoinSet::new();
     for w in 0..2u64 {
         let (stop, phase, acked, failures) =
             (stop.clone(), phase.clone(), acked.clone(), failures.clone());
         let base = front.url("");
         load.spawn(async move {
-            for i in 0..5_000u64 {
+            for i in 0..20_000u64 {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
@@ -126,11 +127,16 @@ async fn two_to_three_shards_old_both_new_with_uploads_and_reads_running() {
         });
     }
     for rd in 0..2usize {
-        let (stop, phase, acked, failures) =
-            (stop.clone(), phase.clone(), acked.clone(), failures.clone());
+        let (stop, phase, acked, failures, reads) = (
+            stop.clone(),
+            phase.clone(),
+            acked.clone(),
+            failures.clone(),
+            reads.clone(),
+        );
         let base = front.url("");
         load.spawn(async move {
-            for i in 0..20_000usize {
+            for i in 0..50_000usize {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
@@ -146,6 +152,7 @@ async fn two_to_three_shards_old_both_new_with_uploads_and_reads_running() {
                 };
                 let at = phase.load(Ordering::Relaxed);
                 let r = get(&format!("{base}{}", pick.0)).await;
+                reads[at as usize].fetch_add(1, Ordering::Relaxed);
                 if r.status != StatusCode::OK || r.body[..] != content(pick.1, pick.2)[..] {
                     failures.lock().push(format!(
                         "GET {} (uploaded in phase {}) in phase {}: {} ({} bytes)",
@@ -156,6 +163,7 @@ async fn two_to_three_shards_old_both_new_with_uploads_and_reads_running() {
                         r.body.len()
                     ));
                 }
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         });
     }
@@ -205,6 +213,8 @@ async fn two_to_three_shards_old_both_new_with_uploads_and_reads_running() {
             count >= 2,
             "only {count} upload(s) acknowledged in phase {name}"
         );
+        let r = reads[n].load(Ordering::Relaxed);
+        assert!(r >= 10, "only {r} read(s) in phase {name}");
     }
     // The post-migration clean-up once the load has stopped: every file on its new shard's
     // replicas only, with its bytes, and readable through the router.
