@@ -4,13 +4,25 @@
 # same nginx serves both runs), so the ratio is the router's cost. Prints requests/s, the
 # ratio (target >= 0.90) and the load average, which matters on a shared 2-core machine.
 # Usage: bench/route/run.sh [seconds per run, default 5] [connections, default 32]
-# PERF_OUT=FILE also records a perf profile of the router during its 4 KiB run.
+# PIN=both (default) measures twice: unpinned (everything shares every CPU), then pinned with
+#   taskset: the router alone on CPU 1, wrk and nginx on CPU 0 in both the direct and the
+#   routed run (the router on its own host, as deployed). PIN=off or PIN=on runs one of them.
+# ROUTE_ARGS="--runtimes 2" passes extra flags to `shoal route` (compare variants).
+# REPEAT=3 (default) alternates direct and routed runs that many times and prints medians
+#   and the range of the ratio, plus CPU time per request of nginx (direct runs) and of the
+#   router (routed runs), which a busy machine disturbs far less than requests/s.
+# PERF_OUT=FILE also records a perf profile of the router during its (last) 4 KiB run.
 set -euo pipefail
 SECS=${1:-5}
 CONNS=${2:-32}
+PIN=${PIN:-both}
+case "$PIN" in off|on|both) ;; *) echo "PIN must be off, on or both" >&2; exit 1 ;; esac
+if [ "$PIN" != off ] && [ "$(nproc)" -lt 2 ]; then
+  echo "PIN=$PIN needs 2 CPUs; this machine has $(nproc)" >&2; exit 1
+fi
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SHOAL=${SHOAL:-$ROOT/target/release/shoal}
-for t in /usr/sbin/nginx /usr/bin/wrk; do
+for t in /usr/sbin/nginx /usr/bin/wrk /usr/bin/taskset; do
   [ -x "$t" ] || { echo "missing $t: run scripts/install-deps" >&2; exit 1; }
 done
 [ -x "$SHOAL" ] || cargo build --release -p shoal --locked --manifest-path "$ROOT/Cargo.toml"
@@ -51,6 +63,7 @@ CONF
 head -c $((1 << 20)) /dev/urandom > "$WORK/nginx/data/big.bin"
 for i in $(seq 0 99); do head -c 4096 /dev/urandom > "$WORK/nginx/data/small/$i.bin"; done
 /usr/sbin/nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" 2>/dev/null & PIDS+=($!)
+NGINX=$!
 
 cat > "$WORK/route.cfg" <<CFG
 <photosrv>
@@ -63,8 +76,9 @@ cat > "$WORK/route.cfg" <<CFG
 </photosrv>
 CFG
 RP=$(port); AP=$(port)
+# shellcheck disable=SC2086 # ROUTE_ARGS is a list of flags
 RUST_LOG=warn "$SHOAL" route -c "$WORK/route.cfg" --dc bench --listen 127.0.0.1:"$RP" \
-  --admin-listen 127.0.0.1:"$AP" 2>"$WORK/route.log" & PIDS+=($!)
+  --admin-listen 127.0.0.1:"$AP" ${ROUTE_ARGS:-} 2>"$WORK/route.log" & PIDS+=($!)
 ROUTER=$!
 wait_port "$NP"; wait_port "$RP"
 
@@ -76,31 +90,69 @@ request = function()
 end
 LUA
 
-run() { # $1 = port, $2 = path or "small"; prints requests/s
+WRK_CPU=()
+run() { # $1 = port, $2 = path or "small"; prints "requests/s requests"
   local args=(-t2 -c"$CONNS" -d"${SECS}s" --timeout 5s)
   if [ "$2" = small ]; then
-    timeout $((SECS + 20)) wrk "${args[@]}" -s "$WORK/small.lua" "http://127.0.0.1:$1/"
+    timeout $((SECS + 20)) "${WRK_CPU[@]}" wrk "${args[@]}" -s "$WORK/small.lua" "http://127.0.0.1:$1/"
   else
-    timeout $((SECS + 20)) wrk "${args[@]}" "http://127.0.0.1:$1$2"
-  fi | awk '/^Requests\/sec:/ { print $2 } /Non-2xx/ { print "non-2xx answers: " $0 > "/dev/stderr" }'
+    timeout $((SECS + 20)) "${WRK_CPU[@]}" wrk "${args[@]}" "http://127.0.0.1:$1$2"
+  fi | awk '/requests in/ { n = $1 } /^Requests\/sec:/ { r = $2 } /Non-2xx/ { print "non-2xx answers: " $0 > "/dev/stderr" }
+            END { print r, n }'
 }
+load() { cut -d' ' -f1 /proc/loadavg; }
+cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # user + system clock ticks, all threads
 # Warm both paths (page cache, pooled connections) before measuring.
 curl -fsS -o /dev/null "http://127.0.0.1:$RP/big.bin"
 curl -fsS -o /dev/null "http://127.0.0.1:$RP/small/1.bin"
 
-echo "wrk ${SECS}s per run, 2 threads, ${CONNS} connections, loopback; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-D1=$(run "$NP" /big.bin); R1=$(run "$RP" /big.bin)
-D4=$(run "$NP" small)
-if [ -n "${PERF_OUT:-}" ]; then # profile the router during its 4 KiB run: PERF_OUT=perf.data
-  perf record -g -p "$ROUTER" -o "$PERF_OUT" -- sleep "$SECS" 2>/dev/null & PERF=$!
-fi
-R4=$(run "$RP" small)
-[ -z "${PERF:-}" ] || wait "$PERF" || true
-printf '%-18s %14s %14s %8s\n' "GET" "direct req/s" "route req/s" "ratio"
-python3 - "$D1" "$R1" "$D4" "$R4" <<'PY'
-import sys
-d1, r1, d4, r4 = map(float, sys.argv[1:])
-for name, d, r in (("1 MiB file", d1, r1), ("4 KiB files (100)", d4, r4)):
-    print(f"{name:<18} {d:14.0f} {r:14.0f} {r/d:8.2f}")
+ALL_CPUS=$(taskset -pc $$ | awk -F': ' '{ print $2 }')
+# One line per run: mode, file, direct req/s, route req/s, nginx CPU ticks per direct request,
+# router CPU ticks per routed request, load average before. Direct and routed runs alternate.
+measure() { # $1 = off | on
+  if [ "$1" = on ]; then
+    taskset -a -pc 0 "$NGINX" >/dev/null; taskset -a -pc 1 "$ROUTER" >/dev/null; WRK_CPU=(taskset -c 0)
+  else
+    taskset -a -pc "$ALL_CPUS" "$NGINX" >/dev/null; taskset -a -pc "$ALL_CPUS" "$ROUTER" >/dev/null; WRK_CPU=()
+  fi
+  local what la c0 c1 c2 d r
+  for what in /big.bin small; do
+    for _ in $(seq 1 "$REPEAT"); do
+      la=$(load)
+      c0=$(cpu "$NGINX"); d=$(run "$NP" "$what"); c1=$(cpu "$NGINX")
+      if [ -n "${PERF_OUT:-}" ] && [ "$what" = small ]; then # PERF_OUT=perf.data profiles the router
+        perf record -g -p "$ROUTER" -o "$PERF_OUT" -- sleep "$SECS" 2>/dev/null & PERF=$!
+      fi
+      c2=$(cpu "$ROUTER"); r=$(run "$RP" "$what"); echo "$1 $what $d $r $((c1 - c0)) $(($(cpu "$ROUTER") - c2)) $la"
+      [ -z "${PERF:-}" ] || wait "$PERF" || true
+    done
+  done
+}
+
+REPEAT=${REPEAT:-3}
+echo "wrk ${SECS}s per run, 2 threads, ${CONNS} connections, loopback, median of $REPEAT alternating runs; route flags: ${ROUTE_ARGS:-(none)}"
+case "$PIN" in
+  off) measure off ;;
+  on) measure on ;;
+  both) measure off; measure on ;;
+esac > "$WORK/runs"
+python3 - "$WORK/runs" "$(getconf CLK_TCK)" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+tick_us = 1e6 / float(sys.argv[2])
+print(f"{'':<9} {'GET':<18} {'direct req/s':>12} {'route req/s':>12} {'ratio':>6} {'ratio range':>11}"
+      f" {'nginx us/req':>12} {'router us/req':>13}  load avg (1 min) before each run")
+for mode in ("off", "on"):
+    for what, name in (("/big.bin", "1 MiB file"), ("small", "4 KiB files (100)")):
+        rs = [r for r in rows if r[0] == mode and r[1] == what]
+        if not rs:
+            continue
+        d = [float(r[2]) for r in rs]; rt = [float(r[4]) for r in rs]
+        ratios = [b / a for a, b in zip(d, rt)]
+        ngx = statistics.median(float(r[6]) * tick_us / float(r[3]) for r in rs)
+        rtr = statistics.median(float(r[7]) * tick_us / float(r[5]) for r in rs)
+        pin = "pinned" if mode == "on" else "unpinned"
+        print(f"{pin:<9} {name:<18} {statistics.median(d):12.0f} {statistics.median(rt):12.0f}"
+              f" {statistics.median(ratios):6.2f} {min(ratios):5.2f}-{max(ratios):<5.2f}"
+              f" {ngx:12.1f} {rtr:13.1f}  {' '.join(r[8] for r in rs)}")
 PY
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

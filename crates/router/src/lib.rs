@@ -37,6 +37,8 @@
 pub mod body;
 pub mod config;
 mod error;
+mod idle;
+mod inflight;
 pub mod journal;
 mod metrics;
 pub mod migration;

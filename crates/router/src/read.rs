@@ -5,6 +5,8 @@
 //! or in migration the other ring, may hold the file; a 404 is returned only when every
 //! replica said so or failed). Reads carry no body, so every retry is safe.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,7 +91,7 @@ async fn multi_head(
         let Ok(req) = request(r, Method::HEAD, pq, HeaderMap::new(), empty()) else {
             continue;
         };
-        let (client, r) = (inner.client.clone(), r.clone());
+        let (client, r) = (inner.client(), r.clone());
         set.spawn(async move { (i, send(client, r, req, timeout).await) });
     }
     let deadline = Instant::now() + timeout;
@@ -120,9 +122,14 @@ async fn multi_head(
 }
 
 type Attempt = (usize, Result<Response<Incoming>, SendError>);
+type AttemptFuture = Pin<Box<dyn Future<Output = Attempt> + Send>>;
 
 /// Tries `order` until one replica answers well. With `hedge`, a replica that has not
 /// answered after the delay gets company: the next replica is asked too, first answer wins.
+///
+/// The first attempt runs inline in the request's task: most reads end with it, and a spawned
+/// task would cost a wake-up, often on another worker thread. Attempts move to tasks only
+/// once a hedge or a retry is needed.
 async fn attempt(
     inner: &Arc<Inner>,
     method: Method,
@@ -132,28 +139,53 @@ async fn attempt(
     hedge: Option<Duration>,
 ) -> Response<Body> {
     let timeout = inner.settings.response_timeout;
-    let mut set: JoinSet<Attempt> = JoinSet::new();
     let mut next = 0;
-    let mut last_launch = Instant::now();
     let mut errors: Vec<String> = Vec::new();
     let mut fallback: Option<Response<Incoming>> = None;
-    let launch = |set: &mut JoinSet<Attempt>, next: &mut usize, errors: &mut Vec<String>| {
+    let make = |next: &mut usize, errors: &mut Vec<String>| -> Option<AttemptFuture> {
         while *next < order.len() {
             let i = *next;
             *next += 1;
             let r = order[i].clone();
             match request(&r, method.clone(), pq, headers.clone(), empty()) {
                 Ok(req) => {
-                    let client = inner.client.clone();
-                    set.spawn(async move { (i, send(client, r, req, timeout).await) });
-                    return true;
+                    let client = inner.client();
+                    return Some(Box::pin(
+                        async move { (i, send(client, r, req, timeout).await) },
+                    ));
                 }
                 Err(e) => errors.push(e),
             }
         }
-        false
+        None
     };
-    launch(&mut set, &mut next, &mut errors);
+    let mut set: JoinSet<Attempt> = JoinSet::new();
+    let mut last_launch = Instant::now();
+    if let Some(mut first) = make(&mut next, &mut errors) {
+        let hedge_at = hedge
+            .filter(|_| next < order.len())
+            .map(|d| last_launch + d);
+        tokio::select! {
+            (_, res) = &mut first => {
+                if let Some(resp) = judge(res, &mut fallback, &mut errors) {
+                    return relay(resp, inner);
+                }
+                if let Some(f) = make(&mut next, &mut errors) {
+                    set.spawn(f);
+                    metrics::retry();
+                    last_launch = Instant::now();
+                }
+            }
+            _ = sleep_until(hedge_at) => {
+                set.spawn(first);
+                if let Some(f) = make(&mut next, &mut errors) {
+                    set.spawn(f);
+                    metrics::hedge();
+                }
+                last_launch = Instant::now();
+            }
+        }
+    }
     while !set.is_empty() {
         let hedge_at = hedge
             .filter(|_| next < order.len())
@@ -161,31 +193,18 @@ async fn attempt(
         tokio::select! {
             Some(joined) = set.join_next() => {
                 let Ok((_, res)) = joined else { continue };
-                match res {
-                    Ok(resp) if resp.status() != StatusCode::NOT_FOUND && !resp.status().is_server_error() => {
-                        return relay(resp);
-                    }
-                    Ok(resp) => {
-                        if resp.status().is_server_error() {
-                            errors.push(format!("status {}", resp.status()));
-                        }
-                        let better = match &fallback {
-                            None => true,
-                            Some(f) => f.status().is_server_error() && resp.status() == StatusCode::NOT_FOUND,
-                        };
-                        if better {
-                            fallback = Some(resp);
-                        }
-                    }
-                    Err(e) => errors.push(e.message),
+                if let Some(resp) = judge(res, &mut fallback, &mut errors) {
+                    return relay(resp, inner);
                 }
-                if set.is_empty() && launch(&mut set, &mut next, &mut errors) {
+                if set.is_empty() && let Some(f) = make(&mut next, &mut errors) {
+                    set.spawn(f);
                     metrics::retry();
                     last_launch = Instant::now();
                 }
             }
             _ = sleep_until(hedge_at) => {
-                if launch(&mut set, &mut next, &mut errors) {
+                if let Some(f) = make(&mut next, &mut errors) {
+                    set.spawn(f);
                     metrics::hedge();
                 }
                 last_launch = Instant::now();
@@ -193,12 +212,40 @@ async fn attempt(
         }
     }
     match fallback {
-        Some(resp) => relay(resp),
+        Some(resp) => relay(resp, inner),
         None => text(
             StatusCode::BAD_GATEWAY,
             format!("every replica failed: {}\n", errors.join("; ")),
         ),
     }
+}
+
+/// A good answer is returned; a 404 or 5xx is kept as the fallback answer (a 404 over a
+/// 5xx) and the next replica is tried; a failure is noted.
+fn judge(
+    res: Result<Response<Incoming>, SendError>,
+    fallback: &mut Option<Response<Incoming>>,
+    errors: &mut Vec<String>,
+) -> Option<Response<Incoming>> {
+    match res {
+        Ok(resp) if resp.status() != StatusCode::NOT_FOUND && !resp.status().is_server_error() => {
+            return Some(resp);
+        }
+        Ok(resp) => {
+            if resp.status().is_server_error() {
+                errors.push(format!("status {}", resp.status()));
+            }
+            let better = match fallback {
+                None => true,
+                Some(f) => f.status().is_server_error() && resp.status() == StatusCode::NOT_FOUND,
+            };
+            if better {
+                *fallback = Some(resp);
+            }
+        }
+        Err(e) => errors.push(e.message),
+    }
+    None
 }
 
 async fn sleep_until(at: Option<Instant>) {

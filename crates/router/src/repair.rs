@@ -19,6 +19,7 @@ use http_body_util::BodyExt;
 
 use crate::RouteError;
 use crate::body::empty;
+use crate::idle::{IdleTimeout, Side};
 use crate::journal::{self, Entry};
 use crate::migration::MigrationState;
 use crate::normalize::{encode_path, unescape};
@@ -77,7 +78,14 @@ impl Router {
             if let Some(len) = resp.headers().get(header::CONTENT_LENGTH) {
                 headers.insert(header::CONTENT_LENGTH, len.clone());
             }
-            let body = resp.into_body().map_err(Into::into).boxed_unsync();
+            // A source that stalls mid-copy fails the copy instead of holding it.
+            let body = IdleTimeout::new(
+                resp.into_body().map_err(Into::into),
+                self.inner.settings.body_timeout,
+                self.inner.clone(),
+                Side::ReplicaResponse,
+            )
+            .boxed_unsync();
             let req = request(to, Method::PUT, &pq, headers, body)?;
             let put = send(self.inner.client.clone(), to.clone(), req, t)
                 .await
@@ -206,6 +214,13 @@ impl Router {
             return Err(RouteError::Migration(
                 "clean-up would delete files the old ring still serves: finish (or abort) the migration first".into(),
             ));
+        }
+        // Writes placed under the previous state must have landed before the listing.
+        let left = self.drain_writes().await;
+        if left > 0 {
+            return Err(RouteError::Migration(format!(
+                "{left} write(s) admitted before the last migration switch are still running; try again when they end"
+            )));
         }
         let serving = if state == MigrationState::Old {
             MigrationState::Old

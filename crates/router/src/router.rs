@@ -1,7 +1,7 @@
 //! [`Router`]: the shard map, the replicas' state and the HTTP client, answering requests.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::body::{Body, BoxError, full};
 use crate::config::RouteConfig;
+use crate::inflight::WriteGate;
 use crate::journal::Journal;
 use crate::migration::{MigrationState, keys_match};
 use crate::normalize::{Rejected, encode_path, normalize_request_path};
@@ -30,6 +31,9 @@ pub(crate) struct Inner {
     pub(crate) roster_ignored: AtomicUsize,
     pub(crate) roster_hosts: AtomicUsize,
     counters: metrics::RequestCounters,
+    writes: WriteGate,
+    /// Bodies cut off because a peer stopped sending or taking them (see [`Settings::body_timeout`]).
+    pub(crate) body_timeouts: AtomicU64,
 }
 
 /// The router. Cheap to clone; every clone shares state.
@@ -84,6 +88,10 @@ pub struct Status {
     pub roster_ignored_lines: usize,
     /// Entries waiting in the repair journal.
     pub repair_backlog: usize,
+    /// Bodies cut off since start because a replica or client stalled mid-body.
+    pub body_timeouts: u64,
+    /// Writes still running that were admitted under an earlier migration state.
+    pub writes_from_previous_state: usize,
     /// The rings.
     pub rings: Vec<RingStatus>,
 }
@@ -145,14 +153,7 @@ impl Router {
             )));
         }
         let journal = settings.journal.as_deref().map(Journal::open).transpose()?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(30))
-            .pool_max_idle_per_host(settings.pool_idle_per_host)
-            .build(connector);
+        let client = build_client(&settings);
         let router = Router {
             inner: Arc::new(Inner {
                 topo,
@@ -163,6 +164,8 @@ impl Router {
                 roster_ignored: AtomicUsize::new(0),
                 roster_hosts: AtomicUsize::new(0),
                 counters: metrics::RequestCounters::new(),
+                writes: WriteGate::default(),
+                body_timeouts: AtomicU64::new(0),
             }),
         };
         if let Some(p) = router.inner.settings.roster.clone() {
@@ -171,9 +174,19 @@ impl Router {
         Ok(router)
     }
 
+    /// Gives the calling thread its own connection pool to the storage nodes, used by the
+    /// requests this thread serves. For a thread running its own single-threaded runtime: a
+    /// pooled connection is driven by a task of the runtime that opened it, so a shared pool
+    /// would hand requests to connections driven by other threads.
+    pub fn use_thread_local_pool(&self) {
+        let id = Arc::as_ptr(&self.inner) as usize;
+        let client = build_client(&self.inner.settings);
+        LOCAL_POOL.with(|p| *p.borrow_mut() = Some((id, client)));
+    }
+
     /// The migration state now.
     pub fn migration_state(&self) -> MigrationState {
-        MigrationState::from_u8(self.inner.state.load(Ordering::Acquire))
+        MigrationState::from_u8(self.inner.state.load(Ordering::SeqCst))
     }
 
     /// Switches the migration state, as photosrv's `/migration/{start,abort,finish}` do, but a
@@ -199,9 +212,29 @@ impl Router {
         if let Some(p) = &self.inner.settings.migration_state {
             to.store(p)?;
         }
-        let was = MigrationState::from_u8(self.inner.state.swap(to as u8, Ordering::AcqRel));
+        // SeqCst pairs with the write gate: see `inflight`.
+        let was = MigrationState::from_u8(self.inner.state.swap(to as u8, Ordering::SeqCst));
         tracing::info!(state = %to, was = %was, "migration state switched");
         Ok(format!("currentMigrationState = {to} (was {was})"))
+    }
+
+    /// Waits (at most the write timeout) until every PUT/DELETE admitted under an earlier
+    /// migration state has finished, so a repair listing that starts afterwards sees what
+    /// they wrote. Returns how many are still running (0: none). The admin switch endpoints
+    /// call this before they answer.
+    pub async fn drain_writes(&self) -> usize {
+        let left = self
+            .inner
+            .writes
+            .drain(self.migration_state(), self.inner.settings.write_timeout)
+            .await;
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "writes admitted before the migration switch are still running"
+            );
+        }
+        left
     }
 
     /// Applies a roster: replicas it does not list are skipped (an empty roster lists all).
@@ -284,6 +317,8 @@ impl Router {
             roster_hosts: self.inner.roster_hosts.load(Ordering::Relaxed),
             roster_ignored_lines: self.inner.roster_ignored.load(Ordering::Relaxed),
             repair_backlog: self.repair_backlog(),
+            body_timeouts: self.inner.body_timeouts.load(Ordering::Relaxed),
+            writes_from_previous_state: self.inner.writes.others(self.migration_state()),
             rings,
         }
     }
@@ -334,7 +369,14 @@ impl Router {
         if path == "/" || path.is_empty() {
             return text(StatusCode::NOT_FOUND, "Not Found");
         }
-        let targets: Vec<Target> = self.inner.topo.targets(&path, self.migration_state());
+        // A write holds the gate for its whole run, under the state it was placed with.
+        let (state, _write) = if is_read {
+            (self.migration_state(), None)
+        } else {
+            let (s, g) = self.inner.writes.enter(&self.inner.state);
+            (s, Some(g))
+        };
+        let targets: Vec<Target> = self.inner.topo.targets(&path, state);
         let mut pq = encode_path(&path);
         if is_read && let Some(q) = req.uri().query() {
             pq.push('?');
@@ -346,6 +388,36 @@ impl Router {
             crate::write::write(&self.inner, req, &path, &pq, &targets).await
         }
     }
+}
+
+thread_local! {
+    /// A thread's own pool ([`Router::use_thread_local_pool`]), keyed by the router's address.
+    static LOCAL_POOL: std::cell::RefCell<Option<(usize, HttpClient)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl Inner {
+    /// The HTTP client for requests served on this thread.
+    pub(crate) fn client(&self) -> HttpClient {
+        let id = std::ptr::from_ref(self) as usize;
+        LOCAL_POOL
+            .with(|p| match &*p.borrow() {
+                Some((owner, c)) if *owner == id => Some(c.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| self.client.clone())
+    }
+}
+
+fn build_client(settings: &Settings) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(settings.connect_timeout));
+    connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .pool_max_idle_per_host(settings.pool_idle_per_host)
+        .build(connector)
 }
 
 /// A short text answer.

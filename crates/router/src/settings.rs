@@ -73,6 +73,10 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Wait for a replica's response headers on reads. Default: 30s.
     pub response_timeout: Duration,
+    /// Longest wait for the next piece of a body once it has started: a replica's response
+    /// body, a replica taking a PUT body, or the client sending one. A stalled response is cut
+    /// off (the client sees it end early); a stalled PUT replica counts as failed. Default: 30s.
+    pub body_timeout: Duration,
     /// Whole replica write (body and answer). Default: 10 minutes.
     pub write_timeout: Duration,
     /// Idle pooled connections kept per replica. Default: 64.
@@ -103,6 +107,7 @@ impl Default for Settings {
             read_only: false,
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(600),
             pool_idle_per_host: 64,
             health_interval: Some(Duration::from_secs(2)),

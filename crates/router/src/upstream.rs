@@ -9,8 +9,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::body::Body;
+use crate::idle::{IdleTimeout, Side};
 use crate::replica::Replica;
-use crate::router::HttpClient;
+use crate::router::{HttpClient, Inner};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
 const HOP: [HeaderName; 8] = [
@@ -114,9 +115,17 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// A replica's response as ours: status, end-to-end headers, and the body streamed through.
-pub(crate) fn relay(resp: Response<Incoming>) -> Response<Body> {
+/// A replica's response as ours: status, end-to-end headers, and the body streamed through,
+/// frame by frame as hyper reads them, cut off when the replica stalls for the body timeout
+/// (the client then sees the connection end before the body does).
+pub(crate) fn relay(resp: Response<Incoming>, inner: &Arc<Inner>) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     parts.headers = end_to_end(&parts.headers);
-    Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
+    let body = IdleTimeout::new(
+        body.map_err(Into::into),
+        inner.settings.body_timeout,
+        inner.clone(),
+        Side::ReplicaResponse,
+    );
+    Response::from_parts(parts, body.boxed_unsync())
 }

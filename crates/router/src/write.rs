@@ -3,8 +3,9 @@
 //!
 //! A PUT body is read once from the client and fanned out through a bounded channel per
 //! replica, so memory stays at a few chunks per replica whatever the size. A replica that
-//! cannot take a chunk within the response timeout is cut off (its request aborted, so it
-//! never stores a truncated file) and counted as failed.
+//! cannot take a chunk within the body timeout is cut off (its request aborted, so it never
+//! stores a truncated file) and counted as failed; a client that stops sending its body for
+//! as long gets 408 and nothing is stored.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::body::{Body, BoxError, ChannelBody, empty};
+use crate::idle::{self, Side};
 use crate::journal::Entry;
 use crate::metrics;
 use crate::replica::Replica;
@@ -113,7 +115,7 @@ where
         };
         match request(&r, method.clone(), pq, headers.clone(), body) {
             Ok(req) => {
-                let client = inner.client.clone();
+                let client = inner.client();
                 let abort = set.spawn(async move { (i, send(client, r, req, timeout).await) });
                 if let Some(tx) = tx {
                     senders.push((i, tx, abort));
@@ -125,13 +127,10 @@ where
         }
     }
     if method == Method::PUT
-        && let Err(e) = pump(inner, body, &mut senders, &mut outcomes, &replicas).await
+        && let Err((status, e)) = pump(inner, body, &mut senders, &mut outcomes, &replicas).await
     {
         set.abort_all();
-        return text(
-            StatusCode::BAD_REQUEST,
-            format!("reading the request body: {e}\n"),
-        );
+        return text(status, format!("reading the request body: {e}\n"));
     }
     drop(senders);
     while let Some(joined) = set.join_next().await {
@@ -152,21 +151,33 @@ where
     finish(inner, &method, path, targets, &replicas, outcomes).await
 }
 
-/// Copies the client's body to every replica still taking it.
+/// Copies the client's body to every replica still taking it. A client that sends nothing for
+/// the body timeout gets 408.
 async fn pump<B>(
     inner: &Inner,
     mut body: B,
     senders: &mut Vec<Feed>,
     outcomes: &mut HashMap<usize, Outcome>,
     replicas: &[Arc<Replica>],
-) -> Result<(), BoxError>
+) -> Result<(), (StatusCode, String)>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let stall = inner.settings.response_timeout;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(Into::into)?;
+    let stall = inner.settings.body_timeout;
+    loop {
+        let frame = match tokio::time::timeout(stall, body.frame()).await {
+            Ok(Some(Ok(f))) => f,
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err((StatusCode::BAD_REQUEST, e.into().to_string())),
+            Err(_) => {
+                idle::count(inner, Side::ClientRequest);
+                return Err((
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("no data for {stall:?}"),
+                ));
+            }
+        };
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -181,9 +192,13 @@ where
                 k += 1;
             } else {
                 abort.abort();
+                idle::count(inner, Side::ReplicaRequest);
                 outcomes.insert(
                     *i,
-                    Outcome::Failed(format!("{}: stopped taking the body", replicas[*i].base())),
+                    Outcome::Failed(format!(
+                        "{}: took no body data for {stall:?}",
+                        replicas[*i].base()
+                    )),
                 );
                 senders.swap_remove(k);
             }

@@ -1,12 +1,16 @@
 //! Repair from the journal after a replica returns, and a 2 → 3 shard migration
-//! (old → both → new) with reads running throughout, finished by repair and clean-up.
+//! (old → both → new) with uploads and reads running throughout, finished by repair and
+//! clean-up.
 
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use http::StatusCode;
 use shoal_router::{MigrationState, Settings, journal};
@@ -55,8 +59,13 @@ async fn a_returning_replica_is_repaired_from_the_journal() {
     assert_eq!(journal::read(&jpath).unwrap().0.len(), 0);
 }
 
+/// Files acknowledged by the router: (path, content seed, length, phase of the upload).
+type Acked = Arc<Mutex<Vec<(String, u64, usize, u8)>>>;
+
+const PHASES: [&str; 3] = ["old", "both", "new"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_to_three_shards_old_both_new_with_reads_running() {
+async fn two_to_three_shards_old_both_new_with_uploads_and_reads_running() {
     if !nginx_or_skip("migration") {
         return;
     }
@@ -75,87 +84,154 @@ async fn two_to_three_shards_old_both_new_with_reads_running() {
         ..settings()
     };
     let front = Front::start(&cfg, s).await;
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    for i in 0..30u64 {
+    let acked: Acked = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..20u64 {
         let p = format!("/m/old-{i}.jpg");
-        let b = content(i, 3000 + i as usize);
         assert_eq!(
-            put(&front.url(&p), b.clone()).await.status,
+            put(&front.url(&p), content(i, 3000)).await.status,
             StatusCode::CREATED
         );
-        files.push((p, b));
+        acked.lock().push((p, i, 3000, 0));
     }
-    // Readers run through every switch; none may fail.
+    // Uploaders and readers run through every switch and repair; no request may fail. Each
+    // loop is bounded in count, and the whole run in time.
     let stop = Arc::new(AtomicBool::new(false));
-    let (reads, failures) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let reader = {
-        let (stop, reads, failures) = (stop.clone(), reads.clone(), failures.clone());
-        let (files, base) = (files.clone(), front.url(""));
-        tokio::spawn(async move {
-            for _ in 0..10_000 {
+    let phase = Arc::new(AtomicU8::new(0));
+    let failures: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let reads: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
+    let mut load = tokio::task::JoinSet::new();
+    for w in 0..2u64 {
+        let (stop, phase, acked, failures) =
+            (stop.clone(), phase.clone(), acked.clone(), failures.clone());
+        let base = front.url("");
+        load.spawn(async move {
+            for i in 0..20_000u64 {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                for (p, b) in &files {
-                    let r = get(&format!("{base}{p}")).await;
-                    reads.fetch_add(1, Ordering::Relaxed);
-                    if r.status != StatusCode::OK || r.body[..] != b[..] {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                    }
+                let p = format!("/m/w{w}/up-{i}.jpg");
+                let (seed, len) = (100_000 * (w + 1) + i, 500 + (i as usize * 37) % 4000);
+                let at = phase.load(Ordering::Relaxed);
+                let r = put(&format!("{base}{p}"), content(seed, len)).await;
+                if r.status == StatusCode::CREATED {
+                    acked.lock().push((p, seed, len, at));
+                } else {
+                    failures.lock().push(format!(
+                        "PUT {p} in phase {}: {} {:?}",
+                        PHASES[at as usize], r.status, r.body
+                    ));
                 }
+                // Paced, so the uploads last through every phase.
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-        })
-    };
-    front
-        .router
-        .switch_migration(MigrationState::Both, "k")
-        .unwrap();
-    for i in 0..10u64 {
-        let p = format!("/m/both-{i}.jpg");
-        let b = content(100 + i, 2000);
-        let r = put(&front.url(&p), b.clone()).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-        files.push((p, b));
+        });
     }
-    assert!(
-        front.router.repair_by_listing(false, true).await.is_err(),
-        "no clean-up in both"
-    );
-    let report = front.router.repair_by_listing(false, false).await.unwrap();
+    for rd in 0..2usize {
+        let (stop, phase, acked, failures, reads) = (
+            stop.clone(),
+            phase.clone(),
+            acked.clone(),
+            failures.clone(),
+            reads.clone(),
+        );
+        let base = front.url("");
+        load.spawn(async move {
+            for i in 0..50_000usize {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                // Alternate between the newest acknowledged file and an older one.
+                let pick = {
+                    let a = acked.lock();
+                    let k = if i % 2 == 0 {
+                        a.len() - 1
+                    } else {
+                        (i * 7 + rd) % a.len()
+                    };
+                    a[k].clone()
+                };
+                let at = phase.load(Ordering::Relaxed);
+                let r = get(&format!("{base}{}", pick.0)).await;
+                reads[at as usize].fetch_add(1, Ordering::Relaxed);
+                if r.status != StatusCode::OK || r.body[..] != content(pick.1, pick.2)[..] {
+                    failures.lock().push(format!(
+                        "GET {} (uploaded in phase {}) in phase {}: {} ({} bytes)",
+                        pick.0,
+                        PHASES[pick.3 as usize],
+                        PHASES[at as usize],
+                        r.status,
+                        r.body.len()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+    }
+    let started = Instant::now();
+    let pause = || tokio::time::sleep(Duration::from_millis(500));
+    let router = &front.router;
+    pause().await;
+    // Each repair starts right after its switch, while uploads placed under the previous
+    // state may still be running: the drain is what makes the listing see them.
+    router.switch_migration(MigrationState::Both, "k").unwrap();
+    phase.store(1, Ordering::Relaxed);
+    assert_eq!(router.drain_writes().await, 0, "writes placed under old");
+    let report = router.repair_by_listing(false, false).await.unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert!(!report.copied.is_empty(), "some files moved to shard3");
-    front
-        .router
-        .switch_migration(MigrationState::New, "k")
-        .unwrap();
-    for (p, b) in &files {
-        let r = get(&front.url(p)).await;
-        assert_eq!(
-            (r.status, &r.body[..]),
-            (StatusCode::OK, &b[..]),
-            "{p} after finish"
-        );
-    }
-    stop.store(true, Ordering::Relaxed);
-    reader.await.unwrap();
-    assert!(reads.load(Ordering::Relaxed) >= 30);
-    assert_eq!(
-        failures.load(Ordering::Relaxed),
-        0,
-        "reads failed during the migration"
+    assert!(
+        router.repair_by_listing(false, true).await.is_err(),
+        "no clean-up in both"
     );
-    // Clean-up: every file on its new shard's replicas only.
-    let report = front.router.repair_by_listing(false, true).await.unwrap();
+    pause().await;
+    router.switch_migration(MigrationState::New, "k").unwrap();
+    phase.store(2, Ordering::Relaxed);
+    assert_eq!(router.drain_writes().await, 0, "writes placed under both");
+    let report = router.repair_by_listing(false, true).await.unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
-    for (p, b) in &files {
-        let home = &front.router.explain(p).unwrap().targets[0].shard;
+    assert!(!report.deleted.is_empty(), "misplaced copies were removed");
+    pause().await;
+    stop.store(true, Ordering::Relaxed);
+    while let Some(j) = load.join_next().await {
+        j.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "the migration under load hung"
+    );
+    let failures = failures.lock().clone();
+    assert!(
+        failures.is_empty(),
+        "{} request(s) failed during the migration, first: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    let acked = acked.lock().clone();
+    for (n, name) in PHASES.iter().enumerate() {
+        let count = acked.iter().filter(|f| f.3 as usize == n).count();
+        assert!(
+            count >= 2,
+            "only {count} upload(s) acknowledged in phase {name}"
+        );
+        let r = reads[n].load(Ordering::Relaxed);
+        assert!(r >= 10, "only {r} read(s) in phase {name}");
+    }
+    // The post-migration clean-up once the load has stopped: every file on its new shard's
+    // replicas only, with its bytes, and readable through the router.
+    let report = router.repair_by_listing(false, true).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    for (p, seed, len, _) in &acked {
+        let b = content(*seed, *len);
+        let home = &router.explain(p).unwrap().targets[0].shard;
         let i: usize = home.trim_start_matches("shard").parse::<usize>().unwrap() - 1;
         for (n, node) in nodes.iter().enumerate() {
             let want = n / 3 == i;
             assert_eq!(node.has(p), want, "{p} on node {n}, home {home}");
             if want {
-                assert_eq!(node.read(p).unwrap(), *b);
+                assert_eq!(node.read(p).unwrap(), b, "{p} on node {n}");
             }
         }
+        let r = get(&front.url(p)).await;
+        assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b[..]), "{p}");
     }
 }

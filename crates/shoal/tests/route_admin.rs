@@ -190,3 +190,27 @@ fn metrics_count_requests_and_replica_errors() {
         "{m}"
     );
 }
+
+#[test]
+fn runtimes_share_the_front_port_the_router_and_its_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Route::start(
+        dir.path(),
+        &config(false),
+        &["--runtimes", "2", "--connect-timeout", "300ms"],
+    );
+    // One connection each: the kernel spreads them over both runtimes' listeners.
+    for _ in 0..6 {
+        let (code, body) = http(r.front, "GET", "/a/b.jpg", "");
+        assert_eq!(code, 502, "{body}");
+    }
+    let (code, _) = http(r.front, "POST", "/a/b.jpg", "");
+    assert_eq!(code, 405);
+    let (_, m) = http(r.admin, "GET", "/metrics", "");
+    assert!(
+        m.contains("shoal_route_requests_total{method=\"GET\",status=\"502\"} 6"),
+        "{m}"
+    );
+    let (code, _) = http(r.admin, "GET", "/status", "");
+    assert_eq!(code, 200);
+}

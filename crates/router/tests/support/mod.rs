@@ -333,3 +333,92 @@ pub fn content(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A replica that stalls mid-body: a GET gets its headers (`Content-Length: len`) and the
+/// first `sent` bytes, then nothing; a PUT has its headers and first `take` body bytes read,
+/// then nothing more. Connections are held open until the guard drops.
+pub struct Stall {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Stall {
+    pub fn start(len: usize, sent: usize, take: usize) -> Stall {
+        use std::io::{Read, Write};
+        let l = StdListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            for conn in l.incoming() {
+                if s.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(mut c) = conn else { continue };
+                let s = s.clone();
+                conns.push(std::thread::spawn(move || {
+                    let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 16 * 1024];
+                    let mut body_read = 0usize;
+                    // Headers (and whatever body arrives with them), then up to `take` bytes.
+                    while Instant::now() < deadline && !s.load(Ordering::Relaxed) {
+                        let end = head.windows(4).position(|w| w == b"\r\n\r\n");
+                        if let Some(e) = end {
+                            body_read = head.len() - e - 4;
+                            break;
+                        }
+                        match c.read(&mut buf) {
+                            Ok(0) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                            Err(_) => continue,
+                        }
+                    }
+                    if head.starts_with(b"GET") {
+                        let mut out = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n")
+                            .into_bytes();
+                        out.extend(content(99, sent));
+                        let _ = c.write_all(&out);
+                    } else {
+                        while body_read < take && Instant::now() < deadline {
+                            match c.read(&mut buf[..(take - body_read).min(16 * 1024)]) {
+                                Ok(0) => return,
+                                Ok(n) => body_read += n,
+                                Err(_) if s.load(Ordering::Relaxed) => return,
+                                Err(_) => {}
+                            }
+                        }
+                    }
+                    while Instant::now() < deadline && !s.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }));
+            }
+            for t in conns {
+                let _ = t.join();
+            }
+        });
+        Stall {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Stall {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -33,25 +33,35 @@ pub fn app(router: Router) -> App {
 type Reply = (StatusCode, String);
 
 async fn start(s: State<Router>, q: Query<HashMap<String, String>>, body: String) -> Reply {
-    switch(&s.0, MigrationState::Both, &q.0, &body)
+    switch(&s.0, MigrationState::Both, &q.0, &body).await
 }
 
 async fn abort(s: State<Router>, q: Query<HashMap<String, String>>, body: String) -> Reply {
-    switch(&s.0, MigrationState::Old, &q.0, &body)
+    switch(&s.0, MigrationState::Old, &q.0, &body).await
 }
 
 async fn finish(s: State<Router>, q: Query<HashMap<String, String>>, body: String) -> Reply {
-    switch(&s.0, MigrationState::New, &q.0, &body)
+    switch(&s.0, MigrationState::New, &q.0, &body).await
 }
 
-fn switch(r: &Router, to: MigrationState, q: &HashMap<String, String>, body: &str) -> Reply {
+/// Switches, then answers once the writes placed under the previous state have finished, so
+/// a `shoal repair --list` started after the answer sees everything they wrote.
+async fn switch(r: &Router, to: MigrationState, q: &HashMap<String, String>, body: &str) -> Reply {
     let key = q
         .get("key")
         .cloned()
         .or_else(|| form_key(body))
         .unwrap_or_default();
     match r.switch_migration(to, &key) {
-        Ok(msg) => (StatusCode::OK, msg),
+        Ok(msg) => match r.drain_writes().await {
+            0 => (StatusCode::OK, msg),
+            left => (
+                StatusCode::OK,
+                format!(
+                    "{msg}; {left} write(s) placed under the previous state are still running: wait before repair"
+                ),
+            ),
+        },
         Err(e @ RouteError::Io { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()),
     }

@@ -54,6 +54,10 @@ pub struct RouteSection {
     pub response_timeout: Option<HumanDuration>,
     /// `--write-timeout`.
     pub write_timeout: Option<HumanDuration>,
+    /// `--body-timeout`.
+    pub body_timeout: Option<HumanDuration>,
+    /// `--runtimes`.
+    pub runtimes: Option<usize>,
     /// `--health-interval`.
     pub health_interval: Option<HumanDuration>,
     /// `--header-timeout`.

@@ -8,6 +8,7 @@
 
 mod admin;
 pub mod file;
+mod runtimes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -119,6 +120,12 @@ pub struct RouteArgs {
     #[arg(long, env = "SHOAL_ROUTE_WRITE_TIMEOUT")]
     pub write_timeout: Option<HumanDuration>,
 
+    /// Longest wait for the next piece of a body already under way (a storage node's
+    /// response, a node taking a PUT, a client sending one); a stalled response is cut off,
+    /// a stalled node counts as a failed replica. [default: 30s]
+    #[arg(long, env = "SHOAL_ROUTE_BODY_TIMEOUT")]
+    pub body_timeout: Option<HumanDuration>,
+
     /// Health-check period (HEAD / on every node); 0 disables health checks. [default: 2s]
     #[arg(long, env = "SHOAL_ROUTE_HEALTH_INTERVAL")]
     pub health_interval: Option<HumanDuration>,
@@ -126,6 +133,12 @@ pub struct RouteArgs {
     /// Time a client has to send its request headers (photosrv's -readTimeout, roughly). [default: 30s]
     #[arg(long, alias = "readTimeout", env = "SHOAL_ROUTE_HEADER_TIMEOUT")]
     pub header_timeout: Option<HumanDuration>,
+
+    /// Serve with N single-threaded runtimes, one thread each, each with its own
+    /// SO_REUSEPORT listener and storage-node connection pool; 0: one multi-threaded runtime
+    /// with a worker per CPU. [default: 0]
+    #[arg(long, env = "SHOAL_ROUTE_RUNTIMES", value_name = "N")]
+    pub runtimes: Option<usize>,
 
     /// Print where PATH goes (normalised path, shard, replicas) and exit.
     #[arg(long, value_name = "PATH")]
@@ -143,6 +156,8 @@ pub struct Resolved {
     pub admin_listen: SocketAddr,
     /// Time a client has to send its request headers.
     pub header_timeout: Duration,
+    /// Single-threaded runtimes to serve with (0: one multi-threaded runtime).
+    pub runtimes: usize,
 }
 
 impl RouteArgs {
@@ -187,6 +202,7 @@ impl RouteArgs {
             connect_timeout: dur(self.connect_timeout, f.connect_timeout, 2_000),
             response_timeout: dur(self.response_timeout, f.response_timeout, 30_000),
             write_timeout: dur(self.write_timeout, f.write_timeout, 600_000),
+            body_timeout: dur(self.body_timeout, f.body_timeout, 30_000),
             health_interval: (!health.is_zero()).then_some(health),
             roster: self.roster.clone().or(f.roster),
             roster_check: dur(self.roster_check, f.roster_check, 1_000),
@@ -218,6 +234,7 @@ impl RouteArgs {
             listen,
             admin_listen,
             header_timeout: dur(self.header_timeout, f.header_timeout, 30_000),
+            runtimes: self.runtimes.or(f.runtimes).unwrap_or(0),
         })
     }
 }
@@ -242,10 +259,14 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
         listen,
         admin_listen,
         header_timeout,
+        runtimes,
     } = args.resolve()?;
     let router = build(&args, settings)?;
     if let Some(path) = &args.explain {
         return explain(&router, path);
+    }
+    if runtimes > 0 {
+        return run_runtimes(router, listen, admin_listen, header_timeout, runtimes);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -280,6 +301,53 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
         }
         let _ = admin_task.await;
         Ok(())
+    })
+}
+
+/// `--runtimes N`: the front on N threads ([`runtimes`]); admin and background work on a
+/// single-threaded runtime on this thread.
+fn run_runtimes(
+    router: Router,
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    header_timeout: Duration,
+    n: usize,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let listeners = runtimes::bind(listen, n)?;
+        let admin_l = tokio::net::TcpListener::bind(admin_listen)
+            .await
+            .with_context(|| format!("cannot listen on {admin_listen} (admin)"))?;
+        let front = listeners[0].local_addr()?;
+        tracing::info!(listen = %front, admin = %admin_l.local_addr()?, runtimes = n, state = %router.migration_state(), "shoal route serving");
+        let shutdown = crate::shutdown::Shutdown::on_signals();
+        let tasks = router.spawn_background();
+        let limits = server::ServerLimits {
+            header_timeout,
+            ..Default::default()
+        };
+        let threads = runtimes::serve(listeners, &router, &limits, &shutdown)?;
+        let admin_app = admin::app(router.clone());
+        let s2 = shutdown.clone();
+        let admin = axum::serve(admin_l, admin_app)
+            .with_graceful_shutdown(async move { s2.wait().await })
+            .await;
+        shutdown.trigger();
+        for t in tasks {
+            t.abort();
+        }
+        for t in threads {
+            match tokio::task::spawn_blocking(move || t.join()).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "a front runtime failed"),
+                _ => tracing::error!("a front runtime thread panicked"),
+            }
+        }
+        admin.context("admin server")
     })
 }
 

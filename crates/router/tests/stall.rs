@@ -1,0 +1,130 @@
+//! Bodies that stall midway: a replica that stops sending a GET body, a replica that stops
+//! taking a PUT body, and a client that stops sending one. None may hold a request for ever.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use shoal_router::{Settings, journal};
+use support::*;
+
+fn stalling() -> Settings {
+    Settings {
+        body_timeout: Duration::from_millis(300),
+        write_timeout: Duration::from_secs(60),
+        ..settings()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stalling_mid_response_ends_the_client_response() {
+    let stall = Stall::start(1 << 20, 64 * 1024, 0);
+    let cfg = config(&photosrv_config("jump", &[vec![stall.url()]], None));
+    let front = Front::start(&cfg, stalling()).await;
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let req = Request::get(front.url("/big.bin"))
+        .body(Empty::new())
+        .unwrap();
+    let t = Instant::now();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(20), async {
+        let resp = client.request(req).await.unwrap();
+        let status = resp.status();
+        (
+            status,
+            resp.into_body().collect().await.map(|b| b.to_bytes()),
+        )
+    })
+    .await
+    .expect("the client was held past the body timeout");
+    // The headers had gone out: the status is the replica's, the body ends early.
+    assert_eq!(status, StatusCode::OK);
+    match body {
+        Err(_) => {}
+        Ok(b) => assert!(b.len() < 1 << 20, "a stalled body cannot be complete"),
+    }
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "cut off before the timeout"
+    );
+    assert_eq!(front.router.status().body_timeouts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stalling_mid_put_fails_and_the_quorum_carries_the_write() {
+    if !nginx_or_skip("stalled PUT replica") {
+        return;
+    }
+    // Large enough that the stalled node's socket buffers and the fan-out channel fill up.
+    let body = content(5, 32 << 20);
+    let stall = Stall::start(0, 0, 64 * 1024);
+    let nodes: Vec<Node> = (0..2).map(|_| Node::start()).collect();
+    let shard = vec![nodes[0].url(), stall.url(), nodes[1].url()];
+    let cfg = config(&photosrv_config("jump", &[shard], None));
+    let dir = tempfile::tempdir().unwrap();
+    let jpath = dir.path().join("journal");
+    let front = Front::start(
+        &cfg,
+        Settings {
+            journal: Some(jpath.clone()),
+            ..stalling()
+        },
+    )
+    .await;
+    let r = put(&front.url("/s/big.bin"), body.clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.headers["x-shoal-stored"], "2/3");
+    for n in &nodes {
+        assert!(
+            n.read("/s/big.bin").unwrap() == body,
+            "exact bytes on {}",
+            n.url()
+        );
+    }
+    let (entries, _) = journal::read(&jpath).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].replica, stall.url());
+    assert_eq!(front.router.status().body_timeouts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stalling_mid_put_gets_408_and_nothing_is_stored() {
+    if !nginx_or_skip("stalled PUT client") {
+        return;
+    }
+    let node = Node::start();
+    let cfg = config(&photosrv_config("jump", &[vec![node.url()]], None));
+    let front = Front::start(&cfg, stalling()).await;
+    let addr = front.addr;
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c.write_all(
+            b"PUT /c/half.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789",
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Read until the answer's body has arrived or the router closes.
+        while !String::from_utf8_lossy(&out).contains("no data for") {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&out).to_string()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(!node.has("/c/half.bin"), "a torn body was stored");
+    assert_eq!(front.router.status().body_timeouts, 1);
+}
