@@ -52,7 +52,9 @@ impl ClusterBuilder {
 
     /// The placement algorithm over member URLs (default [`Algorithm::Groupcache`]:
     /// golang/groupcache's ring, so a mixed cluster with Go nodes agrees on owners).
-    /// Algorithms over `host:port` need members spelled `host:port`.
+    /// [`Algorithm::Rendezvous`] places keys by the whole member URL and gives each member
+    /// its fair share almost exactly (a ring of 50 points per member is off by ±30%).
+    /// Other algorithms over `host:port` need members spelled `host:port`.
     pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
         self.algorithm = algorithm;
         self
@@ -236,7 +238,7 @@ impl Cluster {
     /// connections.
     pub fn set_members(&self, members: &[&str]) -> Result<(), ClusterError> {
         let urls = validate(members)?;
-        let ring = shoal_ring::build(self.inner.settings.algorithm, members)?;
+        let ring = build_ring(self.inner.settings.algorithm, members)?;
         let _guard = self.inner.change.lock();
         let current = self.inner.cell.view.load_full();
         let mut peers = HashMap::with_capacity(urls.len());
@@ -300,7 +302,7 @@ impl Cluster {
         if others.is_empty() || others.len() == members.len() {
             return Ok(None);
         }
-        Ok(Some(Arc::from(shoal_ring::build(
+        Ok(Some(Arc::from(build_ring(
             self.inner.settings.algorithm,
             &others,
         )?)))
@@ -446,4 +448,19 @@ impl Cluster {
 
 fn as_strs(set: &MemberSet) -> Vec<&str> {
     set.members.iter().map(String::as_str).collect()
+}
+
+/// The ring over member URLs. Rendezvous hashing takes them as names: its `host:port[:weight]`
+/// parsing is for server lists, and peers are URLs.
+fn build_ring(
+    algorithm: Algorithm,
+    members: &[&str],
+) -> Result<Box<dyn Ring>, shoal_ring::RingError> {
+    match algorithm {
+        Algorithm::Rendezvous => {
+            let named: Vec<(&str, u32)> = members.iter().map(|m| (*m, 1)).collect();
+            Ok(Box::new(shoal_ring::Rendezvous::from_weighted(&named)?))
+        }
+        other => shoal_ring::build(other, members),
+    }
 }

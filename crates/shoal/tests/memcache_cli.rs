@@ -159,7 +159,10 @@ fn bad_config_is_one_line_and_exits_non_zero() {
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.starts_with("shoal: error:"), "{err}");
-    assert!(err.contains("--threads") && err.contains("1 to 1024"), "{err}");
+    assert!(
+        err.contains("--threads") && err.contains("1 to 1024"),
+        "{err}"
+    );
 }
 
 /// An HTTP server on a loopback port that answers every GET with `body` (then closes);
