@@ -96,7 +96,8 @@ pub struct ServeSettings {
     pub etcd_ttl: HumanDuration,
     /// A file of member peer URLs, reloaded when it changes and on SIGHUP.
     pub members_file: String,
-    /// `NAME:PORT`: every A/AAAA record of NAME is a member `http://IP:PORT`.
+    /// `NAME:PORT`: every A/AAAA record of NAME is a member `http://IP:PORT`; `srv:NAME`:
+    /// NAME's SRV records list the members.
     pub dns: String,
     /// How often the members file is checked and the DNS name resolved (default 5s).
     pub members_refresh: HumanDuration,

@@ -3,8 +3,9 @@
 //!
 //! One source at a time: a static list (`--peers`), gossip (`--gossip`, seeded by `--seeds`
 //! or by GCE discovery with `--gce-config`), etcd (`--coord --cluster`), a members file
-//! (`--members-file`) or DNS (`--dns NAME:PORT`). Live sources start with this node alone, so
-//! it serves at once and joins in the background.
+//! (`--members-file`) or DNS (`--dns NAME:PORT` for A/AAAA records, `--dns srv:NAME` for
+//! SRV records). Live sources start with this node alone, so it serves at once and joins in
+//! the background.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -55,8 +56,9 @@ pub struct LiveArgs {
     /// A file of member peer URLs, reloaded when it changes and on SIGHUP.
     #[arg(long, value_name = "PATH", env = "SHOAL_MEMBERS_FILE")]
     pub members_file: Option<String>,
-    /// Every A/AAAA record of NAME is a member http://IP:PORT.
-    #[arg(long, value_name = "NAME:PORT", env = "SHOAL_DNS")]
+    /// Every A/AAAA record of NAME is a member http://IP:PORT; `srv:NAME` reads NAME's SRV
+    /// records instead (each target's addresses, at the record's port).
+    #[arg(long, value_name = "NAME:PORT|srv:NAME", env = "SHOAL_DNS")]
     pub dns: Option<String>,
     /// How often the members file is checked and the DNS name resolved [default: 5s].
     #[arg(long, value_name = "DURATION", env = "SHOAL_MEMBERS_REFRESH")]
@@ -372,6 +374,21 @@ impl ServeSettings {
             return Ok(SourcePlan::File(path, refresh));
         }
         let dns = self.dns.trim();
+        if let Some(name) = dns.strip_prefix("srv:") {
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                return Err(ConfigError::invalid(
+                    "--dns",
+                    dns,
+                    "srv:NAME, the name whose SRV records list the members",
+                ));
+            }
+            let mut c = DnsConfig::srv(name, me.as_str());
+            if me.scheme() == Scheme::Https {
+                c.scheme = "https".into();
+            }
+            c.interval = refresh;
+            return Ok(SourcePlan::Dns(c));
+        }
         let port = dns
             .rsplit_once(':')
             .and_then(|(name, port)| Some((name, port.parse::<u16>().ok()?)))
@@ -380,7 +397,7 @@ impl ServeSettings {
             return Err(ConfigError::invalid(
                 "--dns",
                 dns,
-                "NAME:PORT, the name to resolve and every member's peer port",
+                "NAME:PORT (the name to resolve and every member's peer port) or srv:NAME",
             ));
         };
         let mut c = DnsConfig::new(name, port, me.as_str());
@@ -515,6 +532,21 @@ mod tests {
             panic!("dns")
         };
         assert_eq!((d.name.as_str(), d.port), ("shoal.internal", 7071));
+        assert_eq!(d.records, shoal_cluster::DnsRecords::Address);
+
+        let s = settings("self = \"http://10.0.0.1:7071\"\ndns = \"srv:_shoal._tcp.internal\"\n");
+        let SourcePlan::Dns(d) = s.plan().unwrap().unwrap().source else {
+            panic!("dns srv")
+        };
+        assert_eq!(d.name, "_shoal._tcp.internal");
+        assert_eq!(d.records, shoal_cluster::DnsRecords::Srv);
+        for bad in ["srv:", "shoal.internal", "shoal.internal:0"] {
+            let s = settings(&format!(
+                "self = \"http://10.0.0.1:7071\"\ndns = \"{bad}\"\n"
+            ));
+            let e = s.plan().unwrap_err().to_string();
+            assert!(e.contains("srv:NAME"), "{bad}: {e}");
+        }
 
         let s =
             settings("self = \"http://h:1\"\nmembers_file = \"/m\"\nmembers_refresh = \"1s\"\n");
