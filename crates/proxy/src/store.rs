@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use metrics::counter;
 use shoal_cache::{GetOptions, Got, Group, GroupBuilder, LoadError, Loaded, Loader, Source};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::chunk::{ChunkKey, Chunking};
@@ -45,6 +46,10 @@ pub struct StoreConfig {
     pub negative_ttl: Duration,
     /// Deadline for one origin load (default 30 s); past it, the load fails with a timeout.
     pub load_timeout: Duration,
+    /// Chunk reads from the origin in flight at once (default 32). Each holds up to a chunk
+    /// outside the cache's budget until it is done, so this bounds that memory (and the
+    /// load on the origin); a read past it waits for a slot within its `load_timeout`.
+    pub max_origin_reads: usize,
 }
 
 impl Default for StoreConfig {
@@ -56,6 +61,7 @@ impl Default for StoreConfig {
             meta_ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(2),
             load_timeout: Duration::from_secs(30),
+            max_origin_reads: 32,
         }
     }
 }
@@ -131,6 +137,7 @@ impl Store {
                 meta: meta.clone(),
                 chunks: chunks_cell.clone(),
                 disk: disk.clone(),
+                reads: Arc::new(Semaphore::new(config.max_origin_reads.max(1))),
             },
         )?;
         let _ = chunks_cell.set(Arc::downgrade(&chunks));
@@ -349,6 +356,8 @@ struct ChunkLoader {
     meta: Arc<Group>,
     chunks: Arc<OnceLock<Weak<Group>>>,
     disk: Option<Arc<dyn DiskTier>>,
+    /// Slots for origin reads in flight ([`StoreConfig::max_origin_reads`]).
+    reads: Arc<Semaphore>,
 }
 
 impl ChunkLoader {
@@ -370,10 +379,12 @@ impl Loader for ChunkLoader {
         {
             return Ok(Loaded::new(value));
         }
+        let slot = self.reads.acquire().await;
         let r = self
             .origin
             .read_boxed(&k.path, span.start..span.end, &k.validator)
             .await;
+        drop(slot);
         count_origin("read", &r);
         let extent = match r {
             Ok(extent) => extent,

@@ -257,3 +257,46 @@ async fn sequential_range_readers_get_read_ahead() {
     assert!(five && gets.len() == 5, "{gets:?}");
     assert_eq!(distinct.len(), gets.len(), "{gets:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_reads_in_flight_stay_within_max_origin_reads() {
+    let o = TestOrigin::start().await;
+    let objects: Vec<Vec<u8>> = (0..4).map(|i| content(4 * CS as usize, 20 + i)).collect();
+    for (i, data) in objects.iter().enumerate() {
+        o.put(&format!("o{i}"), data.clone(), "v1");
+    }
+    let mut sc = store_config(CS);
+    sc.max_origin_reads = 2;
+    let mut pc = ProxyConfig::default();
+    pc.max_parallel_chunks = 4;
+    let proxy = start(http_origin(&o, Duration::from_secs(10)), sc, pc).await;
+    // Warm the metadata, so only chunk reads remain, then make each read slow.
+    for i in 0..4 {
+        assert_eq!(
+            request(proxy.addr, "HEAD", &format!("/o{i}"), &[])
+                .await
+                .status,
+            200
+        );
+    }
+    o.state.max_in_flight.store(0, Ordering::SeqCst);
+    o.state.delay_ms.store(50, Ordering::Relaxed);
+    // 16 cold chunks wanted at once by 8 clients, 4 chunks at a time each.
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..8 {
+        let (addr, path) = (proxy.addr, format!("/o{}", c % 4));
+        clients.spawn(async move { get(addr, &path, &[]).await });
+    }
+    let mut n = 0;
+    while let Some(r) = clients.join_next().await {
+        let r = r.unwrap();
+        assert!(r.complete && r.status == 200);
+        n += 1;
+    }
+    assert_eq!(n, 8);
+    for (i, data) in objects.iter().enumerate() {
+        assert!(get(proxy.addr, &format!("/o{i}"), &[]).await.body == *data);
+    }
+    assert_eq!(o.gets().len(), 16, "each chunk read once");
+    assert_eq!(o.state.max_in_flight.load(Ordering::SeqCst), 2);
+}

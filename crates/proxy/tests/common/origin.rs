@@ -29,6 +29,9 @@ pub struct State {
     pub requests: AtomicUsize,
     pub ignore_ranges: AtomicBool,
     pub delay_ms: AtomicU64,
+    /// Requests being answered now, and the most there ever were at once.
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
 }
 
 pub struct TestOrigin {
@@ -103,10 +106,13 @@ impl TestOrigin {
 
 async fn answer(st: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
     st.requests.fetch_add(1, Ordering::Relaxed);
+    let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    st.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let delay = st.delay_ms.load(Ordering::Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
+    st.in_flight.fetch_sub(1, Ordering::SeqCst);
     let path = req
         .uri()
         .path()

@@ -45,6 +45,9 @@ pub struct ServeSettings {
     pub max_parallel_chunks: usize,
     /// Chunks read ahead for sequential range readers (default 2; 0 turns it off).
     pub readahead_chunks: usize,
+    /// Origin chunk reads in flight at once (default 32; 1 to 1024): bounds the memory held
+    /// by reads in progress (a chunk each) beside `memory`, and the load on the origin.
+    pub max_origin_reads: usize,
     /// Deadline for one origin request, body included (default 30s).
     pub origin_timeout: HumanDuration,
     /// Deadline to connect to an HTTP origin (default 5s).
@@ -143,6 +146,7 @@ impl Default for ServeSettings {
             chunk_size: ByteSize(1 << 20),
             max_parallel_chunks: 4,
             readahead_chunks: 2,
+            max_origin_reads: 32,
             origin_timeout: secs(30),
             connect_timeout: secs(5),
             meta_ttl: secs(60),
@@ -250,6 +254,9 @@ pub struct ServeArgs {
     /// Chunks read ahead for sequential range readers [default: 2].
     #[arg(long, value_name = "N", env = "SHOAL_READAHEAD_CHUNKS")]
     pub readahead_chunks: Option<usize>,
+    /// Origin chunk reads in flight at once [default: 32].
+    #[arg(long, value_name = "N", env = "SHOAL_MAX_ORIGIN_READS")]
+    pub max_origin_reads: Option<usize>,
     /// Deadline for one origin request [default: 30s].
     #[arg(long, value_name = "DURATION", env = "SHOAL_ORIGIN_TIMEOUT")]
     pub origin_timeout: Option<HumanDuration>,
@@ -332,6 +339,7 @@ impl ServeArgs {
             chunk_size,
             max_parallel_chunks,
             readahead_chunks,
+            max_origin_reads,
             origin_timeout,
             connect_timeout,
             meta_ttl,
@@ -454,6 +462,13 @@ impl Validate for ServeSettings {
                 "4KiB to 64MiB",
             ));
         }
+        if !(1..=1024).contains(&self.max_origin_reads) {
+            return Err(ConfigError::invalid(
+                "max_origin_reads",
+                self.max_origin_reads,
+                "1 to 1024",
+            ));
+        }
         if !(1..=64).contains(&self.max_parallel_chunks) {
             return Err(ConfigError::invalid(
                 "max_parallel_chunks",
@@ -563,6 +578,8 @@ mod tests {
             "5",
             "--readahead-chunks",
             "6",
+            "--max-origin-reads",
+            "15",
             "--origin-timeout",
             "7s",
             "--connect-timeout",
@@ -605,6 +622,7 @@ mod tests {
             chunk_size: ByteSize(8 << 10),
             max_parallel_chunks: 5,
             readahead_chunks: 6,
+            max_origin_reads: 15,
             origin_timeout: secs(7),
             connect_timeout: secs(8),
             meta_ttl: secs(9),

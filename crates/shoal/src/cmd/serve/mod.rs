@@ -93,6 +93,7 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     sc.negative_ttl = s.negative_ttl.get();
     // The origin's own deadline fires first; this one also bounds a stuck loader.
     sc.load_timeout = s.origin_timeout.get() + s.connect_timeout.get();
+    sc.max_origin_reads = s.max_origin_reads;
     let disk = if s.dir.trim().is_empty() {
         None
     } else {
