@@ -46,7 +46,7 @@ pub struct StoreConfig {
     pub negative_ttl: Duration,
     /// Deadline for one origin load (default 30 s); past it, the load fails with a timeout.
     pub load_timeout: Duration,
-    /// Chunk reads from the origin in flight at once (default 32). Each holds up to a chunk
+    /// Chunk reads from the origin in flight at once (default 16). Each holds up to a chunk
     /// outside the cache's budget until it is done, so this bounds that memory (and the
     /// load on the origin); a read past it waits for a slot within its `load_timeout`.
     pub max_origin_reads: usize,
@@ -61,7 +61,7 @@ impl Default for StoreConfig {
             meta_ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(2),
             load_timeout: Duration::from_secs(30),
-            max_origin_reads: 32,
+            max_origin_reads: 16,
         }
     }
 }

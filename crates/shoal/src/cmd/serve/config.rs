@@ -45,7 +45,7 @@ pub struct ServeSettings {
     pub max_parallel_chunks: usize,
     /// Chunks read ahead for sequential range readers (default 2; 0 turns it off).
     pub readahead_chunks: usize,
-    /// Origin chunk reads in flight at once (default 32; 1 to 1024): bounds the memory held
+    /// Origin chunk reads in flight at once (default 16; 1 to 1024): bounds the memory held
     /// by reads in progress (a chunk each) beside `memory`, and the load on the origin.
     pub max_origin_reads: usize,
     /// Deadline for one origin request, body included (default 30s).
@@ -146,7 +146,7 @@ impl Default for ServeSettings {
             chunk_size: ByteSize(1 << 20),
             max_parallel_chunks: 4,
             readahead_chunks: 2,
-            max_origin_reads: 32,
+            max_origin_reads: 16,
             origin_timeout: secs(30),
             connect_timeout: secs(5),
             meta_ttl: secs(60),
@@ -254,7 +254,7 @@ pub struct ServeArgs {
     /// Chunks read ahead for sequential range readers [default: 2].
     #[arg(long, value_name = "N", env = "SHOAL_READAHEAD_CHUNKS")]
     pub readahead_chunks: Option<usize>,
-    /// Origin chunk reads in flight at once [default: 32].
+    /// Origin chunk reads in flight at once [default: 16].
     #[arg(long, value_name = "N", env = "SHOAL_MAX_ORIGIN_READS")]
     pub max_origin_reads: Option<usize>,
     /// Deadline for one origin request [default: 30s].
