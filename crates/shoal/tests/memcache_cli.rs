@@ -5,65 +5,15 @@
 #[path = "../../memcache/tests/support/mod.rs"]
 mod support;
 
+mod common;
+use common::memcache::{http_get, start};
+
 use std::io::Read;
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::shoal::Client;
 use support::{Memcached, free_port};
-
-/// A `shoal memcache` child, killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(args: &[&str], ports: &[u16]) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .arg("memcache")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for p in ports {
-        while TcpStream::connect(("127.0.0.1", *p)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "shoal memcache did not listen on {p}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    // A free port picked earlier may have been taken by another process since: then our
-    // child failed to bind and exited, and the connects above reached someone else.
-    std::thread::sleep(Duration::from_millis(50));
-    if let Ok(Some(status)) = child.try_wait() {
-        panic!("shoal memcache exited ({status}): a port was taken by another process?");
-    }
-    Proc(child)
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::Write;
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
 
 #[test]
 fn moxi_forms_two_listeners_behaviours_and_admin() {

@@ -6,57 +6,14 @@
 #[path = "../../memcache/tests/support/mod.rs"]
 mod support;
 
-use std::io::Read;
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+use common::memcache::{Proc, http_get, start};
+
+use std::process::Command;
 
 use support::bin;
 use support::shoal::Client;
 use support::{Memcached, free_port};
-
-/// A `shoal memcache` child, killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `shoal memcache ARGS` and waits until it listens on every port of `ports`.
-fn start(args: &[&str], ports: &[u16]) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .arg("memcache")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut p = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for port in ports {
-        while TcpStream::connect(("127.0.0.1", *port)).is_err() {
-            if let Ok(Some(status)) = p.0.try_wait() {
-                panic!("shoal memcache {args:?} exited ({status})");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "shoal memcache did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    // A free port picked earlier may have been taken by another process since: then our
-    // child failed to bind and exited, and the connects above reached someone else.
-    std::thread::sleep(Duration::from_millis(50));
-    if let Ok(Some(status)) = p.0.try_wait() {
-        panic!("shoal memcache exited ({status}): a port was taken by another process?");
-    }
-    p
-}
 
 /// A proxy on a free port in front of `servers`.
 fn proxy(servers: &[String], extra: &[&str]) -> (Proc, u16) {
@@ -230,20 +187,6 @@ fn fanout_in_proxies_agree_on_placement() {
     // A delete through one is seen by the others.
     assert_eq!(clients[0].call(b"delete in:5\r\n"), b"DELETED\r\n");
     assert_eq!(clients[2].call(b"get in:5\r\n"), b"END\r\n");
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::Write;
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
 }
 
 #[test]

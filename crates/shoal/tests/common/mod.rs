@@ -4,5 +4,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod etcd;
+pub mod memcache;
 pub mod origin;
 pub mod serve;
