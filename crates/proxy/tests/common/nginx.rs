@@ -1,7 +1,7 @@
 //! A real nginx serving a directory, started by the test on a free loopback port with its own
 //! prefix and config, killed through its handle on drop.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -34,59 +34,90 @@ impl Nginx {
             eprintln!("SKIPPED (not in CI): {msg}");
             return None;
         }
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let d = dir.path().display();
-        let conf = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log warn;\nevents {{ worker_connections 512; }}\n\
-             http {{\n  access_log off;\n  default_type application/octet-stream;\n\
-             client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
-             scgi_temp_path {d}/scgi;\n  sendfile on;\n  tcp_nopush off;\n\
-             server {{\n    listen 127.0.0.1:{port};\n    root {root};\n  }}\n}}\n",
-            root = root.display()
-        );
-        std::fs::File::create(dir.path().join("nginx.conf"))
-            .unwrap()
-            .write_all(conf.as_bytes())
-            .unwrap();
-        let mut child = Command::new(NGINX)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn nginx");
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if TcpStream::connect(addr).is_ok() {
-                break;
+        // A port picked by binding port 0 can be taken by another test before nginx binds
+        // it; then nginx exits and a readiness probe may reach the other listener. So the
+        // probe checks that nginx itself answers, and a lost port is retried with a new one.
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = spawn(dir.path(), root, port);
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log =
+                        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+                    if log.contains("Address already in use") {
+                        break;
+                    }
+                    panic!("nginx exited with {status}: {log}");
+                }
+                if answers_as_nginx(addr, &dir.path().display().to_string()) {
+                    return Some(Nginx { child, addr, dir });
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "nginx did not answer on {addr} within 10 s"
+                );
+                std::thread::sleep(Duration::from_millis(20));
             }
-            if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-                panic!("nginx exited with {status}: {log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not listen on {addr} within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        Some(Nginx { child, addr, dir })
+        panic!("nginx lost its port to another listener 5 times in a row");
     }
 
     pub fn error_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }
+}
+
+fn spawn(dir: &Path, root: &Path, port: u16) -> Child {
+    let d = dir.display();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log warn;\nevents {{ worker_connections 512; }}\n\
+         http {{\n  access_log off;\n  default_type application/octet-stream;\n\
+         client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
+         scgi_temp_path {d}/scgi;\n  sendfile on;\n  tcp_nopush off;\n\
+         server {{\n    listen 127.0.0.1:{port};\n    root {root};\n\
+             location = /.nginx-id {{ return 200 \"{d}\"; }}\n  }}\n}}\n",
+        root = root.display()
+    );
+    std::fs::File::create(dir.join("nginx.conf"))
+        .unwrap()
+        .write_all(conf.as_bytes())
+        .unwrap();
+    Command::new(NGINX)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nginx")
+}
+
+/// Whether the listener on `addr` is the nginx whose config says `id` at `/.nginx-id`:
+/// another test's nginx on the same port would answer with its own id.
+fn answers_as_nginx(addr: SocketAddr, id: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /.nginx-id HTTP/1.0\r\nHost: t\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    reply.ends_with(format!("\r\n\r\n{id}").as_bytes())
 }

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -56,6 +57,23 @@ pub fn wait_for_port(addr: SocketAddr, what: &str) {
     }
 }
 
+/// Whether the listener on `addr` is the nginx whose config says `id` at `/.nginx-id`:
+/// another test's nginx on the same port would answer with its own id.
+fn answers_as_nginx(addr: SocketAddr, id: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /.nginx-id HTTP/1.0\r\nHost: t\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    reply.ends_with(format!("\r\n\r\n{id}").as_bytes())
+}
+
 /// One nginx WebDAV node with its own prefix, config, pid file, logs and data root.
 pub struct Node {
     child: Option<Child>,
@@ -74,11 +92,19 @@ impl Node {
         for sub in ["data", "tmp", "logs"] {
             std::fs::create_dir_all(n.dir.path().join(sub)).unwrap();
         }
-        n.launch();
-        n
+        // A port picked by binding port 0 can be taken by another test before nginx binds
+        // it; then nginx exits, and the node is tried again on a new port.
+        for _ in 0..5 {
+            if n.launch() {
+                return n;
+            }
+            n.port = free_port();
+        }
+        panic!("nginx lost its port to another listener 5 times in a row");
     }
 
-    fn launch(&mut self) {
+    /// Starts nginx and waits until it answers: false if it exited because its port was taken.
+    fn launch(&mut self) -> bool {
         let d = self.dir.path().display();
         let conf = format!(
             "load_module {DAV_EXT};\n\
@@ -90,6 +116,7 @@ impl Node {
              uwsgi_temp_path {d}/tmp/uwsgi;\n scgi_temp_path {d}/tmp/scgi;\n\
              client_max_body_size 0;\n\
              server {{\n  listen 127.0.0.1:{port};\n  root {d}/data;\n\
+               location = /.nginx-id {{ return 200 \"{d}\"; }}\n\
                location / {{\n   dav_methods PUT DELETE MKCOL;\n   dav_ext_methods PROPFIND OPTIONS;\n\
                 create_full_put_path on;\n   dav_access user:rw group:r all:r;\n  }}\n }}\n}}\n",
             port = self.port
@@ -107,7 +134,28 @@ impl Node {
             .spawn()
             .expect("spawn nginx");
         self.child = Some(child);
-        wait_for_port(self.addr(), "nginx");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                let log = std::fs::read_to_string(self.dir.path().join("logs/error.log"))
+                    .unwrap_or_default();
+                if log.contains("Address already in use") {
+                    return false;
+                }
+                panic!("nginx exited with {status}: {log}");
+            }
+            // The probe checks that nginx itself answers, not another test's listener.
+            if answers_as_nginx(self.addr(), &self.dir.path().display().to_string()) {
+                return true;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not answer on {} within 10 s",
+                self.addr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -143,7 +191,11 @@ impl Node {
     /// Starts it again on the same port with the same data.
     pub fn restart(&mut self) {
         self.stop();
-        self.launch();
+        assert!(
+            self.launch(),
+            "nginx could not bind its old port {} again",
+            self.port
+        );
     }
 }
 
