@@ -170,3 +170,128 @@ fn disk_tier_survives_a_restart() {
         "{d}"
     );
 }
+
+/// The value of the first sample of `name` with `labels` in a Prometheus text page.
+fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l.contains(labels) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Random single ranges, multiple ranges and whole GETs of three objects from 4 threads,
+/// every body checked byte for byte; returns how many replies were checked.
+fn read_everything(addr: SocketAddr, files: &[(String, Vec<u8>)]) -> usize {
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                scope.spawn(move || {
+                    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ t;
+                    let mut next = move |n: usize| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        (x % n as u64) as usize
+                    };
+                    for i in 0..60 {
+                        let (name, data) = &files[next(files.len())];
+                        let path = format!("/{name}");
+                        let a = next(data.len());
+                        let b = (a + next(200_000)).min(data.len() - 1);
+                        match i % 3 {
+                            0 => {
+                                let (status, head, body) = http(addr, &path, "");
+                                assert_eq!(status, 200, "{head}");
+                                assert!(body == *data, "whole {path}");
+                            }
+                            1 => {
+                                let r = format!("Range: bytes={a}-{b}\r\n");
+                                let (status, head, body) = http(addr, &path, &r);
+                                assert_eq!(status, 206, "{head}");
+                                assert!(body == data[a..=b], "{path} {a}-{b}");
+                            }
+                            _ => {
+                                // Two parts, one in each half; each part's bytes in the body.
+                                let half = data.len() / 2;
+                                let (a, b) = (a % half, (b % half).max(a % half));
+                                let c = half + next(half - 70_000);
+                                let r = format!("Range: bytes={a}-{b},{c}-{}\r\n", c + 69_999);
+                                let (status, head, body) = http(addr, &path, &r);
+                                assert_eq!(status, 206, "{head}");
+                                for (from, to) in [(a, b), (c, c + 69_999)] {
+                                    let part = &data[from..=to];
+                                    assert!(
+                                        body.windows(part.len()).any(|w| w == part),
+                                        "{path} part {from}-{to} of {a}-{b},{c}-"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().map(|h| h.join().unwrap()).count() * 60
+    })
+}
+
+#[test]
+fn chunks_are_sent_with_sendfile_and_keep_their_bytes_under_eviction() {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<(String, Vec<u8>)> = [1_000_003usize, 300_000, 3 * 65_536 + 17]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let name = format!("f{i}.bin");
+            let data: Vec<u8> = (0..n as u64)
+                .map(|j| (j.wrapping_mul(2654435761) >> (8 + i)) as u8)
+                .collect();
+            std::fs::write(dir.path().join(&name), &data).unwrap();
+            (name, data)
+        })
+        .collect();
+    for sendfile in ["on", "off"] {
+        // 1 MiB of memory for 1.5 MB of objects: chunks are evicted and their slots reused
+        // while replies read them.
+        let s = serve(&[
+            "--origin",
+            dir.path().to_str().unwrap(),
+            "--chunk-size",
+            "64KiB",
+            "--memory",
+            "1MiB",
+            "--sendfile",
+            sendfile,
+        ]);
+        assert_eq!(read_everything(s.addr, &files), 240);
+        let (_, _, body) = http(s.admin.unwrap(), "/metrics", "");
+        let text = String::from_utf8(body).unwrap();
+        let evictions = sample(&text, "shoal_cache_evictions_total", "group=\"chunks\"");
+        assert!(
+            evictions.unwrap_or(0.0) > 0.0,
+            "no chunk was evicted: {text}"
+        );
+        let sent = sample(&text, "shoal_http_sendfile_bytes_total", "").unwrap_or(0.0);
+        if sendfile == "on" {
+            // Far more than the objects' size: replies of cached chunks went out this way.
+            assert!(sent > 10e6, "{sent} bytes sent with sendfile: {text}");
+            let arena = sample(&text, "shoal_arena_bytes", "").unwrap();
+            assert!(
+                arena <= 2.0 * 1_048_576.0,
+                "{arena} bytes in the memory file"
+            );
+        } else {
+            assert_eq!(sent, 0.0, "--sendfile off still used sendfile");
+        }
+    }
+}
+
+#[test]
+fn sendfile_takes_on_or_off() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["serve", "--origin", ".", "--sendfile", "maybe"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("expected on or off"), "{err}");
+}
