@@ -35,7 +35,6 @@
 //! the origin once for the whole cluster.
 #![warn(missing_docs)]
 
-pub mod arena;
 pub mod chunk;
 pub mod conditional;
 pub mod disk;

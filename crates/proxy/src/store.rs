@@ -21,7 +21,6 @@ use shoal_cache::{GetOptions, Got, Group, GroupBuilder, LoadError, Loaded, Loade
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::arena::{self, Arena};
 use crate::chunk::{ChunkKey, Chunking};
 use crate::disk::{DiskTier, meta_entry};
 use crate::meta::ObjectMeta;
@@ -51,10 +50,6 @@ pub struct StoreConfig {
     /// outside the cache's budget until it is done, so this bounds that memory (and the
     /// load on the origin); a read past it waits for a slot within its `load_timeout`.
     pub max_origin_reads: usize,
-    /// Keep chunks of at least 32 KiB in a memory file, so the plain-HTTP front can send them
-    /// with `sendfile` instead of copying them (default on; see `crate::arena`). nginx's
-    /// `sendfile` directive.
-    pub sendfile: bool,
 }
 
 impl Default for StoreConfig {
@@ -67,7 +62,6 @@ impl Default for StoreConfig {
             negative_ttl: Duration::from_secs(2),
             load_timeout: Duration::from_secs(30),
             max_origin_reads: 16,
-            sendfile: true,
         }
     }
 }
@@ -79,7 +73,6 @@ pub struct Store {
     chunk_size: u64,
     origin_name: String,
     disk: Option<Arc<dyn DiskTier>>,
-    arena: Option<Arc<Arena>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -90,7 +83,6 @@ impl std::fmt::Debug for Store {
             .field("chunk_size", &self.chunk_size)
             .field("origin_name", &self.origin_name)
             .field("disk", &self.disk.is_some())
-            .field("arena", &self.arena)
             .finish()
     }
 }
@@ -135,7 +127,6 @@ impl Store {
                 disk: disk.clone(),
             },
         )?;
-        let arena = config.sendfile.then(|| chunk_arena(config)).flatten();
         let chunks_cell = Arc::new(OnceLock::new());
         let chunks = maker.make(
             Group::builder("chunks", config.memory)
@@ -147,7 +138,6 @@ impl Store {
                 chunks: chunks_cell.clone(),
                 disk: disk.clone(),
                 reads: Arc::new(Semaphore::new(config.max_origin_reads.max(1))),
-                arena: arena.clone(),
             },
         )?;
         let _ = chunks_cell.set(Arc::downgrade(&chunks));
@@ -157,13 +147,7 @@ impl Store {
             chunk_size,
             origin_name: origin.describe_dyn(),
             disk,
-            arena,
         }))
-    }
-
-    /// The memory file cached chunks live in, when `sendfile` is on.
-    pub fn arena(&self) -> Option<&Arc<Arena>> {
-        self.arena.as_ref()
     }
 
     /// The `meta` group (for peers, metrics and status).
@@ -271,27 +255,6 @@ impl GroupMaker for PlainGroups {
     }
 }
 
-/// The arena for `config`'s chunks: room for twice the budget in whole chunks (evicted chunks
-/// may still be on their way to clients), or `None` when chunks are too small to gain or the
-/// memory file cannot be made (then chunks stay on the heap).
-fn chunk_arena(config: &StoreConfig) -> Option<Arc<Arena>> {
-    let chunk = usize::try_from(config.chunk_size).ok()?;
-    if chunk < arena::MIN_ZERO_COPY {
-        return None;
-    }
-    let slots = usize::try_from(config.memory / config.chunk_size)
-        .ok()?
-        .saturating_mul(2)
-        .saturating_add(64);
-    match Arena::new(chunk, slots) {
-        Ok(a) => Some(a),
-        Err(e) => {
-            tracing::warn!(error = %e, "no memory file for chunks: replies are copied, not sent with sendfile");
-            None
-        }
-    }
-}
-
 fn to_load_error(e: OriginError) -> LoadError {
     match e {
         OriginError::NotFound => LoadError::NotFound,
@@ -395,20 +358,9 @@ struct ChunkLoader {
     disk: Option<Arc<dyn DiskTier>>,
     /// Slots for origin reads in flight ([`StoreConfig::max_origin_reads`]).
     reads: Arc<Semaphore>,
-    arena: Option<Arc<Arena>>,
 }
 
 impl ChunkLoader {
-    /// `bytes` in the arena when there is room (one copy, so replies can skip theirs), else
-    /// `bytes` itself, or a copy of it when `own` (so it pins no larger buffer).
-    fn place(&self, bytes: Bytes, own: bool) -> Bytes {
-        match self.arena.as_ref().and_then(|a| a.adopt(&bytes)) {
-            Some(placed) => placed,
-            None if own => Bytes::copy_from_slice(&bytes),
-            None => bytes,
-        }
-    }
-
     /// Write to disk in the background: the reply does not wait for the disk.
     fn keep(&self, key: Bytes, value: Bytes) {
         if let Some(disk) = self.disk.clone() {
@@ -425,7 +377,7 @@ impl Loader for ChunkLoader {
             && let Some(value) = disk.get(&key).await
             && value.len() as u64 == span.len()
         {
-            return Ok(Loaded::new(self.place(value, false)));
+            return Ok(Loaded::new(value));
         }
         let slot = self.reads.acquire().await;
         let r = self
@@ -450,7 +402,11 @@ impl Loader for ChunkLoader {
         let extra = extent.bytes.len() as u64 > span.len();
         // An origin that sent more than asked (200 to a range): keep the whole chunks that
         // arrived, so they are not read again. Copies, so no chunk pins the big buffer.
-        let value = self.place(value, extra);
+        let value = if extra {
+            Bytes::copy_from_slice(&value)
+        } else {
+            value
+        };
         if extra && let Some(chunks) = self.chunks.get().and_then(Weak::upgrade) {
             let chunking = Chunking::new(k.chunk_size, k.size);
             for index in k.index + 1..chunking.count() {
@@ -460,7 +416,7 @@ impl Loader for ChunkLoader {
                 };
                 let key = ChunkKey { index, ..k.clone() }.encode();
                 if chunks.peek(&key).is_none() {
-                    let bytes = self.place(bytes, true);
+                    let bytes = Bytes::copy_from_slice(&bytes);
                     chunks.insert_main(key.clone(), Loaded::new(bytes.clone()));
                     self.keep(key, bytes);
                 }

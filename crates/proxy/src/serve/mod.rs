@@ -1,8 +1,7 @@
 //! The HTTP front: HTTP/1.1 and h2c (prior knowledge) on one port, via hyper-util's auto
 //! builder, with a connection limit, a header read timeout, a header size cap and graceful
 //! shutdown. With [`ServerConfig::tls`] the port speaks HTTPS instead (ALPN `h2`,
-//! `http/1.1`); the handshake shares the header read timeout. Plain connections send cached
-//! chunks with `sendfile` when the store keeps them in its arena (`crate::arena`).
+//! `http/1.1`); the handshake shares the header read timeout.
 
 mod body;
 mod handler;
@@ -122,17 +121,11 @@ pub async fn serve(
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return,
             }
+            let io = io::SendTimeout::new(stream, send_timeout);
             let Some(acceptor) = acceptor else {
-                if let Some(arena) = proxy.store().arena().cloned() {
-                    let io = io::SendTimeout::new(io::Sendfile::new(stream, arena), send_timeout);
-                    serve_connection(&builder, TokioIo::new(io), proxy, watcher, peer).await;
-                } else {
-                    let io = io::SendTimeout::new(stream, send_timeout);
-                    serve_connection(&builder, TokioIo::new(io), proxy, watcher, peer).await;
-                }
+                serve_connection(&builder, TokioIo::new(io), proxy, watcher, peer).await;
                 return;
             };
-            let io = io::SendTimeout::new(stream, send_timeout);
             if probe[0] != TLS_HANDSHAKE_RECORD {
                 tls::refuse_plain_http(io).await;
                 return;

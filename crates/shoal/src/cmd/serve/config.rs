@@ -48,9 +48,6 @@ pub struct ServeSettings {
     /// Origin chunk reads in flight at once (default 16; 1 to 1024): bounds the memory held
     /// by reads in progress (a chunk each) beside `memory`, and the load on the origin.
     pub max_origin_reads: usize,
-    /// Send cached chunks of at least 32 KiB to plain-HTTP clients with `sendfile` from a
-    /// memory file instead of copying them (default true; nginx's `sendfile`).
-    pub sendfile: bool,
     /// Deadline for one origin request, body included (default 30s).
     pub origin_timeout: HumanDuration,
     /// Deadline to connect to an HTTP origin (default 5s).
@@ -150,7 +147,6 @@ impl Default for ServeSettings {
             max_parallel_chunks: 4,
             readahead_chunks: 2,
             max_origin_reads: 16,
-            sendfile: true,
             origin_timeout: secs(30),
             connect_timeout: secs(5),
             meta_ttl: secs(60),
@@ -261,9 +257,6 @@ pub struct ServeArgs {
     /// Origin chunk reads in flight at once [default: 16].
     #[arg(long, value_name = "N", env = "SHOAL_MAX_ORIGIN_READS")]
     pub max_origin_reads: Option<usize>,
-    /// Send cached chunks with sendfile instead of copying them: on or off [default: on].
-    #[arg(long, value_name = "on|off", env = "SHOAL_SENDFILE", value_parser = on_off)]
-    pub sendfile: Option<bool>,
     /// Deadline for one origin request [default: 30s].
     #[arg(long, value_name = "DURATION", env = "SHOAL_ORIGIN_TIMEOUT")]
     pub origin_timeout: Option<HumanDuration>,
@@ -347,7 +340,6 @@ impl ServeArgs {
             max_parallel_chunks,
             readahead_chunks,
             max_origin_reads,
-            sendfile,
             origin_timeout,
             connect_timeout,
             meta_ttl,
@@ -429,15 +421,6 @@ impl ServeSettings {
             Ok(ip) => Ok(SocketAddr::new(ip, url.port())),
             Err(_) => Ok(SocketAddr::from(([0, 0, 0, 0], url.port()))),
         }
-    }
-}
-
-/// nginx's `on`/`off` for a switch (also `true`/`false`).
-fn on_off(value: &str) -> Result<bool, String> {
-    match value.to_ascii_lowercase().as_str() {
-        "on" | "true" => Ok(true),
-        "off" | "false" => Ok(false),
-        _ => Err(format!("expected on or off, not {value:?}")),
     }
 }
 

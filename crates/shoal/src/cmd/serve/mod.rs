@@ -94,7 +94,6 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     // The origin's own deadline fires first; this one also bounds a stuck loader.
     sc.load_timeout = s.origin_timeout.get() + s.connect_timeout.get();
     sc.max_origin_reads = s.max_origin_reads;
-    sc.sendfile = s.sendfile;
     let disk = if s.dir.trim().is_empty() {
         None
     } else {
