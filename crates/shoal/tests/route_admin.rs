@@ -177,7 +177,12 @@ fn a_switch_without_a_migration_ring_is_a_400() {
 #[test]
 fn metrics_count_requests_and_replica_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Route::start(dir.path(), &config(false), &["--connect-timeout", "300ms"]);
+    // `--runtimes 0`: the one multi-threaded runtime (the default is a runtime per CPU).
+    let r = Route::start(
+        dir.path(),
+        &config(false),
+        &["--connect-timeout", "300ms", "--runtimes", "0"],
+    );
     let (code, _) = http(r.front, "GET", "/a/b.jpg", "");
     assert_eq!(code, 502);
     let (_, m) = http(r.admin, "GET", "/metrics", "");

@@ -135,8 +135,8 @@ pub struct RouteArgs {
     pub header_timeout: Option<HumanDuration>,
 
     /// Serve with N single-threaded runtimes, one thread each, each with its own
-    /// SO_REUSEPORT listener and storage-node connection pool; 0: one multi-threaded runtime
-    /// with a worker per CPU. [default: 0]
+    /// SO_REUSEPORT listener and storage-node connection pool (nginx's worker processes);
+    /// 0: one multi-threaded runtime with a worker per CPU. [default: one per CPU]
     #[arg(long, env = "SHOAL_ROUTE_RUNTIMES", value_name = "N")]
     pub runtimes: Option<usize>,
 
@@ -234,7 +234,12 @@ impl RouteArgs {
             listen,
             admin_listen,
             header_timeout: dur(self.header_timeout, f.header_timeout, 30_000),
-            runtimes: self.runtimes.or(f.runtimes).unwrap_or(0),
+            // One per CPU by default: in docs/route.md's benchmark the router on its own core
+            // kept 0.92-0.97 of nginx's throughput this way, and had 0.53 runs with one
+            // multi-threaded runtime.
+            runtimes: self.runtimes.or(f.runtimes).unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+            }),
         })
     }
 }
