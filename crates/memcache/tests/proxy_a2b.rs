@@ -168,6 +168,29 @@ fn classic_commands_over_binary_read_like_ascii() {
         let direct = String::from_utf8(Client::connect(m.port).call(b"stats\r\n")).unwrap();
         assert!(direct.contains("STAT cmd_flush 2\r\n"), "{direct}");
     }
+    // A get over several servers counts its keys and its repeats, as on the ascii path
+    // (30 keys cannot all land on one of three servers).
+    let counter = |c: &mut Client, name: &str| -> u64 {
+        let stats = String::from_utf8(c.call(b"stats proxy\r\n")).unwrap();
+        let line = format!("a2b:pstd_stats:{name} ");
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("STAT ")?.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {name} in {stats}"))
+            .parse()
+            .unwrap()
+    };
+    let (keys0, dedupe0) = (
+        counter(&mut c, "tot_multiget_keys"),
+        counter(&mut c, "tot_multiget_keys_dedupe"),
+    );
+    let keys: Vec<String> = (0..30).map(|i| format!("mk{i}")).collect();
+    assert_eq!(
+        c.call(format!("get {} mk0\r\n", keys.join(" ")).as_bytes()),
+        b"END\r\n"
+    );
+    assert_eq!(counter(&mut c, "tot_multiget_keys") - keys0, 31);
+    assert_eq!(counter(&mut c, "tot_multiget_keys_dedupe") - dedupe0, 1);
 }
 
 #[test]

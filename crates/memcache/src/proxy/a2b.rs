@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
@@ -119,6 +120,16 @@ async fn get(ctx: &Ctx<'_>, g: Get) -> Pending {
         };
         let vb = route.vbucket.unwrap_or(0);
         encode_get(&g, key, i as u32, true, vb, &mut part.wire);
+    }
+    if parts.len() > 1 {
+        // As the ascii path counts a get it splits over servers (`multiget::split`).
+        let stats = ctx.proxy.stats();
+        let asked = g.keys.len() as u64;
+        let repeated = asked - keys.len() as u64;
+        stats.tot_multiget_keys.fetch_add(asked, Ordering::Relaxed);
+        stats
+            .tot_multiget_keys_dedupe
+            .fetch_add(repeated, Ordering::Relaxed);
     }
     let mut rxs = Vec::with_capacity(parts.len());
     for mut part in parts {
