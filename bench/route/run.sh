@@ -76,11 +76,22 @@ cat > "$WORK/route.cfg" <<CFG
 </photosrv>
 CFG
 RP=$(port); AP=$(port)
-# shellcheck disable=SC2086 # ROUTE_ARGS is a list of flags
-RUST_LOG=warn "$SHOAL" route -c "$WORK/route.cfg" --dc bench --listen 127.0.0.1:"$RP" \
-  --admin-listen 127.0.0.1:"$AP" ${ROUTE_ARGS:-} 2>"$WORK/route.log" & PIDS+=($!)
-ROUTER=$!
-wait_port "$NP"; wait_port "$RP"
+ROUTER=
+# (Re)starts the router on the CPUs $1 and warms it. It is started under taskset, not pinned
+# afterwards, so that it sizes its runtimes for the CPUs it has, as on a host of that size: a
+# router sized for two CPUs and then squeezed onto one had runs at 1.6-2x its CPU per request.
+start_router() {
+  if [ -n "$ROUTER" ]; then kill "$ROUTER"; wait "$ROUTER" 2>/dev/null || true; fi
+  # shellcheck disable=SC2086 # ROUTE_ARGS is a list of flags
+  RUST_LOG=warn taskset -c "$1" "$SHOAL" route -c "$WORK/route.cfg" --dc bench \
+    --listen 127.0.0.1:"$RP" --admin-listen 127.0.0.1:"$AP" ${ROUTE_ARGS:-} 2>"$WORK/route.log" &
+  ROUTER=$!; PIDS+=("$ROUTER")
+  wait_port "$RP"
+  # Warm both paths (page cache, pooled connections) before measuring.
+  curl -fsS -o /dev/null "http://127.0.0.1:$RP/big.bin"
+  curl -fsS -o /dev/null "http://127.0.0.1:$RP/small/1.bin"
+}
+wait_port "$NP"
 
 cat > "$WORK/small.lua" <<'LUA'
 local i = 0
@@ -102,18 +113,14 @@ run() { # $1 = port, $2 = path or "small"; prints "requests/s requests"
 }
 load() { cut -d' ' -f1 /proc/loadavg; }
 cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # user + system clock ticks, all threads
-# Warm both paths (page cache, pooled connections) before measuring.
-curl -fsS -o /dev/null "http://127.0.0.1:$RP/big.bin"
-curl -fsS -o /dev/null "http://127.0.0.1:$RP/small/1.bin"
-
 ALL_CPUS=$(taskset -pc $$ | awk -F': ' '{ print $2 }')
 # One line per run: mode, file, direct req/s, route req/s, nginx CPU ticks per direct request,
 # router CPU ticks per routed request, load average before. Direct and routed runs alternate.
 measure() { # $1 = off | on
   if [ "$1" = on ]; then
-    taskset -a -pc 0 "$NGINX" >/dev/null; taskset -a -pc 1 "$ROUTER" >/dev/null; WRK_CPU=(taskset -c 0)
+    taskset -a -pc 0 "$NGINX" >/dev/null; start_router 1 >&2; WRK_CPU=(taskset -c 0)
   else
-    taskset -a -pc "$ALL_CPUS" "$NGINX" >/dev/null; taskset -a -pc "$ALL_CPUS" "$ROUTER" >/dev/null; WRK_CPU=()
+    taskset -a -pc "$ALL_CPUS" "$NGINX" >/dev/null; start_router "$ALL_CPUS" >&2; WRK_CPU=()
   fi
   local what la c0 c1 c2 d r
   for what in /big.bin small; do
