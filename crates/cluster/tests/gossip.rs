@@ -104,9 +104,7 @@ async fn a_node_with_the_wrong_key_never_joins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_seeds_do_not_delay_start_and_are_retried() {
     // A seed that is not there yet: the node starts at once, alone.
-    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let later: SocketAddr = probe.local_addr().unwrap();
-    drop(probe);
+    let later = SocketAddr::from(([127, 0, 0, 1], shoal_testkit::free_port()));
     let start = Instant::now();
     let node = GossipMembership::start(config(1, vec![later], None))
         .await

@@ -33,10 +33,7 @@ struct Proc {
 }
 
 fn free_udp() -> SocketAddr {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], shoal_testkit::free_port()))
 }
 
 fn spawn(

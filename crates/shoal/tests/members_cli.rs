@@ -54,11 +54,7 @@ fn prints_members_states_and_shares() {
 
 #[test]
 fn an_unreachable_admin_port_is_a_clear_error() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = shoal_testkit::free_port();
     let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args(["members", "--admin", &format!("127.0.0.1:{port}")])
         .output()

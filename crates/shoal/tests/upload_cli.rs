@@ -6,17 +6,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A loopback port nothing listens on.
 fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    shoal_testkit::free_port()
 }
 
 /// Runs shoal in `dir` with `stdin`; kills it if it has not finished within 30s.

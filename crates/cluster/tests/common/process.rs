@@ -2,7 +2,7 @@
 //! are polled with a deadline, and external tools that are skipped (or, under CI, required).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,11 +64,8 @@ impl Drop for Guard {
     }
 }
 
-/// A loopback port that was free a moment ago (for processes that must be told their port).
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("binding a probe port");
-    l.local_addr().expect("probe port address").port()
-}
+/// A loopback port for a process that must be told its port (see shoal-testkit).
+pub use shoal_testkit::free_port;
 
 /// `GET path` over HTTP/1.0: the status and body, or `None` if nothing answered.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, Vec<u8>)> {

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
@@ -155,11 +155,8 @@ fn stats_pid(mut s: TcpStream) -> Option<u32> {
         .and_then(|p| p.trim().parse().ok())
 }
 
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
-}
+/// A loopback port nobody listens on right now (see shoal-testkit).
+pub use shoal_testkit::free_port;
 
 /// What a server said on one connection.
 #[derive(Debug, Default)]

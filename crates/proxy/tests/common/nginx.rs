@@ -2,7 +2,7 @@
 //! prefix and config, killed through its handle on drop.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,16 +34,13 @@ impl Nginx {
             eprintln!("SKIPPED (not in CI): {msg}");
             return None;
         }
-        // A port picked by binding port 0 can be taken by another test before nginx binds
-        // it; then nginx exits and a readiness probe may reach the other listener. So the
-        // probe checks that nginx itself answers, and a lost port is retried with a new one.
+        // The port is free when picked (shoal-testkit), but something may still take it
+        // before nginx binds it; then nginx exits and a readiness probe may reach the other
+        // listener. So the probe checks that nginx itself answers, and a lost port is
+        // retried with a new one.
         for _ in 0..5 {
             let dir = tempfile::tempdir().unwrap();
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = shoal_testkit::free_port();
             let mut child = spawn(dir.path(), root, port);
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             let deadline = Instant::now() + Duration::from_secs(10);

@@ -37,13 +37,7 @@ pub fn nginx_or_skip(test: &str) -> bool {
     false
 }
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use shoal_testkit::free_port;
 
 /// Polls until `addr` accepts a connection, or panics at the deadline.
 pub fn wait_for_port(addr: SocketAddr, what: &str) {
@@ -92,8 +86,8 @@ impl Node {
         for sub in ["data", "tmp", "logs"] {
             std::fs::create_dir_all(n.dir.path().join(sub)).unwrap();
         }
-        // A port picked by binding port 0 can be taken by another test before nginx binds
-        // it; then nginx exits, and the node is tried again on a new port.
+        // The port is free when picked (shoal-testkit), but something may still take it
+        // before nginx binds it; then nginx exits, and the node is tried again on a new port.
         for _ in 0..5 {
             if n.launch() {
                 return n;

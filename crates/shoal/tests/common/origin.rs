@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -143,14 +143,8 @@ fn answer(st: &Seen, data: &Bytes, req: &Request<Incoming>) -> Response<Full<Byt
     }
 }
 
-/// A loopback port nothing listens on (bound, then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A loopback port nothing listens on (see shoal-testkit).
+pub use shoal_testkit::free_port;
 
 /// `GET path` with extra header lines; the status and the whole body.
 pub fn get(addr: SocketAddr, path: &str, headers: &str) -> (u16, Vec<u8>) {

@@ -1,0 +1,92 @@
+//! Helpers shared by shoal's test suites.
+//!
+//! [`free_port`] hands out loopback ports for processes the tests start (nginx, memcached,
+//! etcd, shoal nodes), which must be told their port before they bind it. Asking the kernel
+//! for port 0 and releasing it leaves a window in which any other socket bound to port 0, or
+//! any outgoing connection, may be given the same port: the child then fails to bind, or a
+//! readiness probe reaches the wrong listener (a CI run failed that way). So ports come from
+//! below the kernel's ephemeral range, where neither kind of socket is ever placed, and one
+//! test process never hands out the same port twice.
+
+use std::collections::HashSet;
+use std::net::{TcpListener, UdpSocket};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Lowest port handed out.
+const LOW: u16 = 20_000;
+
+/// A loopback port that is free for TCP and UDP now, outside the kernel's ephemeral range,
+/// and not handed out before by this process. Falls back to a kernel-chosen port when the
+/// ephemeral range leaves no room below it.
+///
+/// # Panics
+/// When no port is free at all.
+#[allow(clippy::expect_used)]
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let high = ephemeral_start();
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    if high <= LOW + 1000 {
+        return kernel_port(given);
+    }
+    let span = u32::from(high - LOW);
+    // Different test processes start at different places, so they rarely probe the same ports.
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    for i in 0..span {
+        let port = LOW + (seed.wrapping_add(i) % span) as u16;
+        if !given.contains(&port) && free_for_both(port) {
+            given.insert(port);
+            return port;
+        }
+    }
+    kernel_port(given)
+}
+
+fn free_for_both(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+}
+
+#[allow(clippy::expect_used)]
+fn kernel_port(given: &mut HashSet<u16>) -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("no loopback port is free")
+            .port();
+        if given.insert(port) {
+            return port;
+        }
+    }
+}
+
+/// The first port of `ip_local_port_range` (32768 when it cannot be read).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_distinct_free_and_below_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
+        if ephemeral_start() > LOW + 1000 {
+            assert!(ports.iter().all(|&p| (LOW..ephemeral_start()).contains(&p)));
+        }
+        // Each can still be bound (nothing took it).
+        for p in ports {
+            assert!(free_for_both(p), "{p}");
+        }
+    }
+}
