@@ -18,6 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use shoal_router::{RouteConfig, Router, Settings, server};
+use shoal_testkit::free_port;
 
 const NGINX: &str = "/usr/sbin/nginx";
 const DAV_EXT: &str = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so";
@@ -35,20 +36,6 @@ pub fn nginx_or_skip(test: &str) -> bool {
         "SKIPPED {test}: nginx with the dav-ext module is not installed (scripts/install-deps)"
     );
     false
-}
-
-use shoal_testkit::free_port;
-
-/// Polls until `addr` accepts a connection, or panics at the deadline.
-pub fn wait_for_port(addr: SocketAddr, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not start listening on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Whether the listener on `addr` is the nginx whose config says `id` at `/.nginx-id`:
