@@ -9,9 +9,10 @@
 //! test process never hands out the same port twice.
 
 use std::collections::HashSet;
-use std::net::{TcpListener, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Lowest port handed out.
 const LOW: u16 = 20_000;
@@ -47,6 +48,21 @@ pub fn free_port() -> u16 {
     kernel_port(given)
 }
 
+/// Whether `GET path` over HTTP/1.0 on `addr` answers with exactly `body` (any status):
+/// false when nothing listens, or something else does.
+pub fn answers(addr: SocketAddr, path: &str, body: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(s, "GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    reply.ends_with(format!("\r\n\r\n{body}").as_bytes())
+}
+
 fn free_for_both(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok()
 }
@@ -75,6 +91,25 @@ fn ephemeral_start() -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_tells_the_expected_server_from_others() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            for _ in 0..2 {
+                let (mut c, _) = l.accept().unwrap();
+                let mut buf = [0u8; 256];
+                let _ = c.read(&mut buf);
+                c.write_all(b"HTTP/1.0 200 OK\r\n\r\nid-1").unwrap();
+            }
+        });
+        assert!(answers(addr, "/id", "id-1"));
+        assert!(!answers(addr, "/id", "id-2"));
+        server.join().unwrap();
+        let closed = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        assert!(!answers(closed, "/id", "id-1"));
+    }
 
     #[test]
     fn ports_are_distinct_free_and_below_the_ephemeral_range() {

@@ -1,8 +1,8 @@
 //! A real nginx serving a directory, started by the test on a free loopback port with its own
 //! prefix and config, killed through its handle on drop.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,7 +53,7 @@ impl Nginx {
                     }
                     panic!("nginx exited with {status}: {log}");
                 }
-                if answers_as_nginx(addr, &dir.path().display().to_string()) {
+                if shoal_testkit::answers(addr, "/.nginx-id", &dir.path().display().to_string()) {
                     return Some(Nginx { child, addr, dir });
                 }
                 assert!(
@@ -100,21 +100,4 @@ fn spawn(dir: &Path, root: &Path, port: u16) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn nginx")
-}
-
-/// Whether the listener on `addr` is the nginx whose config says `id` at `/.nginx-id`:
-/// another test's nginx on the same port would answer with its own id.
-fn answers_as_nginx(addr: SocketAddr, id: &str) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /.nginx-id HTTP/1.0\r\nHost: t\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut reply = Vec::new();
-    let _ = s.read_to_end(&mut reply);
-    reply.ends_with(format!("\r\n\r\n{id}").as_bytes())
 }

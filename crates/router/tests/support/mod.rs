@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,23 +35,6 @@ pub fn nginx_or_skip(test: &str) -> bool {
         "SKIPPED {test}: nginx with the dav-ext module is not installed (scripts/install-deps)"
     );
     false
-}
-
-/// Whether the listener on `addr` is the nginx whose config says `id` at `/.nginx-id`:
-/// another test's nginx on the same port would answer with its own id.
-fn answers_as_nginx(addr: SocketAddr, id: &str) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /.nginx-id HTTP/1.0\r\nHost: t\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut reply = Vec::new();
-    let _ = s.read_to_end(&mut reply);
-    reply.ends_with(format!("\r\n\r\n{id}").as_bytes())
 }
 
 /// One nginx WebDAV node with its own prefix, config, pid file, logs and data root.
@@ -127,7 +109,11 @@ impl Node {
                 panic!("nginx exited with {status}: {log}");
             }
             // The probe checks that nginx itself answers, not another test's listener.
-            if answers_as_nginx(self.addr(), &self.dir.path().display().to_string()) {
+            if shoal_testkit::answers(
+                self.addr(),
+                "/.nginx-id",
+                &self.dir.path().display().to_string(),
+            ) {
                 return true;
             }
             assert!(
