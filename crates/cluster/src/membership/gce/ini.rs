@@ -5,7 +5,7 @@
 //! port = 9080              ; the peer (groupcache) port of every member
 //! [cluster]
 //! port = 9999              ; the gossip (UDP) port of every member
-//! heartbeat = 250          ; ms; gce-cache-cluster parsed but ignored it; here: the probe period
+//! heartbeat = 250          ; ms; gce-cache-cluster parsed but ignored it; here: the gossip probe period
 //! [match]
 //! project = my-project     ; empty: read from the metadata server
 //! zone = us-central1-b     ; empty: read from the metadata server

@@ -89,6 +89,17 @@ impl GossipConfig {
         self
     }
 
+    /// gce-cache-cluster's `[cluster] heartbeat`: probe a member every `every`, and wait at
+    /// most half of that for its answer (the probe must end before the next one starts).
+    /// Zero leaves the timings as they are, as gce-cache-cluster's "not set".
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        if !every.is_zero() {
+            self.probe_period = every;
+            self.probe_rtt = self.probe_rtt.min(every / 2);
+        }
+        self
+    }
+
     fn foca_config(&self) -> Result<Config, MembershipError> {
         let bad = |what: &str| MembershipError::Config {
             key: "gossip",

@@ -409,6 +409,7 @@ impl ServeSettings {
     }
 
     fn gossip_plan(&self, me: &PeerUrl) -> Result<SourcePlan, ConfigError> {
+        let mut heartbeat = Duration::ZERO;
         let gce = if given(&self.gce_config) {
             let path = self.gce_config.trim();
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -416,6 +417,7 @@ impl ServeSettings {
             })?;
             let ini = GceIni::parse(&text)
                 .map_err(|e| ConfigError::invalid("--gce-config", path, e.to_string()))?;
+            heartbeat = Duration::from_millis(ini.heartbeat_ms);
             let mut c = GceConfig::from_ini(&ini);
             if given(&self.gce_endpoint) {
                 c.endpoint = self.gce_endpoint.trim().trim_end_matches('/').to_owned();
@@ -435,7 +437,7 @@ impl ServeSettings {
             (Some(c), false) => SocketAddr::from(([0, 0, 0, 0], c.cluster_port)),
             (None, false) => return Err(ConfigError::invalid("gossip", "(none)", "an address")),
         };
-        let mut config = GossipConfig::new(bind, me.as_str());
+        let mut config = GossipConfig::new(bind, me.as_str()).heartbeat(heartbeat);
         if given(&self.gossip_advertise) {
             config.advertise = Some(parse_addr(
                 "gossip_advertise",
@@ -559,6 +561,31 @@ mod tests {
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("--peers and --members-file"), "{e}");
         assert!(settings("").plan().unwrap().is_none(), "a single node");
+    }
+
+    #[test]
+    fn gce_heartbeat_is_the_probe_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let ini = dir.path().join("cachecluster.ini");
+        let plan = |text: &str| {
+            std::fs::write(&ini, text).unwrap();
+            let mut s = settings("self = \"http://127.0.0.1:9080\"\n");
+            s.gce_config = ini.to_string_lossy().into_owned();
+            let SourcePlan::Gossip(g, Some(gce)) = s.plan().unwrap().unwrap().source else {
+                panic!("gossip seeded by gce")
+            };
+            (g, gce)
+        };
+        let (g, gce) = plan("[cluster]\nport = 9998\nheartbeat = 250\n");
+        assert_eq!(g.probe_period, Duration::from_millis(250));
+        assert!(
+            g.probe_rtt <= Duration::from_millis(125),
+            "{:?}",
+            g.probe_rtt
+        );
+        assert_eq!((g.bind.port(), gce.cluster_port), (9998, 9998));
+        let (g, _) = plan("[cluster]\nport = 9998\n");
+        assert_eq!(g.probe_period, Duration::from_secs(1), "unset: the default");
     }
 
     #[test]
