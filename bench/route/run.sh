@@ -12,6 +12,9 @@
 #   and the range of the ratio, plus CPU time per request of nginx (direct runs) and of the
 #   router (routed runs), which a busy machine disturbs far less than requests/s.
 # PERF_OUT=FILE also records a perf profile of the router during its (last) 4 KiB run.
+# HAPROXY=1 (default when /usr/sbin/haproxy is installed; Debian's haproxy) also measures
+#   haproxy in the router's place, on the same CPUs (one thread per CPU, keep-alive to the
+#   node, no splicing): what a mature C reverse proxy costs in the same spot. HAPROXY=0 skips it.
 set -euo pipefail
 SECS=${1:-5}
 CONNS=${2:-32}
@@ -91,6 +94,34 @@ start_router() {
   curl -fsS -o /dev/null "http://127.0.0.1:$RP/big.bin"
   curl -fsS -o /dev/null "http://127.0.0.1:$RP/small/1.bin"
 }
+HAPROXY=${HAPROXY:-$([ -x /usr/sbin/haproxy ] && echo 1 || echo 0)}
+HP=$(port); HAP=
+# (Re)starts haproxy on the CPUs $1, one thread per CPU, as a plain HTTP reverse proxy.
+start_haproxy() {
+  if [ -n "$HAP" ]; then kill "$HAP"; wait "$HAP" 2>/dev/null || true; fi
+  cat > "$WORK/haproxy.cfg" <<HCFG
+global
+  nbthread $(taskset -c "$1" nproc)
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend bench
+  bind 127.0.0.1:$HP
+  default_backend node
+backend node
+  http-reuse always
+  server n1 127.0.0.1:$NP
+HCFG
+  taskset -c "$1" /usr/sbin/haproxy -f "$WORK/haproxy.cfg" -db 2>"$WORK/haproxy.log" &
+  HAP=$!; PIDS+=("$HAP")
+  wait_port "$HP"
+  curl -fsS -o /dev/null "http://127.0.0.1:$HP/big.bin"
+  curl -fsS -o /dev/null "http://127.0.0.1:$HP/small/1.bin"
+}
 wait_port "$NP"
 
 cat > "$WORK/small.lua" <<'LUA'
@@ -114,15 +145,18 @@ run() { # $1 = port, $2 = path or "small"; prints "requests/s requests"
 load() { cut -d' ' -f1 /proc/loadavg; }
 cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # user + system clock ticks, all threads
 ALL_CPUS=$(taskset -pc $$ | awk -F': ' '{ print $2 }')
-# One line per run: mode, file, direct req/s, route req/s, nginx CPU ticks per direct request,
-# router CPU ticks per routed request, load average before. Direct and routed runs alternate.
+# One line per run: mode, file, direct req/s and requests, routed req/s and requests, nginx
+# CPU ticks in the direct run, router CPU ticks in the routed run, load average before, then
+# haproxy's req/s, requests and CPU ticks ("- - -" without it). The runs alternate.
 measure() { # $1 = off | on
   if [ "$1" = on ]; then
     taskset -a -pc 0 "$NGINX" >/dev/null; start_router 1 >&2; WRK_CPU=(taskset -c 0)
+    [ "$HAPROXY" = 0 ] || start_haproxy 1 >&2
   else
     taskset -a -pc "$ALL_CPUS" "$NGINX" >/dev/null; start_router "$ALL_CPUS" >&2; WRK_CPU=()
+    [ "$HAPROXY" = 0 ] || start_haproxy "$ALL_CPUS" >&2
   fi
-  local what la c0 c1 c2 d r
+  local what la c0 c1 c2 c3 d r h
   for what in /big.bin small; do
     for _ in $(seq 1 "$REPEAT"); do
       la=$(load)
@@ -130,8 +164,11 @@ measure() { # $1 = off | on
       if [ -n "${PERF_OUT:-}" ] && [ "$what" = small ]; then # PERF_OUT=perf.data profiles the router
         perf record -g -p "$ROUTER" -o "$PERF_OUT" -- sleep "$SECS" 2>/dev/null & PERF=$!
       fi
-      c2=$(cpu "$ROUTER"); r=$(run "$RP" "$what"); echo "$1 $what $d $r $((c1 - c0)) $(($(cpu "$ROUTER") - c2)) $la"
+      c2=$(cpu "$ROUTER"); r=$(run "$RP" "$what"); c2=$(($(cpu "$ROUTER") - c2))
       [ -z "${PERF:-}" ] || wait "$PERF" || true
+      h="- - -"
+      if [ "$HAPROXY" != 0 ]; then c3=$(cpu "$HAP"); h=$(run "$HP" "$what"); h="$h $(($(cpu "$HAP") - c3))"; fi
+      echo "$1 $what $d $r $((c1 - c0)) $c2 $la $h"
     done
   done
 }
@@ -148,7 +185,8 @@ import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 tick_us = 1e6 / float(sys.argv[2])
 print(f"{'':<9} {'GET':<18} {'direct req/s':>12} {'route req/s':>12} {'ratio':>6} {'ratio range':>11}"
-      f" {'nginx us/req':>12} {'router us/req':>13}  load avg (1 min) before each run")
+      f" {'nginx us/req':>12} {'router us/req':>13} {'haproxy ratio':>13} {'haproxy us/req':>14}"
+      f"  load avg (1 min) before each run")
 for mode in ("off", "on"):
     for what, name in (("/big.bin", "1 MiB file"), ("small", "4 KiB files (100)")):
         rs = [r for r in rows if r[0] == mode and r[1] == what]
@@ -158,8 +196,12 @@ for mode in ("off", "on"):
         ratios = [b / a for a, b in zip(d, rt)]
         ngx = statistics.median(float(r[6]) * tick_us / float(r[3]) for r in rs)
         rtr = statistics.median(float(r[7]) * tick_us / float(r[5]) for r in rs)
+        hap = hus = "-"
+        if rs[0][9] != "-":
+            hap = f"{statistics.median(float(r[9]) / float(r[2]) for r in rs):.2f}"
+            hus = f"{statistics.median(float(r[11]) * tick_us / float(r[10]) for r in rs):.1f}"
         pin = "pinned" if mode == "on" else "unpinned"
         print(f"{pin:<9} {name:<18} {statistics.median(d):12.0f} {statistics.median(rt):12.0f}"
               f" {statistics.median(ratios):6.2f} {min(ratios):5.2f}-{max(ratios):<5.2f}"
-              f" {ngx:12.1f} {rtr:13.1f}  {' '.join(r[8] for r in rs)}")
+              f" {ngx:12.1f} {rtr:13.1f} {hap:>13} {hus:>14}  {' '.join(r[8] for r in rs)}")
 PY
