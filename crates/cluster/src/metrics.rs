@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `shoal_peer_requests_total` | counter | `direction="made"`, `peer`, `result`; or `direction="served"`, `protocol`, `result` |
 //! | `shoal_peer_request_duration_seconds` | histogram | `direction`, and `peer` or `protocol` |
+//! | `shoal_peer_value_bytes_total` | counter | bytes of values received (`direction="made"`, `peer`) or sent (`direction="served"`, `protocol`) in successful answers |
 //! | `shoal_peer_auth_failures_total` | counter | `protocol` (`tls` for failed handshakes) |
 //! | `shoal_peer_bad_requests_total` | counter | `protocol` (or `http` for unparsable requests), `reason` ([`BadRequest::label`]) |
 //! | `shoal_peer_handoff_hits_total` | counter | `group` |
@@ -24,12 +25,16 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
+use shoal_cache::Loaded;
+
 use crate::PeerError;
 
 /// Requests made and answered.
 pub const REQUESTS: &str = "shoal_peer_requests_total";
 /// Request latency.
 pub const DURATION: &str = "shoal_peer_request_duration_seconds";
+/// Value bytes moved by successful answers.
+pub const VALUE_BYTES: &str = "shoal_peer_value_bytes_total";
 /// Requests refused for a missing or wrong secret.
 pub const AUTH_FAILURES: &str = "shoal_peer_auth_failures_total";
 /// Requests refused as malformed, by reason.
@@ -58,6 +63,7 @@ pub(crate) struct Made {
     ok: Counter,
     not_found: Counter,
     errors: [Counter; 6],
+    bytes: Counter,
     duration: Histogram,
     up: Gauge,
 }
@@ -69,15 +75,19 @@ impl Made {
             ok: c("ok"),
             not_found: c("not_found"),
             errors: ERROR_LABELS.map(c),
+            bytes: counter!(VALUE_BYTES, "direction" => "made", "peer" => peer.to_owned()),
             duration: histogram!(DURATION, "direction" => "made", "peer" => peer.to_owned()),
             up: gauge!(UP, "peer" => peer.to_owned()),
         }
     }
 
-    pub(crate) fn record<T>(&self, result: &Result<T, PeerError>, took: Duration) {
+    pub(crate) fn record(&self, result: &Result<Loaded, PeerError>, took: Duration) {
         self.duration.record(took.as_secs_f64());
         match result {
-            Ok(_) => self.ok.increment(1),
+            Ok(loaded) => {
+                self.ok.increment(1);
+                self.bytes.increment(loaded.value.len() as u64);
+            }
             Err(PeerError::NotFound) => self.not_found.increment(1),
             Err(e) => {
                 let i = ERROR_LABELS
@@ -105,13 +115,15 @@ pub(crate) struct Served {
     error: Counter,
     bad: [Counter; BadRequest::ALL.len()],
     pub(crate) auth_failures: Counter,
+    bytes: Counter,
     duration: Histogram,
 }
 
 /// The outcome of a served request, for [`Served::record`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    Ok,
+    /// A value of this many bytes was sent.
+    Ok(usize),
     NotFound,
     UnknownGroup,
     BadRequest,
@@ -191,14 +203,18 @@ impl Served {
             bad: BadRequest::ALL
                 .map(|r| counter!(BAD_REQUESTS, "protocol" => protocol, "reason" => r.label())),
             auth_failures: counter!(AUTH_FAILURES, "protocol" => protocol),
+            bytes: counter!(VALUE_BYTES, "direction" => "served", "protocol" => protocol),
             duration: histogram!(DURATION, "direction" => "served", "protocol" => protocol),
         }
     }
 
     pub(crate) fn record(&self, outcome: Outcome, took: Duration) {
         self.duration.record(took.as_secs_f64());
+        if let Outcome::Ok(bytes) = outcome {
+            self.bytes.increment(bytes as u64);
+        }
         match outcome {
-            Outcome::Ok => &self.ok,
+            Outcome::Ok(_) => &self.ok,
             Outcome::NotFound => &self.not_found,
             Outcome::UnknownGroup => &self.unknown_group,
             Outcome::BadRequest => &self.bad_request,

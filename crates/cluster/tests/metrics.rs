@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Counting, GROUP, keys, start};
+use common::{Counting, GROUP, keys, start, value_of};
 use metrics_util::CompositeKey;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use shoal_cluster::{Cluster, Secret};
@@ -39,9 +39,14 @@ async fn peer_requests_auth_failures_and_liveness_are_counted() {
             .fetch_timeout(Duration::from_secs(2))
     })
     .await;
+    let mut fetched_bytes = 0;
     for k in keys("m", 20) {
         nodes[0].group.get(&k).await.unwrap();
+        if nodes[0].cluster.owner(&k).unwrap() == nodes[1].url {
+            fetched_bytes += value_of(&k).len();
+        }
     }
+    assert!(fetched_bytes > 0, "some keys are owned by the other node");
     let outsider = Cluster::builder("http://127.0.0.1:1")
         .build(&["http://127.0.0.1:1", &nodes[1].url])
         .unwrap();
@@ -89,6 +94,17 @@ async fn peer_requests_auth_failures_and_liveness_are_counted() {
         made_ok + 2.0,
         "one latency sample per request made (2 failed ones included)"
     );
+    for direction in ["made", "served"] {
+        assert_eq!(
+            sum(
+                &snap,
+                "shoal_peer_value_bytes_total",
+                &[("direction", direction)]
+            ),
+            fetched_bytes as f64,
+            "value bytes {direction}"
+        );
+    }
     assert_eq!(sum(&snap, "shoal_peer_auth_failures_total", &[]), 1.0);
     assert_eq!(
         sum(

@@ -116,6 +116,7 @@ async fn answer_for(
 ) -> (Outcome, Reply) {
     match answer(groups, group, key, false, deadline).await {
         Answer::Value(loaded) => {
+            let len = loaded.value.len();
             let msg = GetResponse {
                 value: Some(loaded.value),
                 minute_qps: None,
@@ -125,7 +126,7 @@ async fn answer_for(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/x-protobuf"),
             );
-            (Outcome::Ok, r)
+            (Outcome::Ok(len), r)
         }
         Answer::NotFound => (Outcome::NotFound, reply(StatusCode::NOT_FOUND, "not found")),
         Answer::UnknownGroup => (

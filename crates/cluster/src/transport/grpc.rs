@@ -225,7 +225,7 @@ impl GrpcService {
         // stream then; stopping at 90% of it lets our answer (and its count) arrive first.
         let deadline = deadline.map(|d| d * 9 / 10);
         let (outcome, result) = match answer(&self.groups, galaxy, key, peek, deadline).await {
-            Answer::Value(v) => (Outcome::Ok, Ok(v)),
+            Answer::Value(v) => (Outcome::Ok(v.value.len()), Ok(v)),
             Answer::NotFound => (Outcome::NotFound, Err(Status::not_found("not found"))),
             Answer::UnknownGroup => (
                 Outcome::UnknownGroup,

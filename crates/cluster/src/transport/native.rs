@@ -105,6 +105,7 @@ async fn answer_for(
     };
     match answer(groups, group, key, peek, deadline).await {
         Answer::Value(loaded) => {
+            let len = loaded.value.len();
             let mut r = found(reply(StatusCode::OK, loaded.value));
             let h = r.headers_mut();
             h.insert(
@@ -117,7 +118,7 @@ async fn answer_for(
                     h.insert(header::EXPIRES, v);
                 }
             }
-            (Outcome::Ok, r)
+            (Outcome::Ok(len), r)
         }
         Answer::NotFound => (
             Outcome::NotFound,
