@@ -10,6 +10,11 @@
 //! as `+` (`url.QueryEscape`), so a key with a space sent by a Go client reaches a Go
 //! server -- and us -- with a `+` in its place (golang/groupcache#25). We decode exactly as
 //! Go does, so a mixed cluster at least agrees on the mangled key.
+//!
+//! Go's `http.ServeMux` cleans the decoded path before `HTTPPool` sees it, so a Go owner
+//! answers a key that starts with `/`, holds `//` or has a `.`/`..` segment with a redirect
+//! to a cleaned path, which is another key. Our client does not follow redirects: such a
+//! fetch fails and the key is loaded locally (the right value, one extra load).
 
 use crate::metrics::BadRequest;
 
