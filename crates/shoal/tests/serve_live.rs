@@ -118,6 +118,67 @@ fn members_file_nodes_converge_and_load_each_chunk_once() {
     o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
 }
 
+/// Each member's share of the key space, as a running node reports it (`/members`).
+fn shares(admin: SocketAddr) -> Vec<(String, f64)> {
+    let v: serde_json::Value = serde_json::from_slice(&get(admin, "/members", "").1).unwrap();
+    v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let url = m["url"].as_str().unwrap().to_owned();
+            (url, m["share"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn rendezvous_placement_gives_a_newcomer_one_nth_of_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("members");
+    let peers: Vec<String> = (0..5)
+        .map(|_| format!("http://127.0.0.1:{}", free_port()))
+        .collect();
+    std::fs::write(&file, peers[..4].join("\n")).unwrap();
+    let data = object(2 << 20);
+    let o = origin(data.clone());
+    let args = [
+        "--members-file",
+        file.to_str().unwrap(),
+        "--members-refresh",
+        "200ms",
+        "--placement",
+        "rendezvous",
+    ];
+    let mut nodes: Vec<Node> = peers[..4].iter().map(|p| node(&o, p, &args)).collect();
+    let admins: Vec<SocketAddr> = nodes.iter().map(|n| n.admin.unwrap()).collect();
+    wait_converged(&admins, &peers[..4], Duration::from_secs(30));
+    // 10,000 sampled keys per estimate: one standard deviation is about 0.004.
+    for (url, share) in shares(admins[0]) {
+        assert!((share - 0.25).abs() <= 0.025, "{url} owns {share} of 4");
+    }
+
+    std::fs::write(&file, peers.join("\n")).unwrap();
+    nodes.push(node(&o, &peers[4], &args));
+    let admins: Vec<SocketAddr> = nodes.iter().map(|n| n.admin.unwrap()).collect();
+    wait_converged(&admins, &peers, Duration::from_secs(30));
+    // Rendezvous moves keys only to the newcomer, so its share is the key space that
+    // moved: within 10% of the ideal 1/5, on every node's ring.
+    for admin in &admins {
+        let newcomer = shares(*admin)
+            .into_iter()
+            .find(|(url, _)| *url == peers[4])
+            .unwrap()
+            .1;
+        assert!(
+            (newcomer - 0.2).abs() <= 0.02,
+            "the newcomer owns {newcomer}"
+        );
+    }
+    read_everywhere(&nodes, &data, 5);
+    o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
+}
+
 #[test]
 fn peer_secret_refuses_strangers_and_the_cluster_still_works() {
     let dir = tempfile::tempdir().unwrap();

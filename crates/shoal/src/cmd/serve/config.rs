@@ -125,6 +125,14 @@ pub struct ServeSettings {
     pub peer_tls_key: String,
     /// The cluster CA (PEM) that signed every member's certificate.
     pub peer_tls_ca: String,
+    /// How chunks are placed on members: `groupcache` (golang/groupcache's ring of 50
+    /// points per member, as chunkproxy placed them), `galaxycache`, or `rendezvous` (each
+    /// member owns its fair share almost exactly). Every member must use the same.
+    pub placement: String,
+    /// How long after a membership change a new owner asks previous owners (default 60s).
+    pub handoff_warm_time: HumanDuration,
+    /// The longest one handoff question may take before the origin is asked (default 50ms).
+    pub handoff_peek_timeout: HumanDuration,
 }
 
 impl Default for ServeSettings {
@@ -178,6 +186,9 @@ impl Default for ServeSettings {
             peer_tls_cert: String::new(),
             peer_tls_key: String::new(),
             peer_tls_ca: String::new(),
+            placement: "groupcache".into(),
+            handoff_warm_time: secs(60),
+            handoff_peek_timeout: HumanDuration(Duration::from_millis(50)),
         }
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use shoal_cache::{Group, GroupBuilder, Loader};
 use shoal_cluster::{
     Cluster, ClusterError, DEFAULT_MAX_VALUE_BYTES, DnsMembership, FileMembership, GceDiscovery,
-    GossipMembership, Handoff, Membership, PeerServer, Scheme, StaticMembership,
+    GossipMembership, Membership, PeerServer, Scheme, StaticMembership,
 };
 use shoal_proxy::GroupMaker;
 
@@ -114,6 +114,7 @@ pub fn prepare(plan: Plan, s: &ServeSettings) -> anyhow::Result<Joining> {
     let live = !matches!(plan.source, SourcePlan::Static(_));
     let chunk = usize::try_from(s.chunk_size.bytes()).unwrap_or(usize::MAX);
     let mut builder = Cluster::builder(plan.self_url.as_str())
+        .algorithm(plan.algorithm)
         // A peer's answer may wait on the owner's origin load.
         .fetch_timeout(s.origin_timeout.get() + s.connect_timeout.get())
         .max_value_bytes(DEFAULT_MAX_VALUE_BYTES.max(chunk + (64 << 10)));
@@ -123,8 +124,8 @@ pub fn prepare(plan: Plan, s: &ServeSettings) -> anyhow::Result<Joining> {
     if let Some(tls) = plan.tls {
         builder = builder.tls(tls);
     }
-    if live && plan.handoff {
-        builder = builder.handoff(Handoff::default());
+    if live && let Some(handoff) = plan.handoff {
+        builder = builder.handoff(handoff);
     }
     let cluster = builder.build(&[plan.self_url.as_str()])?;
     Ok(Joining {

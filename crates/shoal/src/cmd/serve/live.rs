@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use clap::Args;
 use shoal_cluster::{
-    DnsConfig, GceConfig, GceIni, GossipConfig, PeerUrl, Scheme, Secret, StaticMembership,
-    TlsConfig,
+    Algorithm, DnsConfig, GceConfig, GceIni, GossipConfig, Handoff, PeerUrl, Scheme, Secret,
+    StaticMembership, TlsConfig,
 };
 
 use super::config::{ServeSettings, parse_addr};
@@ -75,6 +75,16 @@ pub struct LiveArgs {
     /// Warm handoff with live membership: new owners ask previous ones first [default: true].
     #[arg(long, value_name = "BOOL", env = "SHOAL_HANDOFF")]
     pub handoff: Option<bool>,
+    /// How long after a membership change new owners ask previous ones [default: 60s].
+    #[arg(long, value_name = "DURATION", env = "SHOAL_HANDOFF_WARM_TIME")]
+    pub handoff_warm_time: Option<HumanDuration>,
+    /// The longest one handoff question may take before the origin is asked [default: 50ms].
+    #[arg(long, value_name = "DURATION", env = "SHOAL_HANDOFF_PEEK_TIMEOUT")]
+    pub handoff_peek_timeout: Option<HumanDuration>,
+    /// Chunk placement on members: groupcache (chunkproxy's ring), galaxycache or
+    /// rendezvous (even shares); the same on every member [default: groupcache].
+    #[arg(long, value_name = "ALGORITHM", env = "SHOAL_PLACEMENT")]
+    pub placement: Option<String>,
     /// Shared secret of the peer port; prefer --peer-secret-file or SHOAL_PEER_SECRET.
     #[arg(
         long,
@@ -123,6 +133,9 @@ impl LiveArgs {
             gce_endpoint,
             gce_metadata,
             handoff,
+            handoff_warm_time,
+            handoff_peek_timeout,
+            placement,
             peer_secret,
             peer_secret_file,
             peer_tls_cert,
@@ -176,8 +189,10 @@ pub struct Plan {
     pub secret: Option<Secret>,
     /// mTLS between peers.
     pub tls: Option<TlsConfig>,
-    /// Warm handoff (live sources only).
-    pub handoff: bool,
+    /// Warm handoff (live sources only); `None` when turned off.
+    pub handoff: Option<Handoff>,
+    /// Chunk placement over the members' URLs.
+    pub algorithm: Algorithm,
 }
 
 fn given(v: &str) -> bool {
@@ -342,13 +357,38 @@ impl ServeSettings {
         };
         let secret = secret.map(|s| Secret::new(&s)).transpose()?;
         let source = self.source_plan(&self_url)?;
+        let algorithm = match self.placement.trim() {
+            "" | "groupcache" => Algorithm::Groupcache,
+            "galaxycache" => Algorithm::Galaxycache,
+            "rendezvous" => Algorithm::Rendezvous,
+            other => {
+                return Err(ConfigError::invalid(
+                    "placement",
+                    other,
+                    "groupcache, galaxycache or rendezvous",
+                ));
+            }
+        };
+        let peek_timeout = self.handoff_peek_timeout.get();
+        if self.handoff && peek_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "handoff_peek_timeout",
+                "0s",
+                "more than 0 (or --handoff false)",
+            ));
+        }
+        let handoff = self.handoff.then(|| Handoff {
+            warm_time: self.handoff_warm_time.get(),
+            peek_timeout,
+        });
         Ok(Some(Plan {
             peer_addr: self.peer_addr_of(&self_url)?,
             self_url,
             source,
             secret,
             tls,
-            handoff: self.handoff,
+            handoff,
+            algorithm,
         }))
     }
 
@@ -527,7 +567,9 @@ mod tests {
         assert_eq!(g.seeds.len(), 2);
         assert_eq!(g.key.as_deref(), Some(&b"k"[..]));
         assert_eq!(p.peer_addr.to_string(), "127.0.0.1:7071");
-        assert!(p.handoff && p.secret.is_none() && p.tls.is_none());
+        assert!(p.handoff.is_some() && p.secret.is_none() && p.tls.is_none());
+        assert_eq!(p.handoff.unwrap(), Handoff::default());
+        assert_eq!(p.algorithm, Algorithm::Groupcache);
 
         let s = settings("self = \"http://10.0.0.1:7071\"\ndns = \"shoal.internal:7071\"\n");
         let SourcePlan::Dns(d) = s.plan().unwrap().unwrap().source else {
@@ -561,6 +603,39 @@ mod tests {
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("--peers and --members-file"), "{e}");
         assert!(settings("").plan().unwrap().is_none(), "a single node");
+    }
+
+    #[test]
+    fn placement_and_handoff_window_are_settings() {
+        let s = settings(
+            "self = \"http://127.0.0.1:7071\"\ngossip = \"127.0.0.1:7946\"\n\
+             placement = \"rendezvous\"\nhandoff_warm_time = \"5m\"\n\
+             handoff_peek_timeout = \"20ms\"\n",
+        );
+        let p = s.plan().unwrap().unwrap();
+        assert_eq!(p.algorithm, Algorithm::Rendezvous);
+        let h = p.handoff.unwrap();
+        assert_eq!(h.warm_time, Duration::from_secs(300));
+        assert_eq!(h.peek_timeout, Duration::from_millis(20));
+
+        let base = "self = \"http://127.0.0.1:7071\"\ngossip = \"127.0.0.1:7946\"\n";
+        let e = settings(&format!("{base}placement = \"ketama\"\n"))
+            .plan()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("groupcache, galaxycache or rendezvous"), "{e}");
+        let e = settings(&format!("{base}handoff_peek_timeout = \"0s\"\n"))
+            .plan()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("handoff_peek_timeout"), "{e}");
+        let p = settings(&format!(
+            "{base}handoff = false\nhandoff_peek_timeout = \"0s\"\n"
+        ))
+        .plan()
+        .unwrap()
+        .unwrap();
+        assert!(p.handoff.is_none(), "no handoff, no peek timeout to check");
     }
 
     #[test]
@@ -607,7 +682,7 @@ mod tests {
         s.peer_secret_file.clear();
         s.handoff = false;
         let p = s.plan().unwrap().unwrap();
-        assert!(p.secret.is_some() && !p.handoff);
+        assert!(p.secret.is_some() && p.handoff.is_none());
     }
 
     #[test]
