@@ -1,6 +1,6 @@
 //! `shoal members --admin URL` against a stand-in admin port that answers `GET /members`
 //! as `shoal-cluster-node` does (the node's own answer is tested in shoal-cluster's
-//! process tests).
+//! process tests; `serve_live.rs` runs `shoal members` against real `shoal serve` nodes).
 
 // Test helpers: a panic is the test failing, with the message saying why.
 #![allow(clippy::unwrap_used)]

@@ -85,8 +85,37 @@ fn read_everywhere(nodes: &[Node], want: &bytes::Bytes, clients: usize) {
 fn gossip_nodes_converge_and_load_each_chunk_once() {
     let data = object(8 << 20);
     let o = origin(data.clone());
-    let (nodes, _) = gossip_cluster(&o, &[]);
+    let (nodes, peers) = gossip_cluster(&o, &[]);
     read_everywhere(&nodes, &data, 30);
+    // `shoal members` against a real node: every member alive, the shares add up.
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["members", "--admin"])
+        .arg(format!("http://{}", nodes[1].admin.unwrap()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&format!("{} (self)", peers[1])), "{text}");
+    let mut total = 0.0;
+    for p in &peers {
+        let line = text.lines().find(|l| l.contains(p.as_str())).expect(p);
+        assert!(line.contains("alive"), "{line}");
+        let pct = line
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .trim_end_matches('%');
+        total += pct.parse::<f64>().unwrap();
+    }
+    assert!(
+        (total - 100.0).abs() < 0.5,
+        "shares add up to {total}%: {text}"
+    );
+    assert!(text.contains("3 of 3 members in the ring"), "{text}");
     o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
     let heads = o.seen.heads.load(Ordering::SeqCst);
     assert!((1..=3).contains(&heads), "{heads} HEADs");
