@@ -1,11 +1,12 @@
-//! Warm handoff: a node joining the ring peeks at each key's previous owner before loading.
+//! Warm handoff: a node joining the ring peeks at each key's previous owner before loading,
+//! and so does the new owner of a key whose owner left (scale-down).
 #![allow(clippy::unwrap_used)] // helpers outside #[test] functions
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Counting, GROUP, keys, listeners, value_of};
+use common::{Counting, GROUP, keys, listeners, start, value_of};
 use shoal_cache::{Group, NeverPromote, Source};
 use shoal_cluster::{Cluster, Handoff, Protocol};
 
@@ -104,4 +105,47 @@ async fn a_bad_peek_timeout_is_refused() {
         .build(&["http://127.0.0.1:1"])
         .unwrap_err();
     assert!(e.to_string().contains("handoff peek timeout"), "{e}");
+}
+
+#[tokio::test]
+async fn the_new_owner_asks_a_member_that_just_left() {
+    let handoff = Handoff {
+        warm_time: Duration::from_secs(60),
+        peek_timeout: Duration::from_secs(1),
+    };
+    let nodes = start(3, Counting::default, |b| b.handoff(handoff)).await;
+    let leaving = &nodes[2];
+    // The leaving member loads its own keys; nobody else has them.
+    let ks: Vec<_> = keys("s", 120)
+        .into_iter()
+        .filter(|k| leaving.cluster.owner(k).as_deref() == Some(leaving.url.as_str()))
+        .collect();
+    assert!(
+        ks.len() >= 10,
+        "too few keys on the leaving member: {}",
+        ks.len()
+    );
+    for k in &ks {
+        assert_eq!(leaving.group.get(k).await.unwrap(), value_of(k));
+    }
+    assert_eq!(leaving.loader.total(), ks.len());
+    // It leaves the ring but still answers peers while it drains.
+    let stay = [nodes[0].url.as_str(), nodes[1].url.as_str()];
+    nodes[0].cluster.set_members(&stay).unwrap();
+    nodes[1].cluster.set_members(&stay).unwrap();
+    for k in &ks {
+        for node in &nodes[..2] {
+            assert_eq!(node.group.get(k).await.unwrap(), value_of(k));
+        }
+    }
+    assert_eq!(
+        nodes[0].loader.total() + nodes[1].loader.total(),
+        0,
+        "every key came from the member that left"
+    );
+    assert_eq!(
+        leaving.loader.total(),
+        ks.len(),
+        "and it loaded nothing again"
+    );
 }

@@ -5,10 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Counting, GROUP, keys, start, value_of};
+use common::{Counting, GROUP, keys, listeners, start, value_of};
 use metrics_util::CompositeKey;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use shoal_cluster::{Cluster, Secret};
+use shoal_cache::Group;
+use shoal_cluster::{Cluster, Handoff, Secret};
 
 fn sum(snapshot: &[(CompositeKey, DebugValue)], name: &str, labels: &[(&str, &str)]) -> f64 {
     snapshot
@@ -119,4 +120,56 @@ async fn peer_requests_auth_failures_and_liveness_are_counted() {
         0.0
     );
     assert!(sum(&snap, "shoal_peer_members", &[]) >= 2.0);
+
+    // Warm handoff: B joins A; B's peeks at A find the keys A loaded (hits) and not a key
+    // nobody loaded (a miss).
+    let (mut ls, urls) = listeners(2, "http").await;
+    let handoff = Handoff {
+        warm_time: Duration::from_secs(60),
+        peek_timeout: Duration::from_secs(1),
+    };
+    let node = |url: &str, members: &[&str]| {
+        let c = Cluster::builder(url)
+            .handoff(handoff)
+            .build(members)
+            .unwrap();
+        let g = c
+            .group(Group::builder("handoff", 16 << 20), Counting::default())
+            .unwrap();
+        (c, g)
+    };
+    let (a, a_group) = node(&urls[0], &[&urls[0]]);
+    let _a_server = a.serve_on(ls.remove(0)).unwrap();
+    let ks = keys("h", 40);
+    for k in &ks {
+        a_group.get(k).await.unwrap();
+    }
+    let (b, b_group) = node(&urls[1], &[&urls[0], &urls[1]]);
+    let _b_server = b.serve_on(ls.remove(0)).unwrap();
+    a.set_members(&[&urls[0], &urls[1]]).unwrap();
+    let moved: Vec<_> = ks
+        .iter()
+        .filter(|k| b.owner(k).as_deref() == Some(urls[1].as_str()))
+        .collect();
+    assert!(!moved.is_empty());
+    for k in &moved {
+        b_group.get(k).await.unwrap();
+    }
+    let fresh = keys("never-loaded-", 100)
+        .into_iter()
+        .find(|k| b.owner(k).as_deref() == Some(urls[1].as_str()))
+        .unwrap();
+    b_group.get(&fresh).await.unwrap();
+    let snap: Vec<_> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(k, _, _, v)| (k, v))
+        .collect();
+    let group = [("group", "handoff")];
+    assert_eq!(
+        sum(&snap, "shoal_peer_handoff_hits_total", &group),
+        moved.len() as f64
+    );
+    assert_eq!(sum(&snap, "shoal_peer_handoff_misses_total", &group), 1.0);
 }
