@@ -1,4 +1,5 @@
-//! Three `shoal-cluster-node` processes on loopback: one load per key across processes,
+//! Three `shoal-cluster-node` processes on loopback, over each protocol: one load per key
+//! across processes under concurrent gets from every node,
 //! a killed owner's keys are loaded by whoever asks, and a bad member list is refused at
 //! start-up with a clear message.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] functions
@@ -60,18 +61,30 @@ fn loads(p: &Proc) -> usize {
 
 #[test]
 fn three_processes_load_each_key_once_and_survive_a_dead_owner() {
-    for protocol in ["native", "grpc"] {
+    for protocol in ["native", "grpc", "groupcache"] {
         let mut procs = start(3, protocol);
         let ks = keys("proc-", 30);
-        for k in &ks {
-            for p in &procs {
-                assert_eq!(
-                    get(p, k),
-                    (200, value_of(k).to_vec()),
-                    "{protocol} via {}",
-                    p.url
-                );
-            }
+        // Four clients per node at once, each through every key from its own starting
+        // point: the same key is missed on several nodes at the same time.
+        let admins: Vec<SocketAddr> = procs.iter().map(|p| p.admin).collect();
+        let clients: Vec<_> = (0..admins.len() * 4)
+            .map(|c| {
+                let (admin, ks) = (admins[c % admins.len()], ks.clone());
+                std::thread::spawn(move || {
+                    for i in 0..ks.len() {
+                        let k = &ks[(i + c * 7) % ks.len()];
+                        let got = http_get(admin, &format!("/get?hex={}", hex(k)));
+                        assert_eq!(
+                            got,
+                            Some((200, value_of(k).to_vec())),
+                            "{protocol} via {admin}"
+                        );
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().unwrap();
         }
         assert_eq!(
             procs.iter().map(loads).sum::<usize>(),
