@@ -16,7 +16,6 @@ use common::{keys, value_of};
 const NODE: &str = env!("CARGO_BIN_EXE_shoal-cluster-node");
 
 struct Proc {
-    url: String,
     admin: SocketAddr,
     guard: Guard,
 }
@@ -37,11 +36,7 @@ fn start(n: usize, protocol: &str) -> Vec<Proc> {
                     .arg("--admin")
                     .arg(admin.to_string()),
             );
-            Proc {
-                url: url.clone(),
-                admin,
-                guard,
-            }
+            Proc { admin, guard }
         })
         .collect();
     for p in &mut procs {
