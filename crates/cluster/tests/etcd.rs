@@ -1,6 +1,7 @@
 //! etcd membership against a real etcd 3.4 (Debian's `etcd-server`) on loopback:
 //! registration and discovery, etcd stopped (last view kept), restarted (registrations
-//! come back), compaction, and a value that is not a URL.
+//! come back), compaction, a value that is not a URL, a revoked lease (registered again)
+//! and a graceful leave (dropped at once).
 #![allow(clippy::unwrap_used)] // helpers outside #[test] functions
 
 mod common;
@@ -95,6 +96,65 @@ async fn nodes_register_discover_and_survive_etcd_restarts_and_compaction() {
         urls(&a.current()) == both && urls(&b.current()) == both
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lease_registers_again_and_a_leaving_node_goes_at_once() {
+    if !available() {
+        return;
+    }
+    let etcd = Etcd::start();
+    // A long TTL: anything seen within a few seconds is not the TTL at work.
+    let long = |port| {
+        let mut c = config(&etcd, port);
+        c.prefix = "/test/leave".into();
+        c.ttl = Duration::from_secs(60);
+        c
+    };
+    let a = EtcdMembership::start(long(41011));
+    let b = EtcdMembership::start(long(41012));
+    let both = ["http://127.0.0.1:41011", "http://127.0.0.1:41012"];
+    wait_for("discovery", Duration::from_secs(10), || {
+        urls(&a.current()) == both && urls(&b.current()) == both
+    })
+    .await;
+
+    // Someone revokes B's lease (an operator, or etcd after a long partition): B's key is
+    // gone, A drops B, and B registers again under a new lease.
+    let mut client = Client::connect([etcd.url()], None).await.unwrap();
+    let lease_of = |resp: etcd_client::GetResponse| resp.kvs().first().map(|kv| kv.lease());
+    let key_b = "/test/leave/127.0.0.1:41012";
+    let lease = lease_of(client.get(key_b, None).await.unwrap()).unwrap();
+    client.lease_revoke(lease).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let new_lease = loop {
+        let now = lease_of(client.get(key_b, None).await.unwrap());
+        if let Some(l) = now.filter(|l| *l != lease) {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "B did not register again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_ne!(new_lease, 0);
+    wait_for("A sees B again", Duration::from_secs(5), || {
+        urls(&a.current()) == both
+    })
+    .await;
+
+    // A leaves gracefully: its lease is revoked and B drops it at once, not after 60 s.
+    a.leave(Duration::from_secs(2)).await;
+    wait_for("B drops A", Duration::from_secs(5), || {
+        urls(&b.current()) == [both[1]]
+    })
+    .await;
+    assert!(
+        client
+            .get("/test/leave/127.0.0.1:41011", None)
+            .await
+            .unwrap()
+            .kvs()
+            .is_empty()
+    );
 }
 
 /// chunkproxy's flags on real processes: two nodes with `--coord URL --cluster DIR` find each

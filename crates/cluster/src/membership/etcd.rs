@@ -2,7 +2,9 @@
 //! lease, list the prefix, then watch it from the next revision.
 //!
 //! - The lease has a TTL (default 10 s) and is kept alive every third of it; if etcd says
-//!   the lease is gone, the node registers again with a new one.
+//!   the lease is gone, or the watch shows this node's key deleted (a revoked lease, an
+//!   operator's mistake), the node registers again with a new lease at once.
+//! - [`EtcdMembership::leave`] revokes the lease, so the others drop this node at once.
 //! - A watch that is compacted or cancelled is replaced by a new list and a new watch.
 //! - If etcd is unreachable, the last member set stays in force (the node keeps serving)
 //!   and the session is retried with back-off; the failure is logged once per change.
@@ -71,27 +73,64 @@ impl EtcdConfig {
 }
 
 /// Membership from etcd; see the [module docs](self). Dropping it stops the session (the
-/// registration then expires with its lease).
-#[derive(Debug)]
+/// registration then expires with its lease); [`EtcdMembership::leave`] removes it at once.
 pub struct EtcdMembership {
     publisher: Publisher,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// The client and lease of the current registration, for a graceful leave.
+    registration: Registration,
+}
+
+type Registration = Arc<Mutex<Option<(Client, i64)>>>;
+
+impl std::fmt::Debug for EtcdMembership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lease = self.registration.lock().as_ref().map(|(_, lease)| *lease);
+        f.debug_struct("EtcdMembership")
+            .field("publisher", &self.publisher)
+            .field("lease", &lease)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EtcdMembership {
     /// Start registering and watching in the background; returns at once.
     pub fn start(config: EtcdConfig) -> Self {
         let publisher = Publisher::new("etcd", &config.peer_url);
+        let registration = Registration::default();
         let session = Session {
             config,
             publisher: publisher.clone(),
             seen: BTreeMap::new(),
             bad_logged: HashSet::new(),
+            registration: registration.clone(),
         };
         let task = tokio::spawn(session.run());
         EtcdMembership {
             publisher,
             task: Mutex::new(Some(task)),
+            registration,
+        }
+    }
+
+    /// Leaves gracefully: stops the session and revokes its lease, which deletes this
+    /// node's key, so every other member drops it at once instead of after the TTL. Waits
+    /// at most `within` for etcd; if etcd does not answer, the key expires with the lease.
+    pub async fn leave(&self, within: Duration) {
+        if let Some(t) = self.task.lock().take() {
+            t.abort();
+        }
+        let Some((mut client, lease)) = self.registration.lock().take() else {
+            return;
+        };
+        match tokio::time::timeout(within, client.lease_revoke(lease)).await {
+            Ok(Ok(_)) => tracing::info!(lease, "etcd: left (lease revoked)"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "etcd: leaving failed; the registration expires with its lease")
+            }
+            Err(_) => tracing::warn!(
+                "etcd: no answer to the leave in {within:?}; the registration expires with its lease"
+            ),
         }
     }
 
@@ -140,6 +179,7 @@ struct Session {
     /// key → URL, as last listed or watched.
     seen: BTreeMap<String, String>,
     bad_logged: HashSet<String>,
+    registration: Registration,
 }
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -216,6 +256,7 @@ impl Session {
         )
         .await?;
         let (mut keeper, mut alive) = call("keepalive", client.lease_keep_alive(lease_id)).await?;
+        *self.registration.lock() = Some((client.clone(), lease_id));
         tracing::info!(%key, lease = lease_id, "etcd: registered");
         let mut tick = tokio::time::interval(ttl / 3);
         loop {
@@ -249,16 +290,25 @@ impl Session {
                             break 'watch;
                         }
                         Ok(Some(r)) => {
+                            let mut ours_deleted = false;
                             for ev in r.events() {
                                 let Some(kv) = ev.kv() else { continue };
                                 let k = String::from_utf8_lossy(kv.key()).into_owned();
                                 match ev.event_type() {
                                     EventType::Put => self.put(k, kv.value()),
-                                    EventType::Delete => { self.seen.remove(&k); }
+                                    EventType::Delete => {
+                                        ours_deleted |= k == key;
+                                        self.seen.remove(&k);
+                                    }
                                 }
                             }
                             if !r.events().is_empty() {
                                 self.publish();
+                            }
+                            if ours_deleted {
+                                // Our lease was revoked or the key deleted: register again
+                                // now rather than at the next keep-alive.
+                                return Err(End::LeaseLost);
                             }
                         }
                         Ok(None) => return Err(End::WatchEnded),

@@ -25,6 +25,30 @@ impl Drop for Serve {
     }
 }
 
+impl Serve {
+    /// Sends SIGTERM: a graceful shutdown (replies in flight finish, then it exits).
+    pub fn sigterm(&self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+    }
+
+    /// Waits at most `within` for the process to exit; returns whether it exited cleanly.
+    pub fn wait_exit(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for shoal serve") {
+                return status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "shoal serve did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// Starts `shoal serve --listen 127.0.0.1:0 ARGS...` and waits, at most 20 s, until it has
 /// printed its client address and a line containing each of `also` (e.g. `admin on`,
 /// `peers on`).

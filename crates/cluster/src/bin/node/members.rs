@@ -76,10 +76,13 @@ impl Source {
         }
     }
 
-    /// Leave the cluster (gossip tells the others; a static list has nothing to do).
+    /// Leave the cluster (gossip tells the others, etcd revokes the registration's lease;
+    /// a static list has nothing to do).
     pub async fn leave(&self) {
-        if let Source::Gossip(g) = self {
-            g.leave(Duration::from_secs(1)).await;
+        match self {
+            Source::Gossip(g) => g.leave(Duration::from_secs(1)).await,
+            Source::Etcd(e) => e.leave(Duration::from_secs(1)).await,
+            Source::Static(_) => {}
         }
     }
 }

@@ -80,11 +80,15 @@ impl Source {
         }
     }
 
-    /// Leaves gracefully where the source can tell the others (gossip); etcd's registration
-    /// expires with its lease, and the others are not ours to change.
+    /// Leaves gracefully where the source can tell the others: gossip announces it, etcd
+    /// revokes the registration's lease. A members file, DNS or a static list are the
+    /// operator's to change.
     pub async fn leave(&self) {
-        if let Source::Gossip { gossip: g, .. } = self {
-            g.leave(Duration::from_secs(1)).await;
+        match self {
+            Source::Gossip { gossip: g, .. } => g.leave(Duration::from_secs(1)).await,
+            #[cfg(feature = "etcd")]
+            Source::Etcd(m) => m.leave(Duration::from_secs(1)).await,
+            _ => {}
         }
     }
 }
