@@ -50,6 +50,8 @@ pub(crate) struct Agent {
     suspects: HashSet<SocketAddr>,
     logged: HashSet<&'static str>,
     join: Condition,
+    /// Set on a graceful leave: foca then reports this node as gone, which is no news.
+    leaving: bool,
 }
 
 impl Agent {
@@ -79,6 +81,7 @@ impl Agent {
             suspects: HashSet::new(),
             logged: HashSet::new(),
             join: Condition::default(),
+            leaving: false,
         }
     }
 
@@ -103,6 +106,7 @@ impl Agent {
                         join_at = Instant::now();
                     }
                     Some(Command::Leave(done)) => {
+                        self.leaving = true;
                         self.step(|f, rt| f.leave_cluster(rt));
                         self.flush().await;
                         tracing::info!(addr = %self.foca.identity().addr, "gossip: left the cluster");
@@ -240,6 +244,7 @@ impl Agent {
                     changed = true;
                 }
                 OwnedNotification::Rename(_, _) | OwnedNotification::Rejoin(_) => changed = true,
+                OwnedNotification::Defunct if self.leaving => {}
                 OwnedNotification::Defunct => {
                     tracing::warn!(
                         "gossip: this node was declared down; rejoining with a new identity"

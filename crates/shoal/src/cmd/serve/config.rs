@@ -133,6 +133,10 @@ pub struct ServeSettings {
     pub handoff_warm_time: HumanDuration,
     /// The longest one handoff question may take before the origin is asked (default 50ms).
     pub handoff_peek_timeout: HumanDuration,
+    /// On shutdown, how long after leaving the peer port keeps answering, so that the new
+    /// owners of this node's chunks find them here rather than at the origin (default 2s;
+    /// live membership with handoff only).
+    pub peer_drain: HumanDuration,
 }
 
 impl Default for ServeSettings {
@@ -189,6 +193,7 @@ impl Default for ServeSettings {
             placement: "groupcache".into(),
             handoff_warm_time: secs(60),
             handoff_peek_timeout: HumanDuration(Duration::from_millis(50)),
+            peer_drain: secs(2),
         }
     }
 }

@@ -101,6 +101,7 @@ pub struct Joining {
     pub cluster: Cluster,
     source: SourcePlan,
     peer_addr: SocketAddr,
+    handoff: bool,
 }
 
 /// This node's part of a cluster.
@@ -111,6 +112,9 @@ pub struct Joined {
     pub source: Arc<Source>,
     /// The peer port.
     pub server: PeerServer,
+    /// Whether warm handoff is on (a live source with `handoff`): on shutdown the peer
+    /// port then stays up for `peer_drain` after leaving.
+    pub handoff: bool,
 }
 
 /// Makes this node's cluster from the plan's settings, as a cluster of one.
@@ -128,14 +132,16 @@ pub fn prepare(plan: Plan, s: &ServeSettings) -> anyhow::Result<Joining> {
     if let Some(tls) = plan.tls {
         builder = builder.tls(tls);
     }
-    if live && let Some(handoff) = plan.handoff {
-        builder = builder.handoff(handoff);
+    let handoff = live && plan.handoff.is_some();
+    if live && let Some(h) = plan.handoff {
+        builder = builder.handoff(h);
     }
     let cluster = builder.build(&[plan.self_url.as_str()])?;
     Ok(Joining {
         cluster,
         source: plan.source,
         peer_addr: plan.peer_addr,
+        handoff,
     })
 }
 
@@ -167,6 +173,7 @@ impl Joining {
             cluster: self.cluster,
             source: Arc::new(source),
             server,
+            handoff: self.handoff,
         })
     }
 }

@@ -81,6 +81,10 @@ pub struct LiveArgs {
     /// The longest one handoff question may take before the origin is asked [default: 50ms].
     #[arg(long, value_name = "DURATION", env = "SHOAL_HANDOFF_PEEK_TIMEOUT")]
     pub handoff_peek_timeout: Option<HumanDuration>,
+    /// On shutdown, how long after leaving the peer port keeps answering the new owners
+    /// (warm handoff from a leaving node) [default: 2s].
+    #[arg(long, value_name = "DURATION", env = "SHOAL_PEER_DRAIN")]
+    pub peer_drain: Option<HumanDuration>,
     /// Chunk placement on members: groupcache (chunkproxy's ring), galaxycache or
     /// rendezvous (even shares); the same on every member [default: groupcache].
     #[arg(long, value_name = "ALGORITHM", env = "SHOAL_PLACEMENT")]
@@ -135,6 +139,7 @@ impl LiveArgs {
             handoff,
             handoff_warm_time,
             handoff_peek_timeout,
+            peer_drain,
             placement,
             peer_secret,
             peer_secret_file,

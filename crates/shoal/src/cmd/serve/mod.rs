@@ -164,11 +164,15 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
         store.origin_name()
     );
     tracing::info!(%bound, origin = store.origin_name(), "serving");
+    // When this node left: its peer port answers the new owners' handoff questions until
+    // `peer_drain` after that, even when no client reply is in flight.
+    let (left_tx, left_rx) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
     if let Some(j) = &joined {
         // Tell the others at once that this node is going, while it still drains.
         let (source, stop) = (j.source.clone(), shutdown.clone());
         tokio::spawn(async move {
             stop.wait().await;
+            let _ = left_tx.send(tokio::time::Instant::now());
             source.leave().await;
         });
     }
@@ -180,6 +184,11 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
         let _ = task.await;
     }
     if let Some(j) = joined {
+        if j.handoff
+            && let Ok(left) = left_rx.await
+        {
+            tokio::time::sleep_until(left + s.peer_drain.get()).await;
+        }
         j.server.shutdown().await;
     }
     Ok(())
