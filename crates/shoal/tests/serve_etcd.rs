@@ -10,14 +10,16 @@ use std::time::Duration;
 
 mod common;
 use common::etcd::{Etcd, available};
-use common::origin::{PATH, free_port, get, object, origin, read_and_check, wait_converged};
+use common::origin::{
+    PATH, free_port, get, metric, object, origin, read_and_check, wait_converged, wait_until,
+};
 
 #[test]
 fn two_nodes_join_through_etcd_and_load_each_chunk_once() {
     if !available() {
         return;
     }
-    let etcd = Etcd::start();
+    let mut etcd = Etcd::start();
     let data = object(6 << 20);
     let o = origin(data.clone());
     let origin_url = format!("http://{}/", o.addr);
@@ -25,10 +27,18 @@ fn two_nodes_join_through_etcd_and_load_each_chunk_once() {
     let peers: Vec<String> = (0..2)
         .map(|_| format!("http://127.0.0.1:{}", free_port()))
         .collect();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log0 = log_dir.path().join("node0.log");
     let nodes: Vec<_> = peers
         .iter()
-        .map(|me| {
-            common::serve::start(
+        .enumerate()
+        .map(|(i, me)| {
+            let log = if i == 0 {
+                std::process::Stdio::from(std::fs::File::create(&log0).unwrap())
+            } else {
+                std::process::Stdio::null()
+            };
+            common::serve::start_logging_to(
                 &[
                     "--admin-listen",
                     "127.0.0.1:0",
@@ -45,6 +55,7 @@ fn two_nodes_join_through_etcd_and_load_each_chunk_once() {
                     "60s",
                 ],
                 &["admin on", "peers on"],
+                log,
             )
         })
         .collect();
@@ -64,6 +75,56 @@ fn two_nodes_join_through_etcd_and_load_each_chunk_once() {
         }
     }
     o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
+    let members = |admin| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(&get(admin, "/members", "").1).unwrap();
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["url"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut sorted = peers.clone();
+    sorted.sort();
+
+    // A value that is not a peer URL, written twice: counted each time, logged once,
+    // and the members stay as they are.
+    let bad = ["shoal_membership_bad_values_total", "source=\"etcd\""];
+    etcd.put("/shoal-test/junk", "not a url");
+    etcd.put("/shoal-test/junk", "still not a url");
+    wait_until("junk counted", Duration::from_secs(10), || {
+        metric(admins[0], bad[0], &bad[1..]) >= 2.0
+    });
+    assert_eq!(members(admins[0]), sorted);
+    let log = std::fs::read_to_string(&log0).unwrap();
+    assert_eq!(
+        log.matches("not a peer URL").count(),
+        1,
+        "logged once: {log}"
+    );
+
+    // etcd down: both nodes keep serving with the last member set, and count the errors.
+    etcd.stop();
+    wait_until("etcd errors counted", Duration::from_secs(20), || {
+        metric(admins[0], "shoal_etcd_errors_total", &[]) > 0.0
+    });
+    for addr in &addrs {
+        read_and_check(*addr, &data).unwrap();
+    }
+    assert_eq!(members(admins[0]), sorted, "the last view, kept");
+    assert_eq!(members(admins[1]), sorted);
+    o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
+
+    // etcd back: the sessions reconnect and both registrations are there again.
+    etcd.restart();
+    wait_until("reconnected", Duration::from_secs(20), || {
+        admins
+            .iter()
+            .all(|a| metric(*a, "shoal_etcd_reconnects_total", &[]) > 0.0)
+    });
+    wait_until("both registered again", Duration::from_secs(20), || {
+        members(admins[0]) == sorted && members(admins[1]) == sorted
+    });
 
     // Graceful leave: a reply in flight on node 1 when it gets SIGTERM still completes,
     // and node 0 drops node 1 at once (its lease is revoked), not after the 60 s TTL.
@@ -112,4 +173,36 @@ fn two_nodes_join_through_etcd_and_load_each_chunk_once() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// An etcd that does not answer never delays start-up: the node serves at once, alone, and
+/// keeps trying in the background (counting the failures).
+#[test]
+fn an_unreachable_etcd_does_not_delay_start_up() {
+    let data = object(1 << 20);
+    let o = origin(data.clone());
+    let origin_url = format!("http://{}/", o.addr);
+    let me = format!("http://127.0.0.1:{}", free_port());
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let node = common::serve::start(
+        &[
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--origin",
+            &origin_url,
+            "--self",
+            &me,
+            "--coord",
+            &nowhere,
+            "--cluster",
+            "shoal-test",
+        ],
+        &["admin on", "peers on"],
+    );
+    read_and_check(node.addr, &data).unwrap();
+    let admin = node.admin.unwrap();
+    wait_until("etcd errors counted", Duration::from_secs(20), || {
+        metric(admin, "shoal_etcd_errors_total", &[]) > 0.0
+    });
+    read_and_check(node.addr, &data).unwrap();
 }

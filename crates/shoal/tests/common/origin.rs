@@ -248,3 +248,26 @@ pub fn wait_converged(admins: &[SocketAddr], peers: &[String], within: Duration)
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The sum of every sample of metric `name` on an admin port's `/metrics` whose labels
+/// contain each of `labels` (`key="value"` strings); 0 when there is none.
+pub fn metric(admin: SocketAddr, name: &str, labels: &[&str]) -> f64 {
+    let (status, body) = get(admin, "/metrics", "");
+    assert_eq!(status, 200, "/metrics");
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits at most `within` for `f` to hold, polling every 50 ms.
+pub fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
