@@ -18,6 +18,15 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Logging and the metrics recorder, for the doors that serve `/metrics`. The recorder must
+/// be in place before anything resolves a metric handle: a handle made earlier (a static
+/// cluster's peer clients, the gossip agent's first gauges) would stay on the no-op recorder
+/// and never reach `/metrics`.
+pub fn init() {
+    init_logging();
+    metrics();
+}
+
 /// The process-wide Prometheus recorder, installed on first use.
 ///
 /// If another recorder was installed first (an embedding program's), shoal's metrics go there

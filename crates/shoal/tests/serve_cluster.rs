@@ -9,14 +9,14 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 
 mod common;
-use common::origin::{PATH, free_port, get, object, origin};
+use common::origin::{PATH, free_port, get, metric, object, origin};
 use common::serve::Serve as Node;
 
 /// Starts a clustered `shoal serve` and waits until its client and peer ports listen.
 fn start(args: &[String]) -> Node {
-    let mut all = vec!["--admin-listen", "off"];
+    let mut all = vec!["--admin-listen", "127.0.0.1:0"];
     all.extend(args.iter().map(String::as_str));
-    common::serve::start(&all, &["peers on"])
+    common::serve::start(&all, &["admin on", "peers on"])
 }
 
 #[test]
@@ -62,6 +62,17 @@ fn three_nodes_load_each_chunk_from_the_origin_once() {
     o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
     let heads = o.seen.heads.load(Ordering::SeqCst);
     assert!((1..=3).contains(&heads), "{heads} HEADs");
+    // Peer metrics of a static cluster are on /metrics (their handles are made when the
+    // cluster is built, before the admin port exists).
+    let sum = |labels: &[&str]| -> f64 {
+        nodes
+            .iter()
+            .map(|n| metric(n.admin.unwrap(), "shoal_peer_requests_total", labels))
+            .sum()
+    };
+    let made = sum(&["direction=\"made\"", "result=\"ok\""]);
+    let served = sum(&["direction=\"served\"", "result=\"ok\""]);
+    assert!(made > 0.0 && made == served, "made {made}, served {served}");
     drop(nodes);
 }
 

@@ -10,7 +10,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 mod common;
-use common::origin::{Origin, free_port, get, object, origin, read_and_check, wait_converged};
+use common::origin::{
+    Origin, free_port, get, metric, object, origin, read_and_check, wait_converged, wait_until,
+};
 use common::serve::Serve as Node;
 
 /// Starts `shoal serve` for `me` over the origin, with `extra` flags; waits until its client,
@@ -145,6 +147,116 @@ fn members_file_nodes_converge_and_load_each_chunk_once() {
     wait_converged(&admins, &peers, Duration::from_secs(30));
     read_everywhere(&nodes, &data, 8);
     o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
+}
+
+#[test]
+fn sighup_reloads_the_members_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("members");
+    let peers: Vec<String> = (0..2)
+        .map(|_| format!("http://127.0.0.1:{}", free_port()))
+        .collect();
+    std::fs::write(&file, format!("{}\n", peers[0])).unwrap();
+    let data = object(1 << 20);
+    let o = origin(data.clone());
+    // Checked only every hour: only SIGHUP can make node 0 see the change in time.
+    let args = [
+        "--members-file",
+        file.to_str().unwrap(),
+        "--members-refresh",
+        "1h",
+    ];
+    let first = node(&o, &peers[0], &args);
+    std::fs::write(&file, format!("{}\n{}\n", peers[0], peers[1])).unwrap();
+    let second = node(&o, &peers[1], &args);
+    let admins = [first.admin.unwrap(), second.admin.unwrap()];
+    std::thread::sleep(Duration::from_millis(500));
+    let urls = |admin| {
+        shares(admin)
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        urls(admins[0]),
+        [peers[0].clone()],
+        "no reload before SIGHUP"
+    );
+    first.signal("HUP");
+    wait_converged(&admins, &peers, Duration::from_secs(10));
+}
+
+#[test]
+fn gossip_metrics_and_a_crashed_node_marked_down() {
+    let data = object(2 << 20);
+    let o = origin(data.clone());
+    let (mut nodes, peers) = gossip_cluster(&o, &[]);
+    let admin = nodes[0].admin.unwrap();
+    assert_eq!(metric(admin, "shoal_members", &["state=\"alive\""]), 3.0);
+    assert!(metric(admin, "shoal_ring_version", &[]) >= 2.0);
+    assert!(
+        metric(
+            admin,
+            "shoal_membership_changes_total",
+            &["source=\"gossip\""]
+        ) >= 1.0
+    );
+    for direction in ["in", "out"] {
+        let d = format!("direction=\"{direction}\"");
+        assert!(
+            metric(admin, "shoal_gossip_packets_total", &[&d]) > 0.0,
+            "{direction}"
+        );
+        assert!(
+            metric(admin, "shoal_gossip_bytes_total", &[&d]) > 0.0,
+            "{direction}"
+        );
+    }
+    let text = String::from_utf8(get(admin, "/metrics", "").1).unwrap();
+    assert!(text.contains("shoal_gossip_local_health"), "{text}");
+
+    // kill -9: probing finds it, it is suspected, then declared down; the others keep
+    // answering every request meanwhile (its chunks from the origin, then the new owners).
+    drop(nodes.pop());
+    let crashed = peers[2].clone();
+    let reader = {
+        let (addr, data) = (nodes[1].addr, data.clone());
+        std::thread::spawn(move || read_and_check(addr, &data))
+    };
+    wait_until(
+        "the crashed node declared down",
+        Duration::from_secs(20),
+        || {
+            shares(admin)
+                .iter()
+                .all(|(url, share)| *url != crashed || *share == 0.0)
+                && metric(admin, "shoal_members", &["state=\"alive\""]) == 2.0
+        },
+    );
+    assert!(metric(admin, "shoal_gossip_suspicions_total", &[]) >= 1.0);
+    reader.join().unwrap().unwrap();
+    for n in &nodes {
+        read_and_check(n.addr, &data).unwrap();
+    }
+}
+
+#[test]
+fn a_dns_name_that_does_not_resolve_does_not_delay_start_up() {
+    let data = object(1 << 20);
+    let o = origin(data.clone());
+    let me = format!("http://127.0.0.1:{}", free_port());
+    let n = node(
+        &o,
+        &me,
+        &[
+            "--dns",
+            "no-such-name.invalid:7071",
+            "--members-refresh",
+            "200ms",
+        ],
+    );
+    read_and_check(n.addr, &data).unwrap();
+    assert_eq!(shares(n.admin.unwrap()), [(me, 1.0)], "alone, and serving");
 }
 
 /// Each member's share of the key space, as a running node reports it (`/members`).

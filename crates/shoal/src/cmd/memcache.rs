@@ -334,7 +334,7 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
 
 /// Runs `shoal memcache`.
 pub fn run(args: MemcacheArgs) -> anyhow::Result<()> {
-    telemetry::init_logging();
+    telemetry::init();
     let plan = plan(&args)?;
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = plan.threads {

@@ -87,6 +87,8 @@ impl Agent {
 
     /// Run until told to leave, or until the handle is gone.
     pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        // Exported from the start (0: healthy), not only after a first change.
+        m::local_health(self.health.score());
         let mut buf = vec![0u8; self.base.max_packet_size.get() + self.sealer.overhead() + 1];
         let mut join_at = Instant::now();
         loop {

@@ -256,7 +256,7 @@ pub fn build(args: &RouteArgs, settings: Settings) -> anyhow::Result<Router> {
 
 /// Runs `shoal route`.
 pub fn run(args: RouteArgs) -> anyhow::Result<()> {
-    crate::telemetry::init_logging();
+    crate::telemetry::init();
     // The router resolves its metric handles when it is built: the recorder must exist first.
     crate::telemetry::metrics();
     let Resolved {

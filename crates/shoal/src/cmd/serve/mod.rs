@@ -75,7 +75,7 @@ fn origin(s: &ServeSettings) -> anyhow::Result<Arc<dyn DynOrigin>> {
 }
 
 async fn serve(s: ServeSettings) -> anyhow::Result<()> {
-    telemetry::init_logging();
+    telemetry::init();
     let origin = origin(&s)?;
     let tls = if s.tls_cert.trim().is_empty() {
         None
