@@ -1,11 +1,11 @@
 //! DNS membership against a tiny authoritative DNS server run by the test on loopback
 //! (UDP; answers SRV, A and AAAA from a zone the test edits): members and their ports come
-//! from SRV records, changes are followed, a vanished name keeps the last set, and A
-//! records through a chosen server work too.
+//! from SRV records, changes are followed, a vanished name keeps the last set, and A and
+//! AAAA records through a chosen server work too.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] functions
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use tokio::net::UdpSocket;
 
 const SRV: u16 = 33;
 const A: u16 = 1;
+const AAAA: u16 = 28;
 
 #[derive(Default)]
 struct Zone {
@@ -22,6 +23,8 @@ struct Zone {
     srv: HashMap<String, Vec<(String, u16)>>,
     /// name → addresses
     a: HashMap<String, Vec<Ipv4Addr>>,
+    /// name → IPv6 addresses
+    aaaa: HashMap<String, Vec<Ipv6Addr>>,
 }
 
 fn encode_name(name: &str, out: &mut Vec<u8>) {
@@ -51,7 +54,8 @@ fn answer(query: &[u8], zone: &Zone) -> Option<Vec<u8>> {
     let qtype = u16::from_be_bytes([*query.get(i)?, *query.get(i + 1)?]);
     let question = query.get(12..i + 4)?;
     let name = labels.join(".");
-    let known = zone.srv.contains_key(&name) || zone.a.contains_key(&name);
+    let known =
+        zone.srv.contains_key(&name) || zone.a.contains_key(&name) || zone.aaaa.contains_key(&name);
     let mut records: Vec<(u16, Vec<u8>)> = Vec::new();
     if qtype == SRV {
         for (target, port) in zone.srv.get(&name).into_iter().flatten() {
@@ -64,7 +68,11 @@ fn answer(query: &[u8], zone: &Zone) -> Option<Vec<u8>> {
         for ip in zone.a.get(&name).into_iter().flatten() {
             records.push((A, ip.octets().to_vec()));
         }
-    } // AAAA and the rest: no data
+    } else if qtype == AAAA {
+        for ip in zone.aaaa.get(&name).into_iter().flatten() {
+            records.push((AAAA, ip.octets().to_vec()));
+        }
+    } // the rest: no data
     let rd = query[2] & 0x01;
     let rcode = if known { 0 } else { 3 }; // NXDOMAIN
     let mut out = Vec::new();
@@ -157,4 +165,20 @@ async fn members_and_ports_come_from_srv_records_and_follow_changes() {
     c.interval = Duration::from_millis(100);
     let a = DnsMembership::start(c);
     wait_for(&a, &["http://127.0.0.1:47400", "http://127.0.0.3:47400"]).await;
+
+    // A name with A and AAAA records: every address is a member, IPv6 ones bracketed.
+    {
+        let mut z = zone.lock();
+        z.a.insert(
+            "dual.cluster.test".into(),
+            vec![Ipv4Addr::new(127, 0, 0, 4)],
+        );
+        z.aaaa
+            .insert("dual.cluster.test".into(), vec![Ipv6Addr::LOCALHOST]);
+    }
+    let mut c = DnsConfig::new("dual.cluster.test.", 47500, "http://127.0.0.4:47500");
+    c.server = Some(server);
+    c.interval = Duration::from_millis(100);
+    let dual = DnsMembership::start(c);
+    wait_for(&dual, &["http://127.0.0.4:47500", "http://[::1]:47500"]).await;
 }
