@@ -1,7 +1,8 @@
 //! `shoal-cluster-node` processes gossiping on loopback (`--fast-gossip`: probe every
 //! 200 ms, 600 ms suspicion): five join through one seed, keys move to a newcomer only,
 //! a node killed with SIGKILL under load costs no client request and is marked down within
-//! the stated time, and a rolling restart (SIGTERM → graceful leave → start again) under
+//! the stated time, a node paused with SIGSTOP is suspected and refutes (never dropped),
+//! and a rolling restart (SIGTERM → graceful leave → start again) under
 //! load fails no request and reads at most 1.2x the objects from the origin.
 //!
 //! Stated times: 5 nodes converge within 10 s; a killed node is marked down by every other
@@ -350,4 +351,57 @@ fn rolling_restart_of_five_under_load_fails_no_request() {
         total <= 240,
         "{total} origin loads for 200 keys: more than 1.2x"
     );
+}
+
+#[test]
+fn a_paused_node_is_suspected_then_refutes_and_is_never_dropped() {
+    // Three: a suspicion needs a failed direct probe and a failed indirect one.
+    let first = start(None, &[]);
+    let seed = Some(first.gossip);
+    let procs = vec![first, start(seed, &[]), start(seed, &[])];
+    let all: Vec<String> = procs.iter().map(|p| p.url.clone()).collect();
+    converge(
+        &procs.iter().collect::<Vec<_>>(),
+        &all,
+        Duration::from_secs(10),
+    );
+    let paused = &procs[2];
+    let state = |p: &Proc| {
+        members(p)
+            .into_iter()
+            .find(|(u, _)| *u == paused.url)
+            .map(|(_, s)| s)
+    };
+    // SIGSTOP for 450 ms: long enough to be suspected (probes every 200 ms, 100 ms to
+    // answer), shorter than the suspicion (600 ms) that would declare it down. It then
+    // hears of the suspicion and refutes it. The pause is repeated until a suspicion is
+    // seen (probe order is random); at no point may the node be dropped.
+    let mut suspected = false;
+    for _ in 0..5 {
+        paused.guard.signal("STOP");
+        let resume = Instant::now() + Duration::from_millis(450);
+        let watch_until = resume + Duration::from_millis(1500);
+        let mut resumed = false;
+        while Instant::now() < watch_until {
+            if !resumed && Instant::now() >= resume {
+                paused.guard.signal("CONT");
+                resumed = true;
+            }
+            for p in &procs[..2] {
+                match state(p).as_deref() {
+                    Some("alive") => {}
+                    Some("suspect") => suspected = true,
+                    other => panic!("the paused node was dropped: {other:?}"),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if suspected {
+            break;
+        }
+    }
+    assert!(suspected, "five pauses and never suspected");
+    for p in &procs[..2] {
+        assert_eq!(state(p).as_deref(), Some("alive"), "refuted");
+    }
 }
