@@ -358,7 +358,7 @@ fn a_paused_node_is_suspected_then_refutes_and_is_never_dropped() {
     // Three: a suspicion needs a failed direct probe and a failed indirect one.
     let first = start(None, &[]);
     let seed = Some(first.gossip);
-    let procs = vec![first, start(seed, &[]), start(seed, &[])];
+    let procs = [first, start(seed, &[]), start(seed, &[])];
     let all: Vec<String> = procs.iter().map(|p| p.url.clone()).collect();
     converge(
         &procs.iter().collect::<Vec<_>>(),
