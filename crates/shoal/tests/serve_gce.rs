@@ -115,3 +115,43 @@ fn gce_discovery_seeds_gossip_and_each_chunk_is_read_once() {
     }
     o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
 }
+
+/// A Compute API that does not answer never delays start-up: the node serves at once, alone,
+/// and keeps listing in the background.
+#[test]
+fn an_unreachable_compute_api_does_not_delay_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("cachecluster.ini");
+    std::fs::write(
+        &ini,
+        "[cluster]\nport = 0\n[match]\nproject = p\nzone = z\ntags = cache\n",
+    )
+    .unwrap();
+    let data = object(1 << 20);
+    let o = origin(data.clone());
+    let origin_url = format!("http://{}/", o.addr);
+    let me = format!("http://127.0.0.1:{}", free_port());
+    let gossip = format!("127.0.0.1:{}", free_port());
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let node = common::serve::start(
+        &[
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--origin",
+            &origin_url,
+            "--self",
+            &me,
+            "--gossip",
+            &gossip,
+            "--gce-config",
+            ini.to_str().unwrap(),
+            "--gce-endpoint",
+            &nowhere,
+            "--gce-metadata",
+            "none",
+        ],
+        &["admin on", "peers on"],
+    );
+    read_and_check(node.addr, &data).unwrap();
+    wait_converged(&[node.admin.unwrap()], &[me], Duration::from_secs(10));
+}
