@@ -241,6 +241,42 @@ fn gossip_metrics_and_a_crashed_node_marked_down() {
 }
 
 #[test]
+fn a_starved_node_knows_it_is_slow_and_accuses_no_one() {
+    let data = object(1 << 20);
+    let o = origin(data.clone());
+    let (nodes, peers) = gossip_cluster(&o, &[]);
+    let admin = nodes[0].admin.unwrap();
+    assert_eq!(metric(admin, "shoal_gossip_local_health", &[]), 0.0);
+    // Starve node 0: stopped most of the time, its timers fire late (Lifeguard's sign of a
+    // slow node), so it raises its local health score and stretches its own suspicion
+    // timeouts rather than declaring the healthy others down.
+    for _ in 0..4 {
+        nodes[0].signal("STOP");
+        std::thread::sleep(Duration::from_millis(700));
+        nodes[0].signal("CONT");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let score = metric(admin, "shoal_gossip_local_health", &[]);
+    assert!(score >= 1.0, "local health score {score}");
+    let states: Vec<String> = {
+        let v: serde_json::Value = serde_json::from_slice(&get(admin, "/members", "").1).unwrap();
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["state"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(states.len(), peers.len());
+    assert!(
+        states.iter().all(|s| s == "alive" || s == "suspect"),
+        "node 0 declared a healthy member down: {states:?}"
+    );
+    let admins: Vec<SocketAddr> = nodes.iter().map(|n| n.admin.unwrap()).collect();
+    wait_converged(&admins, &peers, Duration::from_secs(20));
+}
+
+#[test]
 fn a_dns_name_that_does_not_resolve_does_not_delay_start_up() {
     let data = object(1 << 20);
     let o = origin(data.clone());
