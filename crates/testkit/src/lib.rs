@@ -8,6 +8,8 @@
 //! below the kernel's ephemeral range, where neither kind of socket is ever placed, and one
 //! test process never hands out the same port twice.
 
+pub mod webdav;
+
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

@@ -1,0 +1,202 @@
+//! The `shoal route`, `--explain` and `shoal repair` commands against real nginx WebDAV nodes
+//! (2 shards × 3 replicas): a PUT through the router with one replica down lands where
+//! `--explain` says and is journalled; `shoal repair --journal` then completes the replica
+//! that missed it, and `shoal repair --list` (with `--dry-run` first) copies a file found on
+//! one replica only to the others.
+
+// Test helpers: a panic is the test failing, with the message saying why.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use shoal_testkit::webdav::{Node, nginx_or_skip};
+
+fn shoal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run shoal")
+}
+
+/// A running `shoal route`, killed on drop.
+struct Route {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Route {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn route(cfg: &Path, journal: &Path) -> Route {
+    let addr = SocketAddr::from(([127, 0, 0, 1], shoal_testkit::free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], shoal_testkit::free_port()));
+    let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["route", "--dc", "test", "--health-interval", "0", "-c"])
+        .arg(cfg)
+        .arg("--journal")
+        .arg(journal)
+        .args(["--listen", &addr.to_string()])
+        .args(["--admin-listen", &admin.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run shoal route");
+    let mut r = Route { child, addr };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        if let Ok(Some(status)) = r.child.try_wait() {
+            panic!("shoal route exited at start: {status}");
+        }
+        assert!(Instant::now() < deadline, "shoal route never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    r
+}
+
+fn put(addr: SocketAddr, path: &str, body: &[u8]) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {}: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn explain_route_and_repair_from_the_journal_and_by_listing() {
+    if !nginx_or_skip("route_cli") {
+        return;
+    }
+    let nodes: Vec<Node> = (0..6).map(|_| Node::start()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("photosrv.conf");
+    let urls =
+        |r: std::ops::Range<usize>| nodes[r].iter().map(Node::url).collect::<Vec<_>>().join(" ");
+    std::fs::write(
+        &cfg,
+        format!(
+            "<photosrv>\n chooser jump\n <test>\n  <shards>\n   shard1 {}\n   shard2 {}\n  \
+             </shards>\n </test>\n</photosrv>\n",
+            urls(0..3),
+            urls(3..6)
+        ),
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+
+    // --explain names the shard and its replicas.
+    let path = "/photos/2026/a.jpg";
+    let out = stdout(&shoal(&[
+        "route",
+        "-c",
+        cfg_s,
+        "--dc",
+        "test",
+        "--explain",
+        path,
+    ]));
+    let line = out
+        .lines()
+        .find(|l| l.contains("\tshard"))
+        .expect("a ring line");
+    let shard = if line.contains("\tshard1\t") { 0 } else { 3 };
+    let replicas = &nodes[shard..shard + 3];
+    for r in replicas {
+        assert!(line.contains(&r.url()), "{line}");
+    }
+    assert!(out.contains("key\tphotos/2026/a.jpg"), "{out}");
+
+    // A PUT with one replica of that shard down: quorum (2 of 3), the miss journalled,
+    // and the file is exactly where --explain said.
+    let journal = dir.path().join("journal");
+    let body = b"jpeg bytes, or so".repeat(1000);
+    let mut replicas: Vec<Node> = Vec::new();
+    let mut nodes = nodes;
+    for _ in 0..3 {
+        replicas.push(nodes.remove(shard));
+    }
+    let others = nodes;
+    replicas[2].stop();
+    {
+        let r = route(&cfg, &journal);
+        assert_eq!(put(r.addr, path, &body), 201);
+    }
+    assert!(replicas[0].has(path) && replicas[1].has(path));
+    assert!(!replicas[2].has(path));
+    assert!(others.iter().all(|n| !n.has(path)), "only on its own shard");
+
+    // `shoal repair --journal`: the replica that missed the write gets it.
+    replicas[2].restart();
+    let j = journal.to_str().unwrap();
+    let out = stdout(&shoal(&[
+        "repair",
+        "-c",
+        cfg_s,
+        "--dc",
+        "test",
+        "--journal",
+        j,
+    ]));
+    assert!(
+        out.contains(&format!("copy\t{}", replicas[2].url())),
+        "{out}"
+    );
+    assert_eq!(replicas[2].read(path).as_deref(), Some(&body[..]));
+
+    // A file that only one replica has: `--list --dry-run` says what it would copy and
+    // copies nothing; `--list` copies it.
+    let lone = "/lone/b.txt";
+    std::fs::create_dir_all(replicas[0].root().join("lone")).unwrap();
+    std::fs::write(replicas[0].root().join("lone/b.txt"), b"only here").unwrap();
+    let out = stdout(&shoal(&[
+        "repair",
+        "-c",
+        cfg_s,
+        "--dc",
+        "test",
+        "--list",
+        "--dry-run",
+    ]));
+    for r in &replicas[1..] {
+        assert!(
+            out.contains(&format!("would copy\t{}\t{lone}", r.url())),
+            "{out}"
+        );
+        assert!(!r.has(lone), "a dry run copies nothing");
+    }
+    let out = stdout(&shoal(&["repair", "-c", cfg_s, "--dc", "test", "--list"]));
+    assert!(!out.contains("failed"), "{out}");
+    for r in &replicas[1..] {
+        assert_eq!(r.read(lone).as_deref(), Some(&b"only here"[..]));
+    }
+}

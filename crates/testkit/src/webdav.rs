@@ -1,0 +1,168 @@
+//! nginx WebDAV storage nodes on loopback (Debian's nginx with the dav-ext module): what
+//! `shoal route` shards over, for the router's suites and the `shoal` binary's. Each node
+//! has its own prefix, config, pid file, logs and data root, answers its own id at
+//! `/.nginx-id` (so a probe never mistakes another test's listener for it), and is killed
+//! through its child handle when dropped.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{answers, free_port};
+
+const NGINX: &str = "/usr/sbin/nginx";
+const DAV_EXT: &str = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so";
+
+/// Whether nginx with the dav-ext module is installed. Without it: under `CI=true` the test
+/// fails, naming the script that installs it; elsewhere it is skipped, loudly.
+pub fn nginx_or_skip(test: &str) -> bool {
+    if Path::new(NGINX).exists() && Path::new(DAV_EXT).exists() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: nginx or libnginx-mod-http-dav-ext is missing; run scripts/install-deps");
+    }
+    eprintln!(
+        "SKIPPED {test}: nginx with the dav-ext module is not installed (scripts/install-deps)"
+    );
+    false
+}
+
+/// One nginx WebDAV node with its own prefix, config, pid file, logs and data root.
+#[derive(Debug)]
+pub struct Node {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    pub fn start() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = Node {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        for sub in ["data", "tmp", "logs"] {
+            std::fs::create_dir_all(n.dir.path().join(sub)).unwrap();
+        }
+        // The port is free when picked (shoal-testkit), but something may still take it
+        // before nginx binds it; then nginx exits, and the node is tried again on a new port.
+        for _ in 0..5 {
+            if n.launch() {
+                return n;
+            }
+            n.port = free_port();
+        }
+        panic!("nginx lost its port to another listener 5 times in a row");
+    }
+
+    /// Starts nginx and waits until it answers: false if it exited because its port was taken.
+    fn launch(&mut self) -> bool {
+        let d = self.dir.path().display();
+        let conf = format!(
+            "load_module {DAV_EXT};\n\
+             daemon off;\nmaster_process off;\nworker_processes 1;\n\
+             error_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\n\
+             events {{ worker_connections 512; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {d}/tmp/body;\n\
+             proxy_temp_path {d}/tmp/proxy;\n fastcgi_temp_path {d}/tmp/fcgi;\n\
+             uwsgi_temp_path {d}/tmp/uwsgi;\n scgi_temp_path {d}/tmp/scgi;\n\
+             client_max_body_size 0;\n\
+             server {{\n  listen 127.0.0.1:{port};\n  root {d}/data;\n\
+               location = /.nginx-id {{ return 200 \"{d}\"; }}\n\
+               location / {{\n   dav_methods PUT DELETE MKCOL;\n   dav_ext_methods PROPFIND OPTIONS;\n\
+                create_full_put_path on;\n   dav_access user:rw group:r all:r;\n  }}\n }}\n}}\n",
+            port = self.port
+        );
+        let conf_path = self.dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new(NGINX)
+            .arg("-p")
+            .arg(self.dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn nginx");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                let log = std::fs::read_to_string(self.dir.path().join("logs/error.log"))
+                    .unwrap_or_default();
+                if log.contains("Address already in use") {
+                    return false;
+                }
+                panic!("nginx exited with {status}: {log}");
+            }
+            // The probe checks that nginx itself answers, not another test's listener.
+            if answers(
+                self.addr(),
+                "/.nginx-id",
+                &self.dir.path().display().to_string(),
+            ) {
+                return true;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not answer on {} within 10 s",
+                self.addr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Whether the node stores `path` (read from its disk, not through HTTP).
+    pub fn has(&self, path: &str) -> bool {
+        self.root().join(path.trim_start_matches('/')).is_file()
+    }
+
+    pub fn read(&self, path: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.root().join(path.trim_start_matches('/'))).ok()
+    }
+
+    /// Kills the node (through its child handle) and waits until its port is closed.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(self.dir.path().join("nginx.pid"));
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        assert!(
+            self.launch(),
+            "nginx could not bind its old port {} again",
+            self.port
+        );
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
