@@ -200,6 +200,18 @@ fn stopped_server_times_out_without_stalling_the_others() {
         String::from_utf8_lossy(&r),
         "SERVER_ERROR proxy downstream timeout 127.0.0.1\r\n"
     );
+    // Counted against that server in `stats proxy`.
+    let stats = String::from_utf8(
+        c.call_until(b"stats proxy\r\n", Duration::from_secs(5), |b| {
+            b.ends_with(b"END\r\n")
+        }),
+    )
+    .unwrap();
+    let id = servers[2].addr();
+    assert!(
+        stats.contains(&format!(":server:{id}:timeouts 1\r\n")),
+        "{stats}"
+    );
     assert!(
         took >= Duration::from_millis(450) && took < Duration::from_millis(1500),
         "{took:?}"
@@ -263,4 +275,52 @@ fn memccapable_ascii_and_binary_pass_through_the_proxy() {
             "memccapable {flag}:\n{out}"
         );
     }
+}
+
+/// A connection that closes before any byte of its reply: the request is sent again, once,
+/// on a new connection (the server may just have closed an idle connection), and counted.
+#[test]
+fn a_request_on_a_connection_closed_before_replying_is_retried_once() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let mut requests = Vec::new();
+        // The first connection reads a request and closes without a word.
+        let (first, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&first).read_line(&mut line).unwrap();
+        requests.push(line);
+        drop(first);
+        // The second answers like a memcached without the key.
+        let (second, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(second.try_clone().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        requests.push(line);
+        (&second).write_all(b"END\r\n").unwrap();
+        requests
+    });
+    let mut cfg = ProxyConfig::new(
+        "test",
+        Servers::List {
+            members: vec![addr.clone()],
+            distribution: Distribution::Ketama,
+        },
+    );
+    cfg.pool.timeout = Duration::from_secs(5);
+    let shoal = Shoal::start(cfg);
+    let mut c = shoal.client();
+    assert_eq!(c.call(b"get k\r\n"), b"END\r\n");
+    assert_eq!(server.join().unwrap(), ["get k\r\n", "get k\r\n"]);
+    let stats = String::from_utf8(
+        c.call_until(b"stats proxy\r\n", Duration::from_secs(5), |b| {
+            b.ends_with(b"END\r\n")
+        }),
+    )
+    .unwrap();
+    assert!(
+        stats.contains(&format!(":server:{addr}:retries 1\r\n")),
+        "{stats}"
+    );
 }
