@@ -247,3 +247,79 @@ async fn bad_input_gets_405_and_400() {
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.headers["allow"], "GET, HEAD");
 }
+
+/// A replica that answers every request with a 500 (and keeps the connection open), and
+/// the count of requests it answered.
+fn failing_replica() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = asked.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match reader.read_line(&mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => {
+                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let reply = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\noops";
+                            if (&conn).write_all(reply).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            });
+        }
+    });
+    (url, asked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_answering_5xx_is_read_around_in_every_mode() {
+    if !nginx_or_skip("5xx replica") {
+        return;
+    }
+    let good = Node::start();
+    let (bad, asked) = failing_replica();
+    let cfg = config(&photosrv_config("jump", &[vec![bad, good.url()]], None));
+    // The file is on the good replica only (written to its disk).
+    std::fs::create_dir_all(good.root().join("f")).unwrap();
+    std::fs::write(good.root().join("f/x.bin"), content(7, 3000)).unwrap();
+    for mode in [
+        ReadMode::Random,
+        ReadMode::MultiHead {
+            timeout: Duration::from_millis(200),
+        },
+        ReadMode::Hedged {
+            delay: Duration::from_millis(20),
+        },
+    ] {
+        let front = Front::start(
+            &cfg,
+            Settings {
+                read_mode: mode,
+                ..settings()
+            },
+        )
+        .await;
+        // Random order: over 10 reads the failing replica is asked first about half the
+        // time, and every read must still end at the good one.
+        for _ in 0..10 {
+            let r = get(&front.url("/f/x.bin")).await;
+            assert_eq!(r.status, StatusCode::OK, "{mode:?}: {:?}", r.body);
+            assert_eq!(&r.body[..], &content(7, 3000)[..]);
+        }
+    }
+    assert!(
+        asked.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the failing replica was asked, and read around"
+    );
+}
