@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{Counting, GROUP, keys, listeners, start, value_of};
 use metrics_util::CompositeKey;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use shoal_cache::Group;
 use shoal_cluster::{Cluster, Handoff, Secret};
 
@@ -26,6 +26,15 @@ fn sum(snapshot: &[(CompositeKey, DebugValue)], name: &str, labels: &[(&str, &st
             DebugValue::Histogram(h) => h.len() as f64,
         })
         .sum()
+}
+
+fn snapshot(snapshotter: &Snapshotter) -> Vec<(CompositeKey, DebugValue)> {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(k, _, _, v)| (k, v))
+        .collect()
 }
 
 #[tokio::test]
@@ -66,12 +75,7 @@ async fn peer_requests_auth_failures_and_liveness_are_counted() {
         .unwrap();
     nodes[0].group.get(&dead_key).await.unwrap();
 
-    let snap: Vec<_> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(k, _, _, v)| (k, v))
-        .collect();
+    let snap = snapshot(&snapshotter);
     let made_ok = sum(
         &snap,
         "shoal_peer_requests_total",
@@ -160,12 +164,7 @@ async fn peer_requests_auth_failures_and_liveness_are_counted() {
         .find(|k| b.owner(k).as_deref() == Some(urls[1].as_str()))
         .unwrap();
     b_group.get(&fresh).await.unwrap();
-    let snap: Vec<_> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(k, _, _, v)| (k, v))
-        .collect();
+    let snap = snapshot(&snapshotter);
     let group = [("group", "handoff")];
     assert_eq!(
         sum(&snap, "shoal_peer_handoff_hits_total", &group),

@@ -105,6 +105,19 @@ async fn uploads_land_on_every_replica_of_their_shard_only_and_read_back_exactly
     assert_eq!(get(&front.url(path)).await.status, StatusCode::NOT_FOUND);
 }
 
+/// Every replica choice, with short timings.
+fn read_modes() -> [ReadMode; 3] {
+    [
+        ReadMode::Random,
+        ReadMode::MultiHead {
+            timeout: Duration::from_millis(200),
+        },
+        ReadMode::Hedged {
+            delay: Duration::from_millis(20),
+        },
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_read_mode_retries_past_a_dead_replica() {
     if !nginx_or_skip("read modes") {
@@ -124,15 +137,7 @@ async fn every_read_mode_retries_past_a_dead_replica() {
     }
     nodes[0].stop();
     nodes[4].stop();
-    for mode in [
-        ReadMode::Random,
-        ReadMode::MultiHead {
-            timeout: Duration::from_millis(200),
-        },
-        ReadMode::Hedged {
-            delay: Duration::from_millis(20),
-        },
-    ] {
+    for mode in read_modes() {
         let front = Front::start(
             &cfg,
             Settings {
@@ -293,15 +298,7 @@ async fn a_replica_answering_5xx_is_read_around_in_every_mode() {
     // The file is on the good replica only (written to its disk).
     std::fs::create_dir_all(good.root().join("f")).unwrap();
     std::fs::write(good.root().join("f/x.bin"), content(7, 3000)).unwrap();
-    for mode in [
-        ReadMode::Random,
-        ReadMode::MultiHead {
-            timeout: Duration::from_millis(200),
-        },
-        ReadMode::Hedged {
-            delay: Duration::from_millis(20),
-        },
-    ] {
+    for mode in read_modes() {
         let front = Front::start(
             &cfg,
             Settings {

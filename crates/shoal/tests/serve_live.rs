@@ -33,6 +33,13 @@ fn node(o: &Origin, me: &str, extra: &[&str]) -> Node {
     common::serve::start(&args, &["admin on", "peers on"])
 }
 
+/// `n` loopback peer URLs (`http` or `https`) on free ports.
+fn peer_urls(scheme: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| format!("{scheme}://127.0.0.1:{}", free_port()))
+        .collect()
+}
+
 /// The UDP address a node gossips on (`shoal serve: gossip on ADDR`).
 fn gossip_addr(n: &Node) -> String {
     let line = n
@@ -49,9 +56,7 @@ fn gossip_cluster(o: &Origin, extra: &[&str]) -> (Vec<Node>, Vec<String>) {
 }
 
 fn gossip_cluster_of(scheme: &str, o: &Origin, extra: &[&str]) -> (Vec<Node>, Vec<String>) {
-    let peers: Vec<String> = (0..3)
-        .map(|_| format!("{scheme}://127.0.0.1:{}", free_port()))
-        .collect();
+    let peers = peer_urls(scheme, 3);
     let mut args = vec!["--gossip", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let first = node(o, &peers[0], &args);
@@ -127,9 +132,7 @@ fn gossip_nodes_converge_and_load_each_chunk_once() {
 fn members_file_nodes_converge_and_load_each_chunk_once() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("members");
-    let peers: Vec<String> = (0..2)
-        .map(|_| format!("http://127.0.0.1:{}", free_port()))
-        .collect();
+    let peers = peer_urls("http", 2);
     // The second node is added later: the first starts alone and picks it up on reload.
     std::fs::write(&file, format!("# the cluster\n{}\n", peers[0])).unwrap();
     let data = object(4 << 20);
@@ -153,9 +156,7 @@ fn members_file_nodes_converge_and_load_each_chunk_once() {
 fn sighup_reloads_the_members_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("members");
-    let peers: Vec<String> = (0..2)
-        .map(|_| format!("http://127.0.0.1:{}", free_port()))
-        .collect();
+    let peers = peer_urls("http", 2);
     std::fs::write(&file, format!("{}\n", peers[0])).unwrap();
     let data = object(1 << 20);
     let o = origin(data.clone());
@@ -313,9 +314,7 @@ fn shares(admin: SocketAddr) -> Vec<(String, f64)> {
 fn rendezvous_placement_gives_a_newcomer_one_nth_of_the_keys() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("members");
-    let peers: Vec<String> = (0..5)
-        .map(|_| format!("http://127.0.0.1:{}", free_port()))
-        .collect();
+    let peers = peer_urls("http", 5);
     std::fs::write(&file, peers[..4].join("\n")).unwrap();
     let data = object(2 << 20);
     let o = origin(data.clone());

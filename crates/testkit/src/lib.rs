@@ -10,6 +10,19 @@
 
 pub mod webdav;
 
+/// Sends the signal `name` (`TERM`, `HUP`, `STOP`, `CONT`, ...) to `child`, with kill(1): the
+/// workspace forbids the `unsafe` a direct kill(2) would need.
+///
+/// # Panics
+/// When the signal cannot be sent.
+pub fn signal(child: &std::process::Child, name: &str) {
+    let pid = child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid])
+        .status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill -{name} {pid}");
+}
+
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

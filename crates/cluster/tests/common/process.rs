@@ -28,11 +28,7 @@ impl Guard {
     /// Send the signal `name` (`STOP`, `CONT`, `TERM`, ...) to the process.
     #[allow(dead_code)] // not every test binary uses it
     pub fn signal(&self, name: &str) {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args([&format!("-{name}"), &pid])
-            .status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -{name} {pid}");
+        shoal_testkit::signal(&self.child, name);
     }
 
     /// Kill the process now and wait for it.

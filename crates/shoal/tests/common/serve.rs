@@ -33,11 +33,7 @@ impl Serve {
 
     /// Sends the signal `name` (`HUP`, `TERM`, ...).
     pub fn signal(&self, name: &str) {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args([&format!("-{name}"), &pid])
-            .status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -{name} {pid}");
+        shoal_testkit::signal(&self.child, name);
     }
 
     /// Waits at most `within` for the process to exit; returns whether it exited cleanly.
