@@ -52,13 +52,15 @@ impl Route {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut r = r;
-        while TcpStream::connect_timeout(&r.admin, Duration::from_millis(200)).is_err() {
+        // Ready when the admin server itself answers: a bare connect could reach another
+        // listener, and says nothing about the HTTP server behind it.
+        while !try_http(r.admin, "GET", "/status", "").is_ok_and(|(code, _)| code == 200) {
             if let Ok(Some(status)) = r.child.try_wait() {
                 panic!("shoal route exited at start: {status}");
             }
             assert!(
                 Instant::now() < deadline,
-                "shoal route never opened {admin}"
+                "shoal route never answered /status on {admin}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -75,25 +77,35 @@ impl Drop for Route {
 
 /// One HTTP/1.0 request with a 10s deadline; returns the status and the body.
 fn http(addr: SocketAddr, method: &str, target: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    try_http(addr, method, target, body)
+        .unwrap_or_else(|e| panic!("{method} {target} on {addr}: {e}"))
+}
+
+fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let req = format!(
         "{method} {target} HTTP/1.0\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(req.as_bytes())?;
     let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
+    s.read_to_string(&mut out)?;
     let status = out
-        .split(' ')
-        .nth(1)
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let body = out
         .split_once("\r\n\r\n")
         .map_or("", |(_, b)| b)
         .to_string();
-    (status, body)
+    Ok((status, body))
 }
 
 fn config(migration: bool) -> String {
