@@ -279,3 +279,63 @@ fn help_lists_the_doors() {
     let out = shoal(&["--version"], b"");
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("shoal "));
 }
+
+/// `--paths` (photosrv's choosers): `/a/b.jpg`, its encoded, doubled-slash and query forms
+/// all land where the key `a/b.jpg` does; without it the slash is part of the key; a path photosrv refuses is one error
+/// line naming it, and `--paths` with another algorithm is refused.
+#[test]
+fn paths_place_request_paths_as_the_router_does() {
+    let shards = "shard1,shard2,shard3,shard4";
+    let owner = |out: Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.trim_end().rsplit('\t').next().unwrap().to_string()
+    };
+    let key = "a/b.jpg";
+    for algo in ["jump", "chash"] {
+        let want = owner(shoal(&["hash", "-a", algo, "-s", shards, key], b""));
+        let paths = "/a/b.jpg\n//a//b.jpg?w=100\n/a/%62.jpg\n";
+        let out = shoal(
+            &["hash", "-a", algo, "-s", shards, "--paths"],
+            paths.as_bytes(),
+        );
+        assert!(out.status.success(), "{algo}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        for (line, path) in text.lines().zip(paths.lines()) {
+            assert_eq!(line, format!("{path}\t{want}"), "{algo}");
+        }
+    }
+    // Without --paths the leading slash is hashed too, and here lands elsewhere.
+    assert_eq!(
+        owner(shoal(&["hash", "-a", "jump", "-s", shards, key], b"")),
+        "shard1"
+    );
+    assert_eq!(
+        owner(shoal(
+            &["hash", "-a", "jump", "-s", shards, "/a/b.jpg"],
+            b""
+        )),
+        "shard4"
+    );
+
+    let out = shoal(
+        &[
+            "hash",
+            "-a",
+            "jump",
+            "-s",
+            shards,
+            "--paths",
+            "/a/../etc/passwd",
+        ],
+        b"",
+    );
+    assert_one_line_error(&out, "path \"/a/../etc/passwd\" is refused");
+    let out = shoal(&["hash", "-a", "ketama", "-s", "h:1", "--paths", "/x"], b"");
+    assert_one_line_error(&out, "--paths is for photosrv's choosers");
+}

@@ -3,6 +3,12 @@
 //! Prints `KEY<TAB>OWNER` per key, OWNER exactly as the member was given, using the same
 //! placement the doors and the systems they replace use (libmemcached ketama, libvbucket
 //! vBucket maps, groupcache rings, photosrv jump/chash, ...).
+//!
+//! With `--paths` (photosrv's choosers, `jump` and `chash`) each key is a request path, placed
+//! as `shoal route` places it: decoded and normalised as photosrv does, then hashed without its
+//! leading slash. Without it keys are hashed as given, which is photosrv's key form. A path
+//! photosrv would refuse is an error naming the path. Prefix rewrites and replicas need the
+//! config: `shoal route -c FILE --explain PATH` shows them.
 
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::PathBuf;
@@ -10,6 +16,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use shoal_ring::{Algorithm, Ring, VBucketMap};
+use shoal_router::normalize::{Rewrites, normalize_request_path};
 
 /// Arguments of `shoal hash`.
 #[derive(Debug, Args)]
@@ -29,6 +36,11 @@ pub struct HashArgs {
     #[arg(long, value_name = "FILE")]
     pub vbucket_map: Option<PathBuf>,
 
+    /// With jump or chash: keys are request paths (`/images/a.jpg?w=1`), normalised and
+    /// hashed as `shoal route` does.
+    #[arg(long)]
+    pub paths: bool,
+
     /// Keys to place. With none, keys are read from stdin, one per line.
     #[arg(value_name = "KEY")]
     pub keys: Vec<String>,
@@ -37,19 +49,35 @@ pub struct HashArgs {
 /// Runs `shoal hash`.
 pub fn run(args: HashArgs) -> anyhow::Result<()> {
     let ring = build_ring(&args)?;
+    if args.paths
+        && !matches!(
+            args.algorithm.parse(),
+            Ok(Algorithm::Jump | Algorithm::Chash)
+        )
+    {
+        bail!(
+            "--paths is for photosrv's choosers (--algorithm jump or chash), not {}",
+            args.algorithm
+        );
+    }
+    let placer = Placer {
+        ring: ring.as_ref(),
+        paths: args.paths,
+    };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let result = if args.keys.is_empty() {
-        place_lines(ring.as_ref(), io::stdin().lock(), &mut out)
+        placer.place_lines(io::stdin().lock(), &mut out)
     } else {
         args.keys
             .iter()
-            .try_for_each(|k| write_placement(ring.as_ref(), k.as_bytes(), &mut out))
+            .try_for_each(|k| placer.write(k.as_bytes(), &mut out))
             .and_then(|()| out.flush())
     };
     match result {
         // A closed pipe (`shoal hash ... | head`) is the reader's choice, not an error.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => Err(anyhow::anyhow!(e)),
         other => other.context("writing placements"),
     }
 }
@@ -91,26 +119,57 @@ fn split_members(list: &str) -> anyhow::Result<Vec<&str>> {
     Ok(members)
 }
 
-fn place_lines(ring: &dyn Ring, mut input: impl BufRead, out: &mut impl Write) -> io::Result<()> {
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-        write_placement(ring, &line, out)?;
-    }
-    out.flush()
+/// Places keys on one ring and writes `KEY<TAB>OWNER` lines.
+struct Placer<'a> {
+    ring: &'a dyn Ring,
+    /// `--paths`: each key is a request path.
+    paths: bool,
 }
 
-fn write_placement(ring: &dyn Ring, key: &[u8], out: &mut impl Write) -> io::Result<()> {
-    out.write_all(key)?;
-    out.write_all(b"\t")?;
-    // A vBucket whose master is -1 has no owner; say so rather than guess.
-    let owner = ring.owner(key).map_or("-", |m| m.name.as_str());
-    out.write_all(owner.as_bytes())?;
-    out.write_all(b"\n")
+impl Placer<'_> {
+    fn place_lines(&self, mut input: impl BufRead, out: &mut impl Write) -> io::Result<()> {
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if input.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            self.write(&line, out)?;
+        }
+        out.flush()
+    }
+
+    fn write(&self, key: &[u8], out: &mut impl Write) -> io::Result<()> {
+        let hashed = if self.paths {
+            Some(path_key(key)?)
+        } else {
+            None
+        };
+        out.write_all(key)?;
+        out.write_all(b"\t")?;
+        // A vBucket whose master is -1 has no owner; say so rather than guess.
+        let owner = self
+            .ring
+            .owner(hashed.as_deref().map_or(key, str::as_bytes))
+            .map_or("-", |m| m.name.as_str());
+        out.write_all(owner.as_bytes())?;
+        out.write_all(b"\n")
+    }
+}
+
+/// The key photosrv hashes for request path `raw`: normalised, without its leading slash.
+fn path_key(raw: &[u8]) -> io::Result<String> {
+    let refused = |why: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("path {:?} is refused: {why}", String::from_utf8_lossy(raw)),
+        )
+    };
+    let raw = std::str::from_utf8(raw).map_err(|_| refused("not UTF-8".into()))?;
+    let path = normalize_request_path(raw, &Rewrites::default())
+        .map_err(|why| refused(why.to_string()))?;
+    Ok(path.strip_prefix('/').unwrap_or(&path).to_string())
 }
