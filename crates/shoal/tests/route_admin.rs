@@ -228,3 +228,44 @@ fn runtimes_share_the_front_port_the_router_and_its_metrics() {
     let (code, _) = http(r.admin, "GET", "/status", "");
     assert_eq!(code, 200);
 }
+
+/// `--admin-listen off`: no admin port, the front still serves, and SIGTERM still ends it.
+#[test]
+fn admin_off_serves_the_front_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("route.cfg");
+    std::fs::write(&cfg, config(false)).unwrap();
+    for runtimes in ["0", "2"] {
+        let front = free_addr();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["route", "--dc", "test", "--health-interval", "0", "-c"])
+            .arg(&cfg)
+            .args(["--listen", &front.to_string(), "--admin-listen", "off"])
+            .args(["--runtimes", runtimes, "--connect-timeout", "300ms"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let code = loop {
+            if let Ok((code, _)) = try_http(front, "GET", "/a/b.jpg", "") {
+                break code;
+            }
+            assert!(child.try_wait().unwrap().is_none(), "shoal route exited");
+            assert!(Instant::now() < deadline, "the front never answered");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(code, 502, "runtimes {runtimes}");
+        shoal_testkit::signal(&child, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "SIGTERM did not stop it");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "runtimes {runtimes}: {status}");
+    }
+}

@@ -26,8 +26,8 @@ use crate::units::HumanDuration;
 pub struct RouteSection {
     /// `--listen`.
     pub listen: Option<SocketAddr>,
-    /// `--admin-listen`.
-    pub admin_listen: Option<SocketAddr>,
+    /// `--admin-listen` (an address or `"off"`).
+    pub admin_listen: Option<super::AdminListen>,
     /// `--roster`.
     pub roster: Option<PathBuf>,
     /// `--roster-check`.

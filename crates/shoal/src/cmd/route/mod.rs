@@ -45,9 +45,10 @@ pub struct RouteArgs {
     #[arg(long, value_name = "PORT")]
     pub httpport: Option<u16>,
 
-    /// Admin address: /healthz, /metrics, /status, /migration/{start,abort,finish}. [default: 127.0.0.1:8080]
-    #[arg(long, env = "SHOAL_ROUTE_ADMIN_LISTEN")]
-    pub admin_listen: Option<SocketAddr>,
+    /// Admin address: /healthz, /metrics, /status, /migration/{start,abort,finish}; `off`
+    /// for none (the migration switch then needs a restart). [default: 127.0.0.1:8080]
+    #[arg(long, env = "SHOAL_ROUTE_ADMIN_LISTEN", value_name = "ADDR|off")]
+    pub admin_listen: Option<AdminListen>,
 
     /// photosrv's -debugport: admin on 127.0.0.1:PORT (overrides --admin-listen).
     #[arg(long, value_name = "PORT")]
@@ -152,8 +153,8 @@ pub struct Resolved {
     pub settings: Settings,
     /// Front address.
     pub listen: SocketAddr,
-    /// Admin address.
-    pub admin_listen: SocketAddr,
+    /// Admin address, if any.
+    pub admin_listen: AdminListen,
     /// Time a client has to send its request headers.
     pub header_timeout: Duration,
     /// Single-threaded runtimes to serve with (0: one multi-threaded runtime).
@@ -223,11 +224,11 @@ impl RouteArgs {
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8888))),
         };
         let admin_listen = match self.debugport {
-            Some(p) => SocketAddr::from(([127, 0, 0, 1], p)),
+            Some(p) => AdminListen::At(SocketAddr::from(([127, 0, 0, 1], p))),
             None => self
                 .admin_listen
                 .or(f.admin_listen)
-                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+                .unwrap_or(AdminListen::At(SocketAddr::from(([127, 0, 0, 1], 8080)))),
         };
         Ok(Resolved {
             settings,
@@ -281,19 +282,11 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
         let front = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        let admin_l = tokio::net::TcpListener::bind(admin_listen)
-            .await
-            .with_context(|| format!("cannot listen on {admin_listen} (admin)"))?;
-        tracing::info!(listen = %front.local_addr()?, admin = %admin_l.local_addr()?, state = %router.migration_state(), "shoal route serving");
+        let admin_l = admin_listen.bind().await?;
+        tracing::info!(listen = %front.local_addr()?, admin = %admin_listen, state = %router.migration_state(), "shoal route serving");
         let shutdown = crate::shutdown::Shutdown::on_signals();
         let tasks = router.spawn_background();
-        let admin_app = admin::app(router.clone());
-        let s2 = shutdown.clone();
-        let admin_task = tokio::spawn(async move {
-            axum::serve(admin_l, admin_app)
-                .with_graceful_shutdown(async move { s2.wait().await })
-                .await
-        });
+        let admin_task = tokio::spawn(serve_admin(admin_l, router.clone(), shutdown.clone()));
         let limits = server::ServerLimits {
             header_timeout,
             ..Default::default()
@@ -304,8 +297,8 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
         for t in tasks {
             t.abort();
         }
-        let _ = admin_task.await;
-        Ok(())
+        admin_task.await.context("admin server")?
+
     })
 }
 
@@ -314,7 +307,7 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
 fn run_runtimes(
     router: Router,
     listen: SocketAddr,
-    admin_listen: SocketAddr,
+    admin_listen: AdminListen,
     header_timeout: Duration,
     n: usize,
 ) -> anyhow::Result<()> {
@@ -324,11 +317,9 @@ fn run_runtimes(
         .context("starting the runtime")?;
     rt.block_on(async move {
         let listeners = runtimes::bind(listen, n)?;
-        let admin_l = tokio::net::TcpListener::bind(admin_listen)
-            .await
-            .with_context(|| format!("cannot listen on {admin_listen} (admin)"))?;
+        let admin_l = admin_listen.bind().await?;
         let front = listeners[0].local_addr()?;
-        tracing::info!(listen = %front, admin = %admin_l.local_addr()?, runtimes = n, state = %router.migration_state(), "shoal route serving");
+        tracing::info!(listen = %front, admin = %admin_listen, runtimes = n, state = %router.migration_state(), "shoal route serving");
         let shutdown = crate::shutdown::Shutdown::on_signals();
         let tasks = router.spawn_background();
         let limits = server::ServerLimits {
@@ -336,11 +327,7 @@ fn run_runtimes(
             ..Default::default()
         };
         let threads = runtimes::serve(listeners, &router, &limits, &shutdown)?;
-        let admin_app = admin::app(router.clone());
-        let s2 = shutdown.clone();
-        let admin = axum::serve(admin_l, admin_app)
-            .with_graceful_shutdown(async move { s2.wait().await })
-            .await;
+        let admin = serve_admin(admin_l, router.clone(), shutdown.clone()).await;
         shutdown.trigger();
         for t in tasks {
             t.abort();
@@ -352,8 +339,78 @@ fn run_runtimes(
                 _ => tracing::error!("a front runtime thread panicked"),
             }
         }
-        admin.context("admin server")
+        admin
     })
+}
+
+/// `--admin-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub enum AdminListen {
+    /// No admin port.
+    Off,
+    /// The admin port's address.
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            return Ok(AdminListen::Off);
+        }
+        s.parse()
+            .map(AdminListen::At)
+            .map_err(|_| format!("{s:?} is neither an address (host:port) nor `off`"))
+    }
+}
+
+impl TryFrom<String> for AdminListen {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl std::fmt::Display for AdminListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminListen::Off => f.write_str("off"),
+            AdminListen::At(a) => a.fmt(f),
+        }
+    }
+}
+
+impl AdminListen {
+    /// The bound admin listener, or `None` when `off`.
+    async fn bind(self) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+        let AdminListen::At(addr) = self else {
+            return Ok(None);
+        };
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (admin)"))?;
+        Ok(Some(l))
+    }
+}
+
+/// Serves the admin API on `listener` until `shutdown`; without one, just waits for it.
+async fn serve_admin(
+    listener: Option<tokio::net::TcpListener>,
+    router: Router,
+    shutdown: crate::shutdown::Shutdown,
+) -> anyhow::Result<()> {
+    let Some(listener) = listener else {
+        shutdown.wait().await;
+        return Ok(());
+    };
+    let s2 = shutdown.clone();
+    axum::serve(listener, admin::app(router))
+        .with_graceful_shutdown(async move { s2.wait().await })
+        .await
+        .context("admin server")
 }
 
 fn explain(router: &Router, path: &str) -> anyhow::Result<()> {
@@ -416,6 +473,35 @@ mod tests {
         assert_eq!(r.header_timeout, Duration::from_secs(30));
         // The shard map beside it still loads.
         build(&args(&p, &["--dc", "x"]), r.settings).unwrap();
+    }
+
+    #[test]
+    fn admin_listen_takes_an_address_or_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("map.toml");
+        std::fs::write(&p, format!("[route]\nadmin_listen = \"off\"\n{SHARDS}")).unwrap();
+        assert_eq!(
+            args(&p, &[]).resolve().unwrap().admin_listen,
+            AdminListen::Off
+        );
+        let r = args(&p, &["--admin-listen", "127.0.0.1:9"])
+            .resolve()
+            .unwrap();
+        assert_eq!(r.admin_listen, "127.0.0.1:9".parse().unwrap());
+        std::fs::write(&p, format!("[route]\nadmin_listen = \"of\"\n{SHARDS}")).unwrap();
+        let e = format!("{:#}", args(&p, &[]).resolve().unwrap_err());
+        assert!(e.contains("\"of\" is neither an address"), "{e}");
+        let e = crate::cli::Cli::try_parse_from([
+            "shoal",
+            "route",
+            "-c",
+            "f",
+            "--admin-listen",
+            "nope",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("\"nope\" is neither an address"), "{e}");
     }
 
     #[test]
