@@ -36,7 +36,7 @@
 //! # [[migration.dc.earth.shards]] ...
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -142,7 +142,7 @@ impl RouteConfig {
         };
         let pairs: Vec<(&str, &str)> = top
             .block("prefix_rewrite")
-            .map(|b| b.items().collect())
+            .map(|b| b.items().map(|(k, v, _)| (k, v)).collect())
             .unwrap_or_default();
         let (rewrites, dropped_rewrites) = Rewrites::new(pairs);
         Ok(RouteConfig {
@@ -167,7 +167,8 @@ impl RouteConfig {
                 d.1.shards
                     .iter()
                     .map(|s| {
-                        let (name, index) = shard_name(&s.name.to_lowercase())?;
+                        let (name, index) =
+                            shard_name(&s.name.to_lowercase()).map_err(RouteError::config)?;
                         Ok(ShardSpec {
                             name,
                             index,
@@ -225,38 +226,54 @@ fn photosrv_ring(base: &Block, dc: &str) -> Result<Option<RingSpec>, RouteError>
     let Some(shards) = base.block(dc).and_then(|d| d.block("shards")) else {
         return Ok(None);
     };
-    let mut specs = Vec::new();
-    for (key, endpoints) in shards.items() {
+    let mut specs: Vec<ShardSpec> = Vec::new();
+    // Name and index → the line that gave them, for errors naming both lines.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut indices: HashMap<i64, (String, usize)> = HashMap::new();
+    for (key, endpoints, at) in shards.items() {
         let (name, weight) = match key.split_once(',') {
             Some((n, w)) => {
-                let w: u32 = w.parse().map_err(|_| {
-                    RouteError::config(format!("bad weight {w:?} for shard {dc}>{n}"))
-                })?;
+                let w: u32 = w
+                    .parse()
+                    .map_err(|_| at.error(format!("bad weight {w:?} for shard {dc}>{n}")))?;
                 (n, w)
             }
             None => (key, 1),
         };
-        let (name, index) = shard_name(name)?;
+        let (name, index) = shard_name(name).map_err(|e| at.error(e))?;
+        if let Some(first) = seen.insert(name.clone(), at.line) {
+            return Err(at.error(format!(
+                "shard {name} is listed twice (first on line {first})"
+            )));
+        }
+        if let Some((other, line)) = indices.insert(index, (name.clone(), at.line)) {
+            return Err(at.error(format!(
+                "shard {name} repeats index {index} of shard {other} (line {line})"
+            )));
+        }
+        let replicas: Vec<String> = endpoints.split_whitespace().map(str::to_string).collect();
+        if replicas.is_empty() {
+            return Err(at.error(format!("shard {name} has no replicas")));
+        }
         specs.push(ShardSpec {
             name,
             index,
             weight,
-            replicas: endpoints.split_whitespace().map(str::to_string).collect(),
+            replicas,
         });
     }
     let chooser = Chooser::parse(base.values("chooser").next().unwrap_or(""))?;
     finish_ring(chooser, specs).map(Some)
 }
 
-fn shard_name(name: &str) -> Result<(String, i64), RouteError> {
+/// `shardN` → (name, N); the error says what is wrong with the name.
+fn shard_name(name: &str) -> Result<(String, i64), String> {
     let Some(num) = name.strip_prefix("shard") else {
-        return Err(RouteError::config(format!(
-            "shard name {name:?} must begin with `shard`"
-        )));
+        return Err(format!("shard name {name:?} must begin with `shard`"));
     };
     let index = num
         .parse::<i64>()
-        .map_err(|_| RouteError::config(format!("bad shard index {num:?} in {name:?}")))?;
+        .map_err(|_| format!("bad shard index {num:?} in {name:?}"))?;
     Ok((name.to_string(), index))
 }
 

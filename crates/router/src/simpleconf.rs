@@ -20,10 +20,26 @@ use crate::RouteError;
 /// One entry of a block: a value or a nested block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
-    /// `key value`.
-    Value(String),
+    /// `key value`, and where it was written.
+    Value(String, Line),
     /// `<key> ... </key>`.
     Block(Block),
+}
+
+/// Where a value was written, so that a bad value's error names its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// The file (an included file for values written there).
+    pub file: PathBuf,
+    /// 1-based line number (a continued line: its first line).
+    pub line: usize,
+}
+
+impl Line {
+    /// An error about the value on this line.
+    pub fn error(&self, message: impl Into<String>) -> RouteError {
+        syntax(&self.file, self.line, message)
+    }
 }
 
 /// A block: its entries in file order (a key may repeat).
@@ -52,15 +68,15 @@ impl Block {
     /// Every value written for `key`, in order.
     pub fn values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.entries.iter().filter_map(move |(k, n)| match n {
-            Node::Value(v) if k == key => Some(v.as_str()),
+            Node::Value(v, _) if k == key => Some(v.as_str()),
             _ => None,
         })
     }
 
-    /// The values of this block, in order (nested blocks skipped).
-    pub fn items(&self) -> impl Iterator<Item = (&str, &str)> {
+    /// The values of this block with their lines, in order (nested blocks skipped).
+    pub fn items(&self) -> impl Iterator<Item = (&str, &str, &Line)> {
         self.entries.iter().filter_map(|(k, n)| match n {
-            Node::Value(v) => Some((k.as_str(), v.as_str())),
+            Node::Value(v, at) => Some((k.as_str(), v.as_str(), at)),
             Node::Block(_) => None,
         })
     }
@@ -221,9 +237,16 @@ fn parse_into(
             value
         };
         let depth = stack.len();
-        current(root, depth)
-            .entries
-            .push((key, Node::Value(clean_value(&value))));
+        current(root, depth).entries.push((
+            key,
+            Node::Value(
+                clean_value(&value),
+                Line {
+                    file: file.to_path_buf(),
+                    line: no,
+                },
+            ),
+        ));
     }
     Ok(())
 }

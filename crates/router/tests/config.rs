@@ -113,12 +113,34 @@ fn bad_shards_are_refused() {
         .unwrap_err()
         .to_string()
     };
-    assert!(with("node1 http://a").contains("must begin with `shard`"));
-    assert!(with("shardx http://a").contains("bad shard index"));
-    assert!(with("shard1,heavy http://a").contains("bad weight"));
-    assert!(with("shard1 http://a\nshard1 http://b").contains("twice"));
-    assert!(with("shard1 http://a\nshard01 http://b").contains("repeats index"));
-    assert!(with("shard1").contains("no replicas"));
+    // The shard lines start on line 5 of the file; each error names the file and its line.
+    for (shards, line, what) in [
+        ("node1 http://a", 5, "must begin with `shard`"),
+        ("shardx http://a", 5, "bad shard index"),
+        (
+            "shard1 http://a\nshard2,heavy http://b",
+            6,
+            "bad weight \"heavy\"",
+        ),
+        (
+            "shard1 http://a\nshard1 http://b",
+            6,
+            "shard1 is listed twice (first on line 5)",
+        ),
+        (
+            "shard1 http://a\nshard2 http://c\nshard01 http://b",
+            7,
+            "shard01 repeats index 1 of shard shard1 (line 5)",
+        ),
+        ("shard1 http://a\nshard2", 6, "shard2 has no replicas"),
+    ] {
+        let e = with(shards);
+        assert!(
+            e.starts_with(&format!("photosrv.cfg:{line}: ")),
+            "{shards:?}: {e}"
+        );
+        assert!(e.contains(what), "{shards:?}: {e}");
+    }
     let e = parse("<photosrv>\nchooser ketama\n<e>\n<shards>\nshard1 http://a\n</shards>\n</e>\n</photosrv>\n", "e")
         .unwrap_err()
         .to_string();
@@ -128,10 +150,15 @@ fn bad_shards_are_refused() {
 #[test]
 fn yes_no_quotes_and_dollars() {
     let b = simpleconf::parse("a yes\nb = \"no\"\nc \\$HOME\nd = x = y\n", Path::new("x")).unwrap();
-    let items: Vec<_> = b.items().collect();
+    let items: Vec<_> = b.items().map(|(k, v, at)| (k, v, at.line)).collect();
     assert_eq!(
         items,
-        [("a", "1"), ("b", "0"), ("c", "$HOME"), ("d", "x = y")]
+        [
+            ("a", "1", 1),
+            ("b", "0", 2),
+            ("c", "$HOME", 3),
+            ("d", "x = y", 4)
+        ]
     );
 }
 
