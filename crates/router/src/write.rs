@@ -184,23 +184,25 @@ where
         let mut k = 0;
         while k < senders.len() {
             let (i, tx, abort) = &senders[k];
-            let ok = matches!(
-                tokio::time::timeout(stall, tx.send(Ok(data.clone()))).await,
-                Ok(Ok(()))
-            );
-            if ok {
-                k += 1;
-            } else {
-                abort.abort();
-                idle::count(inner, Side::ReplicaRequest);
-                outcomes.insert(
-                    *i,
-                    Outcome::Failed(format!(
-                        "{}: took no body data for {stall:?}",
-                        replicas[*i].base()
-                    )),
-                );
-                senders.swap_remove(k);
+            match tokio::time::timeout(stall, tx.send(Ok(data.clone()))).await {
+                Ok(Ok(())) => k += 1,
+                // The replica's request ended (refused, reset, answered early): its task's
+                // result says why.
+                Ok(Err(_)) => {
+                    senders.swap_remove(k);
+                }
+                Err(_) => {
+                    abort.abort();
+                    idle::count(inner, Side::ReplicaRequest);
+                    outcomes.insert(
+                        *i,
+                        Outcome::Failed(format!(
+                            "{}: took no body data for {stall:?}",
+                            replicas[*i].base()
+                        )),
+                    );
+                    senders.swap_remove(k);
+                }
             }
         }
         if senders.is_empty() {

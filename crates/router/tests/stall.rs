@@ -128,3 +128,45 @@ async fn a_client_stalling_mid_put_gets_408_and_nothing_is_stored() {
     assert!(!node.has("/c/half.bin"), "a torn body was stored");
     assert_eq!(front.router.status().body_timeouts, 1);
 }
+
+/// A replica that refuses the connection before the body has come: the write fails with the
+/// refusal as its reason, not as a body stall of that replica, and no body timeout is
+/// counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_replica_is_failed_for_the_refusal_not_a_body_stall() {
+    if !nginx_or_skip("refused PUT replica") {
+        return;
+    }
+    let node = Node::start();
+    let closed = format!("http://127.0.0.1:{}", shoal_testkit::free_port());
+    let cfg = config(&photosrv_config("jump", &[vec![node.url(), closed]], None));
+    let front = Front::start(
+        &cfg,
+        Settings {
+            write_quorum: shoal_router::Quorum::Count(1),
+            ..stalling()
+        },
+    )
+    .await;
+    let addr = front.addr;
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c.write_all(b"PUT /c/late.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        // The refusal comes at once; the body after it, well within the body timeout.
+        std::thread::sleep(Duration::from_millis(150));
+        c.write_all(b"0123456789").unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        out
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(
+        node.read("/c/late.bin").as_deref(),
+        Some(&b"0123456789"[..])
+    );
+    assert_eq!(front.router.status().body_timeouts, 0, "{answer}");
+}

@@ -1,12 +1,16 @@
 //! `shoal upload` as an operator runs it: the real binary, items on stdin, failures on stdout
-//! (one per line, as read) and a non-zero exit. The nginx-backed behaviour is tested in
-//! `crates/router/tests/upload.rs`; here every storage node is a closed port.
+//! (one per line, as read) and a non-zero exit against closed ports; a local tree into real
+//! nginx WebDAV nodes with progress lines (stderr not a terminal) and the progress bar (on a
+//! pseudo-terminal, through util-linux `script`). The library's upload behaviour is tested in
+//! `crates/router/tests/upload.rs`.
 
 // Test helpers: a panic is the test failing, with the message saying why.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+
+use shoal_testkit::webdav::{Node, nginx_or_skip};
 use std::time::{Duration, Instant};
 
 /// A loopback port nothing listens on.
@@ -102,6 +106,9 @@ fn failed_items_are_listed_on_stdout_as_read_and_the_exit_is_non_zero() {
         "{err}"
     );
     assert!(err.contains("write quorum not reached"), "{err}");
+    // The replica's own failure, not a body stall it never had.
+    assert!(err.contains("Connection refused"), "{err}");
+    assert!(!err.contains("took no body data"), "{err}");
     assert!(
         err.trim_end()
             .ends_with("3 of 3 item(s) failed; they are listed on stdout for a retry"),
@@ -125,4 +132,118 @@ fn a_missing_migration_ring_is_refused_before_anything_is_sent() {
     assert!(!ok);
     assert!(out.is_empty());
     assert!(err.contains("no <migration> ring"), "{err}");
+}
+
+/// 2 shards × 3 nginx replicas: a tree of 24 files uploaded with `--local` lands on every
+/// replica of the shard `shoal hash --paths` names and on no other node, with one progress
+/// line per item under `--progress-interval 0s`; `--check` then skips all of them; on a
+/// terminal the progress bar with rate and ETA is drawn.
+#[test]
+fn a_local_tree_lands_on_its_shards_with_progress_and_check_skips_it() {
+    if !nginx_or_skip("upload_cli") {
+        return;
+    }
+    let nodes: Vec<Node> = (0..6).map(|_| Node::start()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let urls =
+        |r: std::ops::Range<usize>| nodes[r].iter().map(Node::url).collect::<Vec<_>>().join(" ");
+    std::fs::write(
+        dir.path().join("route.cfg"),
+        format!(
+            "<photosrv>\n chooser jump\n <test>\n  <shards>\n   shard1 {}\n   shard2 {}\n  \
+             </shards>\n </test>\n</photosrv>\n",
+            urls(0..3),
+            urls(3..6)
+        ),
+    )
+    .unwrap();
+    let mut items = String::new();
+    for i in 0..24 {
+        let rel = format!("img/{}/{i}.jpg", i % 3);
+        std::fs::create_dir_all(dir.path().join(format!("img/{}", i % 3))).unwrap();
+        std::fs::write(dir.path().join(&rel), format!("bytes of {i}").repeat(i + 1)).unwrap();
+        items.push_str(&format!("./{rel}\n"));
+    }
+    let upload = ["upload", "-c", "route.cfg", "--dc", "test", "--local"];
+    let (ok, out, err) = shoal(
+        dir.path(),
+        &[
+            &upload[..],
+            &["--workers", "4", "--progress-interval", "0s"],
+        ]
+        .concat(),
+        &items,
+    );
+    assert!(ok, "stderr: {err}");
+    assert!(out.is_empty(), "nothing failed: {out}");
+    let progress = err.lines().filter(|l| l.contains("/24 done, ")).count();
+    assert_eq!(progress, 24, "one progress line per item: {err}");
+    assert!(err.contains("ETA"), "{err}");
+    assert!(
+        err.contains("24 stored, 0 already present, 0 missing at the source, 0 failed"),
+        "{err}"
+    );
+
+    // Where `shoal hash --paths` says, and nowhere else.
+    let paths: Vec<String> = items
+        .lines()
+        .map(|l| l.trim_start_matches('.').to_string())
+        .collect();
+    let hash = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["hash", "-a", "jump", "-s", "shard1,shard2", "--paths"])
+        .args(&paths)
+        .output()
+        .unwrap();
+    let placed = String::from_utf8(hash.stdout).unwrap();
+    let mut per_shard = [0, 0];
+    for (line, path) in placed.lines().zip(&paths) {
+        let shard = usize::from(line.ends_with("\tshard2"));
+        per_shard[shard] += 1;
+        let want = std::fs::read(dir.path().join(&path[1..])).unwrap();
+        for (i, n) in nodes.iter().enumerate() {
+            if i / 3 == shard {
+                assert_eq!(
+                    n.read(path).as_deref(),
+                    Some(&want[..]),
+                    "{path} on {}",
+                    n.url()
+                );
+            } else {
+                assert!(!n.has(path), "{path} also on {}", n.url());
+            }
+        }
+    }
+    assert!(per_shard[0] > 0 && per_shard[1] > 0, "{per_shard:?}");
+
+    let (ok, _, err) = shoal(dir.path(), &[&upload[..], &["--check"]].concat(), &items);
+    assert!(ok, "stderr: {err}");
+    assert!(err.contains("0 stored, 24 already present"), "{err}");
+
+    // On a terminal: the bar, with position, rate and ETA.
+    std::fs::write(dir.path().join("items"), &items).unwrap();
+    let cmd = format!(
+        "{} upload -c route.cfg --dc test --local -f items",
+        env!("CARGO_BIN_EXE_shoal")
+    );
+    let tty = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output();
+    match tty {
+        Ok(o) => {
+            let screen = String::from_utf8_lossy(&o.stdout);
+            assert!(o.status.success(), "{screen}");
+            assert!(
+                screen.contains("/24 ") && screen.contains("ETA"),
+                "{screen:?}"
+            );
+            assert!(screen.contains("24 stored"), "{screen:?}");
+            assert!(
+                !screen.contains(" done, "),
+                "no log lines on a terminal: {screen:?}"
+            );
+        }
+        Err(e) => eprintln!("SKIPPED the progress-bar check: util-linux script: {e}"),
+    }
 }

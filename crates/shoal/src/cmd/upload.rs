@@ -3,12 +3,14 @@
 //! shards, quorum writes and journal as `shoal route`), so no router has to run.
 //!
 //! Input lines come from `-f FILE` or stdin. A progress bar with rate and ETA goes to stderr
-//! when it is a terminal (else a line every 10,000 items); every failed line is printed on
-//! stdout, as read, so `shoal upload ... > failed.txt` then `-f failed.txt` retries them.
+//! when it is a terminal; otherwise (a log file) a progress line at most every
+//! `--progress-interval`, so that slow uploads of large files show progress too. Every failed
+//! line is printed on stdout, as read, so `shoal upload ... > failed.txt` then
+//! `-f failed.txt` retries them.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -63,6 +65,10 @@ pub struct UploadArgs {
     /// How long one item may take, source fetch and every replica's write included.
     #[arg(long, default_value = "10m")]
     pub write_timeout: HumanDuration,
+    /// When stderr is not a terminal: a progress line at most this often (0s: after every
+    /// item).
+    #[arg(long, default_value = "10s")]
+    pub progress_interval: HumanDuration,
 }
 
 /// Runs `shoal upload`.
@@ -112,7 +118,7 @@ pub fn run(args: UploadArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let tally = rt.block_on(go(&router, lines, &opts));
+    let tally = rt.block_on(go(&router, lines, &opts, args.progress_interval.get()));
     if tally.failed > 0 {
         bail!(
             "{} of {} item(s) failed; they are listed on stdout for a retry",
@@ -150,7 +156,12 @@ struct Tally {
     failed: u64,
 }
 
-async fn go(router: &Router, lines: Vec<String>, opts: &UploadOptions) -> Tally {
+async fn go(
+    router: &Router,
+    lines: Vec<String>,
+    opts: &UploadOptions,
+    progress_interval: Duration,
+) -> Tally {
     let mut t = Tally {
         total: lines.len(),
         ..Tally::default()
@@ -163,6 +174,7 @@ async fn go(router: &Router, lines: Vec<String>, opts: &UploadOptions) -> Tally 
         bar.set_style(style.progress_chars("=> "));
     }
     let start = Instant::now();
+    let mut last_line = start;
     upload::run(router, lines, opts, |line, out| {
         t.done += 1;
         match out {
@@ -182,7 +194,8 @@ async fn go(router: &Router, lines: Vec<String>, opts: &UploadOptions) -> Tally 
         if t.failed > 0 {
             bar.set_message(format!("{} failed", t.failed));
         }
-        if !tty && t.done.is_multiple_of(10_000) {
+        if !tty && last_line.elapsed() >= progress_interval {
+            last_line = Instant::now();
             eprintln!(
                 "shoal upload: {}/{} done, {:.0}/s, ETA {}s",
                 t.done,
