@@ -86,25 +86,38 @@ async fn multi_head(
     pq: &str,
     timeout: Duration,
 ) -> Vec<Arc<Replica>> {
+    let deadline = Instant::now() + timeout;
     let mut set = JoinSet::new();
+    let mut pending = vec![false; order.len()];
     for (i, r) in order.iter().enumerate() {
         let Ok(req) = request(r, Method::HEAD, pq, HeaderMap::new(), empty()) else {
             continue;
         };
         let (client, r) = (inner.client(), r.clone());
-        set.spawn(async move { (i, send(client, r, req, timeout).await) });
+        pending[i] = true;
+        // The round's deadline ends a HEAD that hangs (its task is dropped with the set);
+        // a per-request timeout as long would race it, and a round ended by a hanging
+        // replica could go uncounted.
+        set.spawn(async move { (i, send(client, r, req, timeout * 2).await) });
     }
-    let deadline = Instant::now() + timeout;
     let mut good = Vec::new();
     loop {
         tokio::select! {
             joined = set.join_next() => match joined {
                 None => break,
-                Some(Ok((i, Ok(resp)))) if resp.status().as_u16() < 400 => good.push(i),
-                Some(_) => {}
+                Some(Ok((i, res))) => {
+                    pending[i] = false;
+                    if res.is_ok_and(|resp| resp.status().as_u16() < 400) {
+                        good.push(i);
+                    }
+                }
+                Some(Err(_)) => {}
             },
             _ = tokio::time::sleep_until(deadline) => {
                 metrics::multi_head_timeout();
+                for (i, _) in pending.iter().enumerate().filter(|(_, p)| **p) {
+                    order[i].record(timeout, false);
+                }
                 break;
             }
         }

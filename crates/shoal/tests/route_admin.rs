@@ -6,73 +6,21 @@
 // Test helpers: a panic is the test failing, with the message saying why.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], shoal_testkit::free_port()))
-}
+use common::route::{Route, free_addr};
 
-/// A `shoal route` process, killed through its handle on drop.
-struct Route {
-    child: Child,
-    front: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Route {
-    fn start(dir: &Path, cfg: &str, extra: &[&str]) -> Route {
-        let cfg_path = dir.join("route.cfg");
-        std::fs::write(&cfg_path, cfg).unwrap();
-        let (front, admin) = (free_addr(), free_addr());
-        let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .args(["route", "--dc", "test", "--health-interval", "0"])
-            .arg("-c")
-            .arg(&cfg_path)
-            .args([
-                "--listen",
-                &front.to_string(),
-                "--admin-listen",
-                &admin.to_string(),
-            ])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("run shoal route");
-        let r = Route {
-            child,
-            front,
-            admin,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut r = r;
-        // Ready when the admin server itself answers: a bare connect could reach another
-        // listener, and says nothing about the HTTP server behind it.
-        while !try_http(r.admin, "GET", "/status", "").is_ok_and(|(code, _)| code == 200) {
-            if let Ok(Some(status)) = r.child.try_wait() {
-                panic!("shoal route exited at start: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "shoal route never answered /status on {admin}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        r
-    }
-}
-
-impl Drop for Route {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `shoal route` with `cfg` written into `dir`, health checks off.
+fn start(dir: &Path, cfg: &str, extra: &[&str]) -> Route {
+    let path = dir.join("route.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    Route::start(&path, &[&["--health-interval", "0"], extra].concat())
 }
 
 /// One HTTP/1.0 request with a 10s deadline; returns the status and the body.
@@ -135,7 +83,7 @@ fn migration_switch_refuses_bad_keys_and_persists_good_switches() {
     let dir = tempfile::tempdir().unwrap();
     let sf = dir.path().join("state");
     let sfs = sf.to_str().unwrap();
-    let r = Route::start(
+    let r = start(
         dir.path(),
         &config(true),
         &["--migration-key", "s3cret", "--migration-state", sfs],
@@ -156,7 +104,7 @@ fn migration_switch_refuses_bad_keys_and_persists_good_switches() {
     assert_eq!(state(&sf), "msNewConfig");
     drop(r);
     // Restored at start.
-    let r = Route::start(
+    let r = start(
         dir.path(),
         &config(true),
         &["--migration-key", "s3cret", "--migration-state", sfs],
@@ -168,7 +116,7 @@ fn migration_switch_refuses_bad_keys_and_persists_good_switches() {
 #[test]
 fn an_empty_configured_key_refuses_every_switch() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Route::start(dir.path(), &config(true), &["--migration-key", ""]);
+    let r = start(dir.path(), &config(true), &["--migration-key", ""]);
     let (code, body) = http(r.admin, "GET", "/migration/start?key=", "");
     assert_eq!(code, 400);
     assert!(body.contains("no migration key is configured"), "{body}");
@@ -177,7 +125,7 @@ fn an_empty_configured_key_refuses_every_switch() {
 #[test]
 fn a_switch_without_a_migration_ring_is_a_400() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Route::start(dir.path(), &config(false), &["--migration-key", "k"]);
+    let r = start(dir.path(), &config(false), &["--migration-key", "k"]);
     let (code, body) = http(r.admin, "GET", "/migration/start?key=k", "");
     assert_eq!(code, 400);
     assert!(body.contains("missing migration ring"), "{body}");
@@ -187,7 +135,7 @@ fn a_switch_without_a_migration_ring_is_a_400() {
 fn metrics_count_requests_and_replica_errors() {
     let dir = tempfile::tempdir().unwrap();
     // `--runtimes 0`: the one multi-threaded runtime (the default is a runtime per CPU).
-    let r = Route::start(
+    let r = start(
         dir.path(),
         &config(false),
         &["--connect-timeout", "300ms", "--runtimes", "0"],
@@ -208,7 +156,7 @@ fn metrics_count_requests_and_replica_errors() {
 #[test]
 fn runtimes_share_the_front_port_the_router_and_its_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Route::start(
+    let r = start(
         dir.path(),
         &config(false),
         &["--runtimes", "2", "--connect-timeout", "300ms"],

@@ -7,12 +7,11 @@
 // Test helpers: a panic is the test failing, with the message saying why.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::process::{Command, Output};
+
+use common::route::{Route, request};
 use shoal_testkit::webdav::{Node, nginx_or_skip};
 
 fn shoal(args: &[&str]) -> Output {
@@ -21,65 +20,6 @@ fn shoal(args: &[&str]) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .expect("run shoal")
-}
-
-/// A running `shoal route`, killed on drop.
-struct Route {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Route {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn route(cfg: &Path, journal: &Path) -> Route {
-    let addr = SocketAddr::from(([127, 0, 0, 1], shoal_testkit::free_port()));
-    let admin = SocketAddr::from(([127, 0, 0, 1], shoal_testkit::free_port()));
-    let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(["route", "--dc", "test", "--health-interval", "0", "-c"])
-        .arg(cfg)
-        .arg("--journal")
-        .arg(journal)
-        .args(["--listen", &addr.to_string()])
-        .args(["--admin-listen", &admin.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("run shoal route");
-    let mut r = Route { child, addr };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        if let Ok(Some(status)) = r.child.try_wait() {
-            panic!("shoal route exited at start: {status}");
-        }
-        assert!(Instant::now() < deadline, "shoal route never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    r
-}
-
-fn put(addr: SocketAddr, path: &str, body: &[u8]) -> u16 {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut reply = String::new();
-    let _ = s.read_to_string(&mut reply);
-    reply
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
 }
 
 fn stdout(o: &Output) -> String {
@@ -148,8 +88,16 @@ fn explain_route_and_repair_from_the_journal_and_by_listing() {
     let others = nodes;
     replicas[2].stop();
     {
-        let r = route(&cfg, &journal);
-        assert_eq!(put(r.addr, path, &body), 201);
+        let r = Route::start(
+            &cfg,
+            &[
+                "--health-interval",
+                "0",
+                "--journal",
+                journal.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(request(r.front, "PUT", path, &body).0, 201);
     }
     assert!(replicas[0].has(path) && replicas[1].has(path));
     assert!(!replicas[2].has(path));

@@ -6,4 +6,5 @@
 pub mod etcd;
 pub mod memcache;
 pub mod origin;
+pub mod route;
 pub mod serve;
