@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use shoal_router::{RouteConfig, Router, Settings, server};
+#[allow(unused_imports)]
 pub use shoal_testkit::webdav::{Node, nginx_or_skip};
 
 /// A node that accepts connections and never answers.
