@@ -86,6 +86,24 @@ impl Client {
         out
     }
 
+    /// Sends `req` (which should end the connection, with `quit`) and reads until the server
+    /// closes it, for at most 10 s: the replies, and whether it closed.
+    pub fn call_to_close(&mut self, req: &[u8]) -> (Vec<u8>, bool) {
+        self.s.write_all(req).expect("write");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        while Instant::now() < deadline {
+            match self.s.read(&mut buf) {
+                Ok(0) => return (out, true),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return (out, true),
+            }
+        }
+        (out, false)
+    }
+
     /// Sends `req` followed by `mn`, and returns the replies before the final `MN`.
     pub fn call(&mut self, req: &[u8]) -> Vec<u8> {
         let mut r = req.to_vec();
