@@ -340,3 +340,72 @@ fn a_request_on_a_connection_closed_before_replying_is_retried_once() {
         "{stats}"
     );
 }
+
+/// A server whose TCP connects hang (a full listen queue: the kernel drops the SYNs): its
+/// keys fail after `connect_timeout`, well before the request timeout, counted as connect
+/// errors and not as request timeouts; the other server's keys are answered meanwhile.
+#[test]
+fn a_server_that_never_completes_a_connect_fails_on_the_connect_timeout() {
+    let Some(good) = Memcached::start() else {
+        return;
+    };
+    let hole = shoal_testkit::Blackhole::start();
+    let members = vec![good.addr(), hole.addr.to_string()];
+    let mut cfg = ProxyConfig::new(
+        "test",
+        Servers::List {
+            members: members.clone(),
+            distribution: Distribution::Ketama,
+        },
+    );
+    cfg.pool.timeout = Duration::from_secs(4);
+    cfg.pool.connect_timeout = Duration::from_millis(300);
+    cfg.pool.retry_interval = Duration::from_millis(100);
+    cfg.pool.max_errors = 100;
+    let shoal = Shoal::start(cfg);
+    let m: Vec<&str> = members.iter().map(String::as_str).collect();
+    let ring = shoal_ring::build(shoal_ring::Algorithm::Ketama, &m).unwrap();
+    let on = |want: usize| {
+        (0..10_000)
+            .map(|i| format!("c{i}"))
+            .find(|k| shoal_ring::Ring::owner_index(&ring, k.as_bytes()) == Some(want))
+            .unwrap()
+    };
+    let (here, there) = (on(0), on(1));
+    let mut c = shoal.client();
+    assert_eq!(
+        c.call(format!("set {here} 0 0 1\r\nv\r\n").as_bytes()),
+        b"STORED\r\n"
+    );
+    let t = Instant::now();
+    let r = c.call(format!("get {there}\r\n").as_bytes());
+    let took = t.elapsed();
+    assert!(
+        r.starts_with(b"SERVER_ERROR "),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "the connect timeout is 300ms and the request timeout 4s: took {took:?}"
+    );
+    let r = c.call(format!("get {here}\r\n").as_bytes());
+    assert!(r.starts_with(b"VALUE "), "{}", String::from_utf8_lossy(&r));
+    let stats = String::from_utf8(
+        c.call_until(b"stats proxy\r\n", Duration::from_secs(5), |b| {
+            b.ends_with(b"END\r\n")
+        }),
+    )
+    .unwrap();
+    let id = &hole.addr;
+    let connect_errors: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("STAT test:server:{id}:connect_errors ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no connect_errors for {id}: {stats}"));
+    assert!(connect_errors >= 1, "{stats}");
+    assert!(
+        stats.contains(&format!("STAT test:server:{id}:timeouts 0\r\n")),
+        "{stats}"
+    );
+}

@@ -78,6 +78,47 @@ pub fn answers(addr: SocketAddr, path: &str, body: &str) -> bool {
     reply.ends_with(format!("\r\n\r\n{body}").as_bytes())
 }
 
+/// A loopback address where TCP connects hang, as to a host that drops packets: a listener
+/// with a backlog of 0 that never accepts, its one queue slot taken. The kernel drops further
+/// SYNs, so a connect there ends only by the connecting side's timeout.
+pub struct Blackhole {
+    pub addr: SocketAddr,
+    _listener: socket2::Socket,
+    _queued: Vec<TcpStream>,
+}
+
+impl Blackhole {
+    /// # Panics
+    /// When the listener cannot be made, or the kernel keeps accepting connections into it.
+    #[allow(clippy::expect_used)]
+    pub fn start() -> Blackhole {
+        use socket2::{Domain, Socket, Type};
+        let l = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind");
+        l.listen(0).expect("listen");
+        let addr = l
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("a loopback address");
+        let mut queued = Vec::new();
+        for _ in 0..8 {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                Ok(c) => queued.push(c),
+                Err(_) => {
+                    return Blackhole {
+                        addr,
+                        _listener: l,
+                        _queued: queued,
+                    };
+                }
+            }
+        }
+        panic!("a listener with a backlog of 0 took 8 connections: connects to it never hang");
+    }
+}
+
 fn free_for_both(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok()
 }
@@ -106,6 +147,13 @@ fn ephemeral_start() -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connects_to_a_blackhole_time_out() {
+        let b = Blackhole::start();
+        let e = TcpStream::connect_timeout(&b.addr, Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+    }
 
     #[test]
     fn answers_tells_the_expected_server_from_others() {
