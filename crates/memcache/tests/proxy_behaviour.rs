@@ -409,3 +409,84 @@ fn a_server_that_never_completes_a_connect_fails_on_the_connect_timeout() {
         "{stats}"
     );
 }
+
+/// Two servers that answer a get only once both have been asked (a barrier between them,
+/// as if each took as long as the other's request to arrive): a multi-get over both keys
+/// completes only if the proxy sends the parts in parallel; sent one after the other, the
+/// first part would wait for the second for ever and the get would time out.
+#[test]
+fn a_multiget_asks_its_servers_in_parallel() {
+    let arrived = std::sync::Arc::new((std::sync::Mutex::new(0usize), std::sync::Condvar::new()));
+    let servers: Vec<String> = (0..2).map(|_| barrier_server(arrived.clone())).collect();
+    let mut cfg = ProxyConfig::new(
+        "test",
+        Servers::List {
+            members: servers.clone(),
+            distribution: Distribution::Ketama,
+        },
+    );
+    cfg.pool.timeout = Duration::from_secs(3);
+    let shoal = Shoal::start(cfg);
+    let m: Vec<&str> = servers.iter().map(String::as_str).collect();
+    let ring = shoal_ring::build(shoal_ring::Algorithm::Ketama, &m).unwrap();
+    let on = |want: usize| {
+        (0..10_000)
+            .map(|i| format!("p{i}"))
+            .find(|k| shoal_ring::Ring::owner_index(&ring, k.as_bytes()) == Some(want))
+            .unwrap()
+    };
+    let (a, b) = (on(0), on(1));
+    let r = shoal.client().call(format!("get {a} {b}\r\n").as_bytes());
+    assert_eq!(
+        String::from_utf8_lossy(&r),
+        format!("VALUE {a} 0 1\r\nx\r\nVALUE {b} 0 1\r\nx\r\nEND\r\n")
+    );
+    assert_eq!(*arrived.0.lock().unwrap(), 2);
+}
+
+/// A memcached stand-in on a loopback port: every key exists with value `x`; a `get` is
+/// answered once `arrived` counts two gets (across both servers), or after 10 s.
+fn barrier_server(
+    arrived: std::sync::Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let arrived = arrived.clone();
+            std::thread::spawn(move || {
+                let mut w = conn.try_clone().unwrap();
+                for line in BufReader::new(conn).lines() {
+                    let Ok(line) = line else { return };
+                    let mut words = line.split_whitespace();
+                    match words.next() {
+                        Some("get" | "gets") => {
+                            let keys: Vec<&str> = words.collect();
+                            let (count, cv) = &*arrived;
+                            let mut n = count.lock().unwrap();
+                            *n += 1;
+                            cv.notify_all();
+                            let _ = cv
+                                .wait_timeout_while(n, Duration::from_secs(10), |n| *n < 2)
+                                .unwrap();
+                            let mut out = String::new();
+                            for k in keys {
+                                out.push_str(&format!("VALUE {k} 0 1\r\nx\r\n"));
+                            }
+                            out.push_str("END\r\n");
+                            let _ = w.write_all(out.as_bytes());
+                        }
+                        Some("version") => {
+                            let _ = w.write_all(b"VERSION 1.6.18\r\n");
+                        }
+                        _ => {
+                            let _ = w.write_all(b"ERROR\r\n");
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}

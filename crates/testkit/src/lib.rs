@@ -81,6 +81,7 @@ pub fn answers(addr: SocketAddr, path: &str, body: &str) -> bool {
 /// A loopback address where TCP connects hang, as to a host that drops packets: a listener
 /// with a backlog of 0 that never accepts, its one queue slot taken. The kernel drops further
 /// SYNs, so a connect there ends only by the connecting side's timeout.
+#[derive(Debug)]
 pub struct Blackhole {
     pub addr: SocketAddr,
     _listener: socket2::Socket,
