@@ -223,3 +223,65 @@ fn unauthorized_then_garbage_then_a_good_ketama_url() {
         assert_eq!(got, format!("VALUE {key} 0 1\r\nx\r\nEND\r\n").into_bytes());
     }
 }
+
+/// The first URL streams a config, then its stream drops halfway through the next one (and
+/// the URL answers 503 from then on): the half config is not applied, the feed moves on to
+/// the second URL, and a client that stayed connected follows its config to the other server.
+#[test]
+fn a_dropped_stream_fails_over_to_the_next_url() {
+    let (Some(a), Some(b)) = (Memcached::start(), Memcached::start()) else {
+        return;
+    };
+    let shoal = Shoal::start(ProxyConfig::new("rest", Servers::Pending));
+    let rt = shoal.handle();
+    let (tx, rx) = mpsc::channel(8);
+    let rx = Mutex::new(Some(rx));
+    let first = rt.block_on(mock(
+        move || match rx.lock().unwrap().take() {
+            Some(rx) => Reply::Stream(rx),
+            None => Reply::Whole(503, Vec::new()),
+        },
+        Arc::default(),
+    ));
+    let to_b = vbucket_config(&b.addr(), 1);
+    let second_heads = Arc::new(Mutex::new(Vec::new()));
+    let second = rt.block_on(mock(
+        move || Reply::Whole(200, to_b.clone().into_bytes()),
+        second_heads.clone(),
+    ));
+    let source = RestSource::parse(&format!("url={first},{second}")).unwrap();
+    rt.spawn(feed(shoal.proxy.clone(), source));
+
+    let mut c = shoal.client();
+    tx.blocking_send(format!("{}\n\n\n\n", vbucket_config(&a.addr(), 1)).into_bytes())
+        .unwrap();
+    wait_for("the streamed config", || {
+        c.call(b"set k 0 0 1\r\na\r\n") == b"STORED\r\n"
+    });
+    assert_eq!(
+        Client::connect(a.port).call(b"get k\r\n"),
+        b"VALUE k 0 1\r\na\r\nEND\r\n"
+    );
+    assert!(
+        second_heads.lock().unwrap().is_empty(),
+        "the second URL is not asked while the first streams"
+    );
+    // Half of a config pointing nowhere, then the stream ends.
+    let half = vbucket_config("127.0.0.1:1", 1);
+    tx.blocking_send(half.as_bytes()[..half.len() / 2].to_vec())
+        .unwrap();
+    drop(tx);
+    wait_for("the second URL's config", || {
+        c.call(b"get k\r\n") == b"END\r\n"
+    });
+    assert!(
+        vbucket_json(&shoal).contains(&b.addr()),
+        "{}",
+        vbucket_json(&shoal)
+    );
+    assert_eq!(c.call(b"set k 0 0 1\r\nb\r\n"), b"STORED\r\n");
+    assert_eq!(
+        Client::connect(b.port).call(b"get k\r\n"),
+        b"VALUE k 0 1\r\nb\r\nEND\r\n"
+    );
+}
