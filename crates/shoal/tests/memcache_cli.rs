@@ -1,4 +1,5 @@
-//! `shoal memcache` as a process: moxi's `-z`/`-Z` forms with several listeners, the admin
+//! `shoal memcache` as a process: moxi's `-z`/`-Z` forms with several listeners (and the
+//! inline-JSON and `url=` forms), weighted `--servers` against pylibmc's placement, the admin
 //! port, SIGHUP reload of a `-z` file, and a clear one-line error for a bad config.
 #![allow(clippy::unwrap_used)]
 
@@ -205,4 +206,119 @@ fn rest_config_file_with_a_garbage_url_then_a_good_one() {
     let mut direct = Client::connect(a.port);
     assert_eq!(direct.call(b"get k\r\n"), b"VALUE k 0 1\r\nr\r\nEND\r\n");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--servers h:p:w` on the command line: keys land where libmemcached's weighted ketama
+/// (pylibmc, `ketama_weighted`) puts them, per the golden table's `ketama_w112` column, on
+/// memcached servers at the column's own addresses.
+#[test]
+fn weighted_servers_on_the_command_line_place_keys_as_pylibmc_does() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../ring/tests/vectors/memcached.tsv"),
+    )
+    .unwrap();
+    let cols: Vec<&str> = text.lines().filter(|l| l.starts_with("#col\t")).collect();
+    let at = cols
+        .iter()
+        .position(|c| c.starts_with("#col\tketama_w112\t"))
+        .unwrap();
+    let members: Vec<&str> = cols[at].rsplit('\t').next().unwrap().split(',').collect();
+    let mut servers = Vec::new();
+    for m in &members {
+        let port: u16 = m.split(':').nth(1).unwrap().parse().unwrap();
+        let Some(s) = Memcached::start_on("127.0.0.1", Some(port)) else {
+            return;
+        };
+        servers.push(s);
+    }
+    // Rows after the header: key, then one owner index per column.
+    let rows: Vec<(&str, usize)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let key = f[0];
+            let ok =
+                !key.is_empty() && key.len() <= 250 && key.bytes().all(|b| b.is_ascii_graphic());
+            ok.then(|| (key, f[1 + at].parse().unwrap()))
+        })
+        .take(400)
+        .collect();
+    assert_eq!(rows.len(), 400);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let list = members.join(",");
+    let _p = start(&["--listen", &listen, "--servers", &list], &[port]);
+    let mut c = Client::connect(port);
+    for (k, _) in &rows {
+        assert_eq!(
+            c.call(format!("set {k} 0 0 1\r\nw\r\n").as_bytes()),
+            b"STORED\r\n"
+        );
+    }
+    let mut held = [0; 3];
+    for (k, owner) in &rows {
+        let got = Client::connect(servers[*owner].port).call(format!("get {k}\r\n").as_bytes());
+        assert!(
+            got.starts_with(b"VALUE "),
+            "{k} is not on {} as pylibmc says",
+            members[*owner]
+        );
+        held[*owner] += 1;
+    }
+    // Weight 2 on the third: it holds about half.
+    assert!(held[2] > held[0] && held[2] > held[1], "{held:?}");
+}
+
+/// moxi's `-z 'PORT={json}'` (an inline vBucket map) and `-z url=...` (a REST config) given on
+/// the command line of a live process.
+#[test]
+fn inline_json_and_url_forms_of_z_on_the_command_line() {
+    let (Some(a), Some(b)) = (Memcached::start(), Memcached::start()) else {
+        return;
+    };
+    // Four vBuckets: 0 and 3 on a, 1 and 2 on b.
+    let port = free_port();
+    let z = format!(
+        r#"{port}={{"numReplicas":0,"serverList":["{}","{}"],"vBucketMap":[[0],[1],[1],[0]]}}"#,
+        a.addr(),
+        b.addr()
+    );
+    let p = start(&["-z", &z], &[port]);
+    let mut c = Client::connect(port);
+    let masters = [&a, &b, &b, &a];
+    for i in 0..24 {
+        let k = format!("vb{i}");
+        assert_eq!(
+            c.call(format!("set {k} 0 0 1\r\nj\r\n").as_bytes()),
+            b"STORED\r\n"
+        );
+        let owner = masters[usize::from(shoal_ring::vbucket_of(k.as_bytes(), 4))];
+        let got = Client::connect(owner.port).call(format!("get {k}\r\n").as_bytes());
+        assert_eq!(got, format!("VALUE {k} 0 1\r\nj\r\nEND\r\n").into_bytes());
+    }
+    drop(p);
+
+    let body = HttpBody::start(format!(
+        r#"{{"numReplicas":0,"serverList":["{}"],"vBucketMap":[[0],[0]]}}"#,
+        b.addr()
+    ));
+    let port = free_port();
+    let url = format!(
+        "url=http://127.0.0.1:{}/pools/default/bucketsStreaming/default",
+        body.port
+    );
+    let _p = start(&["-z", &url, "-Z", &format!("port_listen={port}")], &[port]);
+    let mut c = Client::connect(port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.call(b"set viaurl 0 0 1\r\nu\r\n") != b"STORED\r\n" {
+        assert!(Instant::now() < deadline, "the URL's config never came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        Client::connect(b.port).call(b"get viaurl\r\n"),
+        b"VALUE viaurl 0 1\r\nu\r\nEND\r\n"
+    );
 }
