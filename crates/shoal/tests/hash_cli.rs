@@ -339,3 +339,68 @@ fn paths_place_request_paths_as_the_router_does() {
     let out = shoal(&["hash", "-a", "ketama", "-s", "h:1", "--paths", "/x"], b"");
     assert_one_line_error(&out, "--paths is for photosrv's choosers");
 }
+
+/// Weighted photosrv shards (`shard2:3`, the config's `shard2,3`): `shoal hash --paths` names
+/// the shard `shoal route --explain` names for the same config, for jump and chash.
+#[test]
+fn weighted_shards_place_as_the_router_does() {
+    let dir = tempfile::tempdir().unwrap();
+    for chooser in ["jump", "chash"] {
+        let cfg = dir.path().join(format!("{chooser}.cfg"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "<photosrv>\n chooser {chooser}\n <test>\n  <shards>\n   shard1 http://127.0.0.1:1\n   \
+                 shard2,3 http://127.0.0.1:2\n   shard3,0 http://127.0.0.1:3\n  </shards>\n </test>\n</photosrv>\n"
+            ),
+        )
+        .unwrap();
+        let paths: Vec<String> = (0..40).map(|i| format!("/w/{i}.jpg")).collect();
+        let mut args = vec![
+            "hash",
+            "-a",
+            chooser,
+            "-s",
+            "shard1,shard2:3,shard3:0",
+            "--paths",
+        ];
+        args.extend(paths.iter().map(String::as_str));
+        let out = shoal(&args, b"");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let placed = String::from_utf8(out.stdout).unwrap();
+        let mut per = [0; 3];
+        for (line, path) in placed.lines().zip(&paths) {
+            let explain = shoal(
+                &[
+                    "route",
+                    "-c",
+                    cfg.to_str().unwrap(),
+                    "--dc",
+                    "test",
+                    "--explain",
+                    path,
+                ],
+                b"",
+            );
+            let text = String::from_utf8(explain.stdout).unwrap();
+            let shard = text
+                .lines()
+                .find_map(|l| l.strip_prefix("primary\t"))
+                .and_then(|l| l.split('\t').next())
+                .unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(line, format!("{path}\t{shard}"), "{chooser}");
+            per[usize::from(shard.as_bytes()[5] - b'1')] += 1;
+        }
+        assert_eq!(per[2], 0, "{chooser}: weight 0 takes nothing");
+        assert!(
+            per[1] > per[0],
+            "{chooser}: weight 3 takes more than weight 1: {per:?}"
+        );
+    }
+    let out = shoal(&["hash", "-a", "jump", "-s", "shard1:x", "k"], b"");
+    assert_one_line_error(&out, "bad weight \"x\" for shard \"shard1\"");
+}

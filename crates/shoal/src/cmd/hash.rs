@@ -9,6 +9,10 @@
 //! leading slash. Without it keys are hashed as given, which is photosrv's key form. A path
 //! photosrv would refuse is an error naming the path. Prefix rewrites and replicas need the
 //! config: `shoal route -c FILE --explain PATH` shows them.
+//!
+//! A jump or chash shard may carry a weight, `shard1:2` (photosrv's `shard1,2` line): then the
+//! placement is the router's weighted shard ring ([`ShardRing`]), the same code `shoal route`
+//! runs.
 
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::PathBuf;
@@ -17,6 +21,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use shoal_ring::{Algorithm, Ring, VBucketMap};
 use shoal_router::normalize::{Rewrites, normalize_request_path};
+use shoal_router::placement::ShardRing;
+use shoal_router::{Chooser, RingSpec, ShardSpec};
 
 /// Arguments of `shoal hash`.
 #[derive(Debug, Args)]
@@ -28,7 +34,8 @@ pub struct HashArgs {
 
     /// Comma-separated members. ketama, modula, rendezvous: `host:port[:weight]`;
     /// groupcache, galaxycache: peer URLs as given to Go's HTTPPool.Set;
-    /// jump, chash: shard names in shard order. Not used with vbucket.
+    /// jump, chash: shard names in shard order, `name:weight` for a weight other than 1.
+    /// Not used with vbucket.
     #[arg(long, short = 's', value_name = "MEMBERS")]
     pub servers: Option<String>,
 
@@ -48,7 +55,7 @@ pub struct HashArgs {
 
 /// Runs `shoal hash`.
 pub fn run(args: HashArgs) -> anyhow::Result<()> {
-    let ring = build_ring(&args)?;
+    let placement = build_placement(&args)?;
     if args.paths
         && !matches!(
             args.algorithm.parse(),
@@ -61,7 +68,7 @@ pub fn run(args: HashArgs) -> anyhow::Result<()> {
         );
     }
     let placer = Placer {
-        ring: ring.as_ref(),
+        placement,
         paths: args.paths,
     };
     let stdout = io::stdout();
@@ -80,6 +87,66 @@ pub fn run(args: HashArgs) -> anyhow::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::InvalidInput => Err(anyhow::anyhow!(e)),
         other => other.context("writing placements"),
     }
+}
+
+/// What places the keys.
+enum Placement {
+    Ring(Box<dyn Ring>),
+    /// jump or chash with weights: the router's shard ring, and the shard names.
+    Shards(ShardRing, Vec<String>),
+}
+
+impl Placement {
+    fn owner(&self, key: &[u8]) -> Option<&str> {
+        match self {
+            Placement::Ring(r) => r.owner(key).map(|m| m.name.as_str()),
+            Placement::Shards(r, names) => names.get(r.shard(key)).map(String::as_str),
+        }
+    }
+}
+
+/// Builds the placement the arguments describe, with one clear error for each kind of bad
+/// input.
+fn build_placement(args: &HashArgs) -> anyhow::Result<Placement> {
+    let algorithm: Algorithm = args.algorithm.parse()?;
+    if let (Algorithm::Jump | Algorithm::Chash, Some(servers)) = (algorithm, &args.servers)
+        && servers.contains(':')
+    {
+        return weighted_shards(algorithm, servers);
+    }
+    build_ring(args).map(Placement::Ring)
+}
+
+/// `name:weight,...` over jump or chash, as the router weighs photosrv's `shardN,WEIGHT`.
+fn weighted_shards(algorithm: Algorithm, servers: &str) -> anyhow::Result<Placement> {
+    let mut shards = Vec::new();
+    for (i, m) in split_members(servers)?.into_iter().enumerate() {
+        let (name, weight) = match m.split_once(':') {
+            Some((n, w)) => (
+                n,
+                w.parse::<u32>()
+                    .map_err(|_| anyhow::anyhow!("--servers: bad weight {w:?} for shard {n:?}"))?,
+            ),
+            None => (m, 1),
+        };
+        shards.push(ShardSpec {
+            name: name.to_string(),
+            index: i64::try_from(i)?,
+            weight,
+            replicas: Vec::new(),
+        });
+    }
+    if shards.iter().all(|s| s.weight == 0) {
+        bail!("--servers {servers:?}: every shard has weight 0");
+    }
+    let chooser = if algorithm == Algorithm::Jump {
+        Chooser::Jump
+    } else {
+        Chooser::Chash
+    };
+    let names = shards.iter().map(|s| s.name.clone()).collect();
+    let ring = ShardRing::new(&RingSpec { chooser, shards })?;
+    Ok(Placement::Shards(ring, names))
 }
 
 /// Builds the ring the arguments describe, with one clear error for each kind of bad input.
@@ -119,14 +186,14 @@ fn split_members(list: &str) -> anyhow::Result<Vec<&str>> {
     Ok(members)
 }
 
-/// Places keys on one ring and writes `KEY<TAB>OWNER` lines.
-struct Placer<'a> {
-    ring: &'a dyn Ring,
+/// Places keys and writes `KEY<TAB>OWNER` lines.
+struct Placer {
+    placement: Placement,
     /// `--paths`: each key is a request path.
     paths: bool,
 }
 
-impl Placer<'_> {
+impl Placer {
     fn place_lines(&self, mut input: impl BufRead, out: &mut impl Write) -> io::Result<()> {
         let mut line = Vec::new();
         loop {
@@ -152,9 +219,9 @@ impl Placer<'_> {
         out.write_all(b"\t")?;
         // A vBucket whose master is -1 has no owner; say so rather than guess.
         let owner = self
-            .ring
+            .placement
             .owner(hashed.as_deref().map_or(key, str::as_bytes))
-            .map_or("-", |m| m.name.as_str());
+            .unwrap_or("-");
         out.write_all(owner.as_bytes())?;
         out.write_all(b"\n")
     }
