@@ -126,8 +126,17 @@ where
             }
         }
     }
+    let mut cut_short = Vec::new();
     if method == Method::PUT
-        && let Err((status, e)) = pump(inner, body, &mut senders, &mut outcomes, &replicas).await
+        && let Err((status, e)) = pump(
+            inner,
+            body,
+            &mut senders,
+            &mut outcomes,
+            &mut cut_short,
+            &replicas,
+        )
+        .await
     {
         set.abort_all();
         return text(status, format!("reading the request body: {e}\n"));
@@ -136,6 +145,14 @@ where
     while let Some(joined) = set.join_next().await {
         let Ok((i, res)) = joined else { continue };
         let o = match res {
+            // A success before the whole body was taken cannot be a whole file.
+            Ok(resp) if resp.status().is_success() && cut_short.contains(&i) => {
+                Outcome::Failed(format!(
+                    "{}: answered {} before taking the whole body",
+                    replicas[i].base(),
+                    resp.status()
+                ))
+            }
             Ok(resp) if resp.status().is_success() => Outcome::Stored(resp.status()),
             Ok(resp) if method == Method::DELETE && resp.status() == StatusCode::NOT_FOUND => {
                 Outcome::Stored(StatusCode::NO_CONTENT)
@@ -148,16 +165,24 @@ where
         };
         outcomes.entry(i).or_insert(o);
     }
+    // A replica whose task ended without a result (it panicked) missed the write too.
+    for &i in &live {
+        outcomes.entry(i).or_insert_with(|| {
+            Outcome::Failed(format!("{}: ended without a result", replicas[i].base()))
+        });
+    }
     finish(inner, &method, path, targets, &replicas, outcomes).await
 }
 
 /// Copies the client's body to every replica still taking it. A client that sends nothing for
-/// the body timeout gets 408.
+/// the body timeout gets 408. A replica whose request ended before the body did goes into
+/// `cut_short`: whatever it answered, it has not stored the whole body.
 async fn pump<B>(
     inner: &Inner,
     mut body: B,
     senders: &mut Vec<Feed>,
     outcomes: &mut HashMap<usize, Outcome>,
+    cut_short: &mut Vec<usize>,
     replicas: &[Arc<Replica>],
 ) -> Result<(), (StatusCode, String)>
 where
@@ -187,8 +212,9 @@ where
             match tokio::time::timeout(stall, tx.send(Ok(data.clone()))).await {
                 Ok(Ok(())) => k += 1,
                 // The replica's request ended (refused, reset, answered early): its task's
-                // result says why.
+                // result says why, and an early success is not taken for a stored file.
                 Ok(Err(_)) => {
+                    cut_short.push(*i);
                     senders.swap_remove(k);
                 }
                 Err(_) => {

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use shoal_router::Settings;
 use support::*;
 
 /// A replica that takes one PUT: it records the request head and every body byte as it
@@ -131,4 +132,54 @@ async fn a_put_body_reaches_every_replica_while_the_client_is_still_sending() {
         assert_eq!(body.len(), LEN, "{}", s.url);
         assert!(*body == data, "{}: the body differs", s.url);
     }
+}
+
+/// A replica that answers 201 after the first 64 KiB of an 8 MiB PUT and closes: it has not
+/// stored the file, so the write is stored on 2 of 3, not 3, and that replica is journalled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_answering_success_before_taking_the_whole_body_has_not_stored_it() {
+    const LEN: usize = 8 << 20;
+    let early = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let Ok((mut c, _)) = l.accept() else { return };
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut got = 0;
+            let mut buf = vec![0u8; 16 * 1024];
+            while got < 64 * 1024 {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got += n,
+                }
+            }
+            let _ = c.write_all(
+                b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        });
+        url
+    };
+    let sinks: Vec<Sink> = (0..2).map(|_| Sink::start()).collect();
+    let mut urls: Vec<String> = sinks.iter().map(|s| s.url.clone()).collect();
+    urls.push(early.clone());
+    let cfg = config(&photosrv_config("jump", &[urls], None));
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let front = Front::start(
+        &cfg,
+        Settings {
+            journal: Some(journal.clone()),
+            ..settings()
+        },
+    )
+    .await;
+    let r = put(&front.url("/big/early.bin"), content(3, LEN)).await;
+    assert_eq!(r.status, http::StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.headers.get("x-shoal-stored").unwrap(), "2/3");
+    for s in &sinks {
+        assert_eq!(s.body.lock().unwrap().len(), LEN);
+    }
+    let (entries, _) = shoal_router::journal::read(&journal).unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].replica, early);
 }
