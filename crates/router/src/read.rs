@@ -101,22 +101,31 @@ async fn multi_head(
         set.spawn(async move { (i, send(client, r, req, timeout * 2).await) });
     }
     let mut good = Vec::new();
+    let mut answered = |joined: Option<Result<Attempt, tokio::task::JoinError>>| match joined {
+        None => false,
+        Some(Ok((i, res))) => {
+            pending[i] = false;
+            if res.is_ok_and(|resp| resp.status().as_u16() < 400) {
+                good.push(i);
+            }
+            true
+        }
+        Some(Err(_)) => true,
+    };
     loop {
         tokio::select! {
-            joined = set.join_next() => match joined {
-                None => break,
-                Some(Ok((i, res))) => {
-                    pending[i] = false;
-                    if res.is_ok_and(|resp| resp.status().as_u16() < 400) {
-                        good.push(i);
-                    }
-                }
-                Some(Err(_)) => {}
-            },
+            // An answer that is ready counts before the deadline does.
+            biased;
+            joined = set.join_next() => if !answered(joined) { break },
             _ = tokio::time::sleep_until(deadline) => {
-                metrics::multi_head_timeout();
-                for (i, _) in pending.iter().enumerate().filter(|(_, p)| **p) {
-                    order[i].record(timeout, false);
+                while let Some(joined) = set.try_join_next() {
+                    answered(Some(joined));
+                }
+                if pending.contains(&true) {
+                    metrics::multi_head_timeout();
+                    for (i, _) in pending.iter().enumerate().filter(|(_, p)| **p) {
+                        order[i].record(timeout, false);
+                    }
                 }
                 break;
             }
