@@ -228,27 +228,36 @@ fn photosrv_ring(base: &Block, dc: &str) -> Result<Option<RingSpec>, RouteError>
     };
     let mut specs: Vec<ShardSpec> = Vec::new();
     // Name and index → the line that gave them, for errors naming both lines.
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut indices: HashMap<i64, (String, usize)> = HashMap::new();
+    let mut seen: HashMap<String, &simpleconf::Line> = HashMap::new();
+    let mut indices: HashMap<i64, (String, &simpleconf::Line)> = HashMap::new();
     for (key, endpoints, at) in shards.items() {
         let (name, weight) = match key.split_once(',') {
             Some((n, w)) => {
                 let w: u32 = w
                     .parse()
-                    .map_err(|_| at.error(format!("bad weight {w:?} for shard {dc}>{n}")))?;
+                    .ok()
+                    .filter(|w| *w <= crate::placement::MAX_WEIGHT)
+                    .ok_or_else(|| {
+                        at.error(format!(
+                            "bad weight {w:?} for shard {dc}>{n}: expected 0 to {}",
+                            crate::placement::MAX_WEIGHT
+                        ))
+                    })?;
                 (n, w)
             }
             None => (key, 1),
         };
         let (name, index) = shard_name(name).map_err(|e| at.error(e))?;
-        if let Some(first) = seen.insert(name.clone(), at.line) {
+        if let Some(first) = seen.insert(name.clone(), at) {
             return Err(at.error(format!(
-                "shard {name} is listed twice (first on line {first})"
+                "shard {name} is listed twice (first on {})",
+                first.place(at)
             )));
         }
-        if let Some((other, line)) = indices.insert(index, (name.clone(), at.line)) {
+        if let Some((other, line)) = indices.insert(index, (name.clone(), at)) {
             return Err(at.error(format!(
-                "shard {name} repeats index {index} of shard {other} (line {line})"
+                "shard {name} repeats index {index} of shard {other} ({})",
+                line.place(at)
             )));
         }
         let replicas: Vec<String> = endpoints.split_whitespace().map(str::to_string).collect();

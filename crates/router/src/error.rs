@@ -6,7 +6,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RouteError {
-    /// A line of a photosrv (Config::General) file could not be read.
+    /// A line of a photosrv (Config::General) file is malformed or holds a bad value (a shard
+    /// line's name, weight, replicas or a duplicate).
     #[error("{file}:{line}: {message}")]
     Syntax {
         /// The file (or `<string>`).

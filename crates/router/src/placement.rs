@@ -13,6 +13,10 @@ use shoal_ring::{Chash, Jump, Ring};
 use crate::RouteError;
 use crate::config::{Chooser, RingSpec};
 
+/// The largest shard weight: each unit is a ring member, so a weight of billions would
+/// exhaust memory building the ring.
+pub const MAX_WEIGHT: u32 = 10_000;
+
 /// A ring of shards: `shard(key)` is the index of the owning shard in [`RingSpec::shards`].
 #[derive(Debug)]
 pub struct ShardRing {
@@ -24,6 +28,12 @@ pub struct ShardRing {
 impl ShardRing {
     /// Builds the ring for `spec`.
     pub fn new(spec: &RingSpec) -> Result<Self, RouteError> {
+        if let Some(s) = spec.shards.iter().find(|s| s.weight > MAX_WEIGHT) {
+            return Err(RouteError::config(format!(
+                "shard {} has weight {}: at most {MAX_WEIGHT}",
+                s.name, s.weight
+            )));
+        }
         let weighted = spec.shards.iter().any(|s| s.weight != 1);
         let mut names = Vec::new();
         let mut bucket_shard = Vec::new();

@@ -40,6 +40,16 @@ impl Line {
     pub fn error(&self, message: impl Into<String>) -> RouteError {
         syntax(&self.file, self.line, message)
     }
+
+    /// This line as a message about `from` names it: `line 5` in the same file,
+    /// `other.cfg:5` in another.
+    pub fn place(&self, from: &Line) -> String {
+        if self.file == from.file {
+            format!("line {}", self.line)
+        } else {
+            format!("{}:{}", self.file.display(), self.line)
+        }
+    }
 }
 
 /// A block: its entries in file order (a key may repeat).

@@ -133,6 +133,11 @@ fn bad_shards_are_refused() {
             "shard01 repeats index 1 of shard shard1 (line 5)",
         ),
         ("shard1 http://a\nshard2", 6, "shard2 has no replicas"),
+        (
+            "shard1,10001 http://a",
+            5,
+            "bad weight \"10001\" for shard e>shard1: expected 0 to 10000",
+        ),
     ] {
         let e = with(shards);
         assert!(
@@ -145,6 +150,25 @@ fn bad_shards_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("ketama"), "{e}");
+}
+
+/// A duplicate shard whose first line is in an included file: the error names that file.
+#[test]
+fn a_duplicate_from_an_included_file_names_that_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("more.cfg"), "shard1 http://a\n").unwrap();
+    let main = dir.path().join("main.cfg");
+    std::fs::write(
+        &main,
+        "<photosrv>\n<e>\n<shards>\ninclude more.cfg\nshard1 http://b\n</shards>\n</e>\n</photosrv>\n",
+    )
+    .unwrap();
+    let e = RouteConfig::load(&main, "e").unwrap_err().to_string();
+    assert!(
+        e.contains("main.cfg:5: shard shard1 is listed twice (first on "),
+        "{e}"
+    );
+    assert!(e.contains("more.cfg:1)"), "{e}");
 }
 
 #[test]

@@ -401,6 +401,17 @@ fn weighted_shards_place_as_the_router_does() {
             "{chooser}: weight 3 takes more than weight 1: {per:?}"
         );
     }
-    let out = shoal(&["hash", "-a", "jump", "-s", "shard1:x", "k"], b"");
-    assert_one_line_error(&out, "bad weight \"x\" for shard \"shard1\"");
+    for (servers, needle) in [
+        ("shard1:x", "bad weight \"x\" for shard \"shard1\""),
+        (":2,shard2", "shard 1 has no name"),
+        ("a:0,a:2", "shard \"a\" is listed twice"),
+        ("a:0,b:0", "every shard has weight 0"),
+        (
+            "a:4000000000",
+            "shard a has weight 4000000000: at most 10000",
+        ),
+    ] {
+        let out = shoal(&["hash", "-a", "chash", "-s", servers, "k"], b"");
+        assert_one_line_error(&out, needle);
+    }
 }

@@ -112,14 +112,18 @@ fn build_placement(args: &HashArgs) -> anyhow::Result<Placement> {
     if let (Algorithm::Jump | Algorithm::Chash, Some(servers)) = (algorithm, &args.servers)
         && servers.contains(':')
     {
+        if args.vbucket_map.is_some() {
+            bail!("--vbucket-map is only used with --algorithm vbucket");
+        }
         return weighted_shards(algorithm, servers);
     }
     build_ring(args).map(Placement::Ring)
 }
 
 /// `name:weight,...` over jump or chash, as the router weighs photosrv's `shardN,WEIGHT`.
+/// Names are hashed as given: photosrv's config reader lower-cases them, so write them so.
 fn weighted_shards(algorithm: Algorithm, servers: &str) -> anyhow::Result<Placement> {
-    let mut shards = Vec::new();
+    let mut shards: Vec<ShardSpec> = Vec::new();
     for (i, m) in split_members(servers)?.into_iter().enumerate() {
         let (name, weight) = match m.split_once(':') {
             Some((n, w)) => (
@@ -129,6 +133,12 @@ fn weighted_shards(algorithm: Algorithm, servers: &str) -> anyhow::Result<Placem
             ),
             None => (m, 1),
         };
+        if name.is_empty() {
+            bail!("--servers {servers:?}: shard {} has no name", i + 1);
+        }
+        if shards.iter().any(|s| s.name == name) {
+            bail!("--servers {servers:?}: shard {name:?} is listed twice");
+        }
         shards.push(ShardSpec {
             name: name.to_string(),
             index: i64::try_from(i)?,

@@ -283,7 +283,7 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let admin_l = admin_listen.bind().await?;
-        tracing::info!(listen = %front.local_addr()?, admin = %admin_listen, state = %router.migration_state(), "shoal route serving");
+        tracing::info!(listen = %front.local_addr()?, admin = %bound(admin_l.as_ref()), state = %router.migration_state(), "shoal route serving");
         let shutdown = crate::shutdown::Shutdown::on_signals();
         let tasks = router.spawn_background();
         let admin_task = tokio::spawn(serve_admin(admin_l, router.clone(), shutdown.clone()));
@@ -298,7 +298,6 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
             t.abort();
         }
         admin_task.await.context("admin server")?
-
     })
 }
 
@@ -319,7 +318,7 @@ fn run_runtimes(
         let listeners = runtimes::bind(listen, n)?;
         let admin_l = admin_listen.bind().await?;
         let front = listeners[0].local_addr()?;
-        tracing::info!(listen = %front, admin = %admin_listen, runtimes = n, state = %router.migration_state(), "shoal route serving");
+        tracing::info!(listen = %front, admin = %bound(admin_l.as_ref()), runtimes = n, state = %router.migration_state(), "shoal route serving");
         let shutdown = crate::shutdown::Shutdown::on_signals();
         let tasks = router.spawn_background();
         let limits = server::ServerLimits {
@@ -394,6 +393,12 @@ impl AdminListen {
             .with_context(|| format!("cannot listen on {addr} (admin)"))?;
         Ok(Some(l))
     }
+}
+
+/// The admin listener's bound address (port 0 resolved), or `off`.
+fn bound(l: Option<&tokio::net::TcpListener>) -> String {
+    l.and_then(|l| l.local_addr().ok())
+        .map_or_else(|| "off".to_string(), |a| a.to_string())
 }
 
 /// Serves the admin API on `listener` until `shutdown`; without one, just waits for it.
