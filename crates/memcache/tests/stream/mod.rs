@@ -90,7 +90,9 @@ pub fn random_command(rng: &mut StdRng, out: &mut Vec<u8>, meta: bool) {
         }
         4 => {
             let v = value(rng);
-            let cas: u64 = rng.random_range(0..3);
+            // Never a CAS a server has given out (each server counts from 1): the same
+            // EXISTS or NOT_FOUND on one server as on three.
+            let cas: u64 = rng.random_range(1 << 40..1 << 41);
             out.extend_from_slice(
                 format!("cas {key} 0 0 {} {cas}{noreply}\r\n", v.len()).as_bytes(),
             );
@@ -201,7 +203,12 @@ pub fn random_binary_command(rng: &mut StdRng, out: &mut Vec<u8>, opaque: u32) {
             // SET, ADD, REPLACE and their quiet forms 0x11..0x13.
             let base = SET + rng.random_range(0..3);
             let op = quiet(rng, base, base + 0x10);
-            let cas = if rng.random_bool(0.1) { 1 } else { 0 };
+            // As in the ascii stream, a CAS no server has given out.
+            let cas = if rng.random_bool(0.1) {
+                rng.random_range(1 << 40..1 << 41)
+            } else {
+                0
+            };
             let v = value(rng);
             req(
                 op,
