@@ -8,52 +8,17 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::route::{Route, free_addr};
+use common::route::{Route, free_addr, request, try_request};
 
 /// `shoal route` with `cfg` written into `dir`, health checks off.
 fn start(dir: &Path, cfg: &str, extra: &[&str]) -> Route {
     let path = dir.join("route.cfg");
     std::fs::write(&path, cfg).unwrap();
     Route::start(&path, &[&["--health-interval", "0"], extra].concat())
-}
-
-/// One HTTP/1.0 request with a 10s deadline; returns the status and the body.
-fn http(addr: SocketAddr, method: &str, target: &str, body: &str) -> (u16, String) {
-    try_http(addr, method, target, body)
-        .unwrap_or_else(|e| panic!("{method} {target} on {addr}: {e}"))
-}
-
-fn try_http(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    body: &str,
-) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let req = format!(
-        "{method} {target} HTTP/1.0\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let status = out
-        .strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.get(2..5))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Ok((status, body))
 }
 
 fn config(migration: bool) -> String {
@@ -88,18 +53,18 @@ fn migration_switch_refuses_bad_keys_and_persists_good_switches() {
         &config(true),
         &["--migration-key", "s3cret", "--migration-state", sfs],
     );
-    let (code, body) = http(r.admin, "GET", "/migration/start?key=wrong", "");
+    let (code, body) = request(r.admin, "GET", "/migration/start?key=wrong", b"");
     assert_eq!((code, body.contains("invalid key")), (400, true), "{body}");
-    let (code, body) = http(r.admin, "GET", "/migration/start", "");
+    let (code, body) = request(r.admin, "GET", "/migration/start", b"");
     assert_eq!((code, body.contains("invalid key")), (400, true), "{body}");
-    let (code, _) = http(r.admin, "GET", "/migration/start?key=", "");
+    let (code, _) = request(r.admin, "GET", "/migration/start?key=", b"");
     assert_eq!(code, 400);
     assert_eq!(state(&sf), "", "a refused switch wrote the state file");
-    let (code, body) = http(r.admin, "GET", "/migration/start?key=s3cret", "");
+    let (code, body) = request(r.admin, "GET", "/migration/start?key=s3cret", b"");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("msBothConfigs"), "{body}");
     assert_eq!(state(&sf), "msBothConfigs");
-    let (code, body) = http(r.admin, "POST", "/migration/finish", "key=s3cret");
+    let (code, body) = request(r.admin, "POST", "/migration/finish", b"key=s3cret");
     assert_eq!(code, 200, "{body}");
     assert_eq!(state(&sf), "msNewConfig");
     drop(r);
@@ -109,7 +74,7 @@ fn migration_switch_refuses_bad_keys_and_persists_good_switches() {
         &config(true),
         &["--migration-key", "s3cret", "--migration-state", sfs],
     );
-    let (_, body) = http(r.admin, "GET", "/status", "");
+    let (_, body) = request(r.admin, "GET", "/status", b"");
     assert!(body.contains("msNewConfig"), "{body}");
 }
 
@@ -117,7 +82,7 @@ fn migration_switch_refuses_bad_keys_and_persists_good_switches() {
 fn an_empty_configured_key_refuses_every_switch() {
     let dir = tempfile::tempdir().unwrap();
     let r = start(dir.path(), &config(true), &["--migration-key", ""]);
-    let (code, body) = http(r.admin, "GET", "/migration/start?key=", "");
+    let (code, body) = request(r.admin, "GET", "/migration/start?key=", b"");
     assert_eq!(code, 400);
     assert!(body.contains("no migration key is configured"), "{body}");
 }
@@ -126,7 +91,7 @@ fn an_empty_configured_key_refuses_every_switch() {
 fn a_switch_without_a_migration_ring_is_a_400() {
     let dir = tempfile::tempdir().unwrap();
     let r = start(dir.path(), &config(false), &["--migration-key", "k"]);
-    let (code, body) = http(r.admin, "GET", "/migration/start?key=k", "");
+    let (code, body) = request(r.admin, "GET", "/migration/start?key=k", b"");
     assert_eq!(code, 400);
     assert!(body.contains("missing migration ring"), "{body}");
 }
@@ -140,9 +105,9 @@ fn metrics_count_requests_and_replica_errors() {
         &config(false),
         &["--connect-timeout", "300ms", "--runtimes", "0"],
     );
-    let (code, _) = http(r.front, "GET", "/a/b.jpg", "");
+    let (code, _) = request(r.front, "GET", "/a/b.jpg", b"");
     assert_eq!(code, 502);
-    let (_, m) = http(r.admin, "GET", "/metrics", "");
+    let (_, m) = request(r.admin, "GET", "/metrics", b"");
     assert!(
         m.contains("shoal_route_requests_total{method=\"GET\",status=\"502\"} 1"),
         "{m}"
@@ -163,17 +128,17 @@ fn runtimes_share_the_front_port_the_router_and_its_metrics() {
     );
     // One connection each: the kernel spreads them over both runtimes' listeners.
     for _ in 0..6 {
-        let (code, body) = http(r.front, "GET", "/a/b.jpg", "");
+        let (code, body) = request(r.front, "GET", "/a/b.jpg", b"");
         assert_eq!(code, 502, "{body}");
     }
-    let (code, _) = http(r.front, "POST", "/a/b.jpg", "");
+    let (code, _) = request(r.front, "POST", "/a/b.jpg", b"");
     assert_eq!(code, 405);
-    let (_, m) = http(r.admin, "GET", "/metrics", "");
+    let (_, m) = request(r.admin, "GET", "/metrics", b"");
     assert!(
         m.contains("shoal_route_requests_total{method=\"GET\",status=\"502\"} 6"),
         "{m}"
     );
-    let (code, _) = http(r.admin, "GET", "/status", "");
+    let (code, _) = request(r.admin, "GET", "/status", b"");
     assert_eq!(code, 200);
 }
 
@@ -197,7 +162,7 @@ fn admin_off_serves_the_front_and_stops_on_sigterm() {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let code = loop {
-            if let Ok((code, _)) = try_http(front, "GET", "/a/b.jpg", "") {
+            if let Ok((code, _)) = try_request(front, "GET", "/a/b.jpg", b"") {
                 break code;
             }
             assert!(child.try_wait().unwrap().is_none(), "shoal route exited");
