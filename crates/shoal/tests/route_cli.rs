@@ -12,7 +12,7 @@ mod common;
 use std::process::{Command, Output};
 
 use common::route::{Route, request};
-use shoal_testkit::webdav::{Node, nginx_or_skip};
+use shoal_testkit::webdav::{Node, nginx_or_skip, photosrv_config};
 
 fn shoal(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_shoal"))
@@ -40,16 +40,10 @@ fn explain_route_and_repair_from_the_journal_and_by_listing() {
     let nodes: Vec<Node> = (0..6).map(|_| Node::start()).collect();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("photosrv.conf");
-    let urls =
-        |r: std::ops::Range<usize>| nodes[r].iter().map(Node::url).collect::<Vec<_>>().join(" ");
+    let urls = |r: std::ops::Range<usize>| nodes[r].iter().map(Node::url).collect::<Vec<_>>();
     std::fs::write(
         &cfg,
-        format!(
-            "<photosrv>\n chooser jump\n <test>\n  <shards>\n   shard1 {}\n   shard2 {}\n  \
-             </shards>\n </test>\n</photosrv>\n",
-            urls(0..3),
-            urls(3..6)
-        ),
+        photosrv_config("jump", &[urls(0..3), urls(3..6)], None),
     )
     .unwrap();
     let cfg_s = cfg.to_str().unwrap();

@@ -14,20 +14,12 @@ use std::time::{Duration, Instant};
 
 use common::origin::{metric, wait_until};
 use common::route::{Hang, Route, free_addr, request};
-use shoal_testkit::webdav::{Node, nginx_or_skip};
+use shoal_testkit::webdav::{Node, nginx_or_skip, photosrv_config};
 
 /// A photosrv config with one shard over `replicas`, written into `dir`.
 fn one_shard(dir: &Path, name: &str, replicas: &[String]) -> PathBuf {
     let p = dir.join(name);
-    std::fs::write(
-        &p,
-        format!(
-            "<photosrv>\n chooser jump\n <test>\n  <shards>\n   shard1 {}\n  </shards>\n \
-             </test>\n</photosrv>\n",
-            replicas.join(" ")
-        ),
-    )
-    .unwrap();
+    std::fs::write(&p, photosrv_config("jump", &[replicas.to_vec()], None)).unwrap();
     p
 }
 

@@ -10,7 +10,7 @@
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
-use shoal_testkit::webdav::{Node, nginx_or_skip};
+use shoal_testkit::webdav::{Node, nginx_or_skip, photosrv_config};
 use std::time::{Duration, Instant};
 
 /// A loopback port nothing listens on.
@@ -145,16 +145,10 @@ fn a_local_tree_lands_on_its_shards_with_progress_and_check_skips_it() {
     }
     let nodes: Vec<Node> = (0..6).map(|_| Node::start()).collect();
     let dir = tempfile::tempdir().unwrap();
-    let urls =
-        |r: std::ops::Range<usize>| nodes[r].iter().map(Node::url).collect::<Vec<_>>().join(" ");
+    let urls = |r: std::ops::Range<usize>| nodes[r].iter().map(Node::url).collect::<Vec<_>>();
     std::fs::write(
         dir.path().join("route.cfg"),
-        format!(
-            "<photosrv>\n chooser jump\n <test>\n  <shards>\n   shard1 {}\n   shard2 {}\n  \
-             </shards>\n </test>\n</photosrv>\n",
-            urls(0..3),
-            urls(3..6)
-        ),
+        photosrv_config("jump", &[urls(0..3), urls(3..6)], None),
     )
     .unwrap();
     let mut items = String::new();

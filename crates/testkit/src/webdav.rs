@@ -166,3 +166,29 @@ impl Drop for Node {
         self.stop();
     }
 }
+
+/// A photosrv config for data centre `test` with one shard per replica list (`shard1`,
+/// `shard2`, ... in order), and optionally a `<migration>` ring, both with `chooser`.
+pub fn photosrv_config(
+    chooser: &str,
+    shards: &[Vec<String>],
+    migration: Option<&[Vec<String>]>,
+) -> String {
+    let block = |shards: &[Vec<String>]| {
+        let mut s = String::from("  <test>\n   <shards>\n");
+        for (i, reps) in shards.iter().enumerate() {
+            s.push_str(&format!("    shard{} {}\n", i + 1, reps.join(" ")));
+        }
+        s.push_str("   </shards>\n  </test>\n");
+        s
+    };
+    let mut s = format!("<photosrv>\n chooser {chooser}\n{}", block(shards));
+    if let Some(m) = migration {
+        s.push_str(&format!(
+            " <migration>\n  chooser {chooser}\n{}</migration>\n",
+            block(m)
+        ));
+    }
+    s.push_str("</photosrv>\n");
+    s
+}

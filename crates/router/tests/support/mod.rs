@@ -17,7 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use shoal_router::{RouteConfig, Router, Settings, server};
 #[allow(unused_imports)]
-pub use shoal_testkit::webdav::{Node, nginx_or_skip};
+pub use shoal_testkit::webdav::{Node, nginx_or_skip, photosrv_config};
 
 /// A node that accepts connections and never answers.
 pub struct Hang {
@@ -63,31 +63,6 @@ impl Drop for Hang {
             let _ = t.join();
         }
     }
-}
-
-/// A photosrv config for data centre `test` with one shard per replica list.
-pub fn photosrv_config(
-    chooser: &str,
-    shards: &[Vec<String>],
-    migration: Option<&[Vec<String>]>,
-) -> String {
-    let block = |shards: &[Vec<String>]| {
-        let mut s = String::from("  <test>\n   <shards>\n");
-        for (i, reps) in shards.iter().enumerate() {
-            s.push_str(&format!("    shard{} {}\n", i + 1, reps.join(" ")));
-        }
-        s.push_str("   </shards>\n  </test>\n");
-        s
-    };
-    let mut s = format!("<photosrv>\n chooser {chooser}\n{}", block(shards));
-    if let Some(m) = migration {
-        s.push_str(&format!(
-            " <migration>\n  chooser {chooser}\n{}</migration>\n",
-            block(m)
-        ));
-    }
-    s.push_str("</photosrv>\n");
-    s
 }
 
 pub fn config(text: &str) -> RouteConfig {

@@ -43,7 +43,7 @@ impl Route {
             admin,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !answers_200(admin, "/status") {
+        while !shoal_testkit::answers_ok(admin, "/status") {
             if let Ok(Some(status)) = r.child.try_wait() {
                 panic!("shoal route exited at start: {status}");
             }
@@ -69,20 +69,6 @@ impl Drop for Route {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Whether `GET path` on `addr` is answered `200` over HTTP.
-fn answers_200(addr: SocketAddr, path: &str) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(s, "GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut reply = Vec::new();
-    let _ = s.read_to_end(&mut reply);
-    reply.starts_with(b"HTTP/1.1 200 ") || reply.starts_with(b"HTTP/1.0 200 ")
 }
 
 /// One HTTP/1.1 request with `Connection: close` and a 20s read deadline: the status and the
