@@ -259,13 +259,15 @@ async fn binary(ctx: &Ctx<'_>, mut b: BinaryRequest) -> Pending {
             };
         }
         QuitQ => return Pending::Close(Bytes::new()),
+        // memcached 1.6.18 does not serve VERBOSITY: it answers UNKNOWN_COMMAND and then
+        // skips 4 bytes past the frame. On a shared connection those bytes belong to the next
+        // request, and the rest is read as requests nobody sent (whose replies go to other
+        // clients), so it is answered here, as for opcodes memcached does not know.
+        Verbosity => return Pending::Ready(error_reply(&b.header, Status::UNKNOWN_COMMAND)),
         Flush | FlushQ | Stat => return broadcast::binary(ctx, b).await,
         _ => {}
     }
-    let keyed = !matches!(
-        op,
-        SaslListMechs | SaslAuth | SaslStep | Verbosity | Quit | QuitQ
-    );
+    let keyed = !matches!(op, SaslListMechs | SaslAuth | SaslStep | Quit | QuitQ);
     let route = if keyed {
         ctx.cluster.router.route(&b.key, &ctx.cluster.pool)
     } else {

@@ -1,0 +1,86 @@
+//! Regressions found in review, each against real memcached on loopback: requests that
+//! used to put a shared downstream connection out of step or fail other clients' requests.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use shoal_memcache::proxy::{ProxyConfig, Servers};
+use shoal_memcache::route::Distribution;
+use support::Memcached;
+use support::bin::{self, req, store_extras};
+use support::shoal::Shoal;
+
+const GET: u8 = 0x00;
+const SET: u8 = 0x01;
+const NOOP: u8 = 0x0a;
+const VERBOSITY: u8 = 0x1b;
+
+/// One server, one downstream connection per protocol: every request of every client
+/// shares it.
+fn one_conn(server: &Memcached) -> ProxyConfig {
+    let mut cfg = ProxyConfig::new(
+        "reg",
+        Servers::List {
+            members: vec![server.addr()],
+            distribution: Distribution::Ketama,
+        },
+    );
+    cfg.pool.conns = 1;
+    cfg.pool.timeout = Duration::from_secs(2);
+    cfg
+}
+
+/// memcached 1.6.18 answers a binary VERBOSITY with UNKNOWN_COMMAND and then skips 4 bytes
+/// more than the frame. Forwarded on a shared connection, those 4 bytes come out of the next
+/// request and the rest is read as requests the proxy never sent: a VERBOSITY carrying a
+/// crafted body made the server answer a smuggled GET, and that answer went to the next
+/// request on the connection (here the client's GET of a missing key got another key's
+/// value). The proxy must answer VERBOSITY itself.
+#[test]
+fn binary_verbosity_is_not_forwarded_to_a_shared_connection() {
+    let Some(mc) = Memcached::start() else { return };
+    let shoal = Shoal::start(one_conn(&mc));
+    let mut c = shoal.client();
+    let stored = bin::call(
+        &mut c.s,
+        &req(SET, 1, 0, &store_extras(0, 0), b"secret", b"s3cr3t"),
+        SET,
+        1,
+    );
+    assert_eq!(stored[0].status, 0);
+
+    // VERBOSITY #2 is laid out so that, read 4 bytes late, its header is a NOOP and its
+    // body a GET of "secret" and five NOOPs.
+    let v1 = req(VERBOSITY, 2, 0, &[0, 0, 0, 1], b"", b"");
+    let mut smuggled = vec![0u8; 4]; // the rest of the misread header (its cas)
+    smuggled.extend_from_slice(&req(GET, 7, 0, b"", b"secret", b""));
+    for _ in 0..5 {
+        smuggled.extend_from_slice(&req(NOOP, 7, 0, b"", b"", b""));
+    }
+    assert!((128..1 << 16).contains(&smuggled.len()));
+    let mut v2 = req(VERBOSITY, 0, 0, &[], b"", &smuggled);
+    v2[4] = 0x80; // extras length 128: read late, the magic byte
+    v2[5] = NOOP; // data type: read late, the opcode
+    let mut pipeline = v1;
+    pipeline.extend_from_slice(&v2);
+    pipeline.extend_from_slice(&req(GET, 3, 0, b"", b"missing", b""));
+    pipeline.extend_from_slice(&req(NOOP, 4, 0, b"", b"", b""));
+    let frames = bin::call(&mut c.s, &pipeline, NOOP, 4);
+    let replies: Vec<(u8, u16, u32)> = frames
+        .iter()
+        .map(|f| (f.opcode, f.status, f.opaque))
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            (VERBOSITY, 0x81, 2),
+            (VERBOSITY, 0x81, 0),
+            (GET, 1, 3),
+            (NOOP, 0, 4)
+        ],
+        "{frames:?}"
+    );
+    assert!(frames.iter().all(|f| f.value != b"s3cr3t"), "{frames:?}");
+}
