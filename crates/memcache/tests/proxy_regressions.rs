@@ -84,3 +84,48 @@ fn binary_verbosity_is_not_forwarded_to_a_shared_connection() {
     );
     assert!(frames.iter().all(|f| f.value != b"s3cr3t"), "{frames:?}");
 }
+
+const STAT: u8 = 0x10;
+
+/// memcached 1.6.18 answers `stats sizes_enable` and `stats sizes_disable` with their
+/// `STAT sizes_status` line and no `END` (binary: no empty STAT after it). Framed as a
+/// stats reply up to `END`, the proxy took the next request's reply on the shared
+/// connection as the rest of it, and every later reply went to the request before.
+#[test]
+fn stats_sizes_enable_without_end_does_not_shift_later_replies() {
+    let Some(mc) = Memcached::start() else { return };
+    let shoal = Shoal::start(one_conn(&mc));
+    let mut c = shoal.client();
+    assert_eq!(c.call(b"set k 0 0 1\r\nv\r\n"), b"STORED\r\n");
+    for (cmd, status) in [("sizes_enable", "enabled"), ("sizes_disable", "disabled")] {
+        let r = c.call(format!("stats {cmd}\r\nget k\r\n").as_bytes());
+        assert_eq!(
+            String::from_utf8_lossy(&r),
+            format!("STAT sizes_status {status}\r\nVALUE k 0 1\r\nv\r\nEND\r\n")
+        );
+    }
+
+    let mut b = shoal.client();
+    for (cmd, status) in [
+        (&b"sizes_enable"[..], &b"enabled"[..]),
+        (b"sizes_disable", b"disabled"),
+    ] {
+        let mut pipeline = req(STAT, 1, 0, b"", cmd, b"");
+        pipeline.extend_from_slice(&req(GET, 2, 0, b"", b"k", b""));
+        pipeline.extend_from_slice(&req(NOOP, 3, 0, b"", b"", b""));
+        let frames = bin::call(&mut b.s, &pipeline, NOOP, 3);
+        let got: Vec<(u8, u32, &[u8], &[u8])> = frames
+            .iter()
+            .map(|f| (f.opcode, f.opaque, &f.key[..], &f.value[..]))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (STAT, 1, &b"sizes_status"[..], status),
+                (GET, 2, b"", b"v"),
+                (NOOP, 3, b"", b"")
+            ],
+            "{frames:?}"
+        );
+    }
+}

@@ -277,6 +277,7 @@ fn push_ascii(f: &mut InFlight, r: Response) -> bool {
     let done = match f.job.expect {
         Expect::UntilEnd => !matches!(r, Response::Value(_) | Response::Stat { .. }),
         Expect::UntilMn => matches!(&r, Response::Meta(m) if m.code == MetaCode::Mn),
+        Expect::UntilVersion => matches!(r, Response::Version(_)),
         _ => true,
     };
     if let Reply::Ascii(v) = &mut f.got {
@@ -289,7 +290,6 @@ fn push_ascii(f: &mut InFlight, r: Response) -> bool {
 fn push_binary(f: &mut InFlight, r: BinaryResponse) -> bool {
     let done = match f.job.expect {
         Expect::BinUntilNoop => r.header.opcode == Opcode::Noop as u8,
-        Expect::BinStats => r.key.is_empty() || r.status().0 != 0,
         _ => true,
     };
     if let Reply::Binary(v) = &mut f.got {

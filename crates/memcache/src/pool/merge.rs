@@ -35,7 +35,7 @@ pub(super) struct InFlight {
 impl InFlight {
     fn new(job: Job, deadline: Instant) -> Self {
         let got = match job.expect {
-            Expect::BinOne | Expect::BinUntilNoop | Expect::BinStats => Reply::Binary(Vec::new()),
+            Expect::BinOne | Expect::BinUntilNoop => Reply::Binary(Vec::new()),
             _ => Reply::Ascii(Vec::new()),
         };
         Self {

@@ -75,12 +75,14 @@ pub enum Expect {
     UntilEnd,
     /// Everything up to and including a meta `MN` (a quiet meta command followed by `mn`).
     UntilMn,
+    /// Everything up to and including a `VERSION` line: a `stats` sent with a `version`
+    /// after it, since some stats replies have no `END` (`stats sizes_enable`).
+    UntilVersion,
     /// One binary response.
     BinOne,
-    /// Binary responses up to and including one to a NOOP (quiet commands then a NOOP).
+    /// Binary responses up to and including one to a NOOP (quiet commands, or a STAT, then
+    /// a NOOP).
     BinUntilNoop,
-    /// Binary STAT responses up to the one with an empty key, or an error.
-    BinStats,
 }
 
 /// A reply, element by element.

@@ -304,7 +304,13 @@ async fn stats(ctx: &Ctx<'_>, s: Stats) -> Pending {
     );
     let mut wire = BytesMut::new();
     b.encode(&mut wire);
-    let rxs = broadcast::to_all(ctx, Wire::Binary, wire.freeze(), Expect::BinStats).await;
+    // memcached ends some STAT replies without the empty STAT (`sizes_enable`): a NOOP after
+    // the request marks where the reply ends (its response has an empty key, so it is not
+    // taken for a stat below).
+    let mut noop = BinaryRequest::new(Opcode::Noop as u8, Bytes::new(), Bytes::new(), Bytes::new());
+    noop.header.opaque = NOOP_OPAQUE;
+    noop.encode(&mut wire);
+    let rxs = broadcast::to_all(ctx, Wire::Binary, wire.freeze(), Expect::BinUntilNoop).await;
     broadcast::gather(rxs, move |results| {
         let mut lists = Vec::new();
         let mut out = BytesMut::new();

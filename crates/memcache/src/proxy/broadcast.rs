@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use super::client::Pending;
-use super::dispatch::Ctx;
+use super::dispatch::{Ctx, NOOP_OPAQUE};
 use super::local;
 use crate::ascii::{AsciiRequest, Response};
 use crate::binary::{BinaryRequest, BinaryResponse, Opcode, Status, error_reply};
@@ -60,10 +60,15 @@ pub(crate) async fn ascii(ctx: &Ctx<'_>, mut req: AsciiRequest) -> Pending {
             silent = std::mem::replace(&mut f.noreply, false);
             Expect::One
         }
-        _ => Expect::UntilEnd,
+        // memcached ends some stats replies without an `END` (`stats sizes_enable`): a
+        // `version` after the request marks where the reply ends.
+        _ => Expect::UntilVersion,
     };
     let mut wire = BytesMut::new();
     req.encode(&mut wire);
+    if expect == Expect::UntilVersion {
+        wire.extend_from_slice(b"version\r\n");
+    }
     let rxs = to_all(ctx, Wire::Ascii, wire.freeze(), expect).await;
     gather(rxs, move |results| {
         if silent {
@@ -84,7 +89,10 @@ fn merge_ascii(results: Vec<JobResult>) -> Bytes {
             Err(e) => {
                 first_err.get_or_insert_with(|| Bytes::from(e.ascii_reply()));
             }
-            Ok(Reply::Ascii(els)) => {
+            Ok(Reply::Ascii(mut els)) => {
+                if matches!(els.last(), Some(Response::Version(_))) {
+                    els.pop();
+                }
                 let is_stats = els.last() == Some(&Response::End)
                     && els[..els.len() - 1]
                         .iter()
@@ -137,7 +145,13 @@ pub(crate) async fn binary(ctx: &Ctx<'_>, mut b: BinaryRequest) -> Pending {
     let mut wire = BytesMut::new();
     b.encode(&mut wire);
     let expect = if stat {
-        Expect::BinStats
+        // memcached ends some STAT replies without the empty STAT (`sizes_enable`): a NOOP
+        // after the request marks where the reply ends.
+        let mut noop =
+            BinaryRequest::new(Opcode::Noop as u8, Bytes::new(), Bytes::new(), Bytes::new());
+        noop.header.opaque = NOOP_OPAQUE;
+        noop.encode(&mut wire);
+        Expect::BinUntilNoop
     } else {
         Expect::BinOne
     };
@@ -147,7 +161,12 @@ pub(crate) async fn binary(ctx: &Ctx<'_>, mut b: BinaryRequest) -> Pending {
         let mut last: Option<BinaryResponse> = None;
         for r in results {
             let rs = match r {
-                Ok(Reply::Binary(rs)) => rs,
+                Ok(Reply::Binary(mut rs)) => {
+                    if stat {
+                        rs.pop(); // the NOOP's
+                    }
+                    rs
+                }
                 Ok(Reply::Ascii(_)) => return error_reply(&header, Status::INTERNAL_ERROR),
                 Err(e) => return error_reply(&header, e.binary_status()),
             };
@@ -164,7 +183,12 @@ pub(crate) async fn binary(ctx: &Ctx<'_>, mut b: BinaryRequest) -> Pending {
                         .collect::<Vec<_>>(),
                 );
             }
-            last = rs.into_iter().last().or(last);
+            // The empty STAT that ends a stats reply, when the servers sent one.
+            last = rs
+                .into_iter()
+                .last()
+                .filter(|r| !stat || r.key.is_empty())
+                .or(last);
         }
         let mut out = BytesMut::new();
         if stat {
@@ -189,6 +213,7 @@ pub(crate) async fn binary(ctx: &Ctx<'_>, mut b: BinaryRequest) -> Pending {
                 r.header.opcode = header.opcode;
                 r.encode(&mut out);
             }
+            None if stat && !lists.iter().all(Vec::is_empty) => {}
             None => BinaryResponse::new(
                 header.opcode,
                 Status::NO_ERROR,
