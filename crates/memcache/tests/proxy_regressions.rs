@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shoal_memcache::proxy::{ProxyConfig, Servers};
 use shoal_memcache::route::Distribution;
@@ -128,4 +128,38 @@ fn stats_sizes_enable_without_end_does_not_shift_later_replies() {
             "{frames:?}"
         );
     }
+}
+
+/// `stats cachedump` answers `ITEM` lines and `stats detail dump` `PREFIX` lines, which the
+/// proxy could not read: the server connection was closed as out of step, and the requests
+/// of other clients in flight on it failed with `SERVER_ERROR proxy downstream protocol
+/// error`. They now pass through (the lines of every server, then one `END`).
+#[test]
+fn stats_cachedump_and_detail_dump_pass_through_without_failing_other_requests() {
+    let Some(mc) = Memcached::start() else { return };
+    let shoal = Shoal::start(one_conn(&mc));
+    let mut c = shoal.client();
+    assert_eq!(c.call(b"set p:k 0 0 1\r\nv\r\n"), b"STORED\r\n");
+    // A new item shows in the dump once memcached's LRU maintainer has moved it.
+    let mut direct = support::shoal::Client::connect(mc.port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !direct
+        .call(b"stats cachedump 1 10\r\n")
+        .starts_with(b"ITEM p:k ")
+    {
+        assert!(Instant::now() < deadline, "p:k never in the cachedump");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = c.call(b"stats cachedump 1 10\r\nget p:k\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&r),
+        "ITEM p:k [1 b; 0 s]\r\nEND\r\nVALUE p:k 0 1\r\nv\r\nEND\r\n"
+    );
+    let r = c.call(b"stats detail on\r\nget p:k\r\nstats detail dump\r\nget p:k\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&r),
+        "OK\r\nVALUE p:k 0 1\r\nv\r\nEND\r\nPREFIX p get 1 hit 1 set 0 del 0\r\nEND\r\n\
+         VALUE p:k 0 1\r\nv\r\nEND\r\n"
+    );
+    assert_eq!(c.call(b"stats detail off\r\n"), b"OK\r\n");
 }

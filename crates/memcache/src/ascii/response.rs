@@ -44,6 +44,9 @@ pub enum Response {
     },
     /// `VERSION <version>`.
     Version(Bytes),
+    /// A line of a `stats cachedump` (`ITEM <key> [...]`) or `stats detail dump`
+    /// (`PREFIX <prefix> ...`) reply, kept whole; the reply ends with `END`.
+    Listing(Bytes),
     /// `ERROR`.
     Error,
     /// `CLIENT_ERROR <message>`.
@@ -226,6 +229,7 @@ fn parse_line(line: &Bytes, t: &Tokens, data: Option<Bytes>) -> Result<Response,
             value: rest_after(line, t, 1),
         }),
         b"VERSION" => Ok(Response::Version(rest_after(line, t, 0))),
+        b"ITEM" | b"PREFIX" if t.len() >= 2 => Ok(Response::Listing(line.clone())),
         b"CLIENT_ERROR" => Ok(Response::ClientError(rest_after(line, t, 0))),
         b"SERVER_ERROR" => Ok(Response::ServerError(rest_after(line, t, 0))),
         _ if !first.is_empty() && first.iter().all(u8::is_ascii_digit) && t.len() == 1 => {
@@ -275,6 +279,7 @@ impl Response {
                 dst.put_slice(value);
             }
             Response::Version(v) => put_text(dst, b"VERSION", v),
+            Response::Listing(l) => dst.put_slice(l),
             Response::ClientError(m) => put_text(dst, b"CLIENT_ERROR", m),
             Response::ServerError(m) => put_text(dst, b"SERVER_ERROR", m),
             Response::Meta(m) => {

@@ -275,7 +275,10 @@ async fn read_loop(
 /// Adds an ascii element to the front job; true when its reply is complete.
 fn push_ascii(f: &mut InFlight, r: Response) -> bool {
     let done = match f.job.expect {
-        Expect::UntilEnd => !matches!(r, Response::Value(_) | Response::Stat { .. }),
+        Expect::UntilEnd => !matches!(
+            r,
+            Response::Value(_) | Response::Stat { .. } | Response::Listing(_)
+        ),
         Expect::UntilMn => matches!(&r, Response::Meta(m) if m.code == MetaCode::Mn),
         Expect::UntilVersion => matches!(r, Response::Version(_)),
         _ => true,

@@ -78,10 +78,12 @@ pub(crate) async fn ascii(ctx: &Ctx<'_>, mut req: AsciiRequest) -> Pending {
     })
 }
 
-/// All servers' stats merged; otherwise the first server's reply if every server gave the
-/// same one (`OK`, `RESET`), else the first that differs (an error).
+/// All servers' stats merged, or all servers' `ITEM`/`PREFIX` lines one after the other;
+/// otherwise the first server's reply if every server gave the same one (`OK`, `RESET`),
+/// else the first that differs (an error).
 fn merge_ascii(results: Vec<JobResult>) -> Bytes {
     let mut lists = Vec::new();
+    let mut listing = Vec::new();
     let mut first_err: Option<Bytes> = None;
     let mut other: Option<Vec<Response>> = None;
     for r in results {
@@ -97,7 +99,13 @@ fn merge_ascii(results: Vec<JobResult>) -> Bytes {
                     && els[..els.len() - 1]
                         .iter()
                         .all(|e| matches!(e, Response::Stat { .. }));
-                if is_stats && els.len() > 1 {
+                let is_listing = els.last() == Some(&Response::End)
+                    && els[..els.len() - 1]
+                        .iter()
+                        .all(|e| matches!(e, Response::Listing(_)));
+                if is_listing && els.len() > 1 {
+                    listing.extend(els.into_iter().filter(|e| *e != Response::End));
+                } else if is_stats && els.len() > 1 {
                     lists.push(
                         els.into_iter()
                             .filter_map(|e| match e {
@@ -126,6 +134,10 @@ fn merge_ascii(results: Vec<JobResult>) -> Bytes {
         }
         out.extend_from_slice(b"END\r\n");
         return out.freeze();
+    }
+    if !listing.is_empty() {
+        listing.push(Response::End);
+        return encode(&listing);
     }
     match (first_err, other) {
         (Some(e), _) => e,
