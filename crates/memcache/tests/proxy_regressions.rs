@@ -163,3 +163,47 @@ fn stats_cachedump_and_detail_dump_pass_through_without_failing_other_requests()
     );
     assert_eq!(c.call(b"stats detail off\r\n"), b"OK\r\n");
 }
+
+/// memcached reads a client into a 16 KiB buffer and closes the connection when what is
+/// left unparsed there is an unfinished line over 2048 bytes (unless it is a `get`). The
+/// proxy applies the same rule to its own reads, but read less than memcached does (as
+/// little as 4 KiB, what was left of its buffer), so a pipeline memcached serves whole,
+/// such as `incr`s and a long `gat` in one 10 KiB write, had the connection closed.
+#[test]
+fn a_pipeline_memcached_reads_whole_is_not_cut_by_a_short_read() {
+    let Some(mc) = Memcached::start() else { return };
+    let shoal = Shoal::start(one_conn(&mc));
+    let mut c = shoal.client();
+    let gat = long_gat("r");
+    let mut total = 0;
+    for round in 0..=8 {
+        let incrs = round * 97;
+        let mut pipeline = b"incr n 1\r\n".repeat(incrs);
+        pipeline.extend_from_slice(gat.as_bytes());
+        assert!(pipeline.len() < 16 * 1024);
+        if round == 0 {
+            pipeline = b"set n 0 0 1\r\n0\r\n".to_vec();
+            pipeline.extend_from_slice(gat.as_bytes());
+        }
+        let r = c.call_until(&pipeline, Duration::from_secs(10), |b| {
+            b.ends_with(b"END\r\n")
+        });
+        let mut want: String = (total + 1..=total + incrs)
+            .map(|n| format!("{n}\r\n"))
+            .collect();
+        if round == 0 {
+            want.push_str("STORED\r\n");
+        }
+        want.push_str("END\r\n");
+        assert_eq!(String::from_utf8_lossy(&r), want, "round {round}");
+        total += incrs;
+    }
+}
+
+/// A `gat` of 250 keys of 30 bytes: a 7.7 KiB line.
+fn long_gat(tag: &str) -> String {
+    let keys: Vec<String> = (0..250)
+        .map(|i| format!("{tag}{i:04}_{}", "x".repeat(24 - tag.len())))
+        .collect();
+    format!("gat 0 {}\r\n", keys.join(" "))
+}

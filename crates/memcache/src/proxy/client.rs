@@ -21,6 +21,8 @@ use crate::stats::ProxyStats;
 
 /// Replies waiting to be written, per connection, before the reader stops reading.
 const QUEUE: usize = 1024;
+/// memcached's read buffer (`READ_BUFFER_SIZE`): the least a read of a client asks for.
+const READ: usize = 16 * 1024;
 /// Bytes gathered before a write even if more replies are ready.
 const WRITE_AT: usize = 64 * 1024;
 
@@ -116,7 +118,7 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, stream: TcpStream, id: usize) {
     let wait = cfg.pool.connect_timeout + cfg.pool.timeout * 2;
     let writer = tokio::spawn(write_replies(wr, rx, wait));
     let mut decoder = Decoder::new(cfg.limits.clone());
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut buf = BytesMut::with_capacity(READ);
     'conn: loop {
         match rd.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -148,8 +150,12 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, stream: TcpStream, id: usize) {
                 break 'conn;
             }
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
+        // memcached reads into a 16 KiB buffer holding what is left of an unfinished
+        // command, and closes the connection if that unfinished line is then over 2048
+        // bytes (unless it is a get); the decoder does the same with what the reads here
+        // return, so they must not be shorter than memcached's.
+        if buf.capacity() - buf.len() < READ.saturating_sub(buf.len()) {
+            buf.reserve(READ);
         }
     }
     drop(tx);
