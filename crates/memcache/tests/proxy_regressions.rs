@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use shoal_memcache::proxy::{ProxyConfig, Servers};
@@ -206,4 +207,72 @@ fn long_gat(tag: &str) -> String {
         .map(|i| format!("{tag}{i:04}_{}", "x".repeat(24 - tag.len())))
         .collect();
     format!("gat 0 {}\r\n", keys.join(" "))
+}
+
+/// The same rule on the server side: a long `gat` (legal: memcached serves it when it comes
+/// in one read) pipelined on a shared connection behind other clients' requests can be cut
+/// by one of memcached's reads. memcached then closes the connection and drops the replies
+/// it has not sent yet, and the proxy re-sent those requests although memcached had run
+/// them: an `incr` counted twice. The proxy must send a `gat` in lines memcached always
+/// reads whole.
+#[test]
+fn a_long_gat_line_does_not_get_other_clients_requests_run_twice() {
+    let Some(mc) = Memcached::start() else { return };
+    let shoal = Shoal::start(one_conn(&mc));
+    let mut a = shoal.client();
+    let mut b = shoal.client();
+    assert_eq!(a.call(b"set n 0 0 1\r\n0\r\n"), b"STORED\r\n");
+    let written = || {
+        let cluster = shoal.proxy.cluster();
+        let stats = cluster.pool.servers()[0].stats();
+        stats.requests.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = written();
+    // memcached stopped: what the proxy writes piles up, and memcached reads it 16 KiB at
+    // a time when it goes on, the first read ending inside the gat.
+    mc.pause(true);
+    // Fewer than a client may have waiting for replies (1024).
+    let incrs = 1000;
+    a.s.write_all(&b"incr n 1\r\n".repeat(incrs)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    b.s.write_all(long_gat("g").as_bytes()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while written() < before + incrs as u64 + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy did not write the requests"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    mc.pause(false);
+    let rb = b.call_until(b"", Duration::from_secs(5), |r| r.ends_with(b"\r\n"));
+    assert_eq!(String::from_utf8_lossy(&rb), "END\r\n");
+    let ra = a.call_until(b"", Duration::from_secs(5), |r| {
+        r.ends_with(format!("\r\n{incrs}\r\n").as_bytes())
+    });
+    let want: String = (1..=incrs).map(|n| format!("{n}\r\n")).collect();
+    assert!(
+        ra == want.as_bytes(),
+        "{}",
+        String::from_utf8_lossy(&ra[ra.len().saturating_sub(300)..])
+    );
+    assert_eq!(a.call(b"get n\r\n"), b"VALUE n 0 4\r\n1000\r\nEND\r\n");
+    // Split in several lines, the gat still answers in the client's key order.
+    let gat = long_gat("h");
+    let keys: Vec<&str> = gat.trim_end().split(' ').skip(2).collect();
+    for k in [keys[249], keys[0], keys[130]] {
+        assert_eq!(
+            a.call(format!("set {k} 0 0 1\r\nv\r\n").as_bytes()),
+            b"STORED\r\n"
+        );
+    }
+    let want: String = [keys[0], keys[130], keys[249]]
+        .iter()
+        .map(|k| format!("VALUE {k} 0 1\r\nv\r\n"))
+        .collect();
+    assert_eq!(
+        String::from_utf8_lossy(&a.call(gat.as_bytes())),
+        format!("{want}END\r\n")
+    );
 }

@@ -189,7 +189,7 @@ async fn get(ctx: &Ctx<'_>, g: Get) -> Pending {
     {
         return Pending::Ready(hit);
     }
-    if !one_server {
+    if !one_server || multiget::too_long(&g) {
         return multiget::split(ctx, g).await;
     }
     let rx = ctx.send_get(first, g).await;

@@ -13,11 +13,36 @@ use crate::ascii::{Get, Response, Value};
 use crate::pool::{DownstreamError, DownstreamErrorKind, JobResult, Reply};
 use crate::stats::ProxyStats;
 
-/// Splits `g` per server and gathers the replies.
+/// Longest `gat`/`gats` line sent to a server. memcached closes a connection whose read
+/// buffer ends in an unfinished line of more than 2048 bytes, unless it is a `get`/`gets`
+/// (dropping the replies it has not sent yet, to requests it has run); a longer `gat`
+/// pipelined behind other requests can end up there.
+const MAX_GAT_LINE: usize = 2048;
+
+/// The length of the `gat`/`gats` line of `g` with no keys, and with the keys; 0 for a
+/// `get`/`gets`, whose lines may be of any length.
+fn gat_line(g: &Get) -> (usize, usize) {
+    let Some(t) = g.touch else { return (0, 0) };
+    let bare = g.name().len() + format!(" {t}").len() + 2;
+    (
+        bare,
+        bare + g.keys.iter().map(|k| k.len() + 1).sum::<usize>(),
+    )
+}
+
+/// Whether `g` must be split even when its keys are on one server.
+pub(crate) fn too_long(g: &Get) -> bool {
+    gat_line(g).1 > MAX_GAT_LINE
+}
+
+/// Splits `g` per server (and a long `gat` in lines of at most [`MAX_GAT_LINE`]) and
+/// gathers the replies.
 pub(crate) async fn split(ctx: &Ctx<'_>, g: Get) -> Pending {
     let stats = ctx.proxy.stats();
     let cluster = &ctx.cluster;
-    let mut per_server: Vec<(usize, Vec<Bytes>)> = Vec::new();
+    let (bare, _) = gat_line(&g);
+    // Per request: its server, its keys and (for a gat) its line length.
+    let mut per_server: Vec<(usize, Vec<Bytes>, usize)> = Vec::new();
     let mut seen = HashSet::with_capacity(g.keys.len());
     let mut missing = false;
     for key in &g.keys {
@@ -32,9 +57,17 @@ pub(crate) async fn split(ctx: &Ctx<'_>, g: Get) -> Pending {
             missing = true;
             continue;
         };
-        match per_server.iter_mut().find(|(s, _)| *s == route.server) {
-            Some((_, keys)) => keys.push(key.clone()),
-            None => per_server.push((route.server, vec![key.clone()])),
+        let more = key.len() + 1;
+        let part = per_server
+            .iter_mut()
+            .rev()
+            .find(|(s, _, _)| *s == route.server);
+        match part {
+            Some((_, keys, len)) if bare == 0 || *len + more <= MAX_GAT_LINE => {
+                keys.push(key.clone());
+                *len += more;
+            }
+            _ => per_server.push((route.server, vec![key.clone()], bare + more)),
         }
     }
     if missing {
@@ -42,7 +75,7 @@ pub(crate) async fn split(ctx: &Ctx<'_>, g: Get) -> Pending {
         return Pending::Ready(Bytes::from(e.ascii_reply()));
     }
     let mut replies = Vec::with_capacity(per_server.len());
-    for (server, keys) in per_server {
+    for (server, keys, _) in per_server {
         let part = Get {
             cas: g.cas,
             touch: g.touch,
