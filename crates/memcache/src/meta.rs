@@ -163,7 +163,10 @@ pub(crate) fn parse(line: &Bytes, t: &Tokens, limits: &Limits) -> Result<Parsed,
         return Err(meta_err(ErrorKind::KeyTooLong, reply::BAD_FORMAT));
     }
     if kind == MetaKind::Debug {
-        return done(key, Vec::new()); // memcached ignores anything after the key
+        // memcached reads one flag, a `b` right after the key (a base64 key), and ignores
+        // anything else after the key.
+        let b = t.range(2).filter(|r| &l[r.clone()] == b"b");
+        return done(key, b.map(|r| line.slice(r)).into_iter().collect());
     }
     if kind == MetaKind::Set && t.len() == 2 {
         return Err(meta_err(ErrorKind::BadFormat, reply::BAD_FORMAT));

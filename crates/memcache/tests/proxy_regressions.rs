@@ -276,3 +276,21 @@ fn a_long_gat_line_does_not_get_other_clients_requests_run_twice() {
         format!("{want}END\r\n")
     );
 }
+
+/// `me <key> b` looks up the base64-decoded key in memcached 1.6.18 (the only flag `me`
+/// reads). The proxy dropped everything after the key, so the server looked up the base64
+/// text itself and answered `EN` for an item that is there.
+#[test]
+fn meta_debug_keeps_its_base64_flag() {
+    let Some(mc) = Memcached::start() else { return };
+    let shoal = Shoal::start(one_conn(&mc));
+    let mut c = shoal.client();
+    assert_eq!(c.call(b"ms a2V5 1 b\r\nx\r\n"), b"HD\r\n");
+    let r = String::from_utf8(c.call(b"me a2V5 b\r\nme a2V5\r\nme key\r\n")).unwrap();
+    let lines: Vec<&str> = r.split_terminator("\r\n").collect();
+    assert_eq!(lines.len(), 3, "{r}");
+    assert!(lines[0].starts_with("ME a2V5 exp=-1 "), "{r}");
+    assert_eq!(lines[1], "EN", "{r}");
+    // memcached names a key stored in base64 by its base64 form.
+    assert!(lines[2].starts_with("ME a2V5 exp=-1 "), "{r}");
+}
