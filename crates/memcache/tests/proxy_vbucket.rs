@@ -51,6 +51,7 @@ fn serve_conn(
     mut s: TcpStream,
     name: &'static str,
     refuse: bool,
+    delay: Duration,
     seen: &AtomicUsize,
     heard: &Mutex<Vec<(u8, u16)>>,
     stop: &AtomicBool,
@@ -78,6 +79,9 @@ fn serve_conn(
                     .push((op, u16::from_be_bytes([buf[6], buf[7]])));
             }
             buf.drain(..24 + body);
+            if op != 0x0a {
+                std::thread::sleep(delay);
+            }
             let reply = if op == 0x0a {
                 response(op, 0, &opaque, &[], &[]) // NOOP
             } else if refuse {
@@ -96,6 +100,11 @@ fn serve_conn(
 
 impl Mock {
     fn start(name: &'static str, refuse: bool) -> Mock {
+        Self::start_slow(name, refuse, Duration::ZERO)
+    }
+
+    /// A mock that waits `delay` before answering each request.
+    fn start_slow(name: &'static str, refuse: bool, delay: Duration) -> Mock {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.set_nonblocking(true).unwrap();
         let port = l.local_addr().unwrap().port();
@@ -111,7 +120,7 @@ impl Mock {
                         s.set_nonblocking(false).unwrap();
                         let (seen, heard, stop) = (seen2.clone(), heard2.clone(), stop2.clone());
                         conns.push(std::thread::spawn(move || {
-                            serve_conn(s, name, refuse, &seen, &heard, &stop)
+                            serve_conn(s, name, refuse, delay, &seen, &heard, &stop)
                         }));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -179,6 +188,16 @@ fn proxy(mocks: &[&Mock], map: &str, forward: Option<&str>) -> Shoal {
 }
 
 fn proxy_with(mocks: &[&Mock], map: &str, forward: Option<&str>, down: Protocol) -> Shoal {
+    proxy_timed(mocks, map, forward, down, Duration::from_secs(2))
+}
+
+fn proxy_timed(
+    mocks: &[&Mock],
+    map: &str,
+    forward: Option<&str>,
+    down: Protocol,
+    timeout: Duration,
+) -> Shoal {
     let servers: Vec<String> = mocks
         .iter()
         .map(|m| format!("\"127.0.0.1:{}\"", m.port))
@@ -191,7 +210,7 @@ fn proxy_with(mocks: &[&Mock], map: &str, forward: Option<&str>, down: Protocol)
         servers.join(",")
     );
     let mut cfg = ProxyConfig::new("vb", Servers::VBucket(json));
-    cfg.pool.timeout = Duration::from_secs(2);
+    cfg.pool.timeout = timeout;
     cfg.downstream = down;
     Shoal::start(cfg)
 }
@@ -307,4 +326,31 @@ fn ascii_clients_over_binary_follow_the_forward_map() {
     );
     assert_eq!(client.call(b"set other 0 0 1\r\nx\r\n"), b"STORED\r\n");
     assert_eq!((a.seen(), b.seen(), c.seen()), (1, 0, 2));
+}
+
+/// Refusals that each take most of the request timeout: the retries (up to twice per
+/// server) outlast the client connection's own wait for the reply. The binary client must
+/// then get a binary error for its request (BUSY, as for a timeout), not the ascii
+/// `SERVER_ERROR` line that used to be written into its binary stream.
+#[test]
+fn slow_refusals_outlasting_the_wait_answer_a_binary_client_in_binary() {
+    let a = Mock::start_slow("a", true, Duration::from_millis(700));
+    let b = Mock::start_slow("b", true, Duration::from_millis(700));
+    let shoal = proxy_timed(
+        &[&a, &b],
+        "[[0],[0],[0],[0]]",
+        None,
+        Protocol::Ascii,
+        Duration::from_secs(1),
+    );
+    let t = Instant::now();
+    let (status, _) = binary_get(shoal.port, b"k");
+    assert_eq!(status, 0x85, "BUSY: the request timed out");
+    // The client waits for the connect timeout and twice the request timeout (2.4 s); the
+    // five refusals take 3.5 s.
+    assert!(
+        t.elapsed() < Duration::from_millis(3200),
+        "{:?}",
+        t.elapsed()
+    );
 }

@@ -163,7 +163,7 @@ async fn get(ctx: &Ctx<'_>, g: Get) -> Pending {
         els.iter().for_each(|e| e.encode(&mut bytes));
         let _ = tx.send(bytes.freeze());
     });
-    Pending::Task(out)
+    Pending::Task(out, Finish::Ascii { silent: false })
 }
 
 /// The get's reply elements (values in the client's key order, then `END`), or the one
@@ -260,7 +260,7 @@ async fn flush(ctx: &Ctx<'_>, f: FlushAll) -> Pending {
     b.encode(&mut wire);
     let rxs = broadcast::to_all(ctx, Wire::Binary, wire.freeze(), Expect::BinOne).await;
     let silent = f.noreply;
-    broadcast::gather(rxs, move |results| {
+    broadcast::gather(rxs, Finish::Ascii { silent }, move |results| {
         let mut out = BytesMut::new();
         let el = first_failure(results, |_| Ok(()))
             .err()
@@ -311,7 +311,7 @@ async fn stats(ctx: &Ctx<'_>, s: Stats) -> Pending {
     noop.header.opaque = NOOP_OPAQUE;
     noop.encode(&mut wire);
     let rxs = broadcast::to_all(ctx, Wire::Binary, wire.freeze(), Expect::BinUntilNoop).await;
-    broadcast::gather(rxs, move |results| {
+    broadcast::gather(rxs, Finish::Ascii { silent: false }, move |results| {
         let mut lists = Vec::new();
         let mut out = BytesMut::new();
         let r = first_failure(results, |rs| {

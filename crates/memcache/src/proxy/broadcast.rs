@@ -4,7 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use super::client::Pending;
+use super::client::{Finish, Pending};
 use super::dispatch::{Ctx, NOOP_OPAQUE};
 use super::local;
 use crate::ascii::{AsciiRequest, Response};
@@ -24,9 +24,11 @@ pub(crate) async fn to_all(ctx: &Ctx<'_>, via: Wire, wire: Bytes, expect: Expect
     rxs
 }
 
-/// Gathers the replies in a task; `finish` turns them into the client's bytes.
+/// Gathers the replies in a task; `finish` turns them into the client's bytes, and `on_error`
+/// writes the error if they do not come in time.
 pub(crate) fn gather(
     rxs: Replies,
+    on_error: Finish,
     finish: impl FnOnce(Vec<JobResult>) -> Bytes + Send + 'static,
 ) -> Pending {
     let (tx, rx) = oneshot::channel();
@@ -40,7 +42,7 @@ pub(crate) fn gather(
         }
         let _ = tx.send(finish(results));
     });
-    Pending::Task(rx)
+    Pending::Task(rx, on_error)
 }
 
 fn encode(els: &[Response]) -> Bytes {
@@ -70,7 +72,7 @@ pub(crate) async fn ascii(ctx: &Ctx<'_>, mut req: AsciiRequest) -> Pending {
         wire.extend_from_slice(b"version\r\n");
     }
     let rxs = to_all(ctx, Wire::Ascii, wire.freeze(), expect).await;
-    gather(rxs, move |results| {
+    gather(rxs, Finish::Ascii { silent }, move |results| {
         if silent {
             return Bytes::new();
         }
@@ -168,7 +170,7 @@ pub(crate) async fn binary(ctx: &Ctx<'_>, mut b: BinaryRequest) -> Pending {
         Expect::BinOne
     };
     let rxs = to_all(ctx, Wire::Binary, wire.freeze(), expect).await;
-    gather(rxs, move |results| {
+    gather(rxs, Finish::Binary(header), move |results| {
         let mut lists = Vec::new();
         let mut last: Option<BinaryResponse> = None;
         for r in results {

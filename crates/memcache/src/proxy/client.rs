@@ -33,14 +33,15 @@ pub(crate) enum Pending {
     Ready(Bytes),
     /// The reply of one downstream job, and how to turn it into bytes.
     Job(oneshot::Receiver<JobResult>, Finish),
-    /// Bytes a gathering task will produce.
-    Task(oneshot::Receiver<Bytes>),
+    /// Bytes a gathering task will produce; if it produces none in time, the error is
+    /// written as `Finish` writes errors (in the client's protocol).
+    Task(oneshot::Receiver<Bytes>, Finish),
     /// Write what came before and these bytes, then close the connection.
     Close(Bytes),
 }
 
 /// How a job's reply becomes the client's bytes.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Finish {
     /// Ascii elements as they are; nothing at all when `silent` (the client said `noreply`:
     /// the request went downstream without it, so that its completion is known).
@@ -194,24 +195,25 @@ async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, 
                     };
                     finish.apply(result, &mut out);
                 }
-                Pending::Task(mut task) => {
-                    let bytes = match task.try_recv() {
-                        Ok(b) => b,
-                        Err(oneshot::error::TryRecvError::Closed) => {
-                            Bytes::from(lost().ascii_reply())
-                        }
+                Pending::Task(mut task, finish) => {
+                    let result = match task.try_recv() {
+                        Ok(b) => Ok(b),
+                        Err(oneshot::error::TryRecvError::Closed) => Err(lost()),
                         Err(oneshot::error::TryRecvError::Empty) => {
                             if !out.is_empty() && flush(&mut wr, &mut out).await.is_err() {
                                 return;
                             }
                             match tokio::time::timeout(wait, task).await {
-                                Ok(Ok(b)) => b,
-                                Ok(Err(_)) => Bytes::from(lost().ascii_reply()),
-                                Err(_) => Bytes::from(timed_out().ascii_reply()),
+                                Ok(Ok(b)) => Ok(b),
+                                Ok(Err(_)) => Err(lost()),
+                                Err(_) => Err(timed_out()),
                             }
                         }
                     };
-                    out.extend_from_slice(&bytes);
+                    match result {
+                        Ok(bytes) => out.extend_from_slice(&bytes),
+                        Err(e) => finish.error(&e, &mut out),
+                    }
                 }
             }
             if out.len() >= WRITE_AT && flush(&mut wr, &mut out).await.is_err() {

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use super::client::Pending;
+use super::client::{Finish, Pending};
 use super::dispatch::Ctx;
 use crate::ascii::{Get, Response, Value};
 use crate::pool::{DownstreamError, DownstreamErrorKind, JobResult, Reply};
@@ -104,7 +104,7 @@ pub(crate) async fn split(ctx: &Ctx<'_>, g: Get) -> Pending {
         }
         let _ = tx.send(merge(&g.keys, results));
     });
-    Pending::Task(rx)
+    Pending::Task(rx, Finish::Ascii { silent: false })
 }
 
 /// The client's reply: the values in key order and `END`, or the first error.

@@ -44,7 +44,7 @@ pub(crate) async fn retrying_wire(
         finish.apply(result, &mut bytes);
         let _ = tx.send(bytes.freeze());
     });
-    Pending::Task(out)
+    Pending::Task(out, finish)
 }
 
 /// A job's result, a lost job being a closed connection.
