@@ -294,3 +294,51 @@ fn meta_debug_keeps_its_base64_flag() {
     // memcached names a key stored in base64 by its base64 form.
     assert!(lines[2].starts_with("ME a2V5 exp=-1 "), "{r}");
 }
+
+/// memcached runs a connection's requests in order. A reload gives the proxy new server
+/// connections; a client's requests sent after it went on them while its earlier ones
+/// could still wait on the old connections, so a `get` right after a `set` could overtake
+/// it at the server and read the old value.
+#[test]
+fn a_reload_does_not_let_a_clients_later_request_overtake_an_earlier_one() {
+    let Some(mc) = Memcached::start() else { return };
+    let cfg = one_conn(&mc);
+    let shoal = Shoal::start(cfg.clone());
+    let mut c = shoal.client();
+    assert_eq!(c.call(b"set k 0 0 3\r\nold\r\n"), b"STORED\r\n");
+    let written = || {
+        let cluster = shoal.proxy.cluster();
+        let stats = cluster.pool.servers()[0].stats();
+        stats.requests.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = written();
+    // memcached stopped: the set waits on the old connection behind 500 other requests.
+    mc.pause(true);
+    let mut pipeline = b"touch x 0\r\n".repeat(500);
+    pipeline.extend_from_slice(b"set k 0 0 3\r\nnew\r\n");
+    c.s.write_all(&pipeline).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while written() < before + 501 {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy did not write the requests"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    {
+        let _rt = shoal.handle().enter(); // the new pool's connection tasks start there
+        shoal.proxy.reload(cfg).unwrap();
+    }
+    c.s.write_all(b"get k\r\n").unwrap();
+    // Let the get reach the new connection, if the proxy sends it at once.
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while written() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    mc.pause(false);
+    let r = c.call_until(b"", Duration::from_secs(5), |r| r.ends_with(b"END\r\n"));
+    let mut want = "NOT_FOUND\r\n".repeat(500);
+    want.push_str("STORED\r\nVALUE k 0 3\r\nnew\r\nEND\r\n");
+    assert_eq!(String::from_utf8_lossy(&r), want);
+}

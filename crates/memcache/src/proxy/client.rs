@@ -38,6 +38,8 @@ pub(crate) enum Pending {
     Task(oneshot::Receiver<Bytes>, Finish),
     /// Write what came before and these bytes, then close the connection.
     Close(Bytes),
+    /// No reply: the writer signals once the replies before it are all in.
+    Barrier(oneshot::Sender<()>),
 }
 
 /// How a job's reply becomes the client's bytes.
@@ -120,6 +122,7 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, stream: TcpStream, id: usize) {
     let writer = tokio::spawn(write_replies(wr, rx, wait));
     let mut decoder = Decoder::new(cfg.limits.clone());
     let mut buf = BytesMut::with_capacity(READ);
+    let mut pool = proxy.cluster().pool.clone();
     'conn: loop {
         match rd.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -130,6 +133,17 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, stream: TcpStream, id: usize) {
             cluster: proxy.cluster(),
             slot: id,
         };
+        if !Arc::ptr_eq(&pool, &ctx.cluster.pool) {
+            // A reload brought new server connections. This client's earlier requests may
+            // still wait on the old ones: the next must not overtake them at the servers,
+            // which run each connection's requests in order.
+            let (done, all_in) = oneshot::channel();
+            if tx.send(Pending::Barrier(done)).await.is_err() {
+                break;
+            }
+            let _ = all_in.await;
+            pool = ctx.cluster.pool.clone();
+        }
         loop {
             let pending = match decoder.decode(&mut buf) {
                 Ok(None) => break,
@@ -178,6 +192,9 @@ async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, 
                     return;
                 }
                 Pending::Ready(b) => out.extend_from_slice(&b),
+                Pending::Barrier(done) => {
+                    let _ = done.send(());
+                }
                 Pending::Job(mut job, finish) => {
                     let result = match job.try_recv() {
                         Ok(r) => r,
