@@ -2,6 +2,8 @@
 //! that carries one upload to several replicas at once.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -28,16 +30,46 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 /// A body fed through a bounded channel; an `Err` item aborts the request it is sent in.
+///
+/// A channel that closes before the body is whole (fewer than `len` bytes, or, without a
+/// length, before [`ChannelBody::whole`] was set) also ends it with an error: a chunked
+/// request would otherwise end with its last chunk, and the storage node would keep the part
+/// it got as the whole file.
 #[derive(Debug)]
 pub struct ChannelBody {
     rx: mpsc::Receiver<Result<Bytes, BoxError>>,
     len: Option<u64>,
+    sent: u64,
+    whole: Option<Arc<AtomicBool>>,
 }
 
 impl ChannelBody {
     /// A body of `len` bytes (if known) arriving on `rx`.
     pub fn new(rx: mpsc::Receiver<Result<Bytes, BoxError>>, len: Option<u64>) -> Self {
-        ChannelBody { rx, len }
+        ChannelBody {
+            rx,
+            len,
+            sent: 0,
+            whole: None,
+        }
+    }
+
+    /// Without a length, the body is whole only once `whole` is true when the channel closes.
+    pub fn whole(mut self, whole: Arc<AtomicBool>) -> Self {
+        self.whole = Some(whole);
+        self
+    }
+
+    fn torn(&self) -> Option<BoxError> {
+        match (self.len, &self.whole) {
+            (Some(len), _) if self.sent != len => {
+                Some(format!("body ended after {} of {len} bytes", self.sent).into())
+            }
+            (None, Some(w)) if !w.load(Ordering::Acquire) => {
+                Some(format!("body ended after {} bytes, before its end", self.sent).into())
+            }
+            _ => None,
+        }
     }
 }
 
@@ -49,9 +81,15 @@ impl http_body::Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|item| item.map(|r| r.map(Frame::data)))
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(data))) => {
+                self.sent += data.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(self.torn().map(Err)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {

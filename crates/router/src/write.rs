@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -105,11 +106,14 @@ where
     let timeout = inner.settings.write_timeout;
     let mut set = JoinSet::new();
     let mut senders = Vec::new();
+    // Set once the client's body has ended whole; until then a closing channel aborts.
+    let whole = Arc::new(AtomicBool::new(false));
     for &i in &live {
         let r = replicas[i].clone();
         let (tx, body) = if method == Method::PUT {
             let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(8);
-            (Some(tx), ChannelBody::new(rx, len).boxed_unsync())
+            let body = ChannelBody::new(rx, len).whole(whole.clone());
+            (Some(tx), body.boxed_unsync())
         } else {
             (None, empty())
         };
@@ -131,6 +135,7 @@ where
         && let Err((status, e)) = pump(
             inner,
             body,
+            &whole,
             &mut senders,
             &mut outcomes,
             &mut cut_short,
@@ -180,6 +185,7 @@ where
 async fn pump<B>(
     inner: &Inner,
     mut body: B,
+    whole: &AtomicBool,
     senders: &mut Vec<Feed>,
     outcomes: &mut HashMap<usize, Outcome>,
     cut_short: &mut Vec<usize>,
@@ -193,7 +199,10 @@ where
     loop {
         let frame = match tokio::time::timeout(stall, body.frame()).await {
             Ok(Some(Ok(f))) => f,
-            Ok(None) => break,
+            Ok(None) => {
+                whole.store(true, Ordering::Release);
+                break;
+            }
             Ok(Some(Err(e))) => return Err((StatusCode::BAD_REQUEST, e.into().to_string())),
             Err(_) => {
                 idle::count(inner, Side::ClientRequest);

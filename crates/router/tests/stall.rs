@@ -170,3 +170,104 @@ async fn a_refused_replica_is_failed_for_the_refusal_not_a_body_stall() {
     );
     assert_eq!(front.router.status().body_timeouts, 0, "{answer}");
 }
+
+/// Sends `head` and `part` of a chunked PUT to `addr`, then either hangs up (`hang_up`) or
+/// waits for the router's answer; returns what the router answered (empty after a hang-up).
+fn torn_chunked_put(addr: std::net::SocketAddr, path: &str, hang_up: bool) -> String {
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = format!("PUT {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(b"a\r\n0123456789\r\n").unwrap();
+    if hang_up {
+        // Let the chunk reach the replicas before the client goes away.
+        std::thread::sleep(Duration::from_millis(200));
+        drop(c);
+        return String::new();
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&out).contains("no data for") {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// Polls for 1.5 s that no node has stored `path`.
+async fn never_stored(nodes: &[Node], path: &str) {
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline {
+        for n in nodes {
+            assert!(
+                !n.has(path),
+                "{} stored a torn chunked body: {:?}",
+                n.url(),
+                n.read(path)
+                    .map(|b| String::from_utf8_lossy(&b).to_string())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A chunked PUT (no Content-Length) whose client hangs up midway: the replicas' requests
+/// must be aborted, not ended with a last chunk, or nginx stores the part as the whole file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hanging_up_mid_chunked_put_stores_nothing() {
+    if !nginx_or_skip("torn chunked PUT") {
+        return;
+    }
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
+    let shard = nodes.iter().map(Node::url).collect();
+    let cfg = config(&photosrv_config("jump", &[shard], None));
+    let front = Front::start(&cfg, stalling()).await;
+    let addr = front.addr;
+    for i in 0..5 {
+        let path = format!("/c/torn{i}.bin");
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || torn_chunked_put(addr, &p, true))
+            .await
+            .unwrap();
+        never_stored(&nodes, &path).await;
+    }
+    // A whole chunked body still goes through, last chunk and all.
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c.write_all(b"PUT /c/whole.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\na\r\n0123456789\r\n3\r\nabc\r\n0\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        out
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    for n in &nodes {
+        assert_eq!(
+            n.read("/c/whole.bin").as_deref(),
+            Some(&b"0123456789abc"[..])
+        );
+    }
+}
+
+/// The same for a chunked PUT whose client stalls: it gets 408 and no replica keeps the part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stalling_mid_chunked_put_gets_408_and_nothing_is_stored() {
+    if !nginx_or_skip("stalled chunked PUT") {
+        return;
+    }
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
+    let shard = nodes.iter().map(Node::url).collect();
+    let cfg = config(&photosrv_config("jump", &[shard], None));
+    let front = Front::start(&cfg, stalling()).await;
+    let addr = front.addr;
+    let answer = tokio::task::spawn_blocking(move || torn_chunked_put(addr, "/c/stall.bin", false))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    never_stored(&nodes, "/c/stall.bin").await;
+}
