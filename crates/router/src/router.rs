@@ -369,6 +369,17 @@ impl Router {
         if path == "/" || path.is_empty() {
             return text(StatusCode::NOT_FOUND, "Not Found");
         }
+        // nginx's DAV module takes a DELETE of `dir/` for the whole tree under it, on every
+        // replica at once: the router writes files only.
+        if is_write && path.ends_with('/') {
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} of a directory (a path ending in '/') is refused\n"),
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return r;
+        }
         // A write holds the gate for its whole run, under the state it was placed with.
         let (state, _write) = if is_read {
             (self.migration_state(), None)

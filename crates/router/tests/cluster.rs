@@ -320,3 +320,55 @@ async fn a_replica_answering_5xx_is_read_around_in_every_mode() {
         "the failing replica was asked, and read around"
     );
 }
+
+/// nginx's DAV module deletes a whole directory tree for a DELETE whose path ends in `/`. A
+/// client script deleting `/images/$name` with an empty name would wipe every file under
+/// `/images/` on each replica of the shard; the router writes files, never directories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_of_a_directory_is_refused_and_deletes_nothing() {
+    if !nginx_or_skip("directory DELETE") {
+        return;
+    }
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
+    let shard = nodes.iter().map(Node::url).collect();
+    let cfg = config(&photosrv_config("jump", &[shard], None));
+    let front = Front::start(&cfg, settings()).await;
+    let r = put(&front.url("/images/a.jpg"), "photo").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    for p in [
+        "/images/",
+        "/images//",
+        "/images%2F",
+        "/images%252F",
+        "/images/?x=1",
+    ] {
+        let r = call(Method::DELETE, &front.url(p), &[], vec![]).await;
+        assert_eq!(
+            r.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{p}: {:?}",
+            r.body
+        );
+        assert_eq!(r.headers["allow"], "GET, HEAD", "{p}");
+        let r = put(&front.url(p), "x").await;
+        assert_eq!(
+            r.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{p}: {:?}",
+            r.body
+        );
+        for n in &nodes {
+            assert!(
+                n.has("/images/a.jpg"),
+                "{p} deleted the tree on {}",
+                n.url()
+            );
+        }
+    }
+    // A file is still deleted as before.
+    let r = call(Method::DELETE, &front.url("/images/a.jpg"), &[], vec![]).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    for n in &nodes {
+        assert!(!n.has("/images/a.jpg"));
+    }
+}
