@@ -278,10 +278,20 @@ async fn finish(
             ));
         }
     }
-    let failed: Vec<(usize, &String)> = outcomes
+    let total: usize = outcomes
+        .values()
+        .filter(|o| matches!(o, Outcome::Stored(_)))
+        .count();
+    // A refusal is the request's fault only if no replica took it; one that refused what
+    // others stored (a directory where the file goes, say) has missed the write, and repair
+    // must bring it in line.
+    let missed: Vec<(usize, String)> = outcomes
         .iter()
         .filter_map(|(&i, o)| match o {
-            Outcome::Failed(m) => Some((i, m)),
+            Outcome::Failed(m) => Some((i, m.clone())),
+            Outcome::Refused(s) if total > 0 => {
+                Some((i, format!("{}: refused with {s}", replicas[i].base())))
+            }
             _ => None,
         })
         .collect();
@@ -290,13 +300,13 @@ async fn finish(
         _ => None,
     });
     // Record every replica that missed the write, whatever the answer, before answering.
-    let entries: Vec<Entry> = failed
+    let entries: Vec<Entry> = missed
         .iter()
         .map(|(i, _)| Entry::now(method.as_str(), replicas[*i].base(), path))
         .collect();
     let mut journal_err = None;
     if !entries.is_empty() {
-        for (_, m) in &failed {
+        for (_, m) in &missed {
             tracing::warn!(path, op = %method, "replica missed a write: {m}");
         }
         metrics::journaled(entries.len());
@@ -306,18 +316,14 @@ async fn finish(
             journal_err = Some(e);
         }
     }
-    let total: usize = outcomes
-        .values()
-        .filter(|o| matches!(o, Outcome::Stored(_)))
-        .count();
     if !short.is_empty() {
-        if failed.is_empty()
+        if missed.is_empty()
             && let Some(s) = refused
         {
             return text(s, format!("every replica refused the {method}: {s}\n"));
         }
         metrics::quorum_failure();
-        let why: Vec<&str> = failed.iter().map(|(_, m)| m.as_str()).collect();
+        let why: Vec<&str> = missed.iter().map(|(_, m)| m.as_str()).collect();
         return text(
             StatusCode::BAD_GATEWAY,
             format!(

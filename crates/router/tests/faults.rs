@@ -106,6 +106,59 @@ async fn two_of_three_down_writes_fail_with_a_clear_5xx() {
     assert_eq!(&get(&front.url("/old.jpg")).await.body[..], b"old");
 }
 
+/// A replica that answers a 4xx (nginx's 409: a directory where the file goes) while the
+/// others store the write has missed it like a replica that failed: journalled for repair.
+/// When every replica refuses, the refusal is the answer and nothing is journalled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_refusing_a_write_the_others_stored_is_journalled() {
+    if !nginx_or_skip("one refuses") {
+        return;
+    }
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let jpath = dir.path().join("journal");
+    let cfg = config(&one_shard(&nodes));
+    let front = Front::start(
+        &cfg,
+        Settings {
+            journal: Some(jpath.clone()),
+            ..settings()
+        },
+    )
+    .await;
+    std::fs::create_dir_all(nodes[1].root().join("c/x.jpg/inside")).unwrap();
+    let r = put(&front.url("/c/x.jpg"), "photo").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.headers["x-shoal-stored"], "2/3");
+    let (entries, _) = journal::read(&jpath).unwrap();
+    let got: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| (e.op.as_str(), e.replica.as_str(), e.path.as_str()))
+        .collect();
+    let miss = nodes[1].url();
+    assert_eq!(got, [("PUT", miss.as_str(), "/c/x.jpg")]);
+    // Every replica refuses: the client gets the refusal, the journal nothing more.
+    for n in [&nodes[0], &nodes[2]] {
+        std::fs::remove_file(n.root().join("c/x.jpg")).unwrap();
+        std::fs::create_dir_all(n.root().join("c/x.jpg/inside")).unwrap();
+    }
+    let r = put(&front.url("/c/x.jpg"), "photo").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert_eq!(journal::read(&jpath).unwrap().0.len(), 1);
+    // One stores it, two refuse: short of the quorum, and both refusers are journalled.
+    std::fs::remove_dir_all(nodes[0].root().join("c/x.jpg")).unwrap();
+    let r = put(&front.url("/c/x.jpg"), "photo").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{:?}", r.body);
+    let msg = String::from_utf8_lossy(&r.body).to_string();
+    assert!(msg.contains("refused with 409"), "{msg}");
+    let (entries, _) = journal::read(&jpath).unwrap();
+    let mut late: Vec<&str> = entries[1..].iter().map(|e| e.replica.as_str()).collect();
+    late.sort_unstable();
+    let mut want = [nodes[1].url(), nodes[2].url()];
+    want.sort_unstable();
+    assert_eq!(late, want);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roster_filters_counts_garbage_and_reloads_on_swap_or_edit() {
     if !nginx_or_skip("roster") {
