@@ -7,7 +7,7 @@
 //! journal aside while the router keeps appending to a fresh one.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -93,8 +93,22 @@ fn locked<T>(path: &Path, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
 pub fn append(path: &Path, entries: &[Entry]) -> Result<(), RouteError> {
     let io = || {
         locked(path, || {
-            let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+            let mut f = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(path)?;
             let mut buf = String::new();
+            // A write cut short (disk full, crash) left a line without its newline: end it,
+            // or this batch's first entry would be glued onto it and lost with it.
+            if f.metadata()?.len() > 0 {
+                let mut last = [0u8; 1];
+                f.seek(SeekFrom::End(-1))?;
+                f.read_exact(&mut last)?;
+                if last[0] != b'\n' {
+                    buf.push('\n');
+                }
+            }
             for e in entries {
                 buf.push_str(&e.line());
             }
@@ -252,5 +266,19 @@ mod tests {
         assert_eq!(taken.len(), 2);
         assert_eq!(j.backlog(), 0);
         finish_take(&p).unwrap();
+    }
+
+    /// A write cut short (a full disk, a crash) leaves a line without its newline; the next
+    /// append must not glue its entry onto it.
+    #[tokio::test]
+    async fn an_append_after_a_torn_line_starts_a_line_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal");
+        std::fs::write(&p, "1700000000\tPUT\thttp://127.0.0.1:1\t/a/b.j").unwrap();
+        let j = Journal::open(&p).unwrap();
+        let e = Entry::now("PUT", "http://127.0.0.1:2", "/c/d.jpg");
+        j.record(vec![e.clone()]).await.unwrap();
+        let (all, _) = read(&p).unwrap();
+        assert_eq!(all.last(), Some(&e), "{:?}", std::fs::read_to_string(&p));
     }
 }
