@@ -127,12 +127,16 @@ pub fn read(path: &Path) -> Result<(Vec<Entry>, usize), RouteError> {
         Err(e) => return Err(RouteError::io(path, e)),
     };
     let (mut out, mut bad) = (Vec::new(), 0);
-    for line in io::BufReader::new(f).lines() {
+    // By bytes: a corrupted block is a bad line, not a journal nothing can read any more.
+    for line in io::BufReader::new(f).split(b'\n') {
         let line = line.map_err(|e| RouteError::io(path, e))?;
-        match Entry::parse(&line) {
-            Some(e) => out.push(e),
-            None if line.trim().is_empty() => {}
-            None => bad += 1,
+        match std::str::from_utf8(&line)
+            .ok()
+            .map(|l| (l, Entry::parse(l)))
+        {
+            Some((_, Some(e))) => out.push(e),
+            Some((l, None)) if l.trim().is_empty() => {}
+            _ => bad += 1,
         }
     }
     Ok((out, bad))
@@ -280,5 +284,19 @@ mod tests {
         j.record(vec![e.clone()]).await.unwrap();
         let (all, _) = read(&p).unwrap();
         assert_eq!(all.last(), Some(&e), "{:?}", std::fs::read_to_string(&p));
+    }
+
+    /// Bytes that are not UTF-8 (a corrupted block) are a bad line, not a journal that can no
+    /// longer be read or repaired.
+    #[test]
+    fn a_line_that_is_not_utf8_is_skipped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal");
+        let good = Entry::now("DELETE", "http://127.0.0.1:2", "/x.jpg");
+        let mut bytes = b"1700000000\tPUT\thttp://h:1\t/\xff\xfe\n".to_vec();
+        bytes.extend(good.line().as_bytes());
+        std::fs::write(&p, bytes).unwrap();
+        assert_eq!(read(&p).unwrap(), (vec![good.clone()], 1));
+        assert_eq!(take(&p).unwrap(), vec![good]);
     }
 }
