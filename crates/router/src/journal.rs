@@ -91,32 +91,31 @@ fn locked<T>(path: &Path, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
 
 /// Appends `entries` to the journal at `path` and fsyncs it.
 pub fn append(path: &Path, entries: &[Entry]) -> Result<(), RouteError> {
-    let io = || {
-        locked(path, || {
-            let mut f = OpenOptions::new()
-                .create(true)
-                .read(true)
-                .append(true)
-                .open(path)?;
-            let mut buf = String::new();
-            // A write cut short (disk full, crash) left a line without its newline: end it,
-            // or this batch's first entry would be glued onto it and lost with it.
-            if f.metadata()?.len() > 0 {
-                let mut last = [0u8; 1];
-                f.seek(SeekFrom::End(-1))?;
-                f.read_exact(&mut last)?;
-                if last[0] != b'\n' {
-                    buf.push('\n');
-                }
-            }
-            for e in entries {
-                buf.push_str(&e.line());
-            }
-            f.write_all(buf.as_bytes())?;
-            f.sync_data()
-        })
-    };
-    io().map_err(|e| RouteError::io(path, e))
+    let lines: String = entries.iter().map(Entry::line).collect();
+    locked(path, || append_lines(path, lines.as_bytes())).map_err(|e| RouteError::io(path, e))
+}
+
+/// Appends whole `lines` to the file at `path` and fsyncs it; the caller holds the lock.
+fn append_lines(path: &Path, lines: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)?;
+    let mut buf = Vec::with_capacity(lines.len() + 1);
+    // A write cut short (disk full, crash) left a line without its newline: end it, or this
+    // batch's first entry would be glued onto it and lost with it.
+    if f.metadata()?.len() > 0 {
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::End(-1))?;
+        f.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            buf.push(b'\n');
+        }
+    }
+    buf.extend_from_slice(lines);
+    f.write_all(&buf)?;
+    f.sync_data()
 }
 
 /// Reads every entry; torn or foreign lines are skipped and counted.
@@ -151,17 +150,26 @@ pub fn take(path: &Path) -> Result<Vec<Entry>, RouteError> {
         p.push(".repairing");
         PathBuf::from(p)
     };
-    let mut out = read(&aside)?.0;
-    let moved = locked(path, || match std::fs::rename(path, &aside) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
+    locked(path, || {
+        if !aside.exists() {
+            return match std::fs::rename(path, &aside) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
+        }
+        // An interrupted repair's entries are still aside: add the newer ones after them
+        // (renaming over the file would drop them), so the file keeps every entry until
+        // they are repaired.
+        let newer = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        append_lines(&aside, &newer)?;
+        std::fs::remove_file(path)
     })
     .map_err(|e| RouteError::io(path, e))?;
-    if moved {
-        out = read(&aside)?.0;
-    }
-    Ok(out)
+    Ok(read(&aside)?.0)
 }
 
 /// Removes the `.repairing` file once its entries are repaired or re-journalled.
@@ -284,6 +292,24 @@ mod tests {
         j.record(vec![e.clone()]).await.unwrap();
         let (all, _) = read(&p).unwrap();
         assert_eq!(all.last(), Some(&e), "{:?}", std::fs::read_to_string(&p));
+    }
+
+    /// A repair interrupted after it took the journal leaves `.repairing`; the router keeps
+    /// journalling meanwhile. The next take must return both, and keep both on disk until
+    /// they are repaired.
+    #[test]
+    fn take_keeps_an_interrupted_repairs_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal");
+        let older = Entry::now("PUT", "http://127.0.0.1:1", "/older.jpg");
+        let newer = Entry::now("PUT", "http://127.0.0.1:1", "/newer.jpg");
+        append(&p, std::slice::from_ref(&older)).unwrap();
+        assert_eq!(take(&p).unwrap(), vec![older.clone()]);
+        // Interrupted here: no finish_take.
+        append(&p, std::slice::from_ref(&newer)).unwrap();
+        assert_eq!(take(&p).unwrap(), vec![older.clone(), newer.clone()]);
+        // Interrupted again: still nothing lost.
+        assert_eq!(take(&p).unwrap(), vec![older, newer]);
     }
 
     /// Bytes that are not UTF-8 (a corrupted block) are a bad line, not a journal that can no
