@@ -1,8 +1,9 @@
 //! Repair: bring every replica of a shard to the same files.
 //!
 //! - [`Router::repair_journal`] replays the journal: a missed PUT is copied to the replica from
-//!   another replica that has the file; a missed DELETE is repeated. What still fails is put
-//!   back in the journal.
+//!   another replica that has the file; a missed DELETE is repeated, unless a replica the
+//!   DELETE reached holds the file again (uploaded since), which is then copied instead. What
+//!   still fails is put back in the journal.
 //! - [`Router::repair_by_listing`] lists every node with WebDAV `PROPFIND` (`Depth: 1`, walked
 //!   recursively), and copies each file to the replicas of its home shard that lack it. The
 //!   home is the serving ring's shard (the migration ring's once a migration has started).
@@ -141,6 +142,13 @@ impl Router {
         for e in entries {
             last.insert((e.replica.clone(), e.path.clone()), e);
         }
+        // Replicas that missed the last DELETE of a path: their copies say nothing of a newer
+        // upload.
+        let missed_delete: BTreeSet<(String, String)> = last
+            .iter()
+            .filter(|(_, e)| e.op == "DELETE")
+            .map(|(k, _)| k.clone())
+            .collect();
         let mut report = RepairReport::default();
         let mut keep = Vec::new();
         for ((base, p), e) in last {
@@ -158,9 +166,27 @@ impl Router {
                 continue;
             }
             let res = if e.op == "DELETE" {
-                self.delete_on(&p, &to)
-                    .await
-                    .map(|()| report.deleted.push((base.clone(), p.clone())))
+                // A replica the DELETE reached that holds the file again was written since:
+                // the DELETE is stale, and `to` takes the new file instead.
+                let mut newer = Vec::new();
+                for r in self.write_set(&p) {
+                    let skip = Arc::ptr_eq(&r, &to)
+                        || missed_delete.contains(&(r.base().to_string(), p.clone()));
+                    if !skip && self.holds(&p, &r).await {
+                        newer.push(r);
+                    }
+                }
+                if newer.is_empty() {
+                    self.delete_on(&p, &to)
+                        .await
+                        .map(|()| report.deleted.push((base.clone(), p.clone())))
+                } else {
+                    self.copy(&p, &newer, &to).await.map(|copied| {
+                        if copied {
+                            report.copied.push((base.clone(), p.clone()));
+                        }
+                    })
+                }
             } else {
                 let sources = self.sources(&p);
                 self.copy(&p, &sources, &to).await.map(|copied| {
@@ -181,6 +207,36 @@ impl Router {
             journal::finish_take(path)?;
         }
         Ok(report)
+    }
+
+    /// The replicas a write of `path` goes to now.
+    fn write_set(&self, path: &str) -> Vec<Arc<Replica>> {
+        let mut out: Vec<Arc<Replica>> = Vec::new();
+        for t in self.inner.topo.targets(path, self.migration_state()) {
+            for r in t.replicas {
+                if !out.iter().any(|o| Arc::ptr_eq(o, &r)) {
+                    out.push(r);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `on` answers 200 to a HEAD of `path` (an error counts as no).
+    async fn holds(&self, path: &str, on: &Arc<Replica>) -> bool {
+        let Ok(req) = request(
+            on,
+            Method::HEAD,
+            &encode_path(path),
+            HeaderMap::new(),
+            empty(),
+        ) else {
+            return false;
+        };
+        let t = self.inner.settings.response_timeout;
+        send(self.inner.client.clone(), on.clone(), req, t)
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
     }
 
     /// Every replica of every ring's shard for `path`, usable ones first.

@@ -59,6 +59,75 @@ async fn a_returning_replica_is_repaired_from_the_journal() {
     assert_eq!(journal::read(&jpath).unwrap().0.len(), 0);
 }
 
+/// A replica missed a DELETE; the file was uploaded again afterwards, to every replica. The
+/// journal's DELETE is older than what the replica holds now: replaying it must not take
+/// the new file off that replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_delete_does_not_remove_a_file_uploaded_again_since() {
+    if !nginx_or_skip("stale delete") {
+        return;
+    }
+    let mut nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let jpath = dir.path().join("journal");
+    let cfg = config(&photosrv_config(
+        "jump",
+        &[nodes.iter().map(Node::url).collect()],
+        None,
+    ));
+    let front = Front::start(
+        &cfg,
+        Settings {
+            journal: Some(jpath.clone()),
+            ..settings()
+        },
+    )
+    .await;
+    assert_eq!(
+        put(&front.url("/r/again.jpg"), "first").await.status,
+        StatusCode::CREATED
+    );
+    nodes[2].stop();
+    let r = call(
+        http::Method::DELETE,
+        &front.url("/r/again.jpg"),
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    nodes[2].restart();
+    front.router.check_health_once().await;
+    let r = put(&front.url("/r/again.jpg"), "second").await;
+    assert_eq!(r.headers["x-shoal-stored"], "3/3");
+    let report = front.router.repair_journal(&jpath, false).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    for n in &nodes {
+        assert_eq!(
+            n.read("/r/again.jpg").as_deref(),
+            Some(&b"second"[..]),
+            "{} lost the file uploaded after the delete it missed",
+            n.url()
+        );
+    }
+    assert_eq!(journal::read(&jpath).unwrap().0.len(), 0);
+    // A DELETE that is still the last word is replayed as before.
+    nodes[1].stop();
+    let r = call(
+        http::Method::DELETE,
+        &front.url("/r/again.jpg"),
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    nodes[1].restart();
+    let report = front.router.repair_journal(&jpath, false).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.deleted.len(), 1);
+    assert!(nodes.iter().all(|n| !n.has("/r/again.jpg")));
+}
+
 /// Files acknowledged by the router: (path, content seed, length, phase of the upload).
 type Acked = Arc<Mutex<Vec<(String, u64, usize, u8)>>>;
 
