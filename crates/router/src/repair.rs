@@ -423,7 +423,7 @@ fn parse_multistatus(xml: &str) -> Vec<(String, bool)> {
         let Some(end) = lower[start..].find('<').map(|i| start + i) else {
             break;
         };
-        let href = xml[start..end].trim().to_string();
+        let href = xml_text(xml[start..end].trim());
         // Skip this href's closing tag; the response runs to the next opening one.
         let close = lower[end..]
             .find("href>")
@@ -437,6 +437,43 @@ fn parse_multistatus(xml: &str) -> Vec<(String, bool)> {
         }
         at = next;
     }
+    out
+}
+
+/// XML character data as text: the five predefined entities and character references
+/// (nginx writes `a&b.jpg` as `a&amp;b.jpg`). Anything else is kept as written.
+fn xml_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        rest = &rest[amp..];
+        let Some(semi) = rest.find(';') else { break };
+        let c = match &rest[1..semi] {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            e => e
+                .strip_prefix("#x")
+                .map(|h| u32::from_str_radix(h, 16))
+                .or_else(|| e.strip_prefix('#').map(str::parse))
+                .and_then(Result::ok)
+                .and_then(char::from_u32),
+        };
+        match c {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[semi + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
     out
 }
 
@@ -460,5 +497,15 @@ mod tests {
                 ("/a/sub/".into(), true)
             ]
         );
+    }
+
+    #[test]
+    fn xml_entities_in_hrefs() {
+        assert_eq!(
+            xml_text("/a&amp;b&lt;&gt;&quot;&apos;.jpg"),
+            "/a&b<>\"'.jpg"
+        );
+        assert_eq!(xml_text("/&#38;&#x26;"), "/&&");
+        assert_eq!(xml_text("/a&b;c&"), "/a&b;c&");
     }
 }

@@ -128,6 +128,40 @@ async fn a_missed_delete_does_not_remove_a_file_uploaded_again_since() {
     assert!(nodes.iter().all(|n| !n.has("/r/again.jpg")));
 }
 
+/// nginx writes a PROPFIND href as XML: `a&b.jpg` is listed as `a&amp;b.jpg`. Listing must
+/// read it as the file's name, or such a file is never copied to a replica that lacks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_repairs_files_whose_names_are_escaped_in_xml() {
+    if !nginx_or_skip("xml names") {
+        return;
+    }
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
+    let cfg = config(&photosrv_config(
+        "jump",
+        &[nodes.iter().map(Node::url).collect()],
+        None,
+    ));
+    let front = Front::start(&cfg, settings()).await;
+    let names = ["/x/a&b.jpg", "/x/<tag>.jpg", "/x/q\"'.jpg"];
+    for name in names {
+        for n in &nodes[..2] {
+            let file = n.root().join(name.trim_start_matches('/'));
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, name).unwrap();
+        }
+    }
+    let report = front.router.repair_by_listing(false, false).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    for name in names {
+        assert_eq!(
+            nodes[2].read(name).as_deref(),
+            Some(name.as_bytes()),
+            "{name} copied; report {:?}",
+            report.copied
+        );
+    }
+}
+
 /// Files acknowledged by the router: (path, content seed, length, phase of the upload).
 type Acked = Arc<Mutex<Vec<(String, u64, usize, u8)>>>;
 
