@@ -27,6 +27,9 @@ pub(crate) struct Inner {
     pub(crate) settings: Settings,
     pub(crate) client: HttpClient,
     state: AtomicU8,
+    /// Held across a switch's file write and state swap, so concurrent switches cannot leave
+    /// the file saying one state while another is in effect.
+    switching: parking_lot::Mutex<()>,
     pub(crate) journal: Option<Journal>,
     pub(crate) roster_ignored: AtomicUsize,
     pub(crate) roster_hosts: AtomicUsize,
@@ -160,6 +163,7 @@ impl Router {
                 settings,
                 client,
                 state: AtomicU8::new(state as u8),
+                switching: parking_lot::Mutex::new(()),
                 journal,
                 roster_ignored: AtomicUsize::new(0),
                 roster_hosts: AtomicUsize::new(0),
@@ -209,6 +213,7 @@ impl Router {
                 "unable to switch to {to}: missing migration ring"
             )));
         }
+        let _one_at_a_time = self.inner.switching.lock();
         if let Some(p) = &self.inner.settings.migration_state {
             to.store(p)?;
         }

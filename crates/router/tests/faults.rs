@@ -290,3 +290,43 @@ async fn migration_switch_needs_a_key_and_persists() {
         .to_string();
     assert!(e.contains("missing migration ring"), "{e}");
 }
+
+/// Two switches at once (an operator's retry, two scripts): the state file and the state in
+/// effect must agree afterwards, and the file must stay valid, or a restart brings the router
+/// up in another state, or not at all.
+#[test]
+fn concurrent_migration_switches_leave_the_file_and_the_state_in_agreement() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("migrationState");
+    let shards = vec![vec!["http://127.0.0.1:1".to_string()]];
+    let two = vec![shards[0].clone(), vec!["http://127.0.0.1:2".to_string()]];
+    let cfg = config(&photosrv_config("jump", &shards, Some(&two)));
+    let s = Settings {
+        migration_state: Some(state.clone()),
+        migration_key: Some("k".into()),
+        ..settings()
+    };
+    let r = shoal_router::Router::new(&cfg, s).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for round in 0..100 {
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|sc| {
+            for to in [MigrationState::Both, MigrationState::New] {
+                let (r, barrier) = (&r, &barrier);
+                sc.spawn(move || {
+                    barrier.wait();
+                    let _ = r.switch_migration(to, "k");
+                });
+            }
+        });
+        let on_disk = MigrationState::load(&state);
+        assert!(
+            matches!(on_disk, Ok(s) if s == r.migration_state()),
+            "round {round}: file says {on_disk:?}, the router runs {}",
+            r.migration_state()
+        );
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+}
