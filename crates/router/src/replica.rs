@@ -14,6 +14,8 @@ pub struct Replica {
     authority: String,
     in_roster: AtomicBool,
     healthy: AtomicBool,
+    /// Health checks run and can mark it healthy again.
+    checked: AtomicBool,
     errors: AtomicU64,
     requests: AtomicU64,
     latency: metrics::Histogram,
@@ -47,6 +49,7 @@ impl Replica {
             authority: authority.to_string(),
             in_roster: AtomicBool::new(true),
             healthy: AtomicBool::new(true),
+            checked: AtomicBool::new(true),
             errors: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             latency: metrics::histogram!("shoal_route_replica_latency_seconds", "replica" => label.clone()),
@@ -92,6 +95,17 @@ impl Replica {
     /// Sets the health state; true when it changed.
     pub(crate) fn set_healthy(&self, v: bool) -> bool {
         self.healthy.swap(v, Ordering::Relaxed) != v
+    }
+
+    pub(crate) fn set_health_checked(&self, v: bool) {
+        self.checked.store(v, Ordering::Relaxed);
+    }
+
+    /// Marks it unhealthy after a connect error; true when it changed. Without health checks
+    /// nothing would mark it healthy again, and every later write would skip it: then a
+    /// connect error fails only the request it happened to.
+    pub(crate) fn mark_unreachable(&self) -> bool {
+        self.checked.load(Ordering::Relaxed) && self.set_healthy(false)
     }
 
     pub(crate) fn record(&self, took: Duration, ok: bool) {

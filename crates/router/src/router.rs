@@ -172,6 +172,10 @@ impl Router {
                 body_timeouts: AtomicU64::new(0),
             }),
         };
+        let checked = router.inner.settings.health_interval.is_some();
+        for r in &router.inner.topo.all {
+            r.set_health_checked(checked);
+        }
         if let Some(p) = router.inner.settings.roster.clone() {
             router.apply_roster(&Roster::load(&p)?);
         }

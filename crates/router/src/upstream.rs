@@ -69,7 +69,7 @@ pub(crate) struct SendError {
 }
 
 /// Sends `req` to `replica`, waiting at most `timeout` for its response headers. A connect
-/// error marks the replica unhealthy until a health check passes.
+/// error marks the replica unhealthy until a health check passes (when health checks run).
 pub(crate) async fn send(
     client: HttpClient,
     replica: Arc<Replica>,
@@ -84,7 +84,7 @@ pub(crate) async fn send(
         }
         Ok(Err(e)) => {
             replica.record(start.elapsed(), false);
-            if e.is_connect() && replica.set_healthy(false) {
+            if e.is_connect() && replica.mark_unreachable() {
                 tracing::warn!(
                     replica = replica.base(),
                     "replica unreachable; marked unhealthy"

@@ -74,6 +74,29 @@ async fn one_replica_down_writes_reach_quorum_and_the_miss_is_journalled() {
     );
 }
 
+/// Without health checks (`--health-interval 0`, and `shoal upload`, which runs none) nothing
+/// would ever mark a replica healthy again: one connect error, a node restarting for a
+/// second, must not take it out of every later write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_health_checks_a_connect_error_does_not_skip_the_replica_for_ever() {
+    if !nginx_or_skip("no health checks") {
+        return;
+    }
+    let mut nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
+    let cfg = config(&one_shard(&nodes));
+    let front = Front::start(&cfg, settings()).await;
+    nodes[1].stop();
+    nodes[2].stop();
+    let r = put(&front.url("/h/during.jpg"), "x").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{:?}", r.body);
+    nodes[1].restart();
+    nodes[2].restart();
+    let r = put(&front.url("/h/after.jpg"), "y").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.headers["x-shoal-stored"], "3/3");
+    assert!(nodes.iter().all(|n| n.has("/h/after.jpg")));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_of_three_down_writes_fail_with_a_clear_5xx() {
     if !nginx_or_skip("two down") {
