@@ -79,6 +79,11 @@ impl Router {
             if let Some(len) = resp.headers().get(header::CONTENT_LENGTH) {
                 headers.insert(header::CONTENT_LENGTH, len.clone());
             }
+            // nginx takes a PUT's Date for the file's mtime, which its ETag and Last-Modified
+            // are made of: the copy keeps the source's, so every replica gives the same.
+            if let Some(at) = resp.headers().get(header::LAST_MODIFIED) {
+                headers.insert(header::DATE, at.clone());
+            }
             // A source that stalls mid-copy fails the copy instead of holding it.
             let body = IdleTimeout::new(
                 resp.into_body().map_err(Into::into),

@@ -162,6 +162,56 @@ async fn listing_repairs_files_whose_names_are_escaped_in_xml() {
     }
 }
 
+/// nginx's ETag and Last-Modified come from the file's mtime. A copy made by repair must keep
+/// the source's, or reads (and a cache revalidating with If-None-Match or If-Range) get a
+/// different validator from each replica, and 200s where 304s and 206s were due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repaired_copy_keeps_the_sources_last_modified_and_etag() {
+    if !nginx_or_skip("repair mtime") {
+        return;
+    }
+    let mut nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let jpath = dir.path().join("journal");
+    let cfg = config(&photosrv_config(
+        "jump",
+        &[nodes.iter().map(Node::url).collect()],
+        None,
+    ));
+    let front = Front::start(
+        &cfg,
+        Settings {
+            journal: Some(jpath.clone()),
+            ..settings()
+        },
+    )
+    .await;
+    nodes[2].stop();
+    let r = put(&front.url("/v/photo.jpg"), content(9, 5000)).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    // Last-Modified has a resolution of one second: repair a second later at least.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    nodes[2].restart();
+    let report = front.router.repair_journal(&jpath, false).await.unwrap();
+    assert_eq!(report.copied.len(), 1, "{:?}", report.failed);
+    let mut seen = Vec::new();
+    for n in &nodes {
+        let r = call(
+            http::Method::HEAD,
+            &format!("{}/v/photo.jpg", n.url()),
+            &[],
+            vec![],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+        seen.push((
+            r.headers["last-modified"].clone(),
+            r.headers["etag"].clone(),
+        ));
+    }
+    assert!(seen.iter().all(|v| *v == seen[0]), "{seen:?}");
+}
+
 /// Files acknowledged by the router: (path, content seed, length, phase of the upload).
 type Acked = Arc<Mutex<Vec<(String, u64, usize, u8)>>>;
 
