@@ -345,6 +345,27 @@ impl Router {
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
+        if req.method() == Method::PUT || req.method() == Method::DELETE {
+            // A write runs to its end in a task of its own: a client that hangs up before the
+            // answer drops this future with its connection, but replicas that took the whole
+            // body store it, and the ones that missed it must still be journalled.
+            let r = self.clone();
+            return match tokio::spawn(async move { r.answer(req).await }).await {
+                Ok(resp) => resp,
+                Err(e) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the write ended without an answer: {e}\n"),
+                ),
+            };
+        }
+        self.answer(req).await
+    }
+
+    async fn answer<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
         let method = req.method().clone();
         let resp = self.dispatch(req).await;
         self.inner.counters.request(&method, resp.status().as_u16());

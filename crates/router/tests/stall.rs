@@ -271,3 +271,53 @@ async fn a_client_stalling_mid_chunked_put_gets_408_and_nothing_is_stored() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     never_stored(&nodes, "/c/stall.bin").await;
 }
+
+/// A client that sends a whole PUT and then hangs up before the answer (its own timeout ran
+/// out while a replica hung): the replicas that took the body store it, so the write must
+/// still run to its end and journal the replica that missed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hanging_up_after_its_body_does_not_stop_the_write_being_journalled() {
+    if !nginx_or_skip("client gone before the answer") {
+        return;
+    }
+    let hang = Hang::start();
+    let nodes: Vec<Node> = (0..2).map(|_| Node::start()).collect();
+    let shard = vec![nodes[0].url(), hang.url(), nodes[1].url()];
+    let cfg = config(&photosrv_config("jump", &[shard], None));
+    let dir = tempfile::tempdir().unwrap();
+    let jpath = dir.path().join("journal");
+    let front = Front::start(
+        &cfg,
+        Settings {
+            journal: Some(jpath.clone()),
+            write_timeout: Duration::from_secs(2),
+            ..stalling()
+        },
+    )
+    .await;
+    let addr = front.addr;
+    tokio::task::spawn_blocking(move || {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(b"PUT /g/gone.jpg HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let (entries, _) = journal::read(&jpath).unwrap();
+        if !entries.is_empty() || Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for n in &nodes {
+        assert_eq!(n.read("/g/gone.jpg").as_deref(), Some(&b"0123456789"[..]));
+    }
+    let got: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e.replica.as_str(), e.path.as_str()))
+        .collect();
+    assert_eq!(got, [(hang.url().as_str(), "/g/gone.jpg")]);
+}
