@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -97,7 +98,16 @@ where
         })
         .collect();
     let (parts, body) = req.into_parts();
-    let headers = end_to_end(&parts.headers);
+    let mut headers = end_to_end(&parts.headers);
+    // nginx takes a PUT's Date for the file's mtime, its ETag and Last-Modified; without one
+    // each replica uses the moment its last byte came, and replicas finishing in different
+    // seconds would answer revalidations differently. One Date for all (the client's if set).
+    if method == Method::PUT
+        && !headers.contains_key(header::DATE)
+        && let Ok(now) = HeaderValue::from_str(&httpdate::fmt_http_date(SystemTime::now()))
+    {
+        headers.insert(header::DATE, now);
+    }
     let len = parts
         .headers
         .get(header::CONTENT_LENGTH)

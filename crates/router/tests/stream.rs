@@ -183,3 +183,55 @@ async fn a_replica_answering_success_before_taking_the_whole_body_has_not_stored
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0].replica, early);
 }
+
+/// A slow link in front of `to`: the request bytes of each connection reach it `delay` late
+/// (the answers come straight back). A replica whose disk or network is slower than the
+/// others', as nginx cannot be made to be.
+fn late_link(to: std::net::SocketAddr, delay: Duration) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for client in l.incoming().flatten() {
+            let Ok(node) = TcpStream::connect(to) else {
+                return;
+            };
+            let (mut from_node, mut to_client) =
+                (node.try_clone().unwrap(), client.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut from_node, &mut to_client));
+            let (mut from_client, mut to_node) = (client, node);
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let _ = std::io::copy(&mut from_client, &mut to_node);
+            });
+        }
+    });
+    url
+}
+
+/// nginx makes ETag and Last-Modified from the file's mtime, the time its last body byte came
+/// unless the PUT has a Date. Replicas that finish a PUT in different seconds would each give
+/// their own validators, and a client or cache revalidating gets 200s where 304s were due:
+/// the fan-out gives every replica one Date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_of_a_put_gives_the_same_last_modified_and_etag() {
+    if !nginx_or_skip("one mtime") {
+        return;
+    }
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
+    let slow = late_link(nodes[2].addr(), Duration::from_millis(1200));
+    let shard = vec![nodes[0].url(), nodes[1].url(), slow];
+    let cfg = config(&photosrv_config("jump", &[shard], None));
+    let front = Front::start(&cfg, settings()).await;
+    let r = put(&front.url("/t/same.jpg"), content(4, 10_000)).await;
+    assert_eq!(r.headers["x-shoal-stored"], "3/3", "{:?}", r.body);
+    let mut seen = Vec::new();
+    for n in &nodes {
+        let url = format!("{}/t/same.jpg", n.url());
+        let r = call(http::Method::HEAD, &url, &[], vec![]).await;
+        seen.push((
+            r.headers["last-modified"].clone(),
+            r.headers["etag"].clone(),
+        ));
+    }
+    assert!(seen.iter().all(|v| *v == seen[0]), "{seen:?}");
+}
