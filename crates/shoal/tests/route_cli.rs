@@ -142,3 +142,61 @@ fn explain_route_and_repair_from_the_journal_and_by_listing() {
         assert_eq!(r.read(lone).as_deref(), Some(&b"only here"[..]));
     }
 }
+
+/// `shoal repair --list --cleanup` follows the ring of the migration state it is given. With a
+/// `<migration>` ring configured and no `--migration-state`, it took the state to be `old`
+/// and cleaned the new ring's nodes of every file, while the routers served the new ring: it
+/// must refuse instead.
+#[test]
+fn cleanup_with_a_migration_ring_needs_the_migration_state() {
+    if !nginx_or_skip("route_cli cleanup") {
+        return;
+    }
+    let (old, new) = (Node::start(), Node::start());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("photosrv.cfg");
+    std::fs::write(
+        &cfg,
+        photosrv_config(
+            "jump",
+            &[vec![old.url()]],
+            Some(&[vec![old.url()], vec![new.url()]]),
+        ),
+    )
+    .unwrap();
+    let files: Vec<String> = (0..10).map(|i| format!("/n/{i}.jpg")).collect();
+    std::fs::create_dir_all(new.root().join("n")).unwrap();
+    for f in &files {
+        std::fs::write(new.root().join(f.trim_start_matches('/')), f).unwrap();
+    }
+    let cfg_s = cfg.to_str().unwrap();
+    let o = shoal(&["repair", "-c", cfg_s, "--dc", "test", "--list", "--cleanup"]);
+    assert!(
+        !o.status.success(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--migration-state"), "{err}");
+    for f in &files {
+        assert!(new.has(f), "{f} cleaned off the new ring's node");
+    }
+    // With the state the routers run, the clean-up goes ahead.
+    let state = dir.path().join("state");
+    std::fs::write(&state, "msNewConfig").unwrap();
+    let st = state.to_str().unwrap();
+    let out = stdout(&shoal(&[
+        "repair",
+        "-c",
+        cfg_s,
+        "--dc",
+        "test",
+        "--migration-state",
+        st,
+        "--list",
+        "--cleanup",
+    ]));
+    for f in &files {
+        assert!(new.has(f) || old.has(f), "{f} lost: {out}");
+    }
+}

@@ -42,6 +42,14 @@ pub fn run(args: RepairArgs) -> anyhow::Result<()> {
     }
     let cfg = RouteConfig::load(&args.config, &args.dc)
         .with_context(|| format!("config {}", args.config.display()))?;
+    // Clean-up deletes what does not hash to the ring the state names; without the routers'
+    // state it would take `old` and empty the new ring's nodes mid-migration or after it.
+    if args.cleanup && cfg.migration.is_some() && args.migration_state.is_none() {
+        bail!(
+            "--cleanup with a <migration> ring needs the routers' --migration-state file, so \
+             that it cleans up for the ring they serve"
+        );
+    }
     let settings = Settings {
         health_interval: None,
         migration_state: args.migration_state.clone(),
