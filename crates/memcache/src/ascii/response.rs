@@ -70,6 +70,21 @@ pub struct Value {
     pub data: Bytes,
 }
 
+impl Value {
+    /// Appends the `VALUE <key> <flags> <bytes> [<cas>]\r\n` line, without the data (which
+    /// a streaming writer may send from its own buffer).
+    pub(crate) fn encode_header(&self, dst: &mut BytesMut) {
+        dst.put_slice(b"VALUE ");
+        dst.put_slice(&self.key);
+        put_num(dst, self.flags);
+        put_num(dst, self.data.len());
+        if let Some(c) = self.cas {
+            put_num(dst, c);
+        }
+        dst.put_slice(b"\r\n");
+    }
+}
+
 /// The two-letter code of a meta reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MetaCode {
@@ -261,14 +276,7 @@ impl Response {
         match self {
             Response::Value(v) => {
                 dst.reserve(v.key.len() + v.data.len() + 48);
-                dst.put_slice(b"VALUE ");
-                dst.put_slice(&v.key);
-                put_num(dst, v.flags);
-                put_num(dst, v.data.len());
-                if let Some(c) = v.cas {
-                    put_num(dst, c);
-                }
-                dst.put_slice(b"\r\n");
+                v.encode_header(dst);
                 dst.put_slice(&v.data);
             }
             Response::Number(n) => dst.put_slice(n.to_string().as_bytes()),

@@ -10,9 +10,10 @@ use std::sync::atomic::Ordering;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use super::client::{Finish, Pending};
+use super::client::{Finish, Gathered, Pending};
 use super::dispatch::{Ctx, NOOP_OPAQUE, error, no_server};
-use super::{Cluster, Proxy, broadcast, local, vbucket};
+use super::values::Values;
+use super::{Cluster, Proxy, broadcast, local, multiget, vbucket};
 use crate::a2b::{self, encode_get, server_error};
 use crate::ascii::{AsciiRequest, FlushAll, Get, Response, Stats, Value};
 use crate::binary::{BinaryRequest, BinaryResponse, Opcode, Status};
@@ -86,7 +87,10 @@ async fn get(ctx: &Ctx<'_>, g: Get) -> Pending {
         .front
         .clone()
         .filter(|_| !g.cas && g.touch.is_none());
+    // The cache's answer copies a value per mention: a key named again (`get k k k ...`)
+    // is answered below, from one copy.
     if let Some(front) = &front
+        && !(g.keys.len() > 1 && multiget::has_repeats(&g.keys))
         && let Some(hit) = front.answer(&g.keys, ctx.proxy.stats())
     {
         return Pending::Ready(hit);
@@ -121,11 +125,12 @@ async fn get(ctx: &Ctx<'_>, g: Get) -> Pending {
         let vb = route.vbucket.unwrap_or(0);
         encode_get(&g, key, i as u32, true, vb, &mut part.wire);
     }
-    if parts.len() > 1 {
-        // As the ascii path counts a get it splits over servers (`multiget::split`).
+    let asked = g.keys.len() as u64;
+    let repeated = asked - keys.len() as u64;
+    if parts.len() > 1 || repeated > 0 {
+        // As the ascii path counts a get it splits over servers or de-duplicates
+        // (`multiget::split`).
         let stats = ctx.proxy.stats();
-        let asked = g.keys.len() as u64;
-        let repeated = asked - keys.len() as u64;
         stats.tot_multiget_keys.fetch_add(asked, Ordering::Relaxed);
         stats
             .tot_multiget_keys_dedupe
@@ -152,29 +157,33 @@ async fn get(ctx: &Ctx<'_>, g: Get) -> Pending {
     let generation = front.as_ref().map(|f| f.generation());
     let (tx, out) = oneshot::channel();
     tokio::spawn(async move {
-        let els = match gather_get(&cluster, &proxy, slot, &plan, rxs).await {
-            Ok(els) => els,
-            Err(e) => vec![e],
+        let reply = match gather_get(&cluster, &proxy, slot, &plan, rxs).await {
+            Ok(values) => {
+                if let (Some(front), Some(generation)) = (&front, generation) {
+                    front.fill_values(&values.found, generation);
+                }
+                Gathered::Values(values)
+            }
+            Err(e) => {
+                let mut bytes = BytesMut::new();
+                e.encode(&mut bytes);
+                Gathered::Bytes(bytes.freeze())
+            }
         };
-        if let (Some(front), Some(generation)) = (&front, generation) {
-            front.fill(&Ok(Reply::Ascii(els.clone())), generation);
-        }
-        let mut bytes = BytesMut::new();
-        els.iter().for_each(|e| e.encode(&mut bytes));
-        let _ = tx.send(bytes.freeze());
+        let _ = tx.send(reply);
     });
     Pending::Task(out, Finish::Ascii { silent: false })
 }
 
-/// The get's reply elements (values in the client's key order, then `END`), or the one
-/// error element the client gets instead.
+/// The get's values (each once, in the client's key order), or the one error element the
+/// client gets instead.
 async fn gather_get(
     cluster: &Arc<Cluster>,
     proxy: &Arc<Proxy>,
     slot: usize,
     plan: &GetPlan,
     rxs: Vec<(usize, oneshot::Receiver<JobResult>)>,
-) -> Result<Vec<Response>, Response> {
+) -> Result<Values, Response> {
     let mut hits: Vec<Option<Value>> = vec![None; plan.keys.len()];
     let mut refused = Vec::new();
     for (server, rx) in rxs {
@@ -218,13 +227,17 @@ async fn gather_get(
             None => return Err(protocol()),
         }
     }
-    let mut els: Vec<Response> = plan
-        .order
-        .iter()
-        .filter_map(|i| hits[*i].clone().map(Response::Value))
-        .collect();
-    els.push(Response::End);
-    Ok(els)
+    // Per distinct key, where its value is in `found`.
+    let mut at: Vec<Option<u32>> = Vec::with_capacity(hits.len());
+    let mut found = Vec::new();
+    for hit in hits {
+        at.push(hit.map(|v| {
+            found.push(v);
+            (found.len() - 1) as u32
+        }));
+    }
+    let order = plan.order.iter().filter_map(|i| at[*i]).collect();
+    Ok(Values { found, order })
 }
 
 /// A job's binary responses, or the error element for the client.

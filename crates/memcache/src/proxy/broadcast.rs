@@ -40,7 +40,7 @@ pub(crate) fn gather(
                     Err(DownstreamError::new(DownstreamErrorKind::Closed, ""))
                 }));
         }
-        let _ = tx.send(finish(results));
+        let _ = tx.send(finish(results).into());
     });
     Pending::Task(rx, on_error)
 }

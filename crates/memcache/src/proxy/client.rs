@@ -6,13 +6,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Proxy;
 use super::dispatch::{Ctx, dispatch};
+use super::values::Values;
 use crate::Decoder;
 use crate::ascii::{MetaCode, Response};
 use crate::binary::{Header, error_reply};
@@ -24,7 +24,7 @@ const QUEUE: usize = 1024;
 /// memcached's read buffer (`READ_BUFFER_SIZE`): the least a read of a client asks for.
 const READ: usize = 16 * 1024;
 /// Bytes gathered before a write even if more replies are ready.
-const WRITE_AT: usize = 64 * 1024;
+pub(super) const WRITE_AT: usize = 64 * 1024;
 
 /// A reply in the making.
 #[derive(Debug)]
@@ -33,13 +33,29 @@ pub(crate) enum Pending {
     Ready(Bytes),
     /// The reply of one downstream job, and how to turn it into bytes.
     Job(oneshot::Receiver<JobResult>, Finish),
-    /// Bytes a gathering task will produce; if it produces none in time, the error is
+    /// What a gathering task will produce; if it produces nothing in time, the error is
     /// written as `Finish` writes errors (in the client's protocol).
-    Task(oneshot::Receiver<Bytes>, Finish),
+    Task(oneshot::Receiver<Gathered>, Finish),
     /// Write what came before and these bytes, then close the connection.
     Close(Bytes),
     /// No reply: the writer signals once the replies before it are all in.
     Barrier(oneshot::Sender<()>),
+}
+
+/// What a gathering task hands the writer.
+#[derive(Debug)]
+pub(crate) enum Gathered {
+    /// Bytes to write as they are.
+    Bytes(Bytes),
+    /// A get's values, each held once however often the client named its key; the writer
+    /// streams them.
+    Values(Values),
+}
+
+impl From<Bytes> for Gathered {
+    fn from(b: Bytes) -> Self {
+        Gathered::Bytes(b)
+    }
 }
 
 /// How a job's reply becomes the client's bytes.
@@ -179,7 +195,11 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, stream: TcpStream, id: usize) {
 }
 
 /// Writes replies in order; whatever is ready goes out in one write.
-async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, wait: Duration) {
+async fn write_replies<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::Receiver<Pending>,
+    wait: Duration,
+) {
     let mut out = BytesMut::with_capacity(16 * 1024);
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
@@ -228,7 +248,12 @@ async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, 
                         }
                     };
                     match result {
-                        Ok(bytes) => out.extend_from_slice(&bytes),
+                        Ok(Gathered::Bytes(bytes)) => out.extend_from_slice(&bytes),
+                        Ok(Gathered::Values(v)) => {
+                            if v.write_to(&mut wr, &mut out).await.is_err() {
+                                return;
+                            }
+                        }
                         Err(e) => finish.error(&e, &mut out),
                     }
                 }
@@ -244,7 +269,10 @@ async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, 
     }
 }
 
-async fn flush(wr: &mut OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
+pub(super) async fn flush<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    out: &mut BytesMut,
+) -> std::io::Result<()> {
     let r = wr.write_all(out).await;
     out.clear();
     r
@@ -256,4 +284,115 @@ fn lost() -> DownstreamError {
 
 fn timed_out() -> DownstreamError {
     DownstreamError::new(DownstreamErrorKind::Timeout, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+    use crate::ascii::Value;
+
+    /// Keeps each write apart, to see what was copied into the output buffer and what was
+    /// written from its own.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl AsyncWrite for Writes {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.0.push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn task(g: Gathered) -> Pending {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(g);
+        Pending::Task(rx, Finish::Ascii { silent: false })
+    }
+
+    async fn written(replies: Vec<Pending>) -> Writes {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        for p in replies {
+            tx.send(p).await.unwrap_or_else(|_| panic!("queue"));
+        }
+        drop(tx);
+        let mut w = Writes::default();
+        write_replies(&mut w, rx, Duration::from_secs(1)).await;
+        w
+    }
+
+    #[tokio::test]
+    async fn values_stream_in_order_between_other_replies() {
+        let big = Bytes::from(vec![b'x'; 100 * 1024]);
+        let found = vec![
+            Value {
+                key: Bytes::from_static(b"big"),
+                flags: 1,
+                cas: Some(9),
+                data: big.clone(),
+            },
+            Value {
+                key: Bytes::from_static(b"s"),
+                flags: 0,
+                cas: Some(10),
+                data: Bytes::from_static(b"hi"),
+            },
+        ];
+        let mentions: usize = 50;
+        let order: Vec<u32> = (0..mentions).map(|i| (i % 2) as u32).collect();
+        let w = written(vec![
+            Pending::Ready(Bytes::from_static(b"STORED\r\n")),
+            task(Gathered::Values(Values { found, order })),
+            task(Gathered::Values(Values::default())),
+            task(Bytes::from_static(b"OK\r\n").into()),
+        ])
+        .await;
+        let mut want = b"STORED\r\n".to_vec();
+        for i in 0..mentions {
+            if i % 2 == 0 {
+                want.extend_from_slice(b"VALUE big 1 102400 9\r\n");
+                want.extend_from_slice(&big);
+                want.extend_from_slice(b"\r\n");
+            } else {
+                want.extend_from_slice(b"VALUE s 0 2 10\r\nhi\r\n");
+            }
+        }
+        want.extend_from_slice(b"END\r\nEND\r\nOK\r\n");
+        assert_eq!(w.0.concat(), want);
+        // The big value went out from its own buffer every time, never copied into a
+        // write with other bytes, and no write held more than one value's worth.
+        let whole = w.0.iter().filter(|b| b.len() == big.len()).count();
+        assert_eq!(whole, mentions.div_ceil(2));
+        assert!(w.0.iter().all(|b| b.len() <= big.len()));
+    }
+
+    #[tokio::test]
+    async fn small_values_gather_until_write_at() {
+        let data = Bytes::from(vec![b'v'; 1000]);
+        let found = vec![Value {
+            key: Bytes::from_static(b"k"),
+            flags: 0,
+            cas: None,
+            data,
+        }];
+        let order = vec![0; 1000];
+        let w = written(vec![task(Gathered::Values(Values { found, order }))]).await;
+        let total: usize = w.0.iter().map(Vec::len).sum();
+        assert_eq!(total, 1000 * (b"VALUE k 0 1000\r\n".len() + 1002) + 5);
+        assert!(w.0.len() > 1, "one write of {total} bytes");
+        assert!(w.0.iter().all(|b| b.len() < WRITE_AT + 1100));
+        assert!(w.0.concat().ends_with(b"END\r\n"));
+    }
 }

@@ -169,6 +169,12 @@ fn strip_noreply(req: &mut AsciiRequest) -> bool {
 }
 
 async fn get(ctx: &Ctx<'_>, g: Get) -> Pending {
+    // A key named again (`get k k k ...`, up to a 1 MiB line) would cost a copy of its value
+    // per mention, in the front cache's answer or the one server's reply; split asks for
+    // each key once and answers every mention from that one copy.
+    if g.keys.len() > 1 && multiget::has_repeats(&g.keys) {
+        return multiget::split(ctx, g).await;
+    }
     let cluster = &ctx.cluster;
     let mut servers = g
         .keys

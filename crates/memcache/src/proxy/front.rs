@@ -142,12 +142,24 @@ impl FrontCache {
         let Ok(Reply::Ascii(els)) = result else {
             return;
         };
+        self.fill_values(
+            els.iter().filter_map(|el| match el {
+                Response::Value(v) => Some(v),
+                _ => None,
+            }),
+            generation,
+        );
+    }
+
+    /// Caches `values`, unless something was invalidated since `generation`.
+    pub(crate) fn fill_values<'a>(
+        &self,
+        values: impl IntoIterator<Item = &'a Value>,
+        generation: u64,
+    ) {
         let expires = Instant::now() + self.opts.lifespan;
-        for el in els {
-            if let Response::Value(v) = el
-                && v.cas.is_none()
-                && self.opts.matches(&v.key)
-            {
+        for v in values {
+            if v.cas.is_none() && self.opts.matches(&v.key) {
                 if self.generation() != generation {
                     return;
                 }

@@ -4,7 +4,8 @@
 //! pipelined) and turns each into a [`Pending`](client::Pending) reply: ready at once
 //! (`version`, `mn`, an error), the reply of one downstream job, or the result of a small
 //! task that gathers several (a multi-key get split per server, a broadcast). The writer
-//! writes those replies in the client's order, many per write.
+//! writes those replies in the client's order, many per write; a get's values it streams,
+//! each held once however often the get names its key (`values.rs`).
 //!
 //! The routing table and the server pool sit together in a [`Cluster`] behind an `ArcSwap`:
 //! a reload builds a new one and swaps it in; connections keep running, and the old pool's
@@ -17,6 +18,7 @@ mod dispatch;
 mod front;
 mod local;
 mod multiget;
+mod values;
 mod vbucket;
 
 use std::net::SocketAddr;

@@ -1,14 +1,15 @@
 //! Multi-key `get`/`gets`/`gat`/`gats` over several servers: one request per server with the
 //! keys it owns (each key asked once), sent in parallel, answered in the client's key order
-//! (a key named twice is answered twice, as memcached does).
+//! (a key named twice is answered twice, as memcached does, from one copy of its value).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use super::client::{Finish, Pending};
+use super::client::{Finish, Gathered, Pending};
 use super::dispatch::Ctx;
+use super::values::Values;
 use crate::ascii::{Get, Response, Value};
 use crate::pool::{DownstreamError, DownstreamErrorKind, JobResult, Reply};
 use crate::stats::ProxyStats;
@@ -28,6 +29,17 @@ fn gat_line(g: &Get) -> (usize, usize) {
         bare,
         bare + g.keys.iter().map(|k| k.len() + 1).sum::<usize>(),
     )
+}
+
+/// Whether a key of `keys` is named twice. Such a get goes through [`split`] even when its
+/// keys are on one server: the server would send a value per mention, all held at once.
+pub(crate) fn has_repeats(keys: &[Bytes]) -> bool {
+    // Short lists, the common multi-get, are cheaper to compare than to hash.
+    if keys.len() <= 16 {
+        return keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k));
+    }
+    let mut seen = HashSet::with_capacity(keys.len());
+    !keys.iter().all(|k| seen.insert(&k[..]))
 }
 
 /// Whether `g` must be split even when its keys are on one server.
@@ -108,40 +120,33 @@ pub(crate) async fn split(ctx: &Ctx<'_>, g: Get) -> Pending {
 }
 
 /// The client's reply: the values in key order and `END`, or the first error.
-fn merge(keys: &[Bytes], results: Vec<JobResult>) -> Bytes {
-    let mut values: HashMap<Bytes, Value> = HashMap::new();
+fn merge(keys: &[Bytes], results: Vec<JobResult>) -> Gathered {
+    // Each key was asked once, so each value comes once; a server answering a key twice
+    // still leaves one value for it.
+    let mut found: Vec<Value> = Vec::new();
     for r in results {
         match r {
-            Err(e) => return Bytes::from(e.ascii_reply()),
+            Err(e) => return Gathered::Bytes(Bytes::from(e.ascii_reply())),
             Ok(Reply::Ascii(els)) => {
                 for el in els {
                     match el {
-                        Response::Value(v) => {
-                            values.insert(v.key.clone(), v);
-                        }
+                        Response::Value(v) => found.push(v),
                         Response::End => {}
                         other => {
                             let mut out = BytesMut::new();
                             other.encode(&mut out);
-                            return out.freeze();
+                            return Gathered::Bytes(out.freeze());
                         }
                     }
                 }
             }
             Ok(Reply::Binary(_)) => {
                 let e = DownstreamError::new(DownstreamErrorKind::Protocol, "");
-                return Bytes::from(e.ascii_reply());
+                return Gathered::Bytes(Bytes::from(e.ascii_reply()));
             }
         }
     }
-    let mut out = BytesMut::new();
-    for k in keys {
-        if let Some(v) = values.get(k) {
-            Response::Value(v.clone()).encode(&mut out);
-        }
-    }
-    out.extend_from_slice(b"END\r\n");
-    out.freeze()
+    Gathered::Values(Values::for_keys(keys, found))
 }
 
 #[cfg(test)]
@@ -165,11 +170,30 @@ mod tests {
             .collect();
         let r1 = Ok(Reply::Ascii(vec![val(b"a", b"1"), Response::End]));
         let r2 = Ok(Reply::Ascii(vec![val(b"b", b"2"), Response::End]));
-        let out = merge(&keys, vec![r1, r2]);
+        let Gathered::Values(out) = merge(&keys, vec![r1, r2]) else {
+            panic!("not values");
+        };
+        assert_eq!(out.found.len(), 2, "one copy of b");
         assert_eq!(
-            &out[..],
+            out.to_vec(),
             b"VALUE b 0 1\r\n2\r\nVALUE a 0 1\r\n1\r\nVALUE b 0 1\r\n2\r\nEND\r\n"
         );
+    }
+
+    #[test]
+    fn repeats_found_only_when_a_key_comes_again() {
+        let ks = |n: usize, again: Option<usize>| -> Vec<Bytes> {
+            let mut v: Vec<Bytes> = (0..n).map(|i| Bytes::from(format!("k{i}"))).collect();
+            if let Some(i) = again {
+                v.push(v[i].clone());
+            }
+            v
+        };
+        for n in [1, 2, 16, 17, 100] {
+            assert!(!has_repeats(&ks(n, None)), "{n}");
+            assert!(has_repeats(&ks(n, Some(0))), "{n}");
+            assert!(has_repeats(&ks(n, Some(n - 1))), "{n}");
+        }
     }
 
     #[test]
@@ -177,6 +201,9 @@ mod tests {
         let keys = vec![Bytes::from_static(b"a")];
         let e = DownstreamError::new(DownstreamErrorKind::Timeout, "h");
         let out = merge(&keys, vec![Ok(Reply::Ascii(vec![Response::End])), Err(e)]);
+        let Gathered::Bytes(out) = out else {
+            panic!("not bytes");
+        };
         assert_eq!(&out[..], b"SERVER_ERROR proxy downstream timeout h\r\n");
     }
 }

@@ -42,7 +42,7 @@ pub(crate) async fn retrying_wire(
         let result = follow(&cluster, &proxy, slot, wire, vb, server, first).await;
         let mut bytes = BytesMut::new();
         finish.apply(result, &mut bytes);
-        let _ = tx.send(bytes.freeze());
+        let _ = tx.send(bytes.freeze().into());
     });
     Pending::Task(out, finish)
 }
