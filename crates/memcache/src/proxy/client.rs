@@ -184,8 +184,10 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, stream: TcpStream, id: usize) {
         // memcached reads into a 16 KiB buffer holding what is left of an unfinished
         // command, and closes the connection if that unfinished line is then over 2048
         // bytes (unless it is a get); the decoder does the same with what the reads here
-        // return, so they must not be shorter than memcached's.
-        if buf.capacity() - buf.len() < READ.saturating_sub(buf.len()) {
+        // return, so they must not be shorter than memcached's. Past that (a large value
+        // coming in), reads still get room for a few KiB at a time.
+        let room = READ.saturating_sub(buf.len()).max(4096);
+        if buf.capacity() - buf.len() < room {
             buf.reserve(READ);
         }
     }
