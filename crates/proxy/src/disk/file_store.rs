@@ -129,6 +129,37 @@ struct Health {
     /// The current pause length (doubles while writes keep failing); `None` when the last
     /// write worked.
     pause: Option<Duration>,
+    /// When the last failure was seen.
+    failed_at: Option<Instant>,
+}
+
+impl Health {
+    /// A write that started at `started` worked. True when that ends a pause. A write under
+    /// way before the last failure says nothing: it may have found room that the failing one
+    /// did not, and the next would fail again (a second warning for one episode).
+    fn worked(&mut self, started: Instant) -> bool {
+        if self.failed_at.is_some_and(|t| started < t) {
+            return false;
+        }
+        self.paused_until = None;
+        self.failed_at = None;
+        self.pause.take().is_some()
+    }
+
+    /// A write failed at `now`: writing pauses, for twice as long as last time while failures
+    /// go on. True for the first failure of an episode, the one worth a warning.
+    fn failed(&mut self, now: Instant) -> bool {
+        let (pause, first) = match (self.pause, self.paused_until) {
+            (None, _) => (FIRST_PAUSE, true),
+            // Writes that were under way when another failed: already paused.
+            (Some(_), Some(until)) if now < until => return false,
+            (Some(p), _) => ((p * 2).min(MAX_PAUSE), false),
+        };
+        self.pause = Some(pause);
+        self.paused_until = Some(now + pause);
+        self.failed_at = Some(now);
+        first
+    }
 }
 
 struct Inner {
@@ -297,11 +328,12 @@ impl Inner {
     }
 
     fn write(&self, key: &[u8], value: &[u8]) {
+        let started = Instant::now();
         if self
             .health
             .lock()
             .paused_until
-            .is_some_and(|until| Instant::now() < until)
+            .is_some_and(|until| started < until)
         {
             return;
         }
@@ -321,11 +353,9 @@ impl Inner {
                     index.over_budget(limit)
                 };
                 self.delete(&victims);
-                let mut health = self.health.lock();
-                if health.pause.take().is_some() {
+                if self.health.lock().worked(started) {
                     tracing::info!(root = %self.root.display(), "disk tier writes work again");
                 }
-                health.paused_until = None;
             }
             Err(e) => {
                 self.write_errors.fetch_add(1, Ordering::Relaxed);
@@ -333,22 +363,12 @@ impl Inner {
                 if e.kind() == io::ErrorKind::StorageFull && self.shrink(size) {
                     return;
                 }
-                let mut health = self.health.lock();
-                let now = Instant::now();
-                let pause = match (health.pause, health.paused_until) {
-                    (None, _) => {
-                        tracing::warn!(
-                            root = %self.root.display(), error = %e,
-                            "disk tier write failed; running memory-only until writes work again"
-                        );
-                        FIRST_PAUSE
-                    }
-                    // Writes that were under way when another failed: already paused.
-                    (Some(_), Some(until)) if now < until => return,
-                    (Some(p), _) => (p * 2).min(MAX_PAUSE),
-                };
-                health.pause = Some(pause);
-                health.paused_until = Some(now + pause);
+                if self.health.lock().failed(Instant::now()) {
+                    tracing::warn!(
+                        root = %self.root.display(), error = %e,
+                        "disk tier write failed; running memory-only until writes work again"
+                    );
+                }
             }
         }
     }
@@ -544,6 +564,23 @@ mod tests {
         assert!(s.get(b"k").await.is_none());
         assert!(!s.path_of(b"k").exists());
         assert_eq!(s.stats().items, 0);
+    }
+
+    #[test]
+    fn only_a_write_started_after_a_failure_ends_the_pause() {
+        let mut h = Health::default();
+        let before = Instant::now();
+        let at = before + Duration::from_millis(1);
+        assert!(h.failed(at), "the first failure warns");
+        assert!(!h.worked(before), "a write under way before the failure");
+        assert!(h.paused_until.is_some_and(|u| u > at));
+        assert!(
+            !h.failed(at + Duration::from_millis(1)),
+            "still one episode"
+        );
+        assert!(h.worked(at + FIRST_PAUSE), "a write started after it");
+        assert!(h.paused_until.is_none() && h.pause.is_none());
+        assert!(h.failed(at + FIRST_PAUSE * 2), "a new episode warns again");
     }
 
     #[tokio::test]
