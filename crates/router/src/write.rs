@@ -169,8 +169,10 @@ where
                 ))
             }
             Ok(resp) if resp.status().is_success() => Outcome::Stored(resp.status()),
+            // Nothing to delete is this replica's part done (the quorum counts it); the
+            // client hears 404 only when no replica had the file.
             Ok(resp) if method == Method::DELETE && resp.status() == StatusCode::NOT_FOUND => {
-                Outcome::Stored(StatusCode::NO_CONTENT)
+                Outcome::Stored(StatusCode::NOT_FOUND)
             }
             Ok(resp) if resp.status().is_client_error() => Outcome::Refused(resp.status()),
             Ok(resp) => {
@@ -351,12 +353,15 @@ async fn finish(
             ),
         );
     }
+    // One answer whatever order the replicas finished in: the lowest 2xx (201 Created when
+    // the file is new on some replica), else 404 (a DELETE of what no replica had).
     let status = outcomes
         .values()
-        .find_map(|o| match o {
+        .filter_map(|o| match o {
             Outcome::Stored(s) => Some(*s),
             _ => None,
         })
+        .min_by_key(|s| (!s.is_success(), s.as_u16()))
         .unwrap_or(StatusCode::NO_CONTENT);
     let mut r = text(status, "");
     if let Ok(v) = HeaderValue::from_str(&format!("{total}/{}", replicas.len())) {

@@ -55,6 +55,21 @@ async fn uploads_land_on_every_replica_of_their_shard_only_and_read_back_exactly
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(&r.body[..], &body[..], "{path}");
     }
+    // A file missing from one replica is stored anew: nginx answers 201 there and 204 on
+    // the others, and the client hears 201 whichever replica finished first.
+    let (path, body) = &files[1];
+    let shard = &front.router.explain(path).unwrap().targets[0].shard;
+    let one = if shard == "shard1" { 1 } else { 4 };
+    std::fs::remove_file(nodes[one].root().join(&path[1..])).unwrap();
+    for _ in 0..5 {
+        let r = put(&front.url(path), body.clone()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{path}: {:?}", r.body);
+        assert_eq!(r.headers["x-shoal-stored"], "3/3");
+        assert!(nodes[one].has(path));
+        std::fs::remove_file(nodes[one].root().join(&path[1..])).unwrap();
+    }
+    let r = put(&front.url(path), body.clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED);
     // Ranges, HEAD and conditionals pass through.
     let (path, body) = &files[4];
     let r = call(
@@ -103,6 +118,11 @@ async fn uploads_land_on_every_replica_of_their_shard_only_and_read_back_exactly
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert!(nodes.iter().all(|n| !n.has(path)));
     assert_eq!(get(&front.url(path)).await.status, StatusCode::NOT_FOUND);
+    // Deleting it again: no replica has it, so 404 as from nginx itself, and no replica
+    // missed anything.
+    let r = call(Method::DELETE, &front.url(path), &[], vec![]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.headers["x-shoal-stored"], "3/3");
 }
 
 /// Every replica choice, with short timings.
