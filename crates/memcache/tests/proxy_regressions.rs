@@ -4,7 +4,8 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shoal_memcache::proxy::{ProxyConfig, Servers};
@@ -327,7 +328,12 @@ fn a_reload_does_not_let_a_clients_later_request_overtake_an_earlier_one() {
     }
     {
         let _rt = shoal.handle().enter(); // the new pool's connection tasks start there
+        // A changed pool setting: new server connections (the same config keeps the old).
+        let mut cfg = cfg;
+        cfg.pool.timeout += Duration::from_millis(1);
+        let old = shoal.proxy.cluster().pool.clone();
         shoal.proxy.reload(cfg).unwrap();
+        assert!(!Arc::ptr_eq(&old, &shoal.proxy.cluster().pool));
     }
     c.s.write_all(b"get k\r\n").unwrap();
     // Let the get reach the new connection, if the proxy sends it at once.
@@ -341,4 +347,53 @@ fn a_reload_does_not_let_a_clients_later_request_overtake_an_earlier_one() {
     let mut want = "NOT_FOUND\r\n".repeat(500);
     want.push_str("STORED\r\nVALUE k 0 3\r\nnew\r\nEND\r\n");
     assert_eq!(String::from_utf8_lossy(&r), want);
+}
+
+/// memcached's `total_connections`, read on a connection of its own (which it counts).
+fn total_connections(mc: &Memcached) -> u64 {
+    let mut s = mc.connect();
+    s.write_all(b"stats\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"END\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "memcached closed during stats");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("STAT total_connections "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no total_connections in {text}"))
+}
+
+/// A reload (SIGHUP) that leaves the servers and the pool settings as they were keeps the
+/// downstream connections and their counters: it used to reconnect every server.
+#[test]
+fn a_reload_that_keeps_servers_and_pool_settings_keeps_the_connections() {
+    let Some(mc) = Memcached::start() else { return };
+    let cfg = one_conn(&mc);
+    let shoal = Shoal::start(cfg.clone());
+    let mut c = shoal.client();
+    assert_eq!(c.call(b"set k 0 0 1\r\nv\r\n"), b"STORED\r\n");
+    let pool = shoal.proxy.cluster().pool.clone();
+    let before = total_connections(&mc);
+    {
+        let _rt = shoal.handle().enter();
+        let mut cfg = cfg;
+        cfg.version = "9.9.9".into();
+        shoal.proxy.reload(cfg).unwrap();
+    }
+    assert_eq!(
+        c.call(b"version\r\n"),
+        b"VERSION 9.9.9\r\n",
+        "the reload took"
+    );
+    assert_eq!(c.call(b"get k\r\n"), b"VALUE k 0 1\r\nv\r\nEND\r\n");
+    assert!(Arc::ptr_eq(&pool, &shoal.proxy.cluster().pool));
+    assert_eq!(
+        total_connections(&mc),
+        before + 1,
+        "no new connection from the proxy (only this stats one)"
+    );
 }

@@ -26,7 +26,7 @@ pub use error::{DownstreamError, DownstreamErrorKind};
 pub use server::{Server, ServerAddr, ServerStats};
 
 /// Connection and failure settings of a pool (moxi's `-Z` names in brackets).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolOptions {
     /// Timeout of a TCP connect (`connect_timeout`); default 400 ms.
     pub connect_timeout: Duration,

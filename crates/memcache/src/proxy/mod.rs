@@ -168,6 +168,9 @@ impl Cluster {
 pub struct Proxy {
     cfg: ArcSwap<ProxyConfig>,
     cluster: ArcSwap<Cluster>,
+    /// Held by a reconfiguration from its read of the config to its swap, so a SIGHUP
+    /// reload and a streamed REST update at the same moment cannot lose one of the two.
+    updating: parking_lot::Mutex<()>,
     stats: ProxyStats,
     next_client: AtomicUsize,
     conns: Arc<Semaphore>,
@@ -181,20 +184,31 @@ impl Proxy {
             conns: Arc::new(Semaphore::new(cfg.max_conns.max(1))),
             cfg: ArcSwap::from_pointee(cfg),
             cluster: ArcSwap::from_pointee(cluster),
+            updating: parking_lot::Mutex::new(()),
             stats: ProxyStats::default(),
             next_client: AtomicUsize::new(0),
         }))
     }
 
     /// Swaps in a new server list (and timeouts) without touching client connections.
-    /// A config whose servers are [`Servers::Pending`] keeps the servers in force.
+    /// A config whose servers are [`Servers::Pending`] keeps the servers in force. When the
+    /// servers (in order) and the pool's settings stay the same, so do the downstream
+    /// connections and their counters, as in [`Proxy::set_servers`]; a SIGHUP that changed
+    /// something else does not reconnect every server.
     pub fn reload(&self, mut cfg: ProxyConfig) -> Result<(), ProxyError> {
+        let _one_at_a_time = self.updating.lock();
+        let was = self.config();
         if cfg.servers == Servers::Pending {
-            cfg.servers = self.config().servers.clone();
+            cfg.servers = was.servers.clone();
         }
-        let cluster = Cluster::new(&cfg)?;
-        self.cluster.store(Arc::new(cluster));
-        self.cfg.store(Arc::new(cfg));
+        let router = Cluster::router(&cfg)?;
+        let old = self.cluster();
+        let pool = if router.servers() == old.router.servers() && cfg.pool == was.pool {
+            old.pool.clone()
+        } else {
+            Arc::new(Cluster::pool(&router, &cfg)?)
+        };
+        self.swap(cfg, router, pool);
         Ok(())
     }
 
@@ -203,6 +217,7 @@ impl Proxy {
     /// connections are kept (moxi's stable update) and only the routing table changes.
     /// Returns whether they were kept.
     pub fn set_servers(&self, servers: Servers) -> Result<bool, ProxyError> {
+        let _one_at_a_time = self.updating.lock();
         let mut cfg = (*self.config()).clone();
         cfg.servers = servers;
         let router = Cluster::router(&cfg)?;
@@ -213,6 +228,12 @@ impl Proxy {
         } else {
             Arc::new(Cluster::pool(&router, &cfg)?)
         };
+        self.swap(cfg, router, pool);
+        Ok(kept)
+    }
+
+    /// Puts `cfg` in force with its router and pool, and a new (empty) front cache.
+    fn swap(&self, cfg: ProxyConfig, router: Router, pool: Arc<Pool>) {
         let front = FrontCache::new(&cfg.front_cache).map(Arc::new);
         self.cluster.store(Arc::new(Cluster {
             router,
@@ -221,7 +242,6 @@ impl Proxy {
             a2b: cfg.downstream == crate::Protocol::Binary,
         }));
         self.cfg.store(Arc::new(cfg));
-        Ok(kept)
     }
 
     /// The config in force.
