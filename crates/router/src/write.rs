@@ -354,7 +354,8 @@ async fn finish(
         );
     }
     // One answer whatever order the replicas finished in: the lowest 2xx (201 Created when
-    // the file is new on some replica), else 404 (a DELETE of what no replica had).
+    // the file is new on some replica); 404 for a DELETE only when every replica said it had
+    // nothing to delete (one that missed it may have had the file).
     let status = outcomes
         .values()
         .filter_map(|o| match o {
@@ -362,6 +363,7 @@ async fn finish(
             _ => None,
         })
         .min_by_key(|s| (!s.is_success(), s.as_u16()))
+        .filter(|s| s.is_success() || missed.is_empty())
         .unwrap_or(StatusCode::NO_CONTENT);
     let mut r = text(status, "");
     if let Ok(v) = HeaderValue::from_str(&format!("{total}/{}", replicas.len())) {
