@@ -103,9 +103,10 @@ fn append_lines(path: &Path, lines: &[u8]) -> io::Result<()> {
         .append(true)
         .open(path)?;
     let mut buf = Vec::with_capacity(lines.len() + 1);
+    let fresh = f.metadata()?.len() == 0;
     // A write cut short (disk full, crash) left a line without its newline: end it, or this
     // batch's first entry would be glued onto it and lost with it.
-    if f.metadata()?.len() > 0 {
+    if !fresh {
         let mut last = [0u8; 1];
         f.seek(SeekFrom::End(-1))?;
         f.read_exact(&mut last)?;
@@ -115,7 +116,19 @@ fn append_lines(path: &Path, lines: &[u8]) -> io::Result<()> {
     }
     buf.extend_from_slice(lines);
     f.write_all(&buf)?;
-    f.sync_data()
+    f.sync_data()?;
+    // A file just created (or emptied and taken) is durable only once its directory entry
+    // is: without this a crash could lose the journal along with the entries just synced.
+    if fresh { sync_dir(path) } else { Ok(()) }
+}
+
+/// Makes the creation, renaming or removal of a file in `path`'s directory durable.
+fn sync_dir(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
 }
 
 /// Reads every entry; torn or foreign lines are skipped and counted.
@@ -153,8 +166,9 @@ pub fn take(path: &Path) -> Result<Vec<Entry>, RouteError> {
     locked(path, || {
         if !aside.exists() {
             return match std::fs::rename(path, &aside) {
+                Ok(()) => sync_dir(path),
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
+                Err(_) => Ok(()),
             };
         }
         // An interrupted repair's entries are still aside: add the newer ones after them
@@ -166,7 +180,8 @@ pub fn take(path: &Path) -> Result<Vec<Entry>, RouteError> {
             Err(e) => return Err(e),
         };
         append_lines(&aside, &newer)?;
-        std::fs::remove_file(path)
+        std::fs::remove_file(path)?;
+        sync_dir(path)
     })
     .map_err(|e| RouteError::io(path, e))?;
     Ok(read(&aside)?.0)
