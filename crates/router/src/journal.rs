@@ -206,6 +206,63 @@ type Batch = (Vec<Entry>, oneshot::Sender<Result<(), String>>);
 pub struct Journal {
     path: PathBuf,
     tx: mpsc::Sender<Batch>,
+    /// What [`Journal::backlog`] counted so far: every `/status` and metrics scrape asks, and
+    /// a journal that grew while a replica was down for a day would be read whole each time.
+    counted: std::sync::Arc<parking_lot::Mutex<Counted>>,
+}
+
+/// The journal file (by inode) as far as its whole lines were counted, and the entries in
+/// them.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counted {
+    ino: u64,
+    /// Its birth time where the file system keeps one: an inode number alone may be reused
+    /// by the next journal once a repair removed the old one.
+    born: Option<SystemTime>,
+    upto: u64,
+    entries: usize,
+}
+
+/// Counts the entries added to the journal at `path` since `c`, reading only what follows
+/// `c.upto` unless the file was replaced or cut. A last line without its newline (being
+/// written, or torn) waits for it.
+fn count_new(path: &Path, c: &mut Counted) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            *c = Counted::default();
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let m = f.metadata()?;
+    let born = m.created().ok();
+    if m.ino() != c.ino || born != c.born || m.len() < c.upto {
+        *c = Counted {
+            ino: m.ino(),
+            born,
+            ..Counted::default()
+        };
+    }
+    let mut r = io::BufReader::new(f);
+    r.seek(SeekFrom::Start(c.upto))?;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = r.read_until(b'\n', &mut line)?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            return Ok(());
+        }
+        c.upto += n as u64;
+        if std::str::from_utf8(&line)
+            .ok()
+            .and_then(Entry::parse)
+            .is_some()
+        {
+            c.entries += 1;
+        }
+    }
 }
 
 impl Journal {
@@ -241,6 +298,7 @@ impl Journal {
         Ok(Journal {
             path: path.to_path_buf(),
             tx,
+            counted: std::sync::Arc::default(),
         })
     }
 
@@ -265,7 +323,11 @@ impl Journal {
 
     /// Entries waiting for repair (lines in the journal now).
     pub fn backlog(&self) -> usize {
-        read(&self.path).map_or(0, |(e, _)| e.len())
+        let mut c = self.counted.lock();
+        match count_new(&self.path, &mut c) {
+            Ok(()) => c.entries,
+            Err(_) => 0,
+        }
     }
 }
 
@@ -293,6 +355,39 @@ mod tests {
         assert_eq!(taken.len(), 2);
         assert_eq!(j.backlog(), 0);
         finish_take(&p).unwrap();
+    }
+
+    /// The backlog is counted from where the last count stopped; it must stay what a full
+    /// read says through appends, a line being written, garbage, a take and a new journal.
+    #[tokio::test]
+    async fn the_backlog_follows_the_journal_through_appends_and_takes() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal");
+        let j = Journal::open(&p).unwrap();
+        assert_eq!(j.backlog(), 0);
+        let e = |i: usize| Entry::now("PUT", "http://127.0.0.1:1", &format!("/f/{i}.jpg"));
+        j.record((0..3).map(e).collect()).await.unwrap();
+        assert_eq!(j.backlog(), 3);
+        j.record(vec![e(3)]).await.unwrap();
+        assert_eq!(j.backlog(), 4);
+        // Half a line (being written): not counted until its newline comes.
+        let line = e(4).line();
+        let (head, tail) = line.split_at(10);
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(head.as_bytes()).unwrap();
+        assert_eq!(j.backlog(), 4);
+        f.write_all(format!("{tail}garbage\n").as_bytes()).unwrap();
+        assert_eq!(j.backlog(), 5);
+        assert_eq!(j.backlog(), read(&p).unwrap().0.len());
+        // Taken by a repair: the journal is gone, then a new one starts.
+        assert_eq!(take(&p).unwrap().len(), 5);
+        assert_eq!(j.backlog(), 0);
+        j.record(vec![e(9)]).await.unwrap();
+        assert_eq!(j.backlog(), 1);
+        // Rewritten shorter in place (same file): counted again from the start.
+        std::fs::write(&p, "").unwrap();
+        assert_eq!(j.backlog(), 0);
     }
 
     /// A write cut short (a full disk, a crash) leaves a line without its newline; the next
