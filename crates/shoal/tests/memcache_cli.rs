@@ -322,3 +322,57 @@ fn inline_json_and_url_forms_of_z_on_the_command_line() {
         b"VALUE viaurl 0 1\r\nu\r\nEND\r\n"
     );
 }
+
+/// Answers every `get` line on `s` with `END` until the connection ends.
+fn answer_gets(s: std::net::TcpStream) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut w = s.try_clone().unwrap();
+    for line in BufReader::new(s).lines() {
+        let Ok(line) = line else { return };
+        if line.starts_with("get ") && w.write_all(b"END\r\n").is_err() {
+            return;
+        }
+    }
+}
+
+/// A server connection that closes just as a request for it comes in: the request, taken by
+/// the connection's writer but not written yet, must go out on the next connection. It was
+/// dropped with the writer instead (`SERVER_ERROR proxy downstream closed`, no retry) when
+/// the close and the request were seen in the same turn, which stopping the proxy while both
+/// happen arranges.
+#[test]
+fn a_request_arriving_as_its_server_connection_closes_goes_out_on_the_next() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap().port();
+    let (conns, accepted) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(s) = s else { return };
+            let _ = conns.send(s.try_clone().unwrap());
+            std::thread::spawn(move || answer_gets(s));
+        }
+    });
+    let port = free_port();
+    let servers = format!("127.0.0.1:{server}");
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["--listen", &listen, "--servers", &servers, "--conns", "1"];
+    let shoal = start(&[&args[..], &["--threads", "1"]].concat(), &[port]);
+    let mut c = Client::connect(port);
+    let reply = |c: &mut Client, req: &[u8]| {
+        let r = c.call_until(req, Duration::from_secs(5), |r| r.ends_with(b"\r\n"));
+        String::from_utf8_lossy(&r).into_owned()
+    };
+    for round in 0..20 {
+        assert_eq!(reply(&mut c, b"get a\r\n"), "END\r\n", "round {round}");
+        let conn: std::net::TcpStream = accepted
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the proxy connected");
+        shoal_testkit::signal(&shoal.0, "STOP");
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+        c.s.write_all(b"get b\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        shoal_testkit::signal(&shoal.0, "CONT");
+        assert_eq!(reply(&mut c, b""), "END\r\n", "round {round}: get b");
+    }
+}

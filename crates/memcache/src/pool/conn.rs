@@ -145,9 +145,11 @@ async fn session(
     let (rd, wr) = stream.into_split();
     let (itx, mut irx) = mpsc::unbounded_channel();
     let mut inflight = VecDeque::new();
-    let first: VecDeque<Job> = std::mem::take(pending);
     let end = tokio::select! {
-        e = write_loop(server, wr, first, rx, itx) => e,
+        // The writer queues in `pending` itself: jobs it took but had not written when the
+        // reader ended the session stay there for the next connection, instead of being
+        // dropped with its future (their clients would get `SERVER_ERROR` with no retry).
+        e = write_loop(server, wr, pending, rx, itx) => e,
         e = read_loop(server, wire, rd, &mut irx, &mut inflight) => e,
     };
     while let Ok(f) = irx.try_recv() {
@@ -159,7 +161,7 @@ async fn session(
 async fn write_loop(
     server: &Server,
     mut wr: OwnedWriteHalf,
-    mut queue: VecDeque<Job>,
+    queue: &mut VecDeque<Job>,
     rx: &mut mpsc::Receiver<Job>,
     itx: mpsc::UnboundedSender<InFlight>,
 ) -> End {
