@@ -21,17 +21,8 @@ async fn one_replica_down_writes_reach_quorum_and_the_miss_is_journalled() {
         return;
     }
     let mut nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let jpath = dir.path().join("journal");
     let cfg = config(&one_shard(&nodes));
-    let front = Front::start(
-        &cfg,
-        Settings {
-            journal: Some(jpath.clone()),
-            ..settings()
-        },
-    )
-    .await;
+    let (front, _dir, jpath) = Front::journalled(&cfg, settings()).await;
     nodes[1].stop();
     let body = content(7, 200_000);
     let r = put(&front.url("/a/one-down.jpg"), body.clone()).await;
@@ -138,17 +129,8 @@ async fn a_replica_refusing_a_write_the_others_stored_is_journalled() {
         return;
     }
     let nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let jpath = dir.path().join("journal");
     let cfg = config(&one_shard(&nodes));
-    let front = Front::start(
-        &cfg,
-        Settings {
-            journal: Some(jpath.clone()),
-            ..settings()
-        },
-    )
-    .await;
+    let (front, _dir, jpath) = Front::journalled(&cfg, settings()).await;
     std::fs::create_dir_all(nodes[1].root().join("c/x.jpg/inside")).unwrap();
     let r = put(&front.url("/c/x.jpg"), "photo").await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);

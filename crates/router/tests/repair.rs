@@ -22,21 +22,12 @@ async fn a_returning_replica_is_repaired_from_the_journal() {
         return;
     }
     let mut nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let jpath = dir.path().join("journal");
     let cfg = config(&photosrv_config(
         "jump",
         &[nodes.iter().map(Node::url).collect()],
         None,
     ));
-    let front = Front::start(
-        &cfg,
-        Settings {
-            journal: Some(jpath.clone()),
-            ..settings()
-        },
-    )
-    .await;
+    let (front, _dir, jpath) = Front::journalled(&cfg, settings()).await;
     std::fs::write(nodes[2].root().join("gone.jpg"), b"stale").unwrap();
     nodes[2].stop();
     let body = content(3, 1 << 20);
@@ -68,21 +59,12 @@ async fn a_missed_delete_does_not_remove_a_file_uploaded_again_since() {
         return;
     }
     let mut nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let jpath = dir.path().join("journal");
     let cfg = config(&photosrv_config(
         "jump",
         &[nodes.iter().map(Node::url).collect()],
         None,
     ));
-    let front = Front::start(
-        &cfg,
-        Settings {
-            journal: Some(jpath.clone()),
-            ..settings()
-        },
-    )
-    .await;
+    let (front, _dir, jpath) = Front::journalled(&cfg, settings()).await;
     assert_eq!(
         put(&front.url("/r/again.jpg"), "first").await.status,
         StatusCode::CREATED
@@ -171,21 +153,12 @@ async fn a_repaired_copy_keeps_the_sources_last_modified_and_etag() {
         return;
     }
     let mut nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let jpath = dir.path().join("journal");
     let cfg = config(&photosrv_config(
         "jump",
         &[nodes.iter().map(Node::url).collect()],
         None,
     ));
-    let front = Front::start(
-        &cfg,
-        Settings {
-            journal: Some(jpath.clone()),
-            ..settings()
-        },
-    )
-    .await;
+    let (front, _dir, jpath) = Front::journalled(&cfg, settings()).await;
     nodes[2].stop();
     let r = put(&front.url("/v/photo.jpg"), content(9, 5000)).await;
     assert_eq!(r.status, StatusCode::CREATED);

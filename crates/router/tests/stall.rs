@@ -69,16 +69,7 @@ async fn a_replica_stalling_mid_put_fails_and_the_quorum_carries_the_write() {
     let nodes: Vec<Node> = (0..2).map(|_| Node::start()).collect();
     let shard = vec![nodes[0].url(), stall.url(), nodes[1].url()];
     let cfg = config(&photosrv_config("jump", &[shard], None));
-    let dir = tempfile::tempdir().unwrap();
-    let jpath = dir.path().join("journal");
-    let front = Front::start(
-        &cfg,
-        Settings {
-            journal: Some(jpath.clone()),
-            ..stalling()
-        },
-    )
-    .await;
+    let (front, _dir, jpath) = Front::journalled(&cfg, stalling()).await;
     let r = put(&front.url("/s/big.bin"), body.clone()).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.headers["x-shoal-stored"], "2/3");

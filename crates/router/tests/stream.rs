@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shoal_router::Settings;
 use support::*;
 
 /// A replica that takes one PUT: it records the request head and every body byte as it
@@ -163,16 +162,7 @@ async fn a_replica_answering_success_before_taking_the_whole_body_has_not_stored
     let mut urls: Vec<String> = sinks.iter().map(|s| s.url.clone()).collect();
     urls.push(early.clone());
     let cfg = config(&photosrv_config("jump", &[urls], None));
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("journal");
-    let front = Front::start(
-        &cfg,
-        Settings {
-            journal: Some(journal.clone()),
-            ..settings()
-        },
-    )
-    .await;
+    let (front, _dir, journal) = Front::journalled(&cfg, settings()).await;
     let r = put(&front.url("/big/early.bin"), content(3, LEN)).await;
     assert_eq!(r.status, http::StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.headers.get("x-shoal-stored").unwrap(), "2/3");

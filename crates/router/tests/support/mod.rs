@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -88,6 +88,21 @@ pub struct Front {
 }
 
 impl Front {
+    /// A router on `cfg` with `settings`, journalling to a file in a fresh temporary
+    /// directory: the router, the directory (removed when dropped) and the journal's path.
+    pub async fn journalled(
+        cfg: &RouteConfig,
+        settings: Settings,
+    ) -> (Front, tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let settings = Settings {
+            journal: Some(path.clone()),
+            ..settings
+        };
+        (Front::start(cfg, settings).await, dir, path)
+    }
+
     pub async fn start(cfg: &RouteConfig, settings: Settings) -> Front {
         let router = Router::new(cfg, settings).unwrap();
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
