@@ -115,6 +115,7 @@ mod tests {
             etag: Some(etag.into()),
             content_type: None,
             last_modified: Some(UNIX_EPOCH + Duration::from_secs(784_111_777)),
+            headers: Default::default(),
         }
     }
 

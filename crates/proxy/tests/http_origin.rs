@@ -300,3 +300,53 @@ async fn origin_reads_in_flight_stay_within_max_origin_reads() {
     assert_eq!(o.gets().len(), 16, "each chunk read once");
     assert_eq!(o.state.max_in_flight.load(Ordering::SeqCst), 2);
 }
+
+/// The origin's Cache-Control, Content-Disposition, Content-Encoding, Content-Language and
+/// Expires reach every client, from the cache as from the origin; Set-Cookie never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_objects_own_headers_reach_clients_and_per_response_ones_do_not() {
+    let o = TestOrigin::start().await;
+    let data = content((3 * CS) as usize, 3);
+    let passed = [
+        ("cache-control", "public, max-age=31536000, immutable"),
+        ("content-disposition", "attachment; filename=\"logs.tar\""),
+        ("content-encoding", "gzip"),
+        ("content-language", "de"),
+        ("expires", "Thu, 01 Dec 2044 16:00:00 GMT"),
+    ];
+    let mut headers = passed.to_vec();
+    headers.push(("set-cookie", "session=secret"));
+    o.put_with_headers("logs.tar.gz", data.clone(), "v1", &headers);
+    let proxy = start(
+        http_origin(&o, Duration::from_secs(10)),
+        store_config(CS),
+        ProxyConfig::default(),
+    )
+    .await;
+    let has_all = |r: &common::Reply, what: &str| {
+        for (n, v) in passed {
+            assert_eq!(r.header(n), Some(v), "{what}: {n} in {:?}", r.headers);
+        }
+        assert_eq!(r.header("set-cookie"), None, "{what}");
+    };
+    // First from the origin, then from memory.
+    for round in ["miss", "hit"] {
+        let r = get(proxy.addr, "/logs.tar.gz", &[]).await;
+        assert!(r.status == 200 && r.body == data, "{round}");
+        has_all(&r, round);
+    }
+    let r = get(proxy.addr, "/logs.tar.gz", &[("Range", "bytes=10-19")]).await;
+    assert!(r.status == 206 && r.body == data[10..20]);
+    has_all(&r, "one range");
+    // Several ranges of an encoded object: the whole object, still saying it is encoded.
+    let r = get(proxy.addr, "/logs.tar.gz", &[("Range", "bytes=0-9,20-29")]).await;
+    assert!(r.status == 200 && r.body == data, "status {}", r.status);
+    has_all(&r, "several ranges");
+    // A 304 keeps the caching headers and drops the representation's.
+    let r = get(proxy.addr, "/logs.tar.gz", &[("If-None-Match", "\"v1\"")]).await;
+    assert_eq!(r.status, 304);
+    assert_eq!(r.header("cache-control"), Some(passed[0].1));
+    assert_eq!(r.header("expires"), Some(passed[4].1));
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(r.header("content-disposition"), None);
+}

@@ -145,7 +145,8 @@ fn s3_origin_through_moto_full_ranges_head_404_and_cache() {
         moto.addr,
         "PUT",
         "/shoal-test/pre/fix/blob.bin",
-        "Content-Type: application/x-shoal-test\r\n",
+        "Content-Type: application/x-shoal-test\r\nCache-Control: public, max-age=600\r\n\
+         Content-Disposition: attachment; filename=\"blob.bin\"\r\nContent-Language: en\r\n",
         &data,
     );
     assert_eq!(put.0, 200, "{}", put.1);
@@ -188,6 +189,14 @@ fn s3_origin_through_moto_full_ranges_head_404_and_cache() {
     );
     assert!(lower.contains("etag: \""), "{head}");
     assert!(lower.contains("last-modified:"), "{head}");
+    // The object's own headers, as S3 keeps them, reach the client.
+    for want in [
+        "cache-control: public, max-age=600",
+        "content-disposition: attachment; filename=\"blob.bin\"",
+        "content-language: en",
+    ] {
+        assert!(lower.contains(want), "{want} missing:\n{head}");
+    }
 
     let (status, head, body) = http(
         s.addr,

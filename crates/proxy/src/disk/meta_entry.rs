@@ -66,6 +66,7 @@ mod tests {
             etag: Some("\"x\"".into()),
             content_type: Some("text/plain".into()),
             last_modified: None,
+            headers: Default::default(),
         }
         .encode();
         let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);

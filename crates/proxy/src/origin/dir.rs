@@ -19,7 +19,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::{Extent, Origin, OriginError};
-use crate::meta::{ObjectMeta, Validator, unix_secs, whole_seconds};
+use crate::meta::{ObjectHeaders, ObjectMeta, Validator, unix_secs, whole_seconds};
 
 /// A local directory as an origin.
 #[derive(Debug, Clone)]
@@ -119,6 +119,7 @@ impl Origin for DirOrigin {
                 )),
                 content_type: Some(content_type(&path).to_owned()),
                 last_modified: modified,
+                headers: ObjectHeaders::default(),
             })
         })
         .await

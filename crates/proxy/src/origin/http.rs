@@ -27,7 +27,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::{Extent, Origin, OriginError};
-use crate::meta::{ObjectMeta, Validator, whole_seconds};
+use crate::meta::{ObjectHeaders, ObjectMeta, Validator, whole_seconds};
 use crate::path::encode_path;
 
 /// Settings of an [`HttpOrigin`].
@@ -315,6 +315,7 @@ fn meta_from(h: &HeaderMap, size: u64) -> ObjectMeta {
         etag,
         content_type: text(header::CONTENT_TYPE),
         last_modified,
+        headers: ObjectHeaders::from_response(h),
     }
 }
 

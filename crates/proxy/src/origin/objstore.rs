@@ -12,6 +12,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use http::header;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
@@ -21,7 +22,7 @@ use object_store::{
 };
 
 use super::{Extent, Origin, OriginError};
-use crate::meta::{ObjectMeta, Validator, whole_seconds};
+use crate::meta::{ObjectHeaders, ObjectMeta, Validator, whole_seconds};
 
 /// Settings of an [`ObjectStoreOrigin`] built from a URL.
 #[derive(Debug, Clone)]
@@ -259,6 +260,17 @@ fn meta_of(got: &GetResult) -> ObjectMeta {
         Some(tag) if tag.starts_with('"') => Validator::strong_etag(tag),
         _ => Validator::modified(last_modified, m.size),
     };
+    let mut headers = ObjectHeaders::default();
+    for (attribute, name) in [
+        (Attribute::CacheControl, header::CACHE_CONTROL),
+        (Attribute::ContentDisposition, header::CONTENT_DISPOSITION),
+        (Attribute::ContentEncoding, header::CONTENT_ENCODING),
+        (Attribute::ContentLanguage, header::CONTENT_LANGUAGE),
+    ] {
+        if let Some(v) = got.attributes.get(&attribute) {
+            headers.set(&name, v.as_ref());
+        }
+    }
     ObjectMeta {
         size: m.size,
         validator,
@@ -268,6 +280,7 @@ fn meta_of(got: &GetResult) -> ObjectMeta {
             .get(&Attribute::ContentType)
             .map(|v| v.as_ref().to_owned()),
         last_modified,
+        headers,
     }
 }
 

@@ -125,8 +125,17 @@ impl Proxy {
         let use_range = match conditional::evaluate(req.headers(), &meta) {
             Outcome::Proceed { use_range } => use_range,
             Outcome::NotModified => {
+                // A 304 carries the validators and the caching headers (RFC 9110 §15.4.5),
+                // not the representation's own metadata.
                 let mut r = reply(StatusCode::NOT_MODIFIED, &meta, ProxyBody::empty());
-                r.headers_mut().remove(header::CONTENT_TYPE);
+                for name in [
+                    header::CONTENT_TYPE,
+                    header::CONTENT_DISPOSITION,
+                    header::CONTENT_ENCODING,
+                    header::CONTENT_LANGUAGE,
+                ] {
+                    r.headers_mut().remove(name);
+                }
                 return Ok(r);
             }
             Outcome::PreconditionFailed => {
@@ -143,6 +152,17 @@ impl Proxy {
         let ranges = match range_header {
             Some(v) => range::evaluate(v.as_bytes(), meta.size),
             None => RangeReply::Full,
+        };
+        // Content-Encoding on a multipart reply would say the multipart body is encoded, and
+        // parts cannot carry it either; a server may ignore a Range (RFC 9110 §14.2), as S3
+        // does with several ranges, so such an object is sent whole.
+        let ranges = match ranges {
+            RangeReply::Partial(spans)
+                if spans.len() > 1 && meta.headers.get(&header::CONTENT_ENCODING).is_some() =>
+            {
+                RangeReply::Full
+            }
+            r => r,
         };
         let (status, plan, content_range, multipart) = match ranges {
             RangeReply::Unsatisfiable => {
@@ -360,6 +380,9 @@ fn reply(status: StatusCode, meta: &ObjectMeta, body: ProxyBody) -> Response<Pro
         .as_deref()
         .unwrap_or("application/octet-stream");
     set(&mut r, header::CONTENT_TYPE, ct);
+    for (name, value) in meta.headers.iter() {
+        set(&mut r, name.clone(), value);
+    }
     r
 }
 

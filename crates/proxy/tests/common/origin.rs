@@ -19,9 +19,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
+/// Body, ETag and any extra response headers.
+type Object = (Bytes, String, Vec<(String, String)>);
+
 #[derive(Default)]
 pub struct State {
-    objects: Mutex<HashMap<String, (Bytes, String)>>,
+    objects: Mutex<HashMap<String, Object>>,
     /// GETs by (path, Range header).
     pub gets: Mutex<Vec<(String, String)>>,
     pub heads: AtomicUsize,
@@ -86,10 +89,25 @@ impl TestOrigin {
     }
 
     pub fn put(&self, path: &str, data: impl Into<Bytes>, etag: &str) {
-        self.state
-            .objects
-            .lock()
-            .insert(path.to_owned(), (data.into(), format!("\"{etag}\"")));
+        self.put_with_headers(path, data, etag, &[]);
+    }
+
+    /// An object answered with `headers` besides the usual ones (a name may repeat).
+    pub fn put_with_headers(
+        &self,
+        path: &str,
+        data: impl Into<Bytes>,
+        etag: &str,
+        headers: &[(&str, &str)],
+    ) {
+        let headers = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        self.state.objects.lock().insert(
+            path.to_owned(),
+            (data.into(), format!("\"{etag}\""), headers),
+        );
     }
 
     /// Stop listening and drop every open connection.
@@ -120,14 +138,18 @@ async fn answer(st: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
         .unwrap_or("")
         .to_owned();
     let obj = st.objects.lock().get(&path).cloned();
-    let Some((data, etag)) = obj else {
+    let Some((data, etag, extra)) = obj else {
         return status(StatusCode::NOT_FOUND);
     };
     let base = || {
-        Response::builder()
+        let mut b = Response::builder()
             .header(header::ETAG, &etag)
             .header(header::CONTENT_TYPE, "application/x-test")
-            .header(header::LAST_MODIFIED, "Sun, 06 Nov 1994 08:49:37 GMT")
+            .header(header::LAST_MODIFIED, "Sun, 06 Nov 1994 08:49:37 GMT");
+        for (n, v) in &extra {
+            b = b.header(n.as_str(), v.as_str());
+        }
+        b
     };
     if req.method() == http::Method::HEAD {
         st.heads.fetch_add(1, Ordering::Relaxed);
