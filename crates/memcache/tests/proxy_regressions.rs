@@ -6,8 +6,10 @@ mod support;
 
 use std::io::{Read, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use shoal_memcache::pool::ServerStats;
 use shoal_memcache::proxy::{ProxyConfig, Servers};
 use shoal_memcache::route::Distribution;
 use support::Memcached;
@@ -276,6 +278,83 @@ fn a_long_gat_line_does_not_get_other_clients_requests_run_twice() {
         String::from_utf8_lossy(&a.call(gat.as_bytes())),
         format!("{want}END\r\n")
     );
+}
+
+/// A long meta line (no valid one is over 2048 bytes, but memcached serves it when it comes
+/// in one read, so the proxy forwards it) pipelined behind other clients' `incr`s can be cut
+/// by one of memcached's reads: memcached then closes the connection after running the
+/// `incr`s, without their replies. moxi's retry re-sent them, counting each twice. Only
+/// requests that may run twice are re-sent now: the `incr`s whose replies were lost say the
+/// connection closed (they may or may not have run, as with any lost reply), and none runs
+/// twice.
+#[test]
+fn a_closed_connection_never_gets_an_incr_run_twice() {
+    let Some(mc) = Memcached::start() else { return };
+    let shoal = Shoal::start(one_conn(&mc));
+    let mut a = shoal.client();
+    let mut b = shoal.client();
+    assert_eq!(a.call(b"set n 0 0 1\r\n0\r\n"), b"STORED\r\n");
+    let stat = |pick: fn(&ServerStats) -> &AtomicU64| {
+        let cluster = shoal.proxy.cluster();
+        pick(cluster.pool.servers()[0].stats()).load(Ordering::Relaxed)
+    };
+    let written = || stat(|s| &s.requests);
+    let before = written();
+    let connects = stat(|s| &s.connects);
+    mc.pause(true);
+    let incrs = 1000;
+    a.s.write_all(&b"incr n 1\r\n".repeat(incrs)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // 10,000 bytes of incrs, then a line memcached's first 16 KiB read ends inside.
+    let long_mg = format!("mg k v O{}\r\n", "x".repeat(8000));
+    b.s.write_all(long_mg.as_bytes()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while written() < before + incrs as u64 + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy did not write the requests"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    mc.pause(false);
+    let ra = a.call_until(b"", Duration::from_secs(10), |r| {
+        r.split(|&c| c == b'\n').count() > incrs
+    });
+    let ra = String::from_utf8_lossy(&ra).into_owned();
+    let lines: Vec<&str> = ra.split_terminator("\r\n").collect();
+    assert_eq!(
+        lines.len(),
+        incrs,
+        "{}",
+        &ra[ra.len().saturating_sub(300)..]
+    );
+    let counted: Vec<u64> = lines.iter().filter_map(|l| l.parse().ok()).collect();
+    let closed = lines
+        .iter()
+        .filter(|l| l.starts_with("SERVER_ERROR proxy downstream closed"))
+        .count();
+    let other = lines.len() - counted.len() - closed;
+    assert_eq!(other, 0, "{}", &ra[ra.len().saturating_sub(300)..]);
+    assert!(
+        stat(|s| &s.connects) > connects,
+        "memcached did not close the connection: the test proves nothing"
+    );
+    // memcached ran the incrs it read before closing, including those whose replies it
+    // dropped: the counter is between the numbers answered and the incrs sent, never above.
+    let value = String::from_utf8(a.call(b"get n\r\n")).unwrap();
+    let n: usize = value
+        .lines()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{value}"));
+    assert!(
+        (counted.len()..=incrs).contains(&n),
+        "counter {n}: {} incrs answered with a number, {closed} closed, {incrs} sent",
+        counted.len()
+    );
+    // The long line's own client lost its connection or got an error; others go on.
+    assert_eq!(a.call(b"incr n 1\r\n"), format!("{}\r\n", n + 1).as_bytes());
 }
 
 /// `me <key> b` looks up the base64-decoded key in memcached 1.6.18 (the only flag `me`

@@ -77,7 +77,7 @@ pub(super) async fn run(server: Arc<Server>, wire: Wire, mut rx: mpsc::Receiver<
                         DownstreamErrorKind::Timeout
                     }
                     End::Protocol => DownstreamErrorKind::Protocol,
-                    _ if !touched && job.retries < retry => {
+                    _ if !touched && job.repeatable && job.retries < retry => {
                         job.retries += 1;
                         stats.retries.fetch_add(1, Ordering::Relaxed);
                         again.push_back(job);

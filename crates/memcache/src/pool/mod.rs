@@ -10,6 +10,7 @@
 mod conn;
 mod error;
 mod merge;
+mod repeat;
 mod server;
 
 use std::sync::Arc;
@@ -38,7 +39,8 @@ pub struct PoolOptions {
     /// connection always uses the same one per server, so its requests stay in order.
     pub conns: usize,
     /// Retries of a request whose connection closed before any byte of its reply
-    /// (`downstream_retry`); default 1.
+    /// (`downstream_retry`); default 1. Only requests that may run twice are retried
+    /// (see `pool/repeat.rs`).
     pub retry: u32,
     /// Consecutive errors (failed connects, timeouts) after which a server is left alone for
     /// `retry_interval` (`connect_max_errors`); default 5, 0 = never.
@@ -108,6 +110,9 @@ pub struct Job {
     pub tx: oneshot::Sender<JobResult>,
     /// Retries done so far.
     pub retries: u32,
+    /// Whether the request may run twice, so that it can be re-sent after its connection
+    /// closed with no reply (see `pool/repeat.rs`).
+    pub repeatable: bool,
     /// A plain `get`/`gets`: its keys, so that the connection can merge it with the gets
     /// queued next to it into one request (`wire` is then unused).
     pub get: Option<Get>,
@@ -118,6 +123,7 @@ impl Job {
     pub fn new(wire: Bytes, expect: Expect) -> (Job, oneshot::Receiver<JobResult>) {
         let (tx, rx) = oneshot::channel();
         let job = Job {
+            repeatable: repeat::repeatable(&wire),
             wire,
             expect,
             tx,
