@@ -8,6 +8,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use shoal_access_log::{AccessLog, Logged};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -22,6 +23,8 @@ pub struct ServerLimits {
     pub header_timeout: Duration,
     /// Time in-flight requests get to finish after shutdown. Default: 30s.
     pub drain: Duration,
+    /// Write a line per request here (`None`, the default: no access log).
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 impl Default for ServerLimits {
@@ -30,6 +33,7 @@ impl Default for ServerLimits {
             max_connections: 10_000,
             header_timeout: Duration::from_secs(30),
             drain: Duration::from_secs(30),
+            access_log: None,
         }
     }
 }
@@ -54,7 +58,7 @@ pub async fn serve(
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = &mut shutdown => break,
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -68,9 +72,17 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let r = router.clone();
+        let log = limits.access_log.clone();
         let svc = service_fn(move |req| {
             let r = r.clone();
-            async move { Ok::<_, std::convert::Infallible>(r.handle(req).await) }
+            let started = log.as_ref().map(|l| l.start(&req, peer));
+            async move {
+                let resp = r.handle(req).await;
+                Ok::<_, std::convert::Infallible>(match started {
+                    Some(s) => s.wrap(resp),
+                    None => resp.map(Logged::off),
+                })
+            }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), svc)

@@ -3,6 +3,7 @@
 //! config files, logs and metrics.
 #![warn(missing_docs)]
 
+pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod cmd;

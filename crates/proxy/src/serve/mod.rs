@@ -18,6 +18,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use shoal_access_log::{AccessLog, Logged};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -44,6 +45,8 @@ pub struct ServerConfig {
     /// Serve HTTPS with this configuration (see [`crate::tls::server_config`]); `None`
     /// (the default) serves plain HTTP/1.1 and h2c.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Write a line per request here (`None`, the default: no access log).
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(60),
             tls: None,
+            access_log: None,
         }
     }
 }
@@ -112,6 +116,7 @@ pub async fn serve(
         let first_byte = config.header_read_timeout;
         let send_timeout = config.send_timeout;
         let acceptor = acceptor.clone();
+        let log = config.access_log.clone();
         tokio::spawn(async move {
             let _permit = permit;
             // hyper's header timeout starts after protocol detection: bound the wait for the
@@ -123,7 +128,7 @@ pub async fn serve(
             }
             let io = io::SendTimeout::new(stream, send_timeout);
             let Some(acceptor) = acceptor else {
-                serve_connection(&builder, TokioIo::new(io), proxy, watcher, peer).await;
+                serve_connection(&builder, TokioIo::new(io), proxy, watcher, peer, log).await;
                 return;
             };
             if probe[0] != TLS_HANDSHAKE_RECORD {
@@ -132,7 +137,7 @@ pub async fn serve(
             }
             match tokio::time::timeout(first_byte, acceptor.accept(io)).await {
                 Ok(Ok(tls)) => {
-                    serve_connection(&builder, TokioIo::new(tls), proxy, watcher, peer).await;
+                    serve_connection(&builder, TokioIo::new(tls), proxy, watcher, peer, log).await;
                 }
                 Ok(Err(e)) => {
                     metrics::counter!("shoal_http_tls_handshake_errors_total").increment(1);
@@ -164,12 +169,20 @@ async fn serve_connection<I>(
     proxy: Arc<Proxy>,
     watcher: hyper_util::server::graceful::Watcher,
     peer: std::net::SocketAddr,
+    log: Option<Arc<AccessLog>>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
-        async move { Ok::<_, std::convert::Infallible>(proxy.handle(req).await) }
+        let started = log.as_ref().map(|l| l.start(&req, peer));
+        async move {
+            let resp = proxy.handle(req).await;
+            Ok::<_, std::convert::Infallible>(match started {
+                Some(s) => s.wrap(resp),
+                None => resp.map(Logged::off),
+            })
+        }
     });
     let conn = builder.serve_connection(io, service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {

@@ -62,6 +62,8 @@ pub struct RouteSection {
     pub health_interval: Option<HumanDuration>,
     /// `--header-timeout`.
     pub header_timeout: Option<HumanDuration>,
+    /// `--access-log`.
+    pub access_log: Option<PathBuf>,
 }
 
 /// The `[route]` table of `config` when it is a TOML file (else all defaults). The rest of the

@@ -141,6 +141,11 @@ pub struct RouteArgs {
     #[arg(long, env = "SHOAL_ROUTE_RUNTIMES", value_name = "N")]
     pub runtimes: Option<usize>,
 
+    /// Append a line per request to FILE, in nginx's `combined` format; SIGUSR1 reopens it
+    /// (log rotation). [default: none]
+    #[arg(long, env = "SHOAL_ROUTE_ACCESS_LOG", value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
+
     /// Print where PATH goes (normalised path, shard, replicas) and exit.
     #[arg(long, value_name = "PATH")]
     pub explain: Option<String>,
@@ -159,6 +164,8 @@ pub struct Resolved {
     pub header_timeout: Duration,
     /// Single-threaded runtimes to serve with (0: one multi-threaded runtime).
     pub runtimes: usize,
+    /// Access log file, if any.
+    pub access_log: Option<PathBuf>,
 }
 
 impl RouteArgs {
@@ -235,6 +242,7 @@ impl RouteArgs {
             listen,
             admin_listen,
             header_timeout: dur(self.header_timeout, f.header_timeout, 30_000),
+            access_log: self.access_log.clone().or(f.access_log),
             // One per CPU by default: in docs/route.md's benchmark the router on its own core
             // kept 0.92-0.97 of nginx's throughput this way, and had 0.53 runs with one
             // multi-threaded runtime.
@@ -266,13 +274,21 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
         admin_listen,
         header_timeout,
         runtimes,
+        access_log,
     } = args.resolve()?;
     let router = build(&args, settings)?;
     if let Some(path) = &args.explain {
         return explain(&router, path);
     }
     if runtimes > 0 {
-        return run_runtimes(router, listen, admin_listen, header_timeout, runtimes);
+        return run_runtimes(
+            router,
+            listen,
+            admin_listen,
+            header_timeout,
+            access_log,
+            runtimes,
+        );
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -287,12 +303,15 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
         let shutdown = crate::shutdown::Shutdown::on_signals();
         let tasks = router.spawn_background();
         let admin_task = tokio::spawn(serve_admin(admin_l, router.clone(), shutdown.clone()));
+        let access_log = crate::access_log::open(access_log.as_deref())?;
         let limits = server::ServerLimits {
             header_timeout,
+            access_log: access_log.clone(),
             ..Default::default()
         };
         let s3 = shutdown.clone();
         server::serve(front, router, limits, async move { s3.wait().await }).await?;
+        crate::access_log::flush(access_log).await;
         shutdown.trigger();
         for t in tasks {
             t.abort();
@@ -308,6 +327,7 @@ fn run_runtimes(
     listen: SocketAddr,
     admin_listen: AdminListen,
     header_timeout: Duration,
+    access_log: Option<PathBuf>,
     n: usize,
 ) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -321,8 +341,10 @@ fn run_runtimes(
         tracing::info!(listen = %front, admin = %bound(admin_l.as_ref()), runtimes = n, state = %router.migration_state(), "shoal route serving");
         let shutdown = crate::shutdown::Shutdown::on_signals();
         let tasks = router.spawn_background();
+        let access_log = crate::access_log::open(access_log.as_deref())?;
         let limits = server::ServerLimits {
             header_timeout,
+            access_log: access_log.clone(),
             ..Default::default()
         };
         let threads = runtimes::serve(listeners, &router, &limits, &shutdown)?;
@@ -338,6 +360,7 @@ fn run_runtimes(
                 _ => tracing::error!("a front runtime thread panicked"),
             }
         }
+        crate::access_log::flush(access_log).await;
         admin
     })
 }

@@ -64,6 +64,9 @@ pub struct ServeSettings {
     pub max_header_size: ByteSize,
     /// Most client connections at once (default 10000).
     pub max_connections: usize,
+    /// File to append a line per request to, in nginx's `combined` format (default: none);
+    /// reopened on SIGUSR1 for log rotation.
+    pub access_log: String,
     /// Peer URLs of every node of a static cluster, comma-separated, this node included
     /// (default: none, a single node).
     pub peers: String,
@@ -167,6 +170,7 @@ impl Default for ServeSettings {
             send_timeout: secs(60),
             max_header_size: ByteSize(16 << 10),
             max_connections: 10_000,
+            access_log: String::new(),
             peers: String::new(),
             self_url: String::new(),
             peer_listen: String::new(),
@@ -297,6 +301,10 @@ pub struct ServeArgs {
     /// Most client connections at once [default: 10000].
     #[arg(long, value_name = "N", env = "SHOAL_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Append a line per request to FILE, in nginx's `combined` format; SIGUSR1 reopens it
+    /// (log rotation) [default: none].
+    #[arg(long, value_name = "FILE", env = "SHOAL_ACCESS_LOG")]
+    pub access_log: Option<String>,
     /// Peer URLs of every node of a static cluster, this node included
     /// (http://10.0.0.1:7071,http://10.0.0.2:7071); without it, a single node.
     #[arg(
@@ -364,6 +372,7 @@ impl ServeArgs {
             send_timeout,
             max_header_size,
             max_connections,
+            access_log,
             peers,
             self_url,
             peer_listen

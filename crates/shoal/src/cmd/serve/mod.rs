@@ -123,6 +123,10 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     server.max_header_bytes = usize::try_from(s.max_header_size.bytes()).unwrap_or(usize::MAX);
     server.max_connections = s.max_connections;
     server.tls = tls;
+    let log_path = s.access_log.trim();
+    let access_log =
+        crate::access_log::open((!log_path.is_empty()).then(|| std::path::Path::new(log_path)))?;
+    server.access_log = access_log.clone();
 
     let joined = match joining {
         Some(j) => Some(j.start().await?),
@@ -180,6 +184,7 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     shoal_proxy::serve::serve(listener, proxy, server, async move { stop.wait().await })
         .await
         .context("serving")?;
+    crate::access_log::flush(access_log).await;
     if let Some(task) = admin_task {
         let _ = task.await;
     }
