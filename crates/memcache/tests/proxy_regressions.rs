@@ -14,7 +14,7 @@ use shoal_memcache::proxy::{ProxyConfig, Servers};
 use shoal_memcache::route::Distribution;
 use support::Memcached;
 use support::bin::{self, req, store_extras};
-use support::shoal::Shoal;
+use support::shoal::{Client, Shoal};
 
 const GET: u8 = 0x00;
 const SET: u8 = 0x01;
@@ -212,6 +212,40 @@ fn long_gat(tag: &str) -> String {
     format!("gat 0 {}\r\n", keys.join(" "))
 }
 
+/// A counter of server 0.
+fn server_stat(shoal: &Shoal, pick: fn(&ServerStats) -> &AtomicU64) -> u64 {
+    let cluster = shoal.proxy.cluster();
+    pick(cluster.pool.servers()[0].stats()).load(Ordering::Relaxed)
+}
+
+/// With memcached stopped, `a` pipelines `incrs` increments of `n` and then `b` sends
+/// `long_line`. They pile up on the one server connection, and when memcached goes on it
+/// reads them 16 KiB at a time, the first read ending inside the long line (the incrs take
+/// 10 bytes each).
+fn incrs_then_a_long_line(
+    shoal: &Shoal,
+    mc: &Memcached,
+    (a, b): (&mut Client, &mut Client),
+    incrs: usize,
+    long_line: &[u8],
+) {
+    let before = server_stat(shoal, |s| &s.requests);
+    mc.pause(true);
+    a.s.write_all(&b"incr n 1\r\n".repeat(incrs)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    b.s.write_all(long_line).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server_stat(shoal, |s| &s.requests) < before + incrs as u64 + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy did not write the requests"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    mc.pause(false);
+}
+
 /// The same rule on the server side: a long `gat` (legal: memcached serves it when it comes
 /// in one read) pipelined on a shared connection behind other clients' requests can be cut
 /// by one of memcached's reads. memcached then closes the connection and drops the replies
@@ -225,30 +259,15 @@ fn a_long_gat_line_does_not_get_other_clients_requests_run_twice() {
     let mut a = shoal.client();
     let mut b = shoal.client();
     assert_eq!(a.call(b"set n 0 0 1\r\n0\r\n"), b"STORED\r\n");
-    let written = || {
-        let cluster = shoal.proxy.cluster();
-        let stats = cluster.pool.servers()[0].stats();
-        stats.requests.load(std::sync::atomic::Ordering::Relaxed)
-    };
-    let before = written();
-    // memcached stopped: what the proxy writes piles up, and memcached reads it 16 KiB at
-    // a time when it goes on, the first read ending inside the gat.
-    mc.pause(true);
     // Fewer than a client may have waiting for replies (1024).
     let incrs = 1000;
-    a.s.write_all(&b"incr n 1\r\n".repeat(incrs)).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
-    b.s.write_all(long_gat("g").as_bytes()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while written() < before + incrs as u64 + 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the proxy did not write the requests"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    mc.pause(false);
+    incrs_then_a_long_line(
+        &shoal,
+        &mc,
+        (&mut a, &mut b),
+        incrs,
+        long_gat("g").as_bytes(),
+    );
     let rb = b.call_until(b"", Duration::from_secs(5), |r| r.ends_with(b"\r\n"));
     assert_eq!(String::from_utf8_lossy(&rb), "END\r\n");
     let ra = a.call_until(b"", Duration::from_secs(5), |r| {
@@ -294,30 +313,10 @@ fn a_closed_connection_never_gets_an_incr_run_twice() {
     let mut a = shoal.client();
     let mut b = shoal.client();
     assert_eq!(a.call(b"set n 0 0 1\r\n0\r\n"), b"STORED\r\n");
-    let stat = |pick: fn(&ServerStats) -> &AtomicU64| {
-        let cluster = shoal.proxy.cluster();
-        pick(cluster.pool.servers()[0].stats()).load(Ordering::Relaxed)
-    };
-    let written = || stat(|s| &s.requests);
-    let before = written();
-    let connects = stat(|s| &s.connects);
-    mc.pause(true);
+    let connects = server_stat(&shoal, |s| &s.connects);
     let incrs = 1000;
-    a.s.write_all(&b"incr n 1\r\n".repeat(incrs)).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
-    // 10,000 bytes of incrs, then a line memcached's first 16 KiB read ends inside.
     let long_mg = format!("mg k v O{}\r\n", "x".repeat(8000));
-    b.s.write_all(long_mg.as_bytes()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while written() < before + incrs as u64 + 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the proxy did not write the requests"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    mc.pause(false);
+    incrs_then_a_long_line(&shoal, &mc, (&mut a, &mut b), incrs, long_mg.as_bytes());
     let ra = a.call_until(b"", Duration::from_secs(10), |r| {
         r.split(|&c| c == b'\n').count() > incrs
     });
@@ -337,7 +336,7 @@ fn a_closed_connection_never_gets_an_incr_run_twice() {
     let other = lines.len() - counted.len() - closed;
     assert_eq!(other, 0, "{}", &ra[ra.len().saturating_sub(300)..]);
     assert!(
-        stat(|s| &s.connects) > connects,
+        server_stat(&shoal, |s| &s.connects) > connects,
         "memcached did not close the connection: the test proves nothing"
     );
     // memcached ran the incrs it read before closing, including those whose replies it
