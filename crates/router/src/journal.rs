@@ -2,9 +2,10 @@
 //! client gets its answer, so a crash cannot lose the record.
 //!
 //! A line is `UNIX_SECONDS<TAB>PUT|DELETE<TAB>REPLICA_BASE_URL<TAB>PATH`, the path
-//! percent-encoded (it never holds a tab or newline). Writers and `shoal repair` take an
-//! exclusive lock on `JOURNAL.lock` around each append or take-over, so repair can move the
-//! journal aside while the router keeps appending to a fresh one.
+//! percent-encoded (it never holds a tab or newline, and bytes that are not UTF-8 survive it).
+//! Writers and `shoal repair` take an exclusive lock on `JOURNAL.lock` around each append or
+//! take-over, so repair can move the journal aside while the router keeps appending to a
+//! fresh one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
@@ -25,13 +26,14 @@ pub struct Entry {
     pub op: String,
     /// The replica's base URL.
     pub replica: String,
-    /// The normalised path, with its leading `/`.
-    pub path: String,
+    /// The normalised path, with its leading `/`: bytes, UTF-8 or not, as the router hashed
+    /// and stored them.
+    pub path: Vec<u8>,
 }
 
 impl Entry {
     /// An entry stamped now.
-    pub fn now(op: &str, replica: &str, path: &str) -> Self {
+    pub fn now(op: &str, replica: &str, path: impl AsRef<[u8]>) -> Self {
         let at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -39,7 +41,7 @@ impl Entry {
             at,
             op: op.to_string(),
             replica: replica.to_string(),
-            path: path.to_string(),
+            path: path.as_ref().to_vec(),
         }
     }
 
@@ -366,7 +368,7 @@ mod tests {
         let p = dir.path().join("journal");
         let j = Journal::open(&p).unwrap();
         assert_eq!(j.backlog(), 0);
-        let e = |i: usize| Entry::now("PUT", "http://127.0.0.1:1", &format!("/f/{i}.jpg"));
+        let e = |i: usize| Entry::now("PUT", "http://127.0.0.1:1", format!("/f/{i}.jpg"));
         j.record((0..3).map(e).collect()).await.unwrap();
         assert_eq!(j.backlog(), 3);
         j.record(vec![e(3)]).await.unwrap();
@@ -420,6 +422,15 @@ mod tests {
         assert_eq!(take(&p).unwrap(), vec![older.clone(), newer.clone()]);
         // Interrupted again: still nothing lost.
         assert_eq!(take(&p).unwrap(), vec![older, newer]);
+    }
+
+    /// A path that is not UTF-8 (a Latin-1 name) is written percent-encoded and read back as
+    /// the same bytes.
+    #[test]
+    fn a_path_that_is_not_utf8_round_trips() {
+        let e = Entry::now("PUT", "http://127.0.0.1:1", b"/caf\xe9 \xff.jpg");
+        assert!(e.line().ends_with("\t/caf%E9%20%FF.jpg\n"), "{}", e.line());
+        assert_eq!(Entry::parse(&e.line()), Some(e));
     }
 
     /// Bytes that are not UTF-8 (a corrupted block) are a bad line, not a journal that can no

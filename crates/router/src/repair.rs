@@ -23,12 +23,13 @@ use crate::body::empty;
 use crate::idle::{IdleTimeout, Side};
 use crate::journal::{self, Entry};
 use crate::migration::MigrationState;
-use crate::normalize::{encode_path, unescape};
+use crate::normalize::{display_path, encode_path, unescape};
 use crate::replica::Replica;
 use crate::router::Router;
 use crate::upstream::{request, send};
 
-/// What a repair did (or, with `dry_run`, would do).
+/// What a repair did (or, with `dry_run`, would do). Paths are shown as text, percent-encoded
+/// when their bytes are not UTF-8 ([`display_path`]).
 #[derive(Debug, Clone, Default)]
 pub struct RepairReport {
     /// `(replica, path)` copies made.
@@ -52,7 +53,7 @@ impl Router {
     /// Copies `path` from one of `sources` to `to`, streaming.
     async fn copy(
         &self,
-        path: &str,
+        path: &[u8],
         sources: &[Arc<Replica>],
         to: &Arc<Replica>,
     ) -> Result<bool, String> {
@@ -72,7 +73,7 @@ impl Router {
                 continue;
             }
             if resp.status() != StatusCode::OK {
-                last = format!("{}: GET {path}: {}", src.base(), resp.status());
+                last = format!("{}: GET {pq}: {}", src.base(), resp.status());
                 continue;
             }
             let mut headers = HeaderMap::new();
@@ -97,7 +98,7 @@ impl Router {
                 .await
                 .map_err(|e| e.message)?;
             if !put.status().is_success() {
-                return Err(format!("{}: PUT {path}: {}", to.base(), put.status()));
+                return Err(format!("{}: PUT {pq}: {}", to.base(), put.status()));
             }
             return Ok(true);
         }
@@ -108,14 +109,9 @@ impl Router {
         }
     }
 
-    async fn delete_on(&self, path: &str, on: &Arc<Replica>) -> Result<(), String> {
-        let req = request(
-            on,
-            Method::DELETE,
-            &encode_path(path),
-            HeaderMap::new(),
-            empty(),
-        )?;
+    async fn delete_on(&self, path: &[u8], on: &Arc<Replica>) -> Result<(), String> {
+        let pq = encode_path(path);
+        let req = request(on, Method::DELETE, &pq, HeaderMap::new(), empty())?;
         let resp = send(
             self.inner.client.clone(),
             on.clone(),
@@ -127,7 +123,7 @@ impl Router {
         if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
             Ok(())
         } else {
-            Err(format!("{}: DELETE {path}: {}", on.base(), resp.status()))
+            Err(format!("{}: DELETE {pq}: {}", on.base(), resp.status()))
         }
     }
 
@@ -143,13 +139,13 @@ impl Router {
             journal::take(path)?
         };
         // The last operation per (replica, path) is the one that matters.
-        let mut last: BTreeMap<(String, String), Entry> = BTreeMap::new();
+        let mut last: BTreeMap<(String, Vec<u8>), Entry> = BTreeMap::new();
         for e in entries {
             last.insert((e.replica.clone(), e.path.clone()), e);
         }
         // Replicas that missed the last DELETE of a path: their copies say nothing of a newer
         // upload.
-        let missed_delete: BTreeSet<(String, String)> = last
+        let missed_delete: BTreeSet<(String, Vec<u8>)> = last
             .iter()
             .filter(|(_, e)| e.op == "DELETE")
             .map(|(k, _)| k.clone())
@@ -157,16 +153,17 @@ impl Router {
         let mut report = RepairReport::default();
         let mut keep = Vec::new();
         for ((base, p), e) in last {
+            let shown = display_path(&p).into_owned();
             let Some(to) = self.replica_by_base(&base) else {
                 report.failed.push(format!(
-                    "{base}: not in the configuration; entry for {p} dropped"
+                    "{base}: not in the configuration; entry for {shown} dropped"
                 ));
                 continue;
             };
             if dry_run {
                 match e.op.as_str() {
-                    "DELETE" => report.deleted.push((base, p)),
-                    _ => report.copied.push((base, p)),
+                    "DELETE" => report.deleted.push((base, shown)),
+                    _ => report.copied.push((base, shown)),
                 }
                 continue;
             }
@@ -184,11 +181,11 @@ impl Router {
                 if newer.is_empty() {
                     self.delete_on(&p, &to)
                         .await
-                        .map(|()| report.deleted.push((base.clone(), p.clone())))
+                        .map(|()| report.deleted.push((base.clone(), shown)))
                 } else {
                     self.copy(&p, &newer, &to).await.map(|copied| {
                         if copied {
-                            report.copied.push((base.clone(), p.clone()));
+                            report.copied.push((base.clone(), shown));
                         }
                     })
                 }
@@ -196,7 +193,7 @@ impl Router {
                 let sources = self.sources(&p);
                 self.copy(&p, &sources, &to).await.map(|copied| {
                     if copied {
-                        report.copied.push((base.clone(), p.clone()));
+                        report.copied.push((base.clone(), shown));
                     }
                 })
             };
@@ -215,7 +212,7 @@ impl Router {
     }
 
     /// The replicas a write of `path` goes to now.
-    fn write_set(&self, path: &str) -> Vec<Arc<Replica>> {
+    fn write_set(&self, path: &[u8]) -> Vec<Arc<Replica>> {
         let mut out: Vec<Arc<Replica>> = Vec::new();
         for t in self.inner.topo.targets(path, self.migration_state()) {
             for r in t.replicas {
@@ -228,7 +225,7 @@ impl Router {
     }
 
     /// Whether `on` answers 200 to a HEAD of `path` (an error counts as no).
-    async fn holds(&self, path: &str, on: &Arc<Replica>) -> bool {
+    async fn holds(&self, path: &[u8], on: &Arc<Replica>) -> bool {
         let Ok(req) = request(
             on,
             Method::HEAD,
@@ -245,7 +242,7 @@ impl Router {
     }
 
     /// Every replica of every ring's shard for `path`, usable ones first.
-    fn sources(&self, path: &str) -> Vec<Arc<Replica>> {
+    fn sources(&self, path: &[u8]) -> Vec<Arc<Replica>> {
         let mut out: Vec<Arc<Replica>> = Vec::new();
         for t in self.inner.topo.targets(path, MigrationState::Both) {
             for r in t.replicas {
@@ -288,7 +285,7 @@ impl Router {
         } else {
             MigrationState::New
         };
-        let mut having: BTreeMap<String, Vec<Arc<Replica>>> = BTreeMap::new();
+        let mut having: BTreeMap<Vec<u8>, Vec<Arc<Replica>>> = BTreeMap::new();
         let mut report = RepairReport::default();
         for node in &self.inner.topo.all {
             match self.list(node).await {
@@ -301,6 +298,7 @@ impl Router {
             }
         }
         for (path, on) in having {
+            let shown = display_path(&path);
             let home: Vec<Arc<Replica>> = self
                 .inner
                 .topo
@@ -314,11 +312,15 @@ impl Router {
                 .filter(|h| !on.iter().any(|o| Arc::ptr_eq(o, h)))
             {
                 if dry_run {
-                    report.copied.push((to.base().to_string(), path.clone()));
+                    report
+                        .copied
+                        .push((to.base().to_string(), shown.to_string()));
                     continue;
                 }
                 match self.copy(&path, &on, to).await {
-                    Ok(true) => report.copied.push((to.base().to_string(), path.clone())),
+                    Ok(true) => report
+                        .copied
+                        .push((to.base().to_string(), shown.to_string())),
                     Ok(false) => home_ok = false,
                     Err(e) => {
                         home_ok = false;
@@ -336,12 +338,12 @@ impl Router {
                 if dry_run {
                     report
                         .deleted
-                        .push((extra.base().to_string(), path.clone()));
+                        .push((extra.base().to_string(), shown.to_string()));
                 } else {
                     match self.delete_on(&path, extra).await {
                         Ok(()) => report
                             .deleted
-                            .push((extra.base().to_string(), path.clone())),
+                            .push((extra.base().to_string(), shown.to_string())),
                         Err(e) => report.failed.push(e),
                     }
                 }
@@ -350,15 +352,16 @@ impl Router {
         Ok(report)
     }
 
-    /// Every file on `node`, as normalised paths, by walking PROPFIND `Depth: 1`.
-    async fn list(&self, node: &Arc<Replica>) -> Result<Vec<String>, String> {
+    /// Every file on `node`, as normalised paths (bytes: names need not be UTF-8), by walking
+    /// PROPFIND `Depth: 1`.
+    async fn list(&self, node: &Arc<Replica>) -> Result<Vec<Vec<u8>>, String> {
         let base_path = node
             .base()
             .splitn(4, '/')
             .nth(3)
-            .map(|p| format!("/{p}"))
+            .map(|p| format!("/{p}").into_bytes())
             .unwrap_or_default();
-        let mut dirs = vec![String::from("/")];
+        let mut dirs = vec![b"/".to_vec()];
         let mut files = Vec::new();
         let mut walked = 0usize;
         while let Some(dir) = dirs.pop() {
@@ -372,7 +375,8 @@ impl Router {
             let mut h = HeaderMap::new();
             h.insert("depth", HeaderValue::from_static("1"));
             let m = Method::from_bytes(b"PROPFIND").map_err(|e| e.to_string())?;
-            let req = request(node, m, &encode_path(&dir), h, empty())?;
+            let pq = encode_path(&dir);
+            let req = request(node, m, &pq, h, empty())?;
             let resp = send(
                 self.inner.client.clone(),
                 node.clone(),
@@ -382,11 +386,7 @@ impl Router {
             .await
             .map_err(|e| e.message)?;
             if resp.status().as_u16() != 207 {
-                return Err(format!(
-                    "{}: PROPFIND {dir}: {}",
-                    node.base(),
-                    resp.status()
-                ));
+                return Err(format!("{}: PROPFIND {pq}: {}", node.base(), resp.status()));
             }
             let xml = resp
                 .into_body()
@@ -394,21 +394,29 @@ impl Router {
                 .await
                 .map_err(|e| e.to_string())?
                 .to_bytes();
-            for (href, is_dir) in parse_multistatus(&String::from_utf8_lossy(&xml)) {
+            for (href, is_dir) in parse_multistatus(&escape_non_ascii(&xml)) {
                 let Ok(p) = unescape(&href, false) else {
                     continue;
                 };
-                let p = p.strip_prefix(&base_path).map(str::to_string).unwrap_or(p);
-                let p = if p.starts_with('/') {
+                let p = if let Some(rest) = p.strip_prefix(base_path.as_slice()) {
+                    rest.to_vec()
+                } else {
+                    p
+                };
+                let p = if p.starts_with(b"/") {
                     p
                 } else {
-                    format!("/{p}")
+                    [&b"/"[..], &p].concat()
                 };
-                if p.trim_end_matches('/') == dir.trim_end_matches('/') {
+                if trim_slashes(&p) == trim_slashes(&dir) {
                     continue;
                 }
                 if is_dir {
-                    dirs.push(if p.ends_with('/') { p } else { format!("{p}/") });
+                    let mut d = p;
+                    if !d.ends_with(b"/") {
+                        d.push(b'/');
+                    }
+                    dirs.push(d);
                 } else {
                     files.push(p);
                 }
@@ -416,6 +424,28 @@ impl Router {
         }
         Ok(files)
     }
+}
+
+/// `p` without its trailing `/`s.
+fn trim_slashes(p: &[u8]) -> &[u8] {
+    let end = p.iter().rposition(|&c| c != b'/').map_or(0, |i| i + 1);
+    &p[..end]
+}
+
+/// A multistatus body as ASCII text, every byte outside ASCII written as its `%XX` escape. An
+/// href is a URI, decoded with [`unescape`] anyway, so a server that puts a file name's raw
+/// bytes in it (UTF-8 or not) gives the same bytes back, where a lossy UTF-8 conversion would
+/// turn a Latin-1 name into replacement characters.
+fn escape_non_ascii(xml: &[u8]) -> String {
+    let mut out = String::with_capacity(xml.len());
+    for &c in xml {
+        if c.is_ascii() {
+            out.push(char::from(c));
+        } else {
+            out.push_str(&format!("%{c:02X}"));
+        }
+    }
+    out
 }
 
 /// `(href, is_collection)` for each `response` of a WebDAV multistatus body.
@@ -502,6 +532,17 @@ mod tests {
                 ("/a/sub/".into(), true)
             ]
         );
+    }
+
+    #[test]
+    fn raw_bytes_in_hrefs_survive_as_escapes() {
+        let xml = b"<D:href>/caf\xe9 /\xc3\xa9.jpg</D:href>";
+        let text = escape_non_ascii(xml);
+        assert_eq!(text, "<D:href>/caf%E9 /%C3%A9.jpg</D:href>");
+        let (href, _) = &parse_multistatus(&text)[0];
+        assert_eq!(unescape(href, false).unwrap(), b"/caf\xe9 /\xc3\xa9.jpg");
+        assert_eq!(trim_slashes(b"/a//"), b"/a");
+        assert_eq!(trim_slashes(b"//"), b"");
     }
 
     #[test]

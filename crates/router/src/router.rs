@@ -14,7 +14,7 @@ use crate::config::RouteConfig;
 use crate::inflight::WriteGate;
 use crate::journal::Journal;
 use crate::migration::{MigrationState, keys_match};
-use crate::normalize::{Rejected, encode_path, normalize_request_path};
+use crate::normalize::{Rejected, display_path, encode_path, normalize_request_path};
 use crate::roster::Roster;
 use crate::settings::Settings;
 use crate::topology::{Target, Topology};
@@ -57,9 +57,10 @@ impl std::fmt::Debug for Router {
 /// Where a path goes, as `shoal route --explain` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Explain {
-    /// The path after normalisation and rewrites.
+    /// The path after normalisation and rewrites, as text: percent-encoded when its bytes
+    /// are not UTF-8 (see [`display_path`]).
     pub path: String,
-    /// The hash key (the path without its leading `/`).
+    /// The hash key (the path without its leading `/`), shown as `path` is.
     pub key: String,
     /// The migration state the answer is for.
     pub state: String,
@@ -265,7 +266,7 @@ impl Router {
     }
 
     /// Where `raw_path` (as a client would send it, percent-encoded) goes now.
-    pub fn explain(&self, raw_path: &str) -> Result<Explain, Rejected> {
+    pub fn explain(&self, raw_path: impl AsRef<[u8]>) -> Result<Explain, Rejected> {
         let path = normalize_request_path(raw_path, &self.inner.topo.rewrites)?;
         let state = self.migration_state();
         let targets = self
@@ -279,9 +280,10 @@ impl Router {
                 replicas: t.replicas.iter().map(|r| r.base().to_string()).collect(),
             })
             .collect();
+        let key = path.strip_prefix(b"/").unwrap_or(&path);
         Ok(Explain {
-            key: path.strip_prefix('/').unwrap_or(&path).to_string(),
-            path,
+            key: display_path(key).into_owned(),
+            path: display_path(&path).into_owned(),
             state: state.to_string(),
             targets,
         })
@@ -396,12 +398,12 @@ impl Router {
             Ok(p) => p,
             Err(why) => return text(StatusCode::BAD_REQUEST, format!("{why}\n")),
         };
-        if path == "/" || path.is_empty() {
+        if path == b"/" || path.is_empty() {
             return text(StatusCode::NOT_FOUND, "Not Found");
         }
         // nginx's DAV module takes a DELETE of `dir/` for the whole tree under it, on every
         // replica at once: the router writes files only.
-        if is_write && path.ends_with('/') {
+        if is_write && path.ends_with(b"/") {
             let mut r = text(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{method} of a directory (a path ending in '/') is refused\n"),

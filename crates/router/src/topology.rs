@@ -92,10 +92,11 @@ impl Topology {
         })
     }
 
-    /// The shards `path` (normalised, with its leading `/`) maps to in `state`: the migration
-    /// ring's first, then the primary's, as reads should try them. Writes go to all of them.
-    pub fn targets(&self, path: &str, state: MigrationState) -> Vec<Target> {
-        let key = path.strip_prefix('/').unwrap_or(path).as_bytes();
+    /// The shards `path` (normalised, with its leading `/`; any bytes) maps to in `state`: the
+    /// migration ring's first, then the primary's, as reads should try them. Writes go to all
+    /// of them.
+    pub fn targets(&self, path: &[u8], state: MigrationState) -> Vec<Target> {
+        let key = path.strip_prefix(b"/").unwrap_or(path);
         let pick = |l: &Layer| {
             let i = l.ring.shard(key);
             Target {

@@ -13,10 +13,16 @@
 //! - [`Mode::Local`]: a line is a local file path; the key is [`local_key`] of it.
 //! - [`Mode::Delete`]: a line is a key (a path); it is deleted from every replica.
 //!
+//! Lines are bytes: a local file name on Unix is whatever bytes the file system holds (a
+//! Latin-1 `caf\xE9.jpg`, say), and its key is those bytes, which the router stores and
+//! serves as it does a request for `caf%E9.jpg`.
+//!
 //! With `check`, a HEAD through the router's read path comes first, and a 200 skips the line
 //! ([`Outcome::Present`]). Each line must finish within the router's `write_timeout`.
 
 use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -94,29 +100,35 @@ impl Outcome {
 
 /// The key photosrv's `-local` mode gives a file path: a leading `./` stripped and `//`
 /// collapsed to `/` (here also any leading `/`, so `/a/b` and `a/b` are the same key).
-pub fn local_key(path: &str) -> String {
-    let mut k = path.trim();
-    while let Some(rest) = k.strip_prefix("./") {
+/// Bytes in, bytes out: a file name need not be UTF-8, and only ASCII white space around it
+/// is trimmed.
+pub fn local_key(path: impl AsRef<[u8]>) -> Vec<u8> {
+    let mut k = path.as_ref().trim_ascii();
+    while let Some(rest) = k.strip_prefix(b"./") {
         k = rest;
     }
-    let mut k = k.to_string();
-    while k.contains("//") {
-        k = k.replace("//", "/");
+    let mut out: Vec<u8> = Vec::with_capacity(k.len());
+    for &c in k {
+        if !(c == b'/' && out.last().is_none_or(|&l| l == b'/')) {
+            out.push(c);
+        }
     }
-    k.trim_start_matches('/').to_string()
+    out
 }
 
-/// Works through `lines` with `opts.workers` workers, calling `report` once per line (in
-/// completion order) from the caller's task.
-pub async fn run(
+/// Works through `lines` (text or bytes) with `opts.workers` workers, calling `report` once
+/// per line (in completion order) from the caller's task.
+pub async fn run<L>(
     router: &Router,
-    lines: Vec<String>,
+    lines: Vec<L>,
     opts: &UploadOptions,
-    mut report: impl FnMut(&str, &Outcome),
-) {
+    mut report: impl FnMut(&L, &Outcome),
+) where
+    L: AsRef<[u8]> + Send + 'static,
+{
     let queue = Arc::new(Mutex::new(VecDeque::from(lines)));
     let workers = opts.workers.max(1);
-    let (tx, mut rx) = mpsc::channel::<(String, Outcome)>(workers * 2);
+    let (tx, mut rx) = mpsc::channel::<(L, Outcome)>(workers * 2);
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..workers {
         let (queue, tx, router, opts) = (queue.clone(), tx.clone(), router.clone(), opts.clone());
@@ -128,7 +140,7 @@ pub async fn run(
                 // A source or node that stalls mid-body must not hold a worker for ever;
                 // dropping the write aborts every replica's request, so none keeps a torn copy.
                 let limit = router.inner.settings.write_timeout;
-                let out = tokio::time::timeout(limit, one(&router, &opts, &line))
+                let out = tokio::time::timeout(limit, one(&router, &opts, line.as_ref()))
                     .await
                     .unwrap_or_else(|_| {
                         Outcome::Failed(format!("not finished within {limit:?} (--write-timeout)"))
@@ -147,10 +159,14 @@ pub async fn run(
 }
 
 /// One line, start to end.
-pub async fn one(router: &Router, opts: &UploadOptions, line: &str) -> Outcome {
-    let line = line.trim();
+pub async fn one(router: &Router, opts: &UploadOptions, line: &[u8]) -> Outcome {
+    let line = line.trim_ascii();
     let (path, source) = match opts.mode {
-        Mode::Local | Mode::Delete => (encode_path(&format!("/{}", local_key(line))), None),
+        Mode::Local | Mode::Delete => {
+            let mut key = local_key(line);
+            key.insert(0, b'/');
+            (encode_path(&key), None)
+        }
         Mode::Urls => match source_uri(line) {
             Ok(u) => (u.path().to_string(), Some(u)),
             Err(e) => return Outcome::Failed(e),
@@ -173,9 +189,11 @@ pub async fn one(router: &Router, opts: &UploadOptions, line: &str) -> Outcome {
         },
         (Mode::Urls, Some(uri)) => fetch_and_put(router, uri, &path).await,
         _ => {
+            // A Unix file name is bytes; the line names the file exactly.
+            let name = OsStr::from_bytes(line);
             let file = match &opts.local_root {
-                Some(root) => root.join(line),
-                None => PathBuf::from(line),
+                Some(root) => root.join(name),
+                None => PathBuf::from(name),
             };
             let (body, len) = match file_body(&file).await {
                 Ok(b) => b,
@@ -186,9 +204,8 @@ pub async fn one(router: &Router, opts: &UploadOptions, line: &str) -> Outcome {
     }
 }
 
-fn source_uri(line: &str) -> Result<http::Uri, String> {
-    let uri: http::Uri = line
-        .parse()
+fn source_uri(line: &[u8]) -> Result<http::Uri, String> {
+    let uri = http::Uri::try_from(line)
         .map_err(|e| format!("not a URL ({e}); use --local for file paths"))?;
     if uri.scheme_str() != Some("http") || uri.authority().is_none() {
         return Err("only http:// source URLs are supported".into());
@@ -309,16 +326,19 @@ mod tests {
 
     #[test]
     fn local_keys_are_photosrvs() {
-        assert_eq!(local_key("./images/a.jpg"), "images/a.jpg");
-        assert_eq!(local_key("././images//x///a.jpg"), "images/x/a.jpg");
-        assert_eq!(local_key("/abs/path.jpg"), "abs/path.jpg");
-        assert_eq!(local_key("plain.jpg\n"), "plain.jpg");
+        assert_eq!(local_key("./images/a.jpg"), b"images/a.jpg");
+        assert_eq!(local_key("././images//x///a.jpg"), b"images/x/a.jpg");
+        assert_eq!(local_key("/abs/path.jpg"), b"abs/path.jpg");
+        assert_eq!(local_key("//abs//path.jpg"), b"abs/path.jpg");
+        assert_eq!(local_key("plain.jpg\n"), b"plain.jpg");
+        assert_eq!(local_key(b"./caf\xe9//x\xff.jpg"), b"caf\xe9/x\xff.jpg");
     }
 
     #[test]
     fn source_urls_must_be_http() {
-        assert!(source_uri("http://127.0.0.1:1/a.jpg").is_ok());
-        assert!(source_uri("https://example.com/a.jpg").is_err());
-        assert!(source_uri("images/a.jpg").is_err());
+        assert!(source_uri(b"http://127.0.0.1:1/a.jpg").is_ok());
+        assert!(source_uri(b"https://example.com/a.jpg").is_err());
+        assert!(source_uri(b"images/a.jpg").is_err());
+        assert!(source_uri(b"http://127.0.0.1:1/caf\xe9.jpg").is_err());
     }
 }

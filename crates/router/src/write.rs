@@ -22,6 +22,7 @@ use crate::body::{Body, BoxError, ChannelBody, empty};
 use crate::idle::{self, Side};
 use crate::journal::Entry;
 use crate::metrics;
+use crate::normalize::display_path;
 use crate::replica::Replica;
 use crate::router::{Inner, text};
 use crate::topology::Target;
@@ -46,7 +47,7 @@ enum Outcome {
 pub(crate) async fn write<B>(
     inner: &Arc<Inner>,
     req: Request<B>,
-    path: &str,
+    path: &[u8],
     pq: &str,
     targets: &[Target],
 ) -> Response<Body>
@@ -262,7 +263,7 @@ where
 async fn finish(
     inner: &Inner,
     method: &Method,
-    path: &str,
+    path: &[u8],
     targets: &[Target],
     replicas: &[Arc<Replica>],
     outcomes: HashMap<usize, Outcome>,
@@ -319,7 +320,7 @@ async fn finish(
     let mut journal_err = None;
     if !entries.is_empty() {
         for (_, m) in &missed {
-            tracing::warn!(path, op = %method, "replica missed a write: {m}");
+            tracing::warn!(path = %display_path(path), op = %method, "replica missed a write: {m}");
         }
         metrics::journaled(entries.len());
         if let Some(j) = &inner.journal

@@ -34,7 +34,10 @@ async fn one_replica_down_writes_reach_quorum_and_the_miss_is_journalled() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].replica, nodes[1].url());
     assert_eq!(
-        (entries[0].op.as_str(), entries[0].path.as_str()),
+        (
+            entries[0].op.as_str(),
+            std::str::from_utf8(&entries[0].path).unwrap()
+        ),
         ("PUT", "/a/one-down.jpg")
     );
     // Reads still succeed, and the next write skips the node marked unhealthy.
@@ -138,7 +141,13 @@ async fn a_replica_refusing_a_write_the_others_stored_is_journalled() {
     let (entries, _) = journal::read(&jpath).unwrap();
     let got: Vec<(&str, &str, &str)> = entries
         .iter()
-        .map(|e| (e.op.as_str(), e.replica.as_str(), e.path.as_str()))
+        .map(|e| {
+            (
+                e.op.as_str(),
+                e.replica.as_str(),
+                std::str::from_utf8(&e.path).unwrap(),
+            )
+        })
         .collect();
     let miss = nodes[1].url();
     assert_eq!(got, [("PUT", miss.as_str(), "/c/x.jpg")]);

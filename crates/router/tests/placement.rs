@@ -66,7 +66,7 @@ fn config_path_matches_pinned_vectors() {
         let cfg = RouteConfig::from_photosrv(&root, "EARTH").unwrap();
         let router = Router::new(&cfg, Settings::default()).unwrap();
         for (path, want) in &v.rows {
-            let e = router.explain(&format!("/{path}")).unwrap();
+            let e = router.explain(format!("/{path}")).unwrap();
             assert_eq!(e.key, *path);
             assert_eq!(
                 e.targets[0].shard,
@@ -113,4 +113,62 @@ fn unweighted_rings_are_shoal_ring_choosers_and_weights_are_named_buckets() {
             assert_eq!(ring.shard(path.as_bytes()), d, "{} {path}", v.name);
         }
     }
+}
+
+/// photosrv decoded a path with Go's `url.QueryUnescape`, whose result is any bytes (Go
+/// strings need not be UTF-8), and hashed those bytes: a Latin-1 name such as `caf%E9.jpg`
+/// (the single byte 0xE9) is placed by SipHash-2-4 (key 0) and jump over exactly those
+/// bytes, never refused and never re-encoded as UTF-8. The expected shards are pinned from
+/// the independent Python model (scripts/ring-vectors/models.py) and recomputed here from
+/// shoal-ring's own functions.
+#[test]
+fn a_path_that_is_not_utf8_once_decoded_is_placed_by_its_raw_bytes() {
+    let raw_key: &[u8] = b"x/caf\xe9.jpg";
+    let utf8_key = "x/caf\u{e9}.jpg".as_bytes();
+    assert_eq!(
+        shoal_ring::hash::siphash24_zero(raw_key),
+        0xde79_43b3_2e91_0135
+    );
+    // n → the shard of the raw bytes (pinned), and of the UTF-8 spelling, which differs.
+    for (n, pinned, utf8_shard) in [(3, 0, 1), (10, 8, 6)] {
+        let cfg = RouteConfig::from_photosrv(
+            &simpleconf::parse(&photosrv_config("jump", &vec![1; n]), Path::new("t.cfg")).unwrap(),
+            "earth",
+        )
+        .unwrap();
+        let router = Router::new(&cfg, Settings::default()).unwrap();
+        let want = shoal_ring::jump_hash(shoal_ring::hash::siphash24_zero(raw_key), n).unwrap();
+        assert_eq!(want, pinned, "n={n}");
+        let utf8 = shoal_ring::jump_hash(shoal_ring::hash::siphash24_zero(utf8_key), n).unwrap();
+        assert_eq!(utf8, utf8_shard, "n={n}");
+        // Encoded once (as a client sends it) and twice (photosrv decodes again on a `%`).
+        for raw in ["/x/caf%E9.jpg", "/x/caf%25E9.jpg", "/x//caf%e9.jpg"] {
+            let e = router
+                .explain(raw)
+                .unwrap_or_else(|why| panic!("{raw} refused: {why}"));
+            assert_eq!(
+                e.targets[0].shard,
+                format!("shard{}", want + 1),
+                "{raw} n={n}"
+            );
+        }
+        assert_eq!(
+            router.explain("/x/caf%C3%A9.jpg").unwrap().targets[0].shard,
+            format!("shard{}", utf8 + 1),
+        );
+    }
+    // chash hashes the same bytes.
+    let names: Vec<String> = (1..=5).map(|i| format!("shard{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let direct = Chash::new(&refs).unwrap().owner_index(raw_key).unwrap();
+    let cfg = RouteConfig::from_photosrv(
+        &simpleconf::parse(&photosrv_config("chash", &[1; 5]), Path::new("t.cfg")).unwrap(),
+        "earth",
+    )
+    .unwrap();
+    let e = Router::new(&cfg, Settings::default())
+        .unwrap()
+        .explain("/x/caf%E9.jpg")
+        .unwrap();
+    assert_eq!(e.targets[0].shard, format!("shard{}", direct + 1));
 }

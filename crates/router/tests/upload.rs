@@ -92,7 +92,7 @@ async fn a_local_tree_lands_on_every_replica_of_its_shard_only_and_deletes_remov
     }
     let mut per_shard = [0, 0];
     for (p, body) in &files {
-        let shard = &router.explain(&format!("/{p}")).unwrap().targets[0].shard;
+        let shard = &router.explain(format!("/{p}")).unwrap().targets[0].shard;
         let owners = if shard == "shard1" { 0..3 } else { 3..6 };
         per_shard[usize::from(shard != "shard1")] += 1;
         for (n, node) in nodes.iter().enumerate() {
@@ -302,7 +302,10 @@ async fn one_replica_down_uploads_reach_quorum_and_the_journal_records_the_misse
     }
     let (entries, bad) = journal::read(&jpath).unwrap();
     assert_eq!(bad, 0);
-    let mut missed: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    let mut missed: Vec<&str> = entries
+        .iter()
+        .map(|e| std::str::from_utf8(&e.path).unwrap())
+        .collect();
     missed.sort_unstable();
     assert_eq!(missed, ["/d/1.jpg", "/d/2.jpg", "/d/3.jpg"]);
     assert!(

@@ -415,3 +415,82 @@ fn weighted_shards_place_as_the_router_does() {
         assert_one_line_error(&out, needle);
     }
 }
+
+/// photosrv hashed the bytes Go's `url.QueryUnescape` gave, UTF-8 or not: `shoal hash --paths`
+/// and `shoal route --explain` place a Latin-1 path (`caf%E9.jpg`, the byte 0xE9) by exactly
+/// those bytes, given percent-encoded or raw. Among 10 jump shards `x/caf\xE9.jpg` is shard9
+/// and the UTF-8 spelling `x/caf\xC3\xA9.jpg` shard7 (pinned from
+/// scripts/ring-vectors/models.py).
+#[test]
+fn non_utf8_paths_are_placed_by_their_raw_bytes_as_the_router_does() {
+    let shards: Vec<String> = (1..=10).map(|i| format!("shard{i}")).collect();
+    let shards = shards.join(",");
+    let hash = ["hash", "-a", "jump", "-s", shards.as_str(), "--paths"];
+    let out = shoal(
+        &[
+            &hash[..],
+            &["/x/caf%E9.jpg", "/x/caf%25E9.jpg", "/x/caf%C3%A9.jpg"],
+        ]
+        .concat(),
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "/x/caf%E9.jpg\tshard9\n/x/caf%25E9.jpg\tshard9\n/x/caf%C3%A9.jpg\tshard7\n"
+    );
+    // Raw bytes on stdin, as a path and as a key.
+    let out = shoal(&hash, b"/x/caf\xe9.jpg\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"/x/caf\xe9.jpg\tshard9\n");
+    let out = shoal(&hash[..5], b"x/caf\xe9.jpg\n");
+    assert_eq!(out.stdout, b"x/caf\xe9.jpg\tshard9\n");
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("photosrv.cfg");
+    let lines: String = (1..=10)
+        .map(|i| format!("   shard{i} http://127.0.0.1:{i}\n"))
+        .collect();
+    std::fs::write(
+        &cfg,
+        format!(
+            "<photosrv>\n chooser jump\n <test>\n  <shards>\n{lines}  </shards>\n </test>\n</photosrv>\n"
+        ),
+    )
+    .unwrap();
+    let out = shoal(
+        &[
+            "route",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--dc",
+            "test",
+            "--explain",
+            "/x/caf%E9.jpg",
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("\nprimary\tshard9\thttp://127.0.0.1:9\n"),
+        "{text}"
+    );
+    // Bytes that are not UTF-8 are shown percent-encoded, as they are sent upstream.
+    assert!(
+        text.starts_with("path\t/x/caf%E9.jpg\nkey\tx/caf%E9.jpg\n"),
+        "{text}"
+    );
+}

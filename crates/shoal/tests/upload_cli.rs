@@ -20,6 +20,12 @@ fn closed_port() -> u16 {
 
 /// Runs shoal in `dir` with `stdin`; kills it if it has not finished within 30s.
 fn shoal(dir: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let (ok, out, err) = shoal_bytes(dir, args, stdin.as_bytes());
+    (ok, String::from_utf8(out).unwrap(), err)
+}
+
+/// [`shoal`] with any bytes in and out on stdin and stdout (file names need not be UTF-8).
+fn shoal_bytes(dir: &std::path::Path, args: &[&str], stdin: &[u8]) -> (bool, Vec<u8>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args(args)
         .current_dir(dir)
@@ -28,12 +34,7 @@ fn shoal(dir: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, St
         .stderr(Stdio::piped())
         .spawn()
         .expect("run shoal");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -46,13 +47,8 @@ fn shoal(dir: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, St
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let (mut out, mut err) = (Vec::new(), String::new());
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
     child
         .stderr
         .take()
@@ -239,5 +235,50 @@ fn a_local_tree_lands_on_its_shards_with_progress_and_check_skips_it() {
             );
         }
         Err(e) => eprintln!("SKIPPED the progress-bar check: util-linux script: {e}"),
+    }
+}
+
+/// Local file names are bytes on Unix, and `find` prints them as such: a Latin-1 name (the
+/// byte 0xE9) is read from stdin as it is, stored on the nodes under the same bytes (so a GET
+/// of `caf%E9.jpg` through the router finds it, as photosrv's did), and a failed one is
+/// printed on stdout exactly as read.
+#[test]
+fn local_files_whose_names_are_not_utf8_are_stored_under_their_raw_bytes() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    if !nginx_or_skip("upload_cli non-UTF-8") {
+        return;
+    }
+    let nodes: Vec<Node> = (0..2).map(|_| Node::start()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("route.cfg"),
+        photosrv_config("jump", &[nodes.iter().map(Node::url).collect()], None),
+    )
+    .unwrap();
+    let at = |root: &std::path::Path, name: &[u8]| root.join(OsStr::from_bytes(name));
+    std::fs::create_dir_all(at(dir.path(), b"d\xff")).unwrap();
+    std::fs::write(at(dir.path(), b"caf\xe9.jpg"), b"latin-1").unwrap();
+    std::fs::write(at(dir.path(), b"d\xff/x.jpg"), b"in a latin-1 directory").unwrap();
+    let (ok, out, err) = shoal_bytes(
+        dir.path(),
+        &["upload", "-c", "route.cfg", "--dc", "test", "--local"],
+        b"caf\xe9.jpg\n./d\xff/x.jpg\nmissing\xe9.jpg\n",
+    );
+    assert!(!ok, "the missing file fails the run: {err}");
+    assert_eq!(out, b"missing\xe9.jpg\n", "stderr: {err}");
+    assert!(
+        err.contains("2 stored") && err.contains("1 failed"),
+        "{err}"
+    );
+    for n in &nodes {
+        assert_eq!(
+            std::fs::read(at(&n.root(), b"caf\xe9.jpg")).unwrap(),
+            b"latin-1"
+        );
+        assert_eq!(
+            std::fs::read(at(&n.root(), b"d\xff/x.jpg")).unwrap(),
+            b"in a latin-1 directory"
+        );
     }
 }

@@ -230,7 +230,7 @@ impl Placer {
         // A vBucket whose master is -1 has no owner; say so rather than guess.
         let owner = self
             .placement
-            .owner(hashed.as_deref().map_or(key, str::as_bytes))
+            .owner(hashed.as_deref().unwrap_or(key))
             .unwrap_or("-");
         out.write_all(owner.as_bytes())?;
         out.write_all(b"\n")
@@ -238,15 +238,17 @@ impl Placer {
 }
 
 /// The key photosrv hashes for request path `raw`: normalised, without its leading slash.
-fn path_key(raw: &[u8]) -> io::Result<String> {
-    let refused = |why: String| {
+/// Bytes, as photosrv hashed them: a path whose decoding is not UTF-8 (`caf%E9.jpg`, or the
+/// raw byte 0xE9 on stdin) is placed by those bytes.
+fn path_key(raw: &[u8]) -> io::Result<Vec<u8>> {
+    let mut path = normalize_request_path(raw, &Rewrites::default()).map_err(|why| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("path {:?} is refused: {why}", String::from_utf8_lossy(raw)),
         )
-    };
-    let raw = std::str::from_utf8(raw).map_err(|_| refused("not UTF-8".into()))?;
-    let path = normalize_request_path(raw, &Rewrites::default())
-        .map_err(|why| refused(why.to_string()))?;
-    Ok(path.strip_prefix('/').unwrap_or(&path).to_string())
+    })?;
+    if path.first() == Some(&b'/') {
+        path.remove(0);
+    }
+    Ok(path)
 }

@@ -6,9 +6,11 @@
 //! when it is a terminal; otherwise (a log file) a progress line at most every
 //! `--progress-interval`, so that slow uploads of large files show progress too. Every failed
 //! line is printed on stdout, as read, so `shoal upload ... > failed.txt` then
-//! `-f failed.txt` retries them.
+//! `-f failed.txt` retries them. Lines are bytes, not text: `find` prints file names as the
+//! file system holds them, and a name that is not UTF-8 (Latin-1, say) is uploaded under its
+//! own bytes and, if it fails, printed back byte for byte.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -129,7 +131,8 @@ pub fn run(args: UploadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_lines(file: Option<&std::path::Path>) -> anyhow::Result<Vec<String>> {
+/// The input's non-blank lines, trimmed of ASCII white space (a `\r` included), as bytes.
+fn read_lines(file: Option<&std::path::Path>) -> anyhow::Result<Vec<Vec<u8>>> {
     let reader: Box<dyn BufRead> = match file {
         Some(p) => Box::new(std::io::BufReader::new(
             std::fs::File::open(p).with_context(|| format!("input {}", p.display()))?,
@@ -137,10 +140,11 @@ fn read_lines(file: Option<&std::path::Path>) -> anyhow::Result<Vec<String>> {
         None => Box::new(std::io::stdin().lock()),
     };
     let mut out = Vec::new();
-    for line in reader.lines() {
+    for line in reader.split(b'\n') {
         let line = line.context("reading the input")?;
-        if !line.trim().is_empty() {
-            out.push(line.trim().to_string());
+        let line = line.trim_ascii();
+        if !line.is_empty() {
+            out.push(line.to_vec());
         }
     }
     Ok(out)
@@ -158,7 +162,7 @@ struct Tally {
 
 async fn go(
     router: &Router,
-    lines: Vec<String>,
+    lines: Vec<Vec<u8>>,
     opts: &UploadOptions,
     progress_interval: Duration,
 ) -> Tally {
@@ -183,10 +187,12 @@ async fn go(
             Outcome::SourceMissing => t.missing += 1,
             Outcome::Failed(why) => {
                 t.failed += 1;
-                // The line on stdout for a retry; why on stderr.
+                // The line on stdout for a retry, byte for byte; why on stderr.
                 bar.suspend(|| {
-                    println!("{line}");
-                    eprintln!("shoal upload: {line}: {why}");
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(line).and_then(|()| out.write_all(b"\n"));
+                    let _ = out.flush();
+                    eprintln!("shoal upload: {}: {why}", String::from_utf8_lossy(line));
                 });
             }
         }

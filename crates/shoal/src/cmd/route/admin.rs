@@ -71,6 +71,9 @@ async fn switch(r: &Router, to: MigrationState, q: &HashMap<String, String>, bod
 fn form_key(body: &str) -> Option<String> {
     body.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
-        (k == "key").then(|| shoal_router::normalize::unescape(v, true).ok())?
+        (k == "key").then(|| {
+            let bytes = shoal_router::normalize::unescape(v, true).ok()?;
+            String::from_utf8(bytes).ok()
+        })?
     })
 }

@@ -146,9 +146,10 @@ pub struct RouteArgs {
     #[arg(long, env = "SHOAL_ROUTE_ACCESS_LOG", value_name = "FILE")]
     pub access_log: Option<PathBuf>,
 
-    /// Print where PATH goes (normalised path, shard, replicas) and exit.
+    /// Print where PATH goes (normalised path, shard, replicas) and exit. PATH is a request
+    /// path (`/a/caf%E9.jpg`) and may hold raw bytes that are not UTF-8.
     #[arg(long, value_name = "PATH")]
-    pub explain: Option<String>,
+    pub explain: Option<std::ffi::OsString>,
 }
 
 /// Settings resolved from defaults, the `[route]` table, the environment and the flags.
@@ -441,9 +442,10 @@ async fn serve_admin(
         .context("admin server")
 }
 
-fn explain(router: &Router, path: &str) -> anyhow::Result<()> {
+fn explain(router: &Router, path: &std::ffi::OsStr) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
     let e = router
-        .explain(path)
+        .explain(path.as_bytes())
         .map_err(|why| anyhow::anyhow!("path {path:?} is refused: {why}"))?;
     println!("path\t{}", e.path);
     println!("key\t{}", e.key);
