@@ -43,6 +43,7 @@ use serde::Deserialize;
 
 use crate::RouteError;
 use crate::normalize::{DroppedRule, Rewrites};
+use crate::replica::NodeName;
 use crate::simpleconf::{self, Block};
 
 /// Which hash picks a shard.
@@ -110,6 +111,10 @@ pub struct RouteConfig {
     pub rewrites: Rewrites,
     /// Rewrite rules dropped by validation (logged at start).
     pub dropped_rewrites: Vec<DroppedRule>,
+    /// Shard lines that named one storage node more than once, each naming its file and line
+    /// (logged at start). Such a line is read as naming the node once: it holds one copy of
+    /// each file, so it is one replica and counts once toward the write quorum.
+    pub duplicate_replicas: Vec<String>,
 }
 
 impl RouteConfig {
@@ -129,7 +134,8 @@ impl RouteConfig {
         let top = root
             .block("photosrv")
             .ok_or_else(|| RouteError::config("no <photosrv> block"))?;
-        let primary = photosrv_ring(top, &dc)?.ok_or_else(|| {
+        let mut duplicate_replicas = Vec::new();
+        let primary = photosrv_ring(top, &dc, &mut duplicate_replicas)?.ok_or_else(|| {
             let known: Vec<&str> = data_centres(top);
             RouteError::config(format!(
                 "data centre {dc:?} has no <shards> under <photosrv> (data centres: {})",
@@ -137,7 +143,7 @@ impl RouteConfig {
             ))
         })?;
         let migration = match top.block("migration") {
-            Some(m) => photosrv_ring(m, &dc)?,
+            Some(m) => photosrv_ring(m, &dc, &mut duplicate_replicas)?,
             None => None,
         };
         let pairs: Vec<(&str, &str)> = top
@@ -151,6 +157,7 @@ impl RouteConfig {
             migration,
             rewrites,
             dropped_rewrites,
+            duplicate_replicas,
         })
     }
 
@@ -159,31 +166,36 @@ impl RouteConfig {
         let dc = check_dc(dc)?;
         let file: TomlFile = toml::from_str(text)
             .map_err(|e| RouteError::config(e.to_string().replace('\n', " ")))?;
-        let ring = |chooser: &Option<String>, dcs: &BTreeMap<String, TomlDc>| {
+        let mut duplicate_replicas = Vec::new();
+        let mut ring = |chooser: &Option<String>, dcs: &BTreeMap<String, TomlDc>, table: &str| {
             let Some(d) = dcs.iter().find(|(k, _)| k.to_lowercase() == dc) else {
                 return Ok(None);
             };
-            let shards =
-                d.1.shards
-                    .iter()
-                    .map(|s| {
-                        let (name, index) =
-                            shard_name(&s.name.to_lowercase()).map_err(RouteError::config)?;
-                        Ok(ShardSpec {
-                            name,
-                            index,
-                            weight: s.weight,
-                            replicas: s.replicas.clone(),
-                        })
+            let shards = d
+                .1
+                .shards
+                .iter()
+                .map(|s| {
+                    let (name, index) =
+                        shard_name(&s.name.to_lowercase()).map_err(RouteError::config)?;
+                    let replicas = dedup_replicas(&s.replicas, |msg| {
+                        duplicate_replicas.push(format!("[{table}.{}] shard {name}: {msg}", d.0));
+                    });
+                    Ok(ShardSpec {
+                        name,
+                        index,
+                        weight: s.weight,
+                        replicas,
                     })
-                    .collect::<Result<Vec<_>, RouteError>>()?;
+                })
+                .collect::<Result<Vec<_>, RouteError>>()?;
             finish_ring(Chooser::parse(chooser.as_deref().unwrap_or(""))?, shards).map(Some)
         };
-        let primary = ring(&file.chooser, &file.dc)?.ok_or_else(|| {
+        let primary = ring(&file.chooser, &file.dc, "dc")?.ok_or_else(|| {
             RouteError::config(format!("data centre {dc:?} has no shards in [dc.{dc}]"))
         })?;
         let migration = match &file.migration {
-            Some(m) => ring(&m.chooser, &m.dc)?,
+            Some(m) => ring(&m.chooser, &m.dc, "migration.dc")?,
             None => None,
         };
         let (rewrites, dropped_rewrites) = Rewrites::new(
@@ -197,6 +209,7 @@ impl RouteConfig {
             migration,
             rewrites,
             dropped_rewrites,
+            duplicate_replicas,
         })
     }
 }
@@ -222,7 +235,11 @@ fn data_centres(top: &Block) -> Vec<&str> {
         .collect()
 }
 
-fn photosrv_ring(base: &Block, dc: &str) -> Result<Option<RingSpec>, RouteError> {
+fn photosrv_ring(
+    base: &Block,
+    dc: &str,
+    duplicate_replicas: &mut Vec<String>,
+) -> Result<Option<RingSpec>, RouteError> {
     let Some(shards) = base.block(dc).and_then(|d| d.block("shards")) else {
         return Ok(None);
     };
@@ -260,10 +277,17 @@ fn photosrv_ring(base: &Block, dc: &str) -> Result<Option<RingSpec>, RouteError>
                 line.place(at)
             )));
         }
-        let replicas: Vec<String> = endpoints.split_whitespace().map(str::to_string).collect();
-        if replicas.is_empty() {
+        let endpoints: Vec<String> = endpoints.split_whitespace().map(str::to_string).collect();
+        if endpoints.is_empty() {
             return Err(at.error(format!("shard {name} has no replicas")));
         }
+        let replicas = dedup_replicas(&endpoints, |msg| {
+            duplicate_replicas.push(format!(
+                "{}:{}: shard {name}: {msg}",
+                at.file.display(),
+                at.line
+            ));
+        });
         specs.push(ShardSpec {
             name,
             index,
@@ -273,6 +297,38 @@ fn photosrv_ring(base: &Block, dc: &str) -> Result<Option<RingSpec>, RouteError>
     }
     let chooser = Chooser::parse(base.values("chooser").next().unwrap_or(""))?;
     finish_ring(chooser, specs).map(Some)
+}
+
+/// `urls` with every later spelling of a storage node already listed left out (see
+/// [`NodeName`] for what makes two URLs one node), calling `notice` once with what was left
+/// out when anything was.
+///
+/// A shard line that names one node twice (`http://10.0.0.1:8080 http://10.0.0.1:8080/`, or
+/// the same URL twice) is read as naming it once, not refused. photosrv started with such a
+/// file (it only made that node twice as likely to serve a read), so a deployment switching
+/// to shoal keeps starting with it; but the node holds one copy of each file, so it is one
+/// replica: it gets each write once and counts once toward the write quorum, which is then a
+/// majority of the distinct nodes. The notice (logged at start, naming the line) tells the
+/// operator that the shard has fewer replicas than the line shows, most likely a typo for
+/// another node. A URL that does not parse is kept as written, for the router to refuse with
+/// its own error.
+fn dedup_replicas(urls: &[String], notice: impl FnOnce(String)) -> Vec<String> {
+    let mut seen: Vec<(String, &str)> = Vec::new();
+    let mut repeats: Vec<String> = Vec::new();
+    for url in urls {
+        let name = NodeName::parse(url).map_or_else(|_| url.clone(), |n| n.to_string());
+        match seen.iter().find(|(n, _)| *n == name) {
+            Some((_, first)) => repeats.push(format!("{url} (as {first})")),
+            None => seen.push((name, url)),
+        }
+    }
+    if !repeats.is_empty() {
+        notice(format!(
+            "names a storage node more than once: {} left out; the node counts once, as one replica",
+            repeats.join(", ")
+        ));
+    }
+    seen.into_iter().map(|(_, url)| url.to_string()).collect()
 }
 
 /// `shardN` → (name, N); the error says what is wrong with the name.

@@ -24,7 +24,7 @@ use crate::idle::{IdleTimeout, Side};
 use crate::journal::{self, Entry};
 use crate::migration::MigrationState;
 use crate::normalize::{display_path, encode_path, unescape};
-use crate::replica::Replica;
+use crate::replica::{NodeName, Replica};
 use crate::router::Router;
 use crate::upstream::{request, send};
 
@@ -41,6 +41,8 @@ pub struct RepairReport {
 }
 
 impl Router {
+    /// The replica whose canonical base URL is `base` (journal entries are made canonical
+    /// first, in [`Router::repair_journal`]).
     fn replica_by_base(&self, base: &str) -> Option<Arc<Replica>> {
         self.inner
             .topo
@@ -138,9 +140,14 @@ impl Router {
         } else {
             journal::take(path)?
         };
-        // The last operation per (replica, path) is the one that matters.
+        // The last operation per (replica, path) is the one that matters. Replicas go by their
+        // canonical name: a journal written by an older router, or before the config spelled
+        // a node another way, names the same node under another spelling.
         let mut last: BTreeMap<(String, Vec<u8>), Entry> = BTreeMap::new();
-        for e in entries {
+        for mut e in entries {
+            if let Ok(name) = NodeName::parse(&e.replica) {
+                e.replica = name.to_string();
+            }
             last.insert((e.replica.clone(), e.path.clone()), e);
         }
         // Replicas that missed the last DELETE of a path: their copies say nothing of a newer

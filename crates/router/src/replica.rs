@@ -1,5 +1,17 @@
 //! A storage node (one replica of a shard) and what the router knows about it right now.
+//!
+//! **Identity.** Operators write a node's URL in several places (each ring's shard lines, the
+//! roster, journals written by older routers) and not always the same way. Two URLs name the
+//! same node when they agree on [`NodeName`]: the host lower-cased (an IPv6 address in its
+//! canonical form), the port made explicit (80 when absent or empty), user info dropped
+//! (photosrv never sent it: Go's reverse proxy copies only the host) and the base path without
+//! its trailing `/` (kept, case and all: photosrv joined it to every request path). Every
+//! place that tells replicas apart or counts them (the topology, the write fan-out, the write
+//! quorum, the roster, the journal) goes by this name, so a node listed as
+//! `http://10.0.0.1:8080` in one ring and `HTTP://10.0.0.1:8080/` in the other is written
+//! once and counted once.
 
+use std::net::Ipv6Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -7,11 +19,100 @@ use http::Uri;
 
 use crate::RouteError;
 
-/// One storage node, shared by every shard and ring that lists its URL.
+/// A storage node's canonical name: `http://host:port[/base]` with the host lower-cased, the
+/// port explicit and no trailing `/`. See the module docs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeName {
+    base: String,
+    /// Where `host:port` ends in `base`.
+    authority_end: usize,
+}
+
+impl NodeName {
+    /// The name of the node at `url` (`http://host[:port][/base]`); only plain `http` is
+    /// supported, and a port must be a number from 1 to 65535.
+    pub fn parse(url: &str) -> Result<Self, RouteError> {
+        let bad = |why: &str| RouteError::config(format!("replica URL {url:?}: {why}"));
+        let uri: Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
+        // http's parser already reads the scheme in any case as `http`.
+        if uri.scheme_str() != Some("http") {
+            return Err(bad("only http:// storage nodes are supported"));
+        }
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        if uri.query().is_some() {
+            return Err(bad("has a query"));
+        }
+        let (host, port) = host_and_port(authority.as_str()).map_err(bad)?;
+        let authority = format!("{host}:{port}");
+        let base = format!("http://{authority}{}", uri.path().trim_end_matches('/'));
+        Ok(NodeName {
+            authority_end: "http://".len() + authority.len(),
+            base,
+        })
+    }
+
+    /// `http://host:port[/base]`.
+    pub fn as_str(&self) -> &str {
+        &self.base
+    }
+
+    /// `host:port`.
+    pub fn authority(&self) -> &str {
+        &self.base["http://".len()..self.authority_end]
+    }
+
+    /// The base path (`/base`), or `""`.
+    pub fn path(&self) -> &str {
+        &self.base[self.authority_end..]
+    }
+}
+
+impl std::fmt::Display for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.base)
+    }
+}
+
+/// `host:port` of an authority (`[user@]host[:port]`) in canonical form: user info dropped,
+/// the host lower-cased (an IPv6 address rewritten canonically), the port explicit, 80 when
+/// absent or empty (RFC 3986: an empty port is the scheme's default).
+pub(crate) fn host_and_port(authority: &str) -> Result<(String, u16), &'static str> {
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']').ok_or("unclosed [ in the host")?;
+        let host = match v6.parse::<Ipv6Addr>() {
+            Ok(a) => format!("[{a}]"),
+            Err(_) => format!("[{}]", v6.to_ascii_lowercase()),
+        };
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or("junk after the IPv6 address")?),
+        };
+        (host, port)
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_ascii_lowercase(), Some(p)),
+            None => (hostport.to_ascii_lowercase(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err("no host");
+    }
+    let port = match port {
+        None | Some("") => 80,
+        Some(p) if p.bytes().all(|c| c.is_ascii_digit()) => match p.parse::<u16>() {
+            Ok(0) | Err(_) => return Err("the port must be a number from 1 to 65535"),
+            Ok(p) => p,
+        },
+        Some(_) => return Err("the port must be a number from 1 to 65535"),
+    };
+    Ok((host, port))
+}
+
+/// One storage node, shared by every shard and ring that names it (by its [`NodeName`]).
 #[derive(Debug)]
 pub struct Replica {
-    base: String,
-    authority: String,
+    name: NodeName,
     in_roster: AtomicBool,
     healthy: AtomicBool,
     /// Health checks run and can mark it healthy again.
@@ -25,28 +126,13 @@ pub struct Replica {
 impl Replica {
     /// A replica at `url` (`http://host[:port][/base]`); only plain `http` is supported.
     pub fn new(url: &str) -> Result<Self, RouteError> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| RouteError::config(format!("replica URL {url:?}: {e}")))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(RouteError::config(format!(
-                "replica URL {url:?}: only http:// storage nodes are supported"
-            )));
-        }
-        let Some(authority) = uri.authority() else {
-            return Err(RouteError::config(format!(
-                "replica URL {url:?} has no host"
-            )));
-        };
-        if uri.query().is_some() {
-            return Err(RouteError::config(format!(
-                "replica URL {url:?} has a query"
-            )));
-        }
-        let base = format!("http://{authority}{}", uri.path().trim_end_matches('/'));
-        let label = base.clone();
-        Ok(Replica {
-            authority: authority.to_string(),
+        Ok(Replica::named(NodeName::parse(url)?))
+    }
+
+    /// The replica for a node already named.
+    pub fn named(name: NodeName) -> Self {
+        let label = name.as_str().to_string();
+        Replica {
             in_roster: AtomicBool::new(true),
             healthy: AtomicBool::new(true),
             checked: AtomicBool::new(true),
@@ -54,23 +140,30 @@ impl Replica {
             requests: AtomicU64::new(0),
             latency: metrics::histogram!("shoal_route_replica_latency_seconds", "replica" => label.clone()),
             error_counter: metrics::counter!("shoal_route_replica_errors_total", "replica" => label),
-            base,
-        })
+            name,
+        }
     }
 
-    /// The base URL, without a trailing `/` (`http://10.0.0.1:8080`).
+    /// Its canonical name.
+    pub fn name(&self) -> &NodeName {
+        &self.name
+    }
+
+    /// The canonical base URL, without a trailing `/` (`http://10.0.0.1:8080`); also the
+    /// label of its metrics and the replica column of journal lines.
     pub fn base(&self) -> &str {
-        &self.base
+        self.name.as_str()
     }
 
-    /// `host:port` as written, which the roster's second column is matched against.
+    /// `host:port` (canonical, the port explicit), which the roster's second column is
+    /// matched against.
     pub fn authority(&self) -> &str {
-        &self.authority
+        self.name.authority()
     }
 
     /// The URI for `path_and_query` (which starts with `/`) on this replica.
     pub fn uri(&self, path_and_query: &str) -> Result<Uri, http::uri::InvalidUri> {
-        format!("{}{path_and_query}", self.base).parse()
+        format!("{}{path_and_query}", self.base()).parse()
     }
 
     /// Listed in the roster (always true without a roster).
@@ -123,5 +216,42 @@ impl Replica {
             self.requests.load(Ordering::Relaxed),
             self.errors.load(Ordering::Relaxed),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_of_one_node_have_one_name() {
+        for (url, want) in [
+            ("http://10.0.0.1:8080", "http://10.0.0.1:8080"),
+            ("HTTP://10.0.0.1:8080/", "http://10.0.0.1:8080"),
+            ("http://10.0.0.1:08080//", "http://10.0.0.1:8080"),
+            ("http://10.0.0.1", "http://10.0.0.1:80"),
+            ("http://10.0.0.1:", "http://10.0.0.1:80"),
+            ("http://Node-1.Example", "http://node-1.example:80"),
+            ("http://u:p@node:81/", "http://node:81"),
+            ("http://[0:0:0::1]:81", "http://[::1]:81"),
+            ("http://[::FFFF:10.0.0.1]", "http://[::ffff:10.0.0.1]:80"),
+            ("http://h:1/Base/", "http://h:1/Base"),
+        ] {
+            let n = NodeName::parse(url).unwrap();
+            assert_eq!(n.as_str(), want, "{url}");
+            assert_eq!(format!("http://{}{}", n.authority(), n.path()), want);
+        }
+        for bad in [
+            "https://h",
+            "h:1",
+            "http://h:65536",
+            "http://h:0",
+            "http://h:x",
+            "http://h:+1",
+            "http://h?q",
+            "http://[::1",
+        ] {
+            assert!(NodeName::parse(bad).is_err(), "{bad}");
+        }
     }
 }

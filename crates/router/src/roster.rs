@@ -1,7 +1,10 @@
 //! photosrv's roster file: the storage nodes that are live right now.
 //!
 //! Each line is split on whitespace; the **second** field is a live `host:port`, matched
-//! against each replica URL's `host:port` as written; further fields are ignored. Blank lines
+//! against each replica URL's `host:port`; further fields are ignored. photosrv compared the
+//! two as written; here both are compared in canonical form (host lower-cased, port explicit,
+//! see [`crate::replica::NodeName`]), so a node written `http://10.0.0.1` is matched by the
+//! roster's `10.0.0.1` (what photosrv needed) and by `10.0.0.1:80` alike. Blank lines
 //! and `#` comments are skipped; other lines with fewer than two fields are garbage: ignored
 //! and counted. A roster with no hosts means "no filtering".
 //!
@@ -14,14 +17,17 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::RouteError;
+use crate::replica::host_and_port;
 
 /// A parsed roster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Roster {
-    /// Live `host:port`s; empty means no filtering.
+    /// Live `host:port`s as written; empty means no filtering.
     pub hosts: HashSet<String>,
     /// Lines that were neither blank, comments, nor had two fields.
     pub ignored_lines: usize,
+    /// `hosts` in canonical `host:port` form, which [`Roster::allows`] looks up.
+    canonical: HashSet<String>,
 }
 
 impl Roster {
@@ -37,6 +43,11 @@ impl Roster {
             match (fields.next(), fields.next()) {
                 (Some(_), Some(host)) => {
                     r.hosts.insert(host.to_string());
+                    // A field that is no `host:port` can match nothing; it still counts as a
+                    // host, as in photosrv, so such a roster still filters.
+                    if let Ok((h, p)) = host_and_port(host) {
+                        r.canonical.insert(format!("{h}:{p}"));
+                    }
                 }
                 _ => r.ignored_lines += 1,
             }
@@ -50,9 +61,15 @@ impl Roster {
         Ok(Self::parse(&text))
     }
 
-    /// Whether `authority` may be used.
+    /// Whether the node at `authority` (`host:port`, in any spelling) may be used.
     pub fn allows(&self, authority: &str) -> bool {
-        self.hosts.is_empty() || self.hosts.contains(authority)
+        if self.hosts.is_empty() {
+            return true;
+        }
+        match host_and_port(authority) {
+            Ok((h, p)) => self.canonical.contains(&format!("{h}:{p}")),
+            Err(_) => self.hosts.contains(authority),
+        }
     }
 }
 
@@ -95,6 +112,12 @@ mod tests {
         assert!(r.allows("127.0.0.1:9001"));
         assert!(!r.allows("127.0.0.1:9002"));
         assert!(Roster::default().allows("anything:1"));
+        // Canonical comparison: an implicit port is 80, host names match in any case.
+        let r = Roster::parse("a 10.0.0.1\nb Node2:8080\nc 10.0.0.3:80\n");
+        assert!(r.allows("10.0.0.1:80") && r.allows("10.0.0.1"));
+        assert!(r.allows("node2:8080") && r.allows("NODE2:08080"));
+        assert!(r.allows("10.0.0.3:80") && r.allows("10.0.0.3"));
+        assert!(!r.allows("10.0.0.1:8080") && !r.allows("node2:80"));
     }
 
     #[test]

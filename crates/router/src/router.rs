@@ -146,6 +146,9 @@ impl Router {
     /// `metrics` recorder before calling this; handles taken before it are no-ops.
     pub fn new(cfg: &RouteConfig, settings: Settings) -> Result<Self, RouteError> {
         let topo = Topology::new(cfg)?;
+        for notice in &cfg.duplicate_replicas {
+            tracing::warn!("{notice}");
+        }
         let state = match &settings.migration_state {
             Some(p) => MigrationState::load(p)?,
             None => MigrationState::Old,

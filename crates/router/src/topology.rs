@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::config::{RingSpec, RouteConfig};
 use crate::migration::MigrationState;
 use crate::placement::ShardRing;
-use crate::replica::Replica;
+use crate::replica::{NodeName, Replica};
 use crate::{RouteError, normalize::Rewrites};
 
 /// One ring with its shards' replicas.
@@ -49,24 +49,30 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Builds rings and replicas; a URL listed in several shards or rings is one [`Replica`].
+    /// Builds rings and replicas. A node named in several shards or rings, however its URL is
+    /// spelled, is one [`Replica`] (by its [`NodeName`]), so writes reach it once; a shard
+    /// that names one node twice holds it once, so the write quorum counts distinct nodes
+    /// (the config reader drops such repeats already and names their line; this keeps a
+    /// [`RouteConfig`] built in code to the same rule).
     pub fn new(cfg: &RouteConfig) -> Result<Self, RouteError> {
-        let mut by_url: HashMap<String, Arc<Replica>> = HashMap::new();
+        let mut by_name: HashMap<NodeName, Arc<Replica>> = HashMap::new();
         let mut all = Vec::new();
         let mut layer = |name, spec: &RingSpec| -> Result<Layer, RouteError> {
             let mut replicas = Vec::new();
             for s in &spec.shards {
-                let mut list = Vec::new();
+                let mut list: Vec<Arc<Replica>> = Vec::new();
                 for url in &s.replicas {
-                    let r = Arc::new(Replica::new(url)?);
-                    let r = by_url
-                        .entry(r.base().to_string())
-                        .or_insert_with(|| {
+                    let r = by_name
+                        .entry(NodeName::parse(url)?)
+                        .or_insert_with_key(|name| {
+                            let r = Arc::new(Replica::named(name.clone()));
                             all.push(r.clone());
                             r
                         })
                         .clone();
-                    list.push(r);
+                    if !list.iter().any(|x| Arc::ptr_eq(x, &r)) {
+                        list.push(r);
+                    }
                 }
                 replicas.push(list);
             }

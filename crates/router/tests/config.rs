@@ -236,3 +236,124 @@ replicas = ["http://node1"]
     let e = RouteConfig::from_toml("chooser = \"jump\"\nshardz = 1\n", "earth").unwrap_err();
     assert!(e.to_string().contains("shardz"), "{e}");
 }
+
+/// Replica URLs name storage nodes: scheme and host in any case, the default port written or
+/// not, a trailing slash, user info (which photosrv never sent), an IPv6 address in any of its
+/// spellings are one node, and one replica wherever they appear. A base path stays part of
+/// the node's name, case and all.
+#[test]
+fn one_node_spelled_many_ways_is_one_replica() {
+    let cfg = parse(
+        "<photosrv>\n chooser jump\n <e>\n  <shards>\n   \
+         shard1 http://127.0.0.1:80 HTTP://Node1.Example:8080/ http://[0:0::1]:8080 http://user@h:1 http://h:2/base/\n  \
+         </shards>\n </e>\n <migration>\n  chooser jump\n  <e>\n   <shards>\n    \
+         shard1 http://127.0.0.1 http://node1.example:08080 http://[::1]:8080 http://h:1/ http://H:2/base http://h:2/Base\n   \
+         </shards>\n  </e>\n </migration>\n</photosrv>\n",
+        "e",
+    )
+    .unwrap();
+    let topo = shoal_router::topology::Topology::new(&cfg).unwrap();
+    let bases: Vec<&str> = topo.all.iter().map(|r| r.base()).collect();
+    assert_eq!(
+        bases,
+        [
+            "http://127.0.0.1:80",
+            "http://node1.example:8080",
+            "http://[::1]:8080",
+            "http://h:1",
+            "http://h:2/base",
+            "http://h:2/Base",
+        ]
+    );
+    let migration = topo.migration.as_ref().unwrap();
+    for (i, r) in topo.primary.replicas[0].iter().enumerate() {
+        assert!(std::sync::Arc::ptr_eq(r, &migration.replicas[0][i]), "{i}");
+    }
+    // A port that is not one is refused, not taken for port 80.
+    for bad in ["http://h:99999", "http://h:0", "http://h:8o", "http://:80"] {
+        let cfg = parse(
+            &format!(
+                "<photosrv>\n <e>\n  <shards>\n   shard1 {bad}\n  </shards>\n </e>\n</photosrv>\n"
+            ),
+            "e",
+        )
+        .unwrap();
+        let e = shoal_router::topology::Topology::new(&cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(bad), "{bad}: {e}");
+    }
+}
+
+/// A shard line that names one node twice is read as naming it once (photosrv ran such
+/// files; the router counts distinct nodes toward the write quorum), and the file's line is
+/// named in a notice the router logs at start. The TOML twin does the same.
+#[test]
+fn a_node_named_twice_in_a_shard_counts_once_and_the_line_is_named() {
+    let cfg = parse(
+        "<photosrv>\n <e>\n  <shards>\n   shard1 http://a:1 http://b:1\n   \
+         shard2 http://c:1 HTTP://C:1/ http://d:1 http://c:01\n  </shards>\n </e>\n</photosrv>\n",
+        "e",
+    )
+    .unwrap();
+    assert_eq!(cfg.primary.shards[1].replicas, ["http://c:1", "http://d:1"]);
+    assert_eq!(
+        cfg.duplicate_replicas.len(),
+        1,
+        "{:?}",
+        cfg.duplicate_replicas
+    );
+    let notice = &cfg.duplicate_replicas[0];
+    assert!(notice.starts_with("photosrv.cfg:5: "), "{notice}");
+    assert!(
+        notice.contains("HTTP://C:1/") && notice.contains("http://c:01"),
+        "{notice}"
+    );
+    let toml = RouteConfig::from_toml(
+        "[[dc.e.shards]]\nname = \"shard1\"\nreplicas = [\"http://a:1\", \"http://A:1/\"]\n",
+        "e",
+    )
+    .unwrap();
+    assert_eq!(toml.primary.shards[0].replicas, ["http://a:1"]);
+    assert_eq!(toml.duplicate_replicas.len(), 1);
+}
+
+/// photosrv matched the roster's `host:port` against the replica URL's host as written; a node
+/// written without a port (`http://10.0.0.1`) matches a roster line with or without `:80`,
+/// and host names match in any case.
+#[test]
+fn the_roster_matches_a_node_however_its_port_and_host_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let roster = dir.path().join("roster");
+    std::fs::write(
+        &roster,
+        "n1 127.0.0.1:80\nn2 NODE2.example:8080\nn3 127.0.0.3\nn4 [0::1]:9\n",
+    )
+    .unwrap();
+    let cfg = parse(
+        "<photosrv>\n <e>\n  <shards>\n   shard1 http://127.0.0.1 http://node2.example:8080 \
+         http://127.0.0.3:80 http://[::1]:9 http://127.0.0.5\n  </shards>\n </e>\n</photosrv>\n",
+        "e",
+    )
+    .unwrap();
+    let settings = shoal_router::Settings {
+        roster: Some(roster),
+        ..shoal_router::Settings::default()
+    };
+    let router = shoal_router::Router::new(&cfg, settings).unwrap();
+    let allowed: Vec<(String, bool)> = router.status().rings[0].shards[0]
+        .replicas
+        .iter()
+        .map(|r| (r.url.clone(), r.in_roster))
+        .collect();
+    assert_eq!(
+        allowed,
+        [
+            ("http://127.0.0.1:80".to_string(), true),
+            ("http://node2.example:8080".into(), true),
+            ("http://127.0.0.3:80".into(), true),
+            ("http://[::1]:9".into(), true),
+            ("http://127.0.0.5:80".into(), false),
+        ]
+    );
+}

@@ -37,15 +37,27 @@ pub struct Node {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Whether nginx keeps an access log ([`Node::requests`]).
+    log_requests: bool,
 }
 
 impl Node {
     pub fn start() -> Node {
+        Node::launch_new(false)
+    }
+
+    /// A node that logs every request it answers, for tests that count what reached it.
+    pub fn start_logging_requests() -> Node {
+        Node::launch_new(true)
+    }
+
+    fn launch_new(log_requests: bool) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let mut n = Node {
             child: None,
             port: free_port(),
             dir,
+            log_requests,
         };
         for sub in ["data", "tmp", "logs"] {
             std::fs::create_dir_all(n.dir.path().join(sub)).unwrap();
@@ -64,12 +76,17 @@ impl Node {
     /// Starts nginx and waits until it answers: false if it exited because its port was taken.
     fn launch(&mut self) -> bool {
         let d = self.dir.path().display();
+        let access_log = if self.log_requests {
+            format!("{d}/logs/access.log")
+        } else {
+            "off".to_string()
+        };
         let conf = format!(
             "load_module {DAV_EXT};\n\
              daemon off;\nmaster_process off;\nworker_processes 1;\n\
              error_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\n\
              events {{ worker_connections 512; }}\n\
-             http {{\n access_log off;\n client_body_temp_path {d}/tmp/body;\n\
+             http {{\n access_log {access_log};\n client_body_temp_path {d}/tmp/body;\n\
              proxy_temp_path {d}/tmp/proxy;\n fastcgi_temp_path {d}/tmp/fcgi;\n\
              uwsgi_temp_path {d}/tmp/uwsgi;\n scgi_temp_path {d}/tmp/scgi;\n\
              client_max_body_size 0;\n\
@@ -139,6 +156,21 @@ impl Node {
 
     pub fn read(&self, path: &str) -> Option<Vec<u8>> {
         std::fs::read(self.root().join(path.trim_start_matches('/'))).ok()
+    }
+
+    /// The request lines (`PUT /a.jpg HTTP/1.1`) this node has answered, in order; only for
+    /// a node started with [`Node::start_logging_requests`]. nginx writes each line once the
+    /// request is done.
+    pub fn requests(&self) -> Vec<String> {
+        assert!(
+            self.log_requests,
+            "start the node with start_logging_requests"
+        );
+        let log =
+            std::fs::read_to_string(self.dir.path().join("logs/access.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+            .collect()
     }
 
     /// Kills the node (through its child handle) and waits until its port is closed.
