@@ -34,6 +34,18 @@ pub enum RouteError {
     /// A migration switch was refused (bad key, no migration ring, unknown state).
     #[error("{0}")]
     Migration(String),
+    /// Another repair is replaying this journal: it holds the journal's repair lock.
+    #[error(
+        "journal {}: another `shoal repair` is replaying it (it holds {}); try again once it has finished",
+        journal.display(),
+        lock.display()
+    )]
+    RepairRunning {
+        /// The journal.
+        journal: PathBuf,
+        /// Its repair lock file.
+        lock: PathBuf,
+    },
 }
 
 impl RouteError {
@@ -50,8 +62,12 @@ impl RouteError {
         }
     }
 
-    /// Whether trying again later could succeed (I/O problems), as opposed to bad input.
+    /// Whether trying again later could succeed (I/O problems, a repair already running), as
+    /// opposed to bad input.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, RouteError::Io { .. })
+        matches!(
+            self,
+            RouteError::Io { .. } | RouteError::RepairRunning { .. }
+        )
     }
 }

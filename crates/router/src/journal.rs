@@ -6,6 +6,12 @@
 //! Writers and `shoal repair` take an exclusive lock on `JOURNAL.lock` around each append or
 //! take-over, so repair can move the journal aside while the router keeps appending to a
 //! fresh one.
+//!
+//! A repair also holds [`RepairLock`] (an exclusive lock on `JOURNAL.repair-lock`) from before
+//! it takes the journal until its leftovers are back in it: two repairs at once would both
+//! replay what one moved aside, and the first to finish would delete the `.repairing` file
+//! the other had added newer entries to. It is a lock file of its own, not `JOURNAL.lock`, so
+//! routers appending meanwhile never wait for a repair, only for another append or a take.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
@@ -156,15 +162,48 @@ pub fn read(path: &Path) -> Result<(Vec<Entry>, usize), RouteError> {
     Ok((out, bad))
 }
 
+/// The exclusive right to replay the journal at a path, held until dropped; see the module
+/// docs. The lock file stays on disk: removing it would let a repair lock the old file while
+/// another locks a new one.
+#[derive(Debug)]
+pub struct RepairLock {
+    /// Closing it (on drop, or when the process ends however it ends) releases the lock.
+    _file: File,
+}
+
+/// `JOURNAL.repair-lock`.
+pub fn repair_lock_path(journal: &Path) -> PathBuf {
+    let mut p = journal.as_os_str().to_owned();
+    p.push(".repair-lock");
+    PathBuf::from(p)
+}
+
+/// Takes the [`RepairLock`] for the journal at `path`, without waiting: when another repair
+/// (in this process or another) holds it, [`RouteError::RepairRunning`].
+pub fn lock_for_repair(path: &Path) -> Result<RepairLock, RouteError> {
+    let lock = repair_lock_path(path);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|e| RouteError::io(&lock, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(RepairLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(RouteError::RepairRunning {
+            journal: path.to_path_buf(),
+            lock,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(RouteError::io(&lock, e)),
+    }
+}
+
 /// Moves the journal aside (to `PATH.repairing`) and returns what it held, so new misses go
 /// to a fresh journal while repair works. A leftover `.repairing` file from an interrupted
-/// repair is read first.
-pub fn take(path: &Path) -> Result<Vec<Entry>, RouteError> {
-    let aside = {
-        let mut p = path.as_os_str().to_owned();
-        p.push(".repairing");
-        PathBuf::from(p)
-    };
+/// repair is read first. The caller holds the [`RepairLock`]: the `.repairing` file is the
+/// one repair's alone until [`finish_take`].
+pub fn take(path: &Path, _repairing: &RepairLock) -> Result<Vec<Entry>, RouteError> {
+    let aside = aside_path(path);
     locked(path, || {
         if !aside.exists() {
             return match std::fs::rename(path, &aside) {
@@ -189,15 +228,30 @@ pub fn take(path: &Path) -> Result<Vec<Entry>, RouteError> {
     Ok(read(&aside)?.0)
 }
 
+/// What [`take`] would return, moving nothing: an interrupted repair's `.repairing` entries,
+/// then the journal's. For a dry run, which holds the [`RepairLock`] so that no other repair
+/// is moving entries about meanwhile.
+pub fn peek(path: &Path, _repairing: &RepairLock) -> Result<Vec<Entry>, RouteError> {
+    let mut entries = read(&aside_path(path))?.0;
+    entries.extend(read(path)?.0);
+    Ok(entries)
+}
+
 /// Removes the `.repairing` file once its entries are repaired or re-journalled.
-pub fn finish_take(path: &Path) -> Result<(), RouteError> {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".repairing");
-    match std::fs::remove_file(&p) {
+pub fn finish_take(path: &Path, _repairing: &RepairLock) -> Result<(), RouteError> {
+    let aside = aside_path(path);
+    match std::fs::remove_file(&aside) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(RouteError::io(PathBuf::from(p), e)),
+        Err(e) => Err(RouteError::io(aside, e)),
     }
+}
+
+/// `JOURNAL.repairing`, where a repair moves the journal's entries while it replays them.
+fn aside_path(journal: &Path) -> PathBuf {
+    let mut p = journal.as_os_str().to_owned();
+    p.push(".repairing");
+    PathBuf::from(p)
 }
 
 type Batch = (Vec<Entry>, oneshot::Sender<Result<(), String>>);
@@ -353,10 +407,11 @@ mod tests {
         let (all, bad) = read(&p).unwrap();
         assert_eq!((all.len(), bad), (2, 1));
         assert_eq!(all[0], e);
-        let taken = take(&p).unwrap();
+        let lock = lock_for_repair(&p).unwrap();
+        let taken = take(&p, &lock).unwrap();
         assert_eq!(taken.len(), 2);
         assert_eq!(j.backlog(), 0);
-        finish_take(&p).unwrap();
+        finish_take(&p, &lock).unwrap();
     }
 
     /// The backlog is counted from where the last count stopped; it must stay what a full
@@ -383,7 +438,7 @@ mod tests {
         assert_eq!(j.backlog(), 5);
         assert_eq!(j.backlog(), read(&p).unwrap().0.len());
         // Taken by a repair: the journal is gone, then a new one starts.
-        assert_eq!(take(&p).unwrap().len(), 5);
+        assert_eq!(take(&p, &lock_for_repair(&p).unwrap()).unwrap().len(), 5);
         assert_eq!(j.backlog(), 0);
         j.record(vec![e(9)]).await.unwrap();
         assert_eq!(j.backlog(), 1);
@@ -416,12 +471,47 @@ mod tests {
         let older = Entry::now("PUT", "http://127.0.0.1:1", "/older.jpg");
         let newer = Entry::now("PUT", "http://127.0.0.1:1", "/newer.jpg");
         append(&p, std::slice::from_ref(&older)).unwrap();
-        assert_eq!(take(&p).unwrap(), vec![older.clone()]);
+        // Each repair takes the lock; one interrupted (dropped) releases it.
+        let lock = lock_for_repair(&p).unwrap();
+        assert_eq!(take(&p, &lock).unwrap(), vec![older.clone()]);
+        drop(lock);
         // Interrupted here: no finish_take.
         append(&p, std::slice::from_ref(&newer)).unwrap();
-        assert_eq!(take(&p).unwrap(), vec![older.clone(), newer.clone()]);
+        let lock = lock_for_repair(&p).unwrap();
+        assert_eq!(peek(&p, &lock).unwrap(), vec![older.clone(), newer.clone()]);
+        assert_eq!(take(&p, &lock).unwrap(), vec![older.clone(), newer.clone()]);
+        drop(lock);
         // Interrupted again: still nothing lost.
-        assert_eq!(take(&p).unwrap(), vec![older, newer]);
+        let lock = lock_for_repair(&p).unwrap();
+        assert_eq!(take(&p, &lock).unwrap(), vec![older, newer]);
+    }
+
+    /// One repair at a time per journal, in this process or another (flock): a second is
+    /// refused at once, naming the journal; appends go on meanwhile; the lock goes with the
+    /// repair that held it.
+    #[test]
+    fn one_repair_at_a_time_and_appends_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal");
+        let e = Entry::now("PUT", "http://127.0.0.1:1", "/a.jpg");
+        append(&p, std::slice::from_ref(&e)).unwrap();
+        let lock = lock_for_repair(&p).unwrap();
+        assert_eq!(take(&p, &lock).unwrap(), vec![e.clone()]);
+        let refused = lock_for_repair(&p).unwrap_err();
+        assert!(
+            matches!(&refused, RouteError::RepairRunning { journal, .. } if *journal == p),
+            "{refused}"
+        );
+        assert!(
+            refused.to_string().contains("another `shoal repair`"),
+            "{refused}"
+        );
+        let late = Entry::now("DELETE", "http://127.0.0.1:1", "/b.jpg");
+        append(&p, std::slice::from_ref(&late)).unwrap();
+        finish_take(&p, &lock).unwrap();
+        drop(lock);
+        let lock = lock_for_repair(&p).unwrap();
+        assert_eq!(take(&p, &lock).unwrap(), vec![late]);
     }
 
     /// A path that is not UTF-8 (a Latin-1 name) is written percent-encoded and read back as
@@ -444,6 +534,6 @@ mod tests {
         bytes.extend(good.line().as_bytes());
         std::fs::write(&p, bytes).unwrap();
         assert_eq!(read(&p).unwrap(), (vec![good.clone()], 1));
-        assert_eq!(take(&p).unwrap(), vec![good]);
+        assert_eq!(take(&p, &lock_for_repair(&p).unwrap()).unwrap(), vec![good]);
     }
 }

@@ -129,16 +129,21 @@ impl Router {
         }
     }
 
-    /// Replays the journal at `path`; see the module docs.
+    /// Replays the journal at `path` (with `dry_run`, reports what it would replay, an
+    /// interrupted repair's leftovers included); see the module docs. Holds the journal's
+    /// [`journal::RepairLock`] throughout, a dry run too (its report would be wrong while
+    /// another repair moves entries about), so a second repair of the same journal fails at
+    /// once with [`RouteError::RepairRunning`]. The router's appends are not held up.
     pub async fn repair_journal(
         &self,
         path: &Path,
         dry_run: bool,
     ) -> Result<RepairReport, RouteError> {
+        let lock = journal::lock_for_repair(path)?;
         let entries = if dry_run {
-            journal::read(path)?.0
+            journal::peek(path, &lock)?
         } else {
-            journal::take(path)?
+            journal::take(path, &lock)?
         };
         // The last operation per (replica, path) is the one that matters. Replicas go by their
         // canonical name: a journal written by an older router, or before the config spelled
@@ -213,7 +218,7 @@ impl Router {
             if !keep.is_empty() {
                 journal::append(path, &keep)?;
             }
-            journal::finish_take(path)?;
+            journal::finish_take(path, &lock)?;
         }
         Ok(report)
     }
