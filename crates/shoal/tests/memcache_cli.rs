@@ -29,7 +29,8 @@ fn moxi_forms_two_listeners_behaviours_and_admin() {
             "-z",
             &z,
             "-Z",
-            "downstream_timeout=300,connect_timeout=100,downstream_conn_max=2,cycle=200",
+            "downstream_timeout=300,connect_timeout=100,downstream_conn_max=2,cycle=200,\
+             client_reply_budget=2097152",
             "-t",
             "1",
             "--admin-listen",
@@ -51,6 +52,12 @@ fn moxi_forms_two_listeners_behaviours_and_admin() {
     );
     assert!(
         stats.contains(&format!("STAT {p2}:behavior:downstream_conn_max 2\r\n")),
+        "{stats}"
+    );
+    assert!(
+        stats.contains(&format!(
+            "STAT {p2}:behavior:client_reply_budget 2097152\r\n"
+        )),
         "{stats}"
     );
     let metrics = http_get(admin, "/metrics");

@@ -150,6 +150,9 @@ pub struct Behaviors {
     pub downstream: Option<crate::Protocol>,
     /// See `usr`.
     pub pwd: Option<String>,
+    /// `client_reply_budget` (bytes; shoal's, not moxi's): see
+    /// [`ProxyConfig::client_reply_budget`](crate::proxy::ProxyConfig::client_reply_budget).
+    pub client_reply_budget: Option<usize>,
     /// moxi keys without an equivalent in shoal (`cycle`, `downstream_max`, ...): accepted
     /// and ignored, for a log line.
     pub ignored: Vec<String>,
@@ -225,6 +228,17 @@ pub fn parse_behaviors(value: &str, pool: &mut PoolOptions) -> Result<Behaviors,
                         expected: "expected a port (1 to 65535)",
                     },
                 )?)
+            }
+            "client_reply_budget" => {
+                let bytes = usize::try_from(num(k, v)?).unwrap_or(usize::MAX);
+                if bytes == 0 {
+                    return Err(MoxiError::BadValue {
+                        key: k.to_owned(),
+                        value: v.to_owned(),
+                        expected: "expected a number of bytes above 0",
+                    });
+                }
+                b.client_reply_budget = Some(bytes);
             }
             "usr" => b.usr = Some(v.to_owned()),
             "pwd" => b.pwd = Some(v.to_owned()),
@@ -319,5 +333,10 @@ mod tests {
         assert_eq!(b.downstream, Some(crate::Protocol::Ascii));
         let b = parse_behaviors("downstream_protocol=binary", &mut p).unwrap();
         assert_eq!(b.downstream, Some(crate::Protocol::Binary));
+        assert_eq!(b.client_reply_budget, None);
+        let b = parse_behaviors("client_reply_budget=1048576", &mut p).unwrap();
+        assert_eq!(b.client_reply_budget, Some(1 << 20));
+        assert!(parse_behaviors("client_reply_budget=0", &mut p).is_err());
+        assert!(parse_behaviors("client_reply_budget=8MiB", &mut p).is_err());
     }
 }

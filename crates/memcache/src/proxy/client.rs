@@ -1,30 +1,210 @@
 //! One client connection: a reader that decodes and dispatches requests, and a writer that
-//! writes their replies in order, batching whatever is ready into one write.
+//! writes their replies in order, batching whatever is ready into one write. The reader
+//! stops while the replies the client has not read pass its budget ([`Backlog`]).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::Proxy;
 use super::dispatch::{Ctx, dispatch};
 use super::values::Values;
-use crate::Decoder;
-use crate::ascii::{MetaCode, Response};
+use crate::ascii::{AsciiRequest, MetaCode, Response};
 use crate::binary::{Header, error_reply};
+use crate::meta::MetaKind;
 use crate::pool::{DownstreamError, DownstreamErrorKind, JobResult, Reply};
 use crate::stats::ProxyStats;
+use crate::{Decoder, Request};
 
-/// Replies waiting to be written, per connection, before the reader stops reading.
+/// Replies waiting to be written, per connection, before the reader stops reading (the
+/// [`Backlog`] usually stops it well before, by bytes).
 const QUEUE: usize = 1024;
 /// memcached's read buffer (`READ_BUFFER_SIZE`): the least a read of a client asks for.
 const READ: usize = 16 * 1024;
 /// Bytes gathered before a write even if more replies are ready.
 pub(super) const WRITE_AT: usize = 64 * 1024;
+
+/// A reply that may carry values and is not in yet counts as this many bytes until the
+/// connection has had such a reply (half of memcached's default largest item): with the
+/// default budget, 16 gets go out on a new connection before their sizes are known.
+const FIRST_VALUES_GUESS: usize = 512 * 1024;
+/// ... and never as fewer than this, however small the values: at most 256 gets per
+/// connection wait on servers at once with the default budget.
+const LEAST_VALUES_GUESS: usize = 32 * 1024;
+
+/// The bytes a client connection owes its client: replies the writer holds unwritten,
+/// replies ready in its queue, and replies to gets still to come (counted at the size of the
+/// connection's recent ones: their size is not known until they come). A client that does
+/// not read its replies would otherwise have the proxy hold all of them, up to [`QUEUE`]
+/// replies of up to 1 MB each; memcached stops reading a connection whose replies it cannot
+/// write, and the reader likewise waits ([`Backlog::wait_for_room`]) while the connection
+/// owes its budget. The replies of other requests (stored, deleted, a number) are a few
+/// bytes, so a pipeline of writes is not held back on their account before they come.
+#[derive(Debug)]
+struct Backlog {
+    /// Bytes the writer holds and has not written: its buffer and the values it streams.
+    writing: AtomicUsize,
+    /// Bytes of ready replies (and closing words) queued for the writer.
+    ready: AtomicUsize,
+    /// Replies that may carry values, queued for the writer and not in yet.
+    values_coming: AtomicUsize,
+    /// What each of those is taken to cost: the size of the connection's last such reply,
+    /// or less and less of a larger one before it (so a connection getting large values
+    /// keeps few gets out, and one getting small values gets to pipeline).
+    expected: AtomicUsize,
+    /// The reader waits for `progress`; the writer signals only then.
+    reader_waiting: AtomicBool,
+    /// The writer has ended (the client closed, or a write failed): the reader must not wait.
+    writer_gone: AtomicBool,
+    progress: Notify,
+}
+
+/// How a queued reply is counted in the [`Backlog`] until the writer takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    /// Ready bytes, this many.
+    Bytes(usize),
+    /// A reply that may carry values, not in yet: counted as the expected size.
+    Values,
+    /// Not at all: a reply of a few bytes, or none (a barrier).
+    Not,
+}
+
+impl Counted {
+    /// How `p`, the reply to a request that may bring values back (`values`) or not, counts.
+    fn of(p: &Pending, values: bool) -> Counted {
+        match p {
+            Pending::Ready(b) | Pending::Close(b) => Counted::Bytes(b.len()),
+            Pending::Job(..) | Pending::Task(..) if values => Counted::Values,
+            Pending::Job(..) | Pending::Task(..) | Pending::Barrier(_) => Counted::Not,
+        }
+    }
+}
+
+/// Whether the reply to `req` may carry values (or other bulk: stats), so that it counts in
+/// the [`Backlog`] before it comes.
+fn may_bring_values(req: &Request) -> bool {
+    use crate::binary::Opcode::*;
+    match req {
+        Request::Ascii(a) => matches!(a, AsciiRequest::Get(_) | AsciiRequest::Stats(_)),
+        Request::Meta(m) => matches!(m.kind, MetaKind::Get | MetaKind::Debug),
+        Request::Binary(b) => matches!(
+            b.opcode(),
+            Some(Get | GetQ | GetK | GetKQ | Gat | GatQ | GatK | GatKQ | Stat)
+        ),
+    }
+}
+
+impl Backlog {
+    fn new() -> Backlog {
+        Backlog {
+            writing: AtomicUsize::new(0),
+            ready: AtomicUsize::new(0),
+            values_coming: AtomicUsize::new(0),
+            expected: AtomicUsize::new(FIRST_VALUES_GUESS),
+            reader_waiting: AtomicBool::new(false),
+            writer_gone: AtomicBool::new(false),
+            progress: Notify::new(),
+        }
+    }
+
+    /// What the connection owes its client, in bytes.
+    fn owed(&self) -> usize {
+        // SeqCst throughout: with `reader_waiting`, either the reader sees the writer's
+        // progress or the writer sees that the reader waits (no lost wake-up).
+        let each = self.expected.load(Ordering::SeqCst).max(LEAST_VALUES_GUESS);
+        let coming = self.values_coming.load(Ordering::SeqCst);
+        self.writing
+            .load(Ordering::SeqCst)
+            .saturating_add(self.ready.load(Ordering::SeqCst))
+            .saturating_add(coming.saturating_mul(each))
+    }
+
+    /// Waits while the connection owes `budget` or more (a reply larger than the budget
+    /// still goes out: it only keeps the next request waiting). False once the writer is
+    /// gone.
+    async fn wait_for_room(&self, budget: usize) -> bool {
+        if self.owed() < budget {
+            return true;
+        }
+        self.reader_waiting.store(true, Ordering::SeqCst);
+        let open = loop {
+            if self.writer_gone.load(Ordering::SeqCst) {
+                break false;
+            }
+            // Owing nothing, a request goes out whatever the budget (even 0).
+            let owed = self.owed();
+            if owed < budget || owed == 0 {
+                break true;
+            }
+            // A signal sent since the checks above is kept for this wait (Notify's permit).
+            self.progress.notified().await;
+        };
+        self.reader_waiting.store(false, Ordering::SeqCst);
+        open
+    }
+
+    /// Counts a reply about to be queued for the writer.
+    fn queued(&self, counted: Counted) {
+        match counted {
+            Counted::Bytes(n) => {
+                self.ready.fetch_add(n, Ordering::SeqCst);
+            }
+            Counted::Values => {
+                self.values_coming.fetch_add(1, Ordering::SeqCst);
+            }
+            Counted::Not => {}
+        }
+    }
+
+    /// The writer took a queued reply, counted as `counted`, which came with `size` bytes;
+    /// it now holds `holding` bytes unwritten.
+    fn took(&self, counted: Counted, size: usize, holding: usize) {
+        // What the writer holds first, so that the reply never counts for nothing.
+        self.writing.store(holding, Ordering::SeqCst);
+        match counted {
+            Counted::Bytes(n) => {
+                self.ready.fetch_sub(n, Ordering::SeqCst);
+            }
+            Counted::Values => {
+                // Only the writer changes `expected`: no lost update.
+                let was = self.expected.load(Ordering::Relaxed);
+                self.expected
+                    .store(size.max(was - was / 8), Ordering::SeqCst);
+                self.values_coming.fetch_sub(1, Ordering::SeqCst);
+            }
+            Counted::Not => {}
+        }
+        self.signal();
+    }
+
+    /// The writer holds `holding` bytes unwritten (after a write, or before streaming values).
+    fn holding(&self, holding: usize) {
+        self.writing.store(holding, Ordering::SeqCst);
+        self.signal();
+    }
+
+    fn signal(&self) {
+        if self.reader_waiting.load(Ordering::SeqCst) {
+            self.progress.notify_one();
+        }
+    }
+}
+
+/// Marks the writer gone when it ends, however it ends, and wakes the reader.
+struct WriterGone<'a>(&'a Backlog);
+
+impl Drop for WriterGone<'_> {
+    fn drop(&mut self) {
+        self.0.writer_gone.store(true, Ordering::SeqCst);
+        self.0.progress.notify_one();
+    }
+}
 
 /// A reply in the making.
 #[derive(Debug)]
@@ -135,7 +315,8 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, stream: TcpStream, id: usize) {
     let (tx, rx) = mpsc::channel(QUEUE);
     let cfg = proxy.config();
     let wait = cfg.pool.connect_timeout + cfg.pool.timeout * 2;
-    let writer = tokio::spawn(write_replies(wr, rx, wait));
+    let backlog = Arc::new(Backlog::new());
+    let writer = tokio::spawn(write_replies(wr, rx, wait, backlog.clone()));
     let mut decoder = Decoder::new(cfg.limits.clone());
     let mut buf = BytesMut::with_capacity(READ);
     let mut pool = proxy.cluster().pool.clone();
@@ -149,35 +330,50 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, stream: TcpStream, id: usize) {
             cluster: proxy.cluster(),
             slot: id,
         };
+        // Read once per read, not per request: a reload changes it for the next read.
+        let budget = proxy.cfg.load().client_reply_budget;
         if !Arc::ptr_eq(&pool, &ctx.cluster.pool) {
             // A reload brought new server connections. This client's earlier requests may
             // still wait on the old ones: the next must not overtake them at the servers,
             // which run each connection's requests in order.
             let (done, all_in) = oneshot::channel();
-            if tx.send(Pending::Barrier(done)).await.is_err() {
+            if tx
+                .send((Pending::Barrier(done), Counted::Not))
+                .await
+                .is_err()
+            {
                 break;
             }
             let _ = all_in.await;
             pool = ctx.cluster.pool.clone();
         }
         loop {
-            let pending = match decoder.decode(&mut buf) {
+            // A client that does not read its replies stops being read here, its requests
+            // left in its socket, until it has read enough of them.
+            if !backlog.wait_for_room(budget).await {
+                break 'conn;
+            }
+            let (pending, values) = match decoder.decode(&mut buf) {
                 Ok(None) => break,
                 Ok(Some(req)) => {
                     ProxyStats::inc(&stats.tot_requests);
-                    dispatch(&ctx, req).await
+                    let values = may_bring_values(&req);
+                    (dispatch(&ctx, req).await, values)
                 }
                 Err(e) => {
                     ProxyStats::inc(&stats.tot_client_errors);
                     if e.is_close() {
-                        let _ = tx.send(Pending::Close(e.reply().clone())).await;
+                        let last = Pending::Close(e.reply().clone());
+                        let _ = tx.send((last, Counted::Not)).await;
                         break 'conn;
                     }
-                    Pending::Ready(e.reply().clone())
+                    (Pending::Ready(e.reply().clone()), false)
                 }
             };
             let close = matches!(pending, Pending::Close(_));
-            if tx.send(pending).await.is_err() || close {
+            let counted = Counted::of(&pending, values);
+            backlog.queued(counted);
+            if tx.send((pending, counted)).await.is_err() || close {
                 break 'conn;
             }
         }
@@ -196,33 +392,43 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, stream: TcpStream, id: usize) {
     stats.curr_conns.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Writes replies in order; whatever is ready goes out in one write.
+/// Writes replies in order; whatever is ready goes out in one write. Tells `backlog` what it
+/// takes and what it still holds, so that the reader stops while the client does not read.
 async fn write_replies<W: AsyncWrite + Unpin>(
     mut wr: W,
-    mut rx: mpsc::Receiver<Pending>,
+    mut rx: mpsc::Receiver<(Pending, Counted)>,
     wait: Duration,
+    backlog: Arc<Backlog>,
 ) {
+    let _gone = WriterGone(&backlog);
     let mut out = BytesMut::with_capacity(16 * 1024);
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
-        while let Some(p) = next.take() {
-            match p {
+        while let Some((p, counted)) = next.take() {
+            // The bytes the reply came with.
+            let size = match p {
                 Pending::Close(last) => {
                     out.extend_from_slice(&last);
                     let _ = wr.write_all(&out).await;
                     let _ = wr.shutdown().await;
                     return;
                 }
-                Pending::Ready(b) => out.extend_from_slice(&b),
+                Pending::Ready(b) => {
+                    out.extend_from_slice(&b);
+                    b.len()
+                }
                 Pending::Barrier(done) => {
                     let _ = done.send(());
+                    0
                 }
                 Pending::Job(mut job, finish) => {
                     let result = match job.try_recv() {
                         Ok(r) => r,
                         Err(oneshot::error::TryRecvError::Closed) => Err(lost()),
                         Err(oneshot::error::TryRecvError::Empty) => {
-                            if !out.is_empty() && flush(&mut wr, &mut out).await.is_err() {
+                            if !out.is_empty()
+                                && flush_counted(&mut wr, &mut out, &backlog).await.is_err()
+                            {
                                 return;
                             }
                             match tokio::time::timeout(wait, job).await {
@@ -232,14 +438,18 @@ async fn write_replies<W: AsyncWrite + Unpin>(
                             }
                         }
                     };
+                    let before = out.len();
                     finish.apply(result, &mut out);
+                    out.len() - before
                 }
                 Pending::Task(mut task, finish) => {
                     let result = match task.try_recv() {
                         Ok(b) => Ok(b),
                         Err(oneshot::error::TryRecvError::Closed) => Err(lost()),
                         Err(oneshot::error::TryRecvError::Empty) => {
-                            if !out.is_empty() && flush(&mut wr, &mut out).await.is_err() {
+                            if !out.is_empty()
+                                && flush_counted(&mut wr, &mut out, &backlog).await.is_err()
+                            {
                                 return;
                             }
                             match tokio::time::timeout(wait, task).await {
@@ -250,25 +460,48 @@ async fn write_replies<W: AsyncWrite + Unpin>(
                         }
                     };
                     match result {
-                        Ok(Gathered::Bytes(bytes)) => out.extend_from_slice(&bytes),
+                        Ok(Gathered::Bytes(bytes)) => {
+                            out.extend_from_slice(&bytes);
+                            bytes.len()
+                        }
                         Ok(Gathered::Values(v)) => {
+                            // Held whole until the last mention is written.
+                            let held = v.held_bytes();
+                            backlog.holding(out.len() + held);
                             if v.write_to(&mut wr, &mut out).await.is_err() {
                                 return;
                             }
+                            held
                         }
-                        Err(e) => finish.error(&e, &mut out),
+                        Err(e) => {
+                            let before = out.len();
+                            finish.error(&e, &mut out);
+                            out.len() - before
+                        }
                     }
                 }
-            }
-            if out.len() >= WRITE_AT && flush(&mut wr, &mut out).await.is_err() {
+            };
+            backlog.took(counted, size, out.len());
+            if out.len() >= WRITE_AT && flush_counted(&mut wr, &mut out, &backlog).await.is_err() {
                 return;
             }
             next = rx.try_recv().ok();
         }
-        if !out.is_empty() && flush(&mut wr, &mut out).await.is_err() {
+        if !out.is_empty() && flush_counted(&mut wr, &mut out, &backlog).await.is_err() {
             return;
         }
     }
+}
+
+/// Writes `out` and tells `backlog` that the writer holds nothing more.
+async fn flush_counted<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    out: &mut BytesMut,
+    backlog: &Backlog,
+) -> std::io::Result<()> {
+    flush(wr, out).await?;
+    backlog.holding(0);
+    Ok(())
 }
 
 pub(super) async fn flush<W: AsyncWrite + Unpin>(
@@ -326,13 +559,71 @@ mod tests {
 
     async fn written(replies: Vec<Pending>) -> Writes {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let backlog = Arc::new(Backlog::new());
         for p in replies {
-            tx.send(p).await.unwrap_or_else(|_| panic!("queue"));
+            let counted = Counted::of(&p, true);
+            backlog.queued(counted);
+            tx.send((p, counted))
+                .await
+                .unwrap_or_else(|_| panic!("queue"));
         }
         drop(tx);
         let mut w = Writes::default();
-        write_replies(&mut w, rx, Duration::from_secs(1)).await;
+        write_replies(&mut w, rx, Duration::from_secs(1), backlog.clone()).await;
+        assert_eq!(backlog.owed(), 0, "every reply counted out");
         w
+    }
+
+    /// Whether `wait_for_room` lets the reader on within a moment.
+    async fn has_room(b: &Backlog, budget: usize) -> Option<bool> {
+        tokio::time::timeout(Duration::from_millis(50), b.wait_for_room(budget))
+            .await
+            .ok()
+    }
+
+    #[tokio::test]
+    async fn the_reader_waits_while_the_budget_is_owed_and_not_once_the_writer_is_gone() {
+        let b = Backlog::new();
+        let budget = 1 << 20;
+        // One reply past the budget goes out; the next request waits until it is written.
+        b.queued(Counted::Bytes(budget + 1));
+        assert_eq!(has_room(&b, budget).await, None);
+        b.took(Counted::Bytes(budget + 1), budget + 1, budget + 1);
+        assert_eq!(has_room(&b, budget).await, None, "taken, not yet written");
+        b.holding(0);
+        assert_eq!(has_room(&b, budget).await, Some(true));
+        // Gets not answered yet count as 512 KiB until one was, then as the last one
+        // (a larger one before it decaying by 1/8 per reply), never as less than 32 KiB.
+        b.queued(Counted::Values);
+        assert_eq!(b.owed(), FIRST_VALUES_GUESS);
+        assert_eq!(has_room(&b, budget).await, Some(true));
+        b.queued(Counted::Values);
+        assert_eq!(has_room(&b, budget).await, None);
+        b.took(Counted::Values, 100, 0);
+        assert_eq!(b.owed(), FIRST_VALUES_GUESS / 8 * 7);
+        b.took(Counted::Values, 100, 0);
+        assert_eq!(b.owed(), 0);
+        for _ in 0..40 {
+            b.queued(Counted::Values);
+            b.took(Counted::Values, 100, 0);
+        }
+        b.queued(Counted::Values);
+        assert_eq!(b.owed(), LEAST_VALUES_GUESS);
+        b.took(Counted::Values, 3 << 20, 0);
+        b.queued(Counted::Values);
+        assert_eq!(b.owed(), 3 << 20);
+        b.took(Counted::Values, 100, 0);
+        // Other replies count once they are in, and a budget of 0 still lets one through.
+        b.queued(Counted::Not);
+        assert_eq!(b.owed(), 0);
+        assert_eq!(has_room(&b, 0).await, Some(true));
+        // A reader waiting when the writer ends is let go, and told so.
+        b.queued(Counted::Bytes(budget));
+        let (open, ()) = tokio::join!(b.wait_for_room(budget), async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(WriterGone(&b));
+        });
+        assert!(!open);
     }
 
     #[tokio::test]

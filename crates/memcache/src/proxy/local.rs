@@ -83,6 +83,10 @@ pub(crate) fn stats_proxy(ctx: &Ctx<'_>) -> Pending {
         &format!("{name}:behavior:connect_retry_interval"),
         &cfg.pool.retry_interval.as_millis(),
     );
+    stat(
+        &format!("{name}:behavior:client_reply_budget"),
+        &cfg.client_reply_budget,
+    );
     if let Some(front) = &ctx.cluster.front {
         stat(&format!("{name}:frontcache:size"), &front.len());
         stat(&format!("{name}:frontcache:max"), &front.options().max);

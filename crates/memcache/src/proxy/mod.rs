@@ -5,7 +5,8 @@
 //! (`version`, `mn`, an error), the reply of one downstream job, or the result of a small
 //! task that gathers several (a multi-key get split per server, a broadcast). The writer
 //! writes those replies in the client's order, many per write; a get's values it streams,
-//! each held once however often the get names its key (`values.rs`).
+//! each held once however often the get names its key (`values.rs`). While the replies a
+//! client has not read pass its budget, the reader stops reading that client.
 //!
 //! The routing table and the server pool sit together in a [`Cluster`] behind an `ArcSwap`:
 //! a reload builds a new one and swaps it in; connections keep running, and the old pool's
@@ -81,7 +82,17 @@ pub struct ProxyConfig {
     /// NOT_MY_VBUCKET retry covers ascii clients too. Meta commands always go as ascii,
     /// binary requests as binary.
     pub downstream: crate::Protocol,
+    /// Bytes of replies a client connection may owe its client (written to nobody yet)
+    /// before the proxy stops reading that client's requests, until the client reads; default
+    /// [`DEFAULT_CLIENT_REPLY_BUDGET`]. A client that pipelines gets of large values and
+    /// does not read would otherwise have the proxy hold up to 1,024 replies. A single reply
+    /// larger than the budget still goes out (with 0, replies go one at a time).
+    pub client_reply_budget: usize,
 }
+
+/// The default [`ProxyConfig::client_reply_budget`]: 8 MiB, eight replies of memcached's
+/// largest item (1 MiB by default).
+pub const DEFAULT_CLIENT_REPLY_BUDGET: usize = 8 << 20;
 
 impl ProxyConfig {
     /// A config with defaults for `servers`.
@@ -96,6 +107,7 @@ impl ProxyConfig {
             version: "1.6.18-shoal".to_owned(),
             front_cache: FrontCacheOptions::default(),
             downstream: crate::Protocol::Ascii,
+            client_reply_budget: DEFAULT_CLIENT_REPLY_BUDGET,
         }
     }
 }

@@ -41,6 +41,11 @@ impl Values {
         Values { found, order }
     }
 
+    /// The bytes the reply holds (each value once, however often the client named it).
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.found.iter().map(|v| v.key.len() + v.data.len()).sum()
+    }
+
     /// Writes the reply memcached writes (`VALUE` blocks in key order, then `END`), leaving
     /// the last bytes in `out` for the caller's next flush.
     pub(crate) async fn write_to<W: AsyncWrite + Unpin>(

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::Admin;
 use crate::shutdown::Shutdown;
-use crate::units::HumanDuration;
+use crate::units::{ByteSize, HumanDuration};
 use crate::{config, telemetry};
 
 /// Arguments of `shoal memcache`.
@@ -67,6 +67,10 @@ pub struct MemcacheArgs {
     /// carries vBucket ids, so ascii clients get the NOT_MY_VBUCKET retry) [default ascii].
     #[arg(long, value_name = "PROTOCOL")]
     pub downstream_protocol: Option<String>,
+    /// Bytes of replies a client connection may hold unread before the proxy stops reading
+    /// its requests (until the client reads) [default 8MiB].
+    #[arg(long, value_name = "SIZE")]
+    pub client_reply_budget: Option<ByteSize>,
     /// Front cache: most items [default 200].
     #[arg(long, value_name = "N")]
     pub front_cache_max: Option<usize>,
@@ -123,6 +127,8 @@ struct Section {
     eject: bool,
     /// Downstream protocol of ascii commands: ascii (default) or binary.
     downstream_protocol: Option<String>,
+    /// Reply bytes held per client connection before its requests wait; default 8MiB.
+    client_reply_budget: Option<ByteSize>,
     /// Front cache: most items; default 200.
     front_cache_max: Option<usize>,
     /// Front cache: item lifespan; default 0 (off).
@@ -161,6 +167,7 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
     let mut rest_auth = None;
     let mut front = FrontCacheOptions::default();
     let mut downstream = Protocol::Ascii;
+    let mut client_reply_budget = shoal_memcache::proxy::DEFAULT_CLIENT_REPLY_BUDGET;
     if let Some(z) = args.behaviors.as_ref().or(s.behaviors.as_ref()) {
         let b = parse_behaviors(z, &mut pool).context("-Z")?;
         dist_override = b.distribution;
@@ -175,6 +182,7 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
             front = f;
         }
         downstream = b.downstream.unwrap_or(downstream);
+        client_reply_budget = b.client_reply_budget.unwrap_or(client_reply_budget);
     }
     let dur = |flag: Option<HumanDuration>, file: Option<HumanDuration>| {
         flag.or(file).map(HumanDuration::get)
@@ -196,6 +204,14 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
     }
     if let Some(n) = args.max_errors.or(s.max_errors) {
         pool.max_errors = n;
+    }
+    if let Some(size) = args.client_reply_budget.or(s.client_reply_budget) {
+        if size.bytes() == 0 {
+            return Err(
+                config::ConfigError::invalid("--client-reply-budget", size, "above 0").into(),
+            );
+        }
+        client_reply_budget = usize::try_from(size.bytes()).unwrap_or(usize::MAX);
     }
     if let Some(n) = args.front_cache_max.or(s.front_cache_max) {
         front.max = n;
@@ -242,6 +258,7 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
         c.eject = eject;
         c.front_cache = front.clone();
         c.downstream = downstream;
+        c.client_reply_budget = client_reply_budget;
         c
     };
     let mut listeners = Vec::new();
