@@ -475,3 +475,66 @@ fn a_reload_that_keeps_servers_and_pool_settings_keeps_the_connections() {
         "no new connection from the proxy (only this stats one)"
     );
 }
+
+/// Reads one reply to a `get` off `c`: its values and `END`, or an error line (10 s at most).
+fn get_reply(c: &mut support::shoal::Client) -> String {
+    let r = c.call_until(b"", Duration::from_secs(10), |r| {
+        r.ends_with(b"END\r\n") || (r.starts_with(b"SERVER_ERROR") && r.ends_with(b"\r\n"))
+    });
+    String::from_utf8_lossy(&r).into_owned()
+}
+
+/// A client connection took the time it waits for a reply (the connect timeout and twice the
+/// request timeout) from the config in force when it connected, so a reload that raised the
+/// timeout did not reach it: with the timeout raised from 300 ms to 30 s, a server taking
+/// 3 s to answer gave a client connected before the reload `SERVER_ERROR proxy downstream
+/// timeout` after 1 s, though the new server connection still waited for the reply.
+#[test]
+fn a_reload_that_raises_the_timeout_reaches_clients_connected_before_it() {
+    let Some(mc) = Memcached::start() else { return };
+    let mut cfg = one_conn(&mc);
+    cfg.pool.timeout = Duration::from_millis(300);
+    let shoal = Shoal::start(cfg.clone());
+    let mut c = shoal.client();
+    assert_eq!(c.call(b"set k 0 0 1\r\nv\r\n"), b"STORED\r\n");
+    {
+        let _rt = shoal.handle().enter(); // the new pool's connection tasks start there
+        cfg.pool.timeout = Duration::from_secs(30);
+        shoal.proxy.reload(cfg).unwrap();
+    }
+    mc.pause(true);
+    c.s.write_all(b"get k\r\n").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    mc.pause(false);
+    assert_eq!(get_reply(&mut c), "VALUE k 0 1\r\nv\r\nEND\r\n");
+}
+
+/// The other way round: with the timeout cut from 30 s to 300 ms, a client connected before
+/// the reload gets its `SERVER_ERROR` from a server that does not answer within the new
+/// timeout, not the old one. (This passed before too: the reload's new server connections
+/// time the request out at the new value themselves, before the client's wait ends.)
+#[test]
+fn a_reload_that_shortens_the_timeout_reaches_clients_connected_before_it() {
+    let Some(mc) = Memcached::start() else { return };
+    let mut cfg = one_conn(&mc);
+    cfg.pool.timeout = Duration::from_secs(30);
+    let shoal = Shoal::start(cfg.clone());
+    let mut c = shoal.client();
+    assert_eq!(c.call(b"set k 0 0 1\r\nv\r\n"), b"STORED\r\n");
+    {
+        let _rt = shoal.handle().enter();
+        cfg.pool.timeout = Duration::from_millis(300);
+        shoal.proxy.reload(cfg).unwrap();
+    }
+    mc.pause(true);
+    let asked = Instant::now();
+    c.s.write_all(b"get k\r\n").unwrap();
+    let reply = get_reply(&mut c);
+    let took = asked.elapsed();
+    mc.pause(false);
+    assert!(
+        reply.starts_with("SERVER_ERROR proxy downstream timeout"),
+        "{reply:?} after {took:?}"
+    );
+    assert!(took < Duration::from_secs(10), "{reply:?} after {took:?}");
+}

@@ -314,9 +314,10 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, stream: TcpStream, id: usize) {
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel(QUEUE);
     let cfg = proxy.config();
-    let wait = cfg.pool.connect_timeout + cfg.pool.timeout * 2;
     let backlog = Arc::new(Backlog::new());
-    let writer = tokio::spawn(write_replies(wr, rx, wait, backlog.clone()));
+    let settings = proxy.clone();
+    let reply_wait = move || settings.reply_wait();
+    let writer = tokio::spawn(write_replies(wr, rx, reply_wait, backlog.clone()));
     let mut decoder = Decoder::new(cfg.limits.clone());
     let mut buf = BytesMut::with_capacity(READ);
     let mut pool = proxy.cluster().pool.clone();
@@ -394,10 +395,12 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, stream: TcpStream, id: usize) {
 
 /// Writes replies in order; whatever is ready goes out in one write. Tells `backlog` what it
 /// takes and what it still holds, so that the reader stops while the client does not read.
+/// A reply not in after `reply_wait()` (asked each time, so that a reload reaches open
+/// connections) is answered with a timeout error.
 async fn write_replies<W: AsyncWrite + Unpin>(
     mut wr: W,
     mut rx: mpsc::Receiver<(Pending, Counted)>,
-    wait: Duration,
+    reply_wait: impl Fn() -> Duration,
     backlog: Arc<Backlog>,
 ) {
     let _gone = WriterGone(&backlog);
@@ -431,7 +434,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
                             {
                                 return;
                             }
-                            match tokio::time::timeout(wait, job).await {
+                            match tokio::time::timeout(reply_wait(), job).await {
                                 Ok(Ok(r)) => r,
                                 Ok(Err(_)) => Err(lost()),
                                 Err(_) => Err(timed_out()),
@@ -452,7 +455,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
                             {
                                 return;
                             }
-                            match tokio::time::timeout(wait, task).await {
+                            match tokio::time::timeout(reply_wait(), task).await {
                                 Ok(Ok(b)) => Ok(b),
                                 Ok(Err(_)) => Err(lost()),
                                 Err(_) => Err(timed_out()),
@@ -569,7 +572,7 @@ mod tests {
         }
         drop(tx);
         let mut w = Writes::default();
-        write_replies(&mut w, rx, Duration::from_secs(1), backlog.clone()).await;
+        write_replies(&mut w, rx, || Duration::from_secs(1), backlog.clone()).await;
         assert_eq!(backlog.owed(), 0, "every reply counted out");
         w
     }

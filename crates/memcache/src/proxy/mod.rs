@@ -261,6 +261,16 @@ impl Proxy {
         self.cfg.load_full()
     }
 
+    /// How long a client connection waits for a reply before answering with a timeout error
+    /// itself: the connect timeout and twice the request timeout of the config in force now.
+    /// Asked whenever a connection starts such a wait (not once per connection), so that a
+    /// reload that changes the timeouts reaches connections already open; a load of the
+    /// config's `ArcSwap`, no lock.
+    pub(crate) fn reply_wait(&self) -> std::time::Duration {
+        let cfg = self.cfg.load();
+        cfg.pool.connect_timeout + cfg.pool.timeout * 2
+    }
+
     /// The cluster in force.
     pub fn cluster(&self) -> Arc<Cluster> {
         self.cluster.load_full()
