@@ -61,5 +61,7 @@ mod write;
 pub use config::{Chooser, RingSpec, RouteConfig, ShardSpec};
 pub use error::RouteError;
 pub use migration::MigrationState;
-pub use router::{Explain, ExplainTarget, ReplicaStatus, RingStatus, Router, ShardStatus, Status};
+pub use router::{
+    ClientAddr, Explain, ExplainTarget, ReplicaStatus, RingStatus, Router, ShardStatus, Status,
+};
 pub use settings::{Quorum, ReadMode, Settings};

@@ -1,5 +1,7 @@
 //! [`Router`]: the shard map, the replicas' state and the HTTP client, answering requests.
 
+use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
@@ -377,11 +379,14 @@ impl Router {
         resp
     }
 
-    async fn dispatch<B>(&self, req: Request<B>) -> Response<Body>
+    async fn dispatch<B>(&self, mut req: Request<B>) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
+        if let Some(&ClientAddr(ip)) = req.extensions().get::<ClientAddr>() {
+            forwarded_for(req.headers_mut(), ip);
+        }
         let writes = !self.inner.settings.read_only;
         let method = req.method().clone();
         let is_read = method == Method::GET || method == Method::HEAD;
@@ -435,6 +440,31 @@ impl Router {
         }
     }
 }
+
+/// The address a request came from, which the front server ([`crate::server::serve`]) puts
+/// in each request's extensions. The storage nodes get it in `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+/// Appends `client` to `X-Forwarded-For` as Go's reverse proxy (photosrv's) and nginx's
+/// `$proxy_add_x_forwarded_for` do: the values already there, joined by `, `, then the
+/// client, on one line. Storage nodes that log or trust that header see what they saw
+/// behind photosrv.
+fn forwarded_for(headers: &mut http::HeaderMap, client: IpAddr) {
+    let mut value = String::new();
+    for prior in headers.get_all(X_FORWARDED_FOR) {
+        if let Ok(p) = prior.to_str() {
+            value.push_str(p);
+            value.push_str(", ");
+        }
+    }
+    let _ = write!(value, "{client}");
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+}
+
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
 thread_local! {
     /// A thread's own pool ([`Router::use_thread_local_pool`]), keyed by the router's address.

@@ -12,7 +12,7 @@ use shoal_access_log::{AccessLog, Logged};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::router::Router;
+use crate::router::{ClientAddr, Router};
 
 /// Limits of the front server.
 #[derive(Debug, Clone)]
@@ -73,8 +73,10 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let r = router.clone();
         let log = limits.access_log.clone();
-        let svc = service_fn(move |req| {
+        let client = ClientAddr(peer.ip().to_canonical());
+        let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let r = r.clone();
+            req.extensions_mut().insert(client);
             let started = log.as_ref().map(|l| l.start(&req, peer));
             async move {
                 let resp = r.handle(req).await;

@@ -77,7 +77,7 @@ impl Node {
     fn launch(&mut self) -> bool {
         let d = self.dir.path().display();
         let access_log = if self.log_requests {
-            format!("{d}/logs/access.log")
+            format!("{d}/logs/access.log forwarded")
         } else {
             "off".to_string()
         };
@@ -86,7 +86,9 @@ impl Node {
              daemon off;\nmaster_process off;\nworker_processes 1;\n\
              error_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\n\
              events {{ worker_connections 512; }}\n\
-             http {{\n access_log {access_log};\n client_body_temp_path {d}/tmp/body;\n\
+             http {{\n log_format forwarded '$remote_addr - - [$time_local] \"$request\" $status \
+             $body_bytes_sent \"$http_referer\" \"$http_user_agent\" \"$http_x_forwarded_for\"';\n\
+             access_log {access_log};\n client_body_temp_path {d}/tmp/body;\n\
              proxy_temp_path {d}/tmp/proxy;\n fastcgi_temp_path {d}/tmp/fcgi;\n\
              uwsgi_temp_path {d}/tmp/uwsgi;\n scgi_temp_path {d}/tmp/scgi;\n\
              client_max_body_size 0;\n\
@@ -170,6 +172,20 @@ impl Node {
             std::fs::read_to_string(self.dir.path().join("logs/access.log")).unwrap_or_default();
         log.lines()
             .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+            .collect()
+    }
+
+    /// The `X-Forwarded-For` header of each request this node has answered, in order (`-`
+    /// when there was none); only for a node started with [`Node::start_logging_requests`].
+    pub fn forwarded_for(&self) -> Vec<String> {
+        assert!(
+            self.log_requests,
+            "start the node with start_logging_requests"
+        );
+        let log =
+            std::fs::read_to_string(self.dir.path().join("logs/access.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| l.rsplit('"').nth(1).map(str::to_string))
             .collect()
     }
 
