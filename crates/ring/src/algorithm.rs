@@ -10,6 +10,10 @@ use crate::{
 };
 
 /// A placement algorithm, by the name operators write in configs and on the command line.
+///
+/// twemproxy's pools with a `hash:` other than md5, and its modula, are not here: they need a
+/// [`TwemproxyHash`](crate::TwemproxyHash) (and maybe a hash tag) besides the members; build
+/// them with [`Ketama::twemproxy_with`] and [`Modula::twemproxy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     /// `ketama`: libmemcached weighted ketama ([`Ketama`]).

@@ -49,6 +49,15 @@ pub enum RingError {
         /// The valid names, comma-separated.
         expected: String,
     },
+    /// A twemproxy `hash:` name that is not one of
+    /// [`TwemproxyHash::ALL`](crate::TwemproxyHash::ALL).
+    #[error("unknown twemproxy hash {name:?}: expected one of {expected}")]
+    UnknownHash {
+        /// The name given.
+        name: String,
+        /// The valid names, comma-separated.
+        expected: String,
+    },
     /// `build(Algorithm::Vbucket, ..)`: a vBucket ring comes from a map, not a member list.
     #[error(
         "the vbucket algorithm needs a vBucket map (serverList + vBucketMap JSON), not a member \

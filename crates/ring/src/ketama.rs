@@ -1,5 +1,5 @@
 //! Weighted ketama: libmemcached's `MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED` (moxi's default) and
-//! twemproxy's `hash: md5` + `distribution: ketama`.
+//! twemproxy's `distribution: ketama` with any `hash:` ([`Ketama::twemproxy_with`]).
 //!
 //! The continuum, exactly as libmemcached 1.0.18/1.1.4 (`update_continuum`) and nutcracker
 //! 0.5.0 (`ketama_update`) build it:
@@ -10,16 +10,17 @@
 //! - for `i` in `0..points/4`: `md5("<name>-<i>")` gives 4 points, its little-endian words;
 //! - `<name>` is the host when the port is 11211, `host:port` otherwise (both systems);
 //!   twemproxy uses the server's `name` instead when the config line has one;
-//! - a key hashes to the first 4 bytes of `md5(key)`, little-endian; its owner is the server of
-//!   the first point `>=` that hash, wrapping.
+//! - a key hashes to the first 4 bytes of `md5(key)`, little-endian (twemproxy: the pool's
+//!   `hash:`, [`TwemproxyHash`]; the points stay MD5); its owner is the server of the first
+//!   point `>=` that hash, wrapping.
 //!
 //! The two differ only where two servers share a point (see [`KetamaFlavor`]) and for the
 //! empty key, which twemproxy hashes to 0 (a memcached key is never empty).
 
 use crate::continuum::{Continuum, Tie};
 use crate::hash::{md5_le, md5_words};
-use crate::member::{HOST_PORT, Server, parse_server, parse_servers};
-use crate::{Member, RingError, ring_by_index};
+use crate::member::{Server, parse_servers, parse_twemproxy_servers};
+use crate::{Member, RingError, TwemproxyHash, ring_by_index};
 
 /// Whose ketama: the two build the same points and differ only in details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,6 +42,8 @@ pub struct Ketama {
     members: Vec<Member>,
     continuum: Continuum,
     flavor: KetamaFlavor,
+    /// The key hash when `flavor` is twemproxy (`Md5` and unused for libmemcached).
+    hash: TwemproxyHash,
 }
 
 /// Points per server, in binary32 exactly as libmemcached and twemproxy compute it.
@@ -88,63 +91,40 @@ impl Ketama {
             members,
             continuum,
             flavor: KetamaFlavor::Libmemcached,
+            hash: TwemproxyHash::Md5,
         }
     }
 
-    /// twemproxy ketama over twemproxy server lines: `host:port[:weight] [name]` (twemproxy
-    /// requires the weight; here it defaults to 1). Two lines with the same name (or, when
-    /// unnamed, the same `host[:port]` point name) are rejected, as nutcracker does.
+    /// twemproxy ketama with `hash: md5`: the same as
+    /// [`twemproxy_with`](Self::twemproxy_with)`(servers, TwemproxyHash::Md5)`.
     pub fn twemproxy(servers: &[&str]) -> Result<Self, RingError> {
-        if servers.is_empty() {
-            return Err(RingError::Empty);
-        }
-        let mut members = Vec::with_capacity(servers.len());
-        let mut names = Vec::with_capacity(servers.len());
-        let mut weights = Vec::with_capacity(servers.len());
-        for &line in servers {
-            let (addr, name) = match line.rsplit_once(' ') {
-                Some((addr, name)) if !name.is_empty() && !addr.contains(char::is_whitespace) => {
-                    (addr, Some(name))
-                }
-                Some(_) => {
-                    return Err(RingError::MalformedMember {
-                        expected: "\"host:port[:weight] [name]\"",
-                        got: line.to_owned(),
-                    });
-                }
-                None => (line, None),
-            };
-            let srv = parse_server(addr).map_err(|e| match e {
-                RingError::MalformedMember { .. } => RingError::MalformedMember {
-                    expected: HOST_PORT,
-                    got: line.to_owned(),
-                },
-                other => other,
-            })?;
-            let name = name.map_or_else(|| srv.libmemcached_name(), str::to_owned);
-            if names.contains(&name) {
-                return Err(RingError::DuplicateMember { member: name });
-            }
-            members.push(Member {
-                name: line.to_owned(),
-                weight: srv.weight,
-            });
-            names.push(name);
-            weights.push(srv.weight);
-        }
-        let mut order: Vec<usize> = (0..names.len()).collect();
-        order.sort_by(|&a, &b| {
-            names[a]
-                .len()
-                .cmp(&names[b].len())
-                .then(names[a].cmp(&names[b]))
-        });
-        let continuum = Continuum::build(weighted_items(&names, &weights, &order), Tie::First, &[]);
+        Self::twemproxy_with(servers, TwemproxyHash::Md5)
+    }
+
+    /// twemproxy `distribution: ketama` with `hash: <hash>` over twemproxy server lines,
+    /// `host:port[:weight] [name]` (twemproxy requires the weight; here it defaults to 1). Two
+    /// lines with the same name (or, when unnamed, the same `host[:port]` point name) are
+    /// rejected, as nutcracker does.
+    ///
+    /// nutcracker's `ketama_update` always builds the points with MD5 (`ketama_hash`); only
+    /// the key goes through the pool's `hash:` (`server_pool_hash` → `pool->key_hash`), and an
+    /// empty key hashes to 0. A `hash_tag:` is not applied here: cut the key with
+    /// [`twemproxy_hash_tag`](crate::twemproxy_hash_tag) first.
+    pub fn twemproxy_with(servers: &[&str], hash: TwemproxyHash) -> Result<Self, RingError> {
+        let parsed = parse_twemproxy_servers(servers)?;
+        let items = weighted_items(&parsed.names, &parsed.weights, &parsed.order);
+        let continuum = Continuum::build(items, Tie::First, &[]);
         Ok(Ketama {
-            members,
+            members: parsed.members,
             continuum,
             flavor: KetamaFlavor::Twemproxy,
+            hash,
         })
+    }
+
+    /// The twemproxy `hash:` keys go through: `None` for libmemcached's ketama (always MD5).
+    pub fn twemproxy_hash(&self) -> Option<TwemproxyHash> {
+        (self.flavor == KetamaFlavor::Twemproxy).then_some(self.hash)
     }
 
     /// Which system's rules this ring follows.
@@ -159,10 +139,9 @@ impl Ketama {
 
     #[inline]
     fn key_hash(&self, key: &[u8]) -> u32 {
-        if key.is_empty() && self.flavor == KetamaFlavor::Twemproxy {
-            0
-        } else {
-            md5_le(key)
+        match self.flavor {
+            KetamaFlavor::Libmemcached => md5_le(key),
+            KetamaFlavor::Twemproxy => self.hash.key_hash(key),
         }
     }
 
@@ -228,6 +207,48 @@ mod tests {
         let l = Ketama::new(&["a:1", "b:2", "c:3"]).unwrap();
         assert_eq!(t.owner_index(b""), Some(t.continuum.owner_at(0)));
         assert_eq!(l.owner_index(b""), l.continuum.lookup(md5_le(b"")));
+    }
+
+    #[test]
+    fn twemproxy_is_twemproxy_with_md5() {
+        let lines = [
+            "127.0.0.1:11411:1",
+            "127.0.0.1:11412:1",
+            "127.0.0.1:11413:2 big",
+        ];
+        let md5 = Ketama::twemproxy(&lines).unwrap();
+        let with = Ketama::twemproxy_with(&lines, TwemproxyHash::Md5).unwrap();
+        assert_eq!(md5.twemproxy_hash(), Some(TwemproxyHash::Md5));
+        assert_eq!(Ketama::new(&["a:1"]).unwrap().twemproxy_hash(), None);
+        for i in 0..5000 {
+            let k = format!("key:{i}");
+            assert_eq!(
+                md5.owner_indices(k.as_bytes(), 3),
+                with.owner_indices(k.as_bytes(), 3)
+            );
+        }
+    }
+
+    #[test]
+    fn twemproxy_points_are_md5_whatever_the_key_hash() {
+        let lines = [
+            "127.0.0.1:11411:1",
+            "127.0.0.1:11412:1",
+            "127.0.0.1:11413:1",
+        ];
+        let md5 = Ketama::twemproxy(&lines).unwrap();
+        for h in TwemproxyHash::ALL {
+            let k = Ketama::twemproxy_with(&lines, h).unwrap();
+            assert_eq!(k.points(), md5.points());
+            assert_eq!(k.twemproxy_hash(), Some(h));
+            for i in 0..200 {
+                let key = format!("k{i}");
+                let want = md5.continuum.lookup(h.hash(key.as_bytes()));
+                assert_eq!(k.owner_index(key.as_bytes()), want, "{h} {key}");
+            }
+            // The empty key hashes to 0 with every hash, as server_pool_hash does.
+            assert_eq!(k.owner_index(b""), Some(k.continuum.owner_at(0)), "{h}");
+        }
     }
 
     #[test]

@@ -18,6 +18,11 @@
 //! | `chash` | [`Chash`] | photosrv `chooser chash` (go-shardedkv, leveldb hash, 160 replicas) |
 //! | `rendezvous` | [`Rendezvous`] | shoal's own weighted HRW over xxh3 |
 //!
+//! twemproxy (nutcracker 0.5.0) pools: [`Ketama::twemproxy_with`] (`distribution: ketama`) and
+//! [`Modula::twemproxy`] (`distribution: modula`) with any of its twelve `hash:` functions
+//! ([`TwemproxyHash`]), and [`twemproxy_hash_tag`] for `hash_tag:`. They are not [`Algorithm`]s:
+//! a member list alone does not say which hash (nor which hash tag) to use.
+//!
 //! [`BoundedLoad`] wraps any [`Ring`] with consistent hashing with bounded loads.
 //!
 //! ```
@@ -48,6 +53,7 @@ mod libvbucket;
 mod member;
 mod modula;
 mod rendezvous;
+mod twemproxy;
 mod vbucket;
 
 use std::sync::Arc;
@@ -63,6 +69,7 @@ pub use ketama_compat::{KetamaCompat, KeyHash};
 pub use libvbucket::LibvbucketKetama;
 pub use modula::Modula;
 pub use rendezvous::Rendezvous;
+pub use twemproxy::{TwemproxyHash, twemproxy_hash_tag};
 pub use vbucket::{VBucketMap, vbucket_of};
 
 /// A member of a ring: the name exactly as the operator gave it, and a weight.

@@ -127,6 +127,78 @@ pub(crate) fn parse_servers(members: &[&str]) -> Result<(Vec<Member>, Vec<Server
     Ok((out, servers))
 }
 
+/// twemproxy server lines, parsed: the members as given, each server's name (the `name` of a
+/// `host:port:weight name` line, else the libmemcached point-name prefix) and weight, and the
+/// order nutcracker puts them in.
+pub(crate) struct TwemproxyServers {
+    pub members: Vec<Member>,
+    pub names: Vec<String>,
+    pub weights: Vec<u32>,
+    /// Indices into the above, sorted as nutcracker sorts its servers while it validates the
+    /// config (`conf_server_name_cmp`, `string_compare`): shorter name first, then bytewise.
+    pub order: Vec<usize>,
+}
+
+/// Parses twemproxy server lines, `host:port[:weight] [name]` (twemproxy requires the weight;
+/// here it defaults to 1). Two lines with the same name (or, when unnamed, the same point name)
+/// are rejected, as nutcracker does.
+pub(crate) fn parse_twemproxy_servers(lines: &[&str]) -> Result<TwemproxyServers, RingError> {
+    if lines.is_empty() {
+        return Err(RingError::Empty);
+    }
+    let mut members = Vec::with_capacity(lines.len());
+    let mut names = Vec::with_capacity(lines.len());
+    let mut weights = Vec::with_capacity(lines.len());
+    for &line in lines {
+        let (addr, name) = match line.rsplit_once(' ') {
+            Some((addr, name)) if !name.is_empty() && !addr.contains(char::is_whitespace) => {
+                (addr, Some(name))
+            }
+            Some(_) => {
+                return Err(RingError::MalformedMember {
+                    expected: "\"host:port[:weight] [name]\"",
+                    got: line.to_owned(),
+                });
+            }
+            None => (line, None),
+        };
+        let srv = parse_server(addr).map_err(|e| match e {
+            RingError::MalformedMember { .. } => malformed_line(line),
+            other => other,
+        })?;
+        let name = name.map_or_else(|| srv.libmemcached_name(), str::to_owned);
+        if names.contains(&name) {
+            return Err(RingError::DuplicateMember { member: name });
+        }
+        members.push(Member {
+            name: line.to_owned(),
+            weight: srv.weight,
+        });
+        names.push(name);
+        weights.push(srv.weight);
+    }
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_by(|&a, &b| {
+        names[a]
+            .len()
+            .cmp(&names[b].len())
+            .then(names[a].cmp(&names[b]))
+    });
+    Ok(TwemproxyServers {
+        members,
+        names,
+        weights,
+        order,
+    })
+}
+
+fn malformed_line(line: &str) -> RingError {
+    RingError::MalformedMember {
+        expected: HOST_PORT,
+        got: line.to_owned(),
+    }
+}
+
 /// Members that are plain names (peer URLs, shard names): non-empty, no duplicates.
 pub(crate) fn parse_names(
     members: &[&str],

@@ -4,8 +4,8 @@
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use shoal_ring::{
-    Algorithm, BoundedLoad, Chash, GroupcacheRing, Ketama, KetamaCompat, KeyHash, Ring, VBucketMap,
-    build,
+    Algorithm, BoundedLoad, Chash, GroupcacheRing, Ketama, KetamaCompat, KeyHash, Modula, Ring,
+    TwemproxyHash, VBucketMap, build, twemproxy_hash_tag,
 };
 
 fn exercise(ring: &dyn Ring, key: &[u8], n: usize) {
@@ -73,15 +73,28 @@ proptest! {
             }
         }
         if let Ok(r) = Ketama::twemproxy(&m) { exercise(&r, &key, n); }
+        for h in TwemproxyHash::ALL {
+            let _ = h.hash(&key);
+            if let Ok(r) = Ketama::twemproxy_with(&m, h) { exercise(&r, &key, n); }
+            if let Ok(r) = Modula::twemproxy(&m, h) { exercise(&r, &key, n); }
+        }
         if let Ok(r) = KetamaCompat::with_hash(&m, KeyHash::OneAtATime) { exercise(&r, &key, n); }
     }
 
     #[test]
     fn names_and_sizes_never_panic(name in ".{0,20}", replicas in prop_oneof![0usize..70, Just(usize::MAX)], factor in any::<f64>()) {
         let _ = name.parse::<Algorithm>();
+        let _ = name.parse::<TwemproxyHash>();
         let _ = GroupcacheRing::with_replicas(&["a", "b"], replicas);
         let _ = Chash::with_replicas(&["a", "b"], replicas);
         let _ = BoundedLoad::new(build(Algorithm::Jump, &["a"]).unwrap(), factor);
+    }
+
+    #[test]
+    fn hash_tags_never_panic(key in prop::collection::vec(any::<u8>(), 0..40), tag in any::<[u8; 2]>()) {
+        let cut = twemproxy_hash_tag(&key, tag);
+        // The whole key, or a non-empty part of it.
+        prop_assert!(cut == key.as_slice() || (!cut.is_empty() && key.windows(cut.len()).any(|w| w == cut)));
     }
 
     #[test]
