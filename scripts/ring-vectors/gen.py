@@ -13,6 +13,9 @@ What it does, per configuration (a column of the table):
   start memcached on loopback, store every key through a pylibmc client with the given
   behaviours, ask each memcached which keys it holds;
 * nutcracker 0.5.0 (`hash: md5`, `distribution: ketama`): the same, storing through nutcracker;
+  and the same for every other `hash:`, for `distribution: modula` and for `hash_tag:`;
+* twemproxy_hashes.tsv: each nutcracker `hash:` of each key, recovered from where modula pools
+  of 113..128 servers (a fake memcached on loopback ports) send it, by the CRT;
 * libmemcached through ctypes (`memcached_generate_hash`), for member counts too large to run
   as processes; checked against the server placement first;
 * the independent Python models in models.py must agree with every real column, or nothing is
@@ -181,7 +184,125 @@ def memcached_table(keys):
         if not given:
             lib = next(c for c in t.cols if c[0] == name.replace("twemproxy", "ketama"))
             agree("nutcracker vs libmemcached ketama", got, lib[3])
+
+    # Every other `hash:` with ketama (md5 is the columns above), some with weights; modula,
+    # whose slots follow the name-sorted servers ("eta" < "zeta" < "theta": shorter first);
+    # hash_tag. Cells are indices into the server lines as given.
+    named = ["zeta", "eta", "theta"]
+    tw_cols = [(f"twem_{h}", "ketama", h, S114, [1, 1, 1], None, None)
+               for h in m.TWEMPROXY_HASHES if h != "md5"]
+    tw_cols += [
+        ("twem_fnv1a_64_w112", "ketama", "fnv1a_64", S114, [1, 1, 2], None, None),
+        ("twem_murmur_w112", "ketama", "murmur", S114, [1, 1, 2], None, None),
+        ("twem_fnv1a_64_11211_w123", "ketama", "fnv1a_64", S112, [1, 2, 3], None, None),
+        ("twem_modula_fnv1a_64", "modula", "fnv1a_64", S114, [1, 1, 1], None, None),
+        ("twem_modula_fnv1a_64_w112", "modula", "fnv1a_64", S114, [1, 1, 2], None, None),
+        ("twem_modula_crc32a_w112", "modula", "crc32a", S114, [1, 1, 2], None, None),
+        ("twem_modula_md5_named_w123", "modula", "md5", S114, [1, 2, 3], named, None),
+        ("twem_modula_hsieh_named", "modula", "hsieh", S114, [1, 1, 1], named, None),
+        ("twem_tag_fnv1a_64", "ketama", "fnv1a_64", S114, [1, 1, 1], None, "{}"),
+        ("twem_tag_md5_colons", "ketama", "md5", S114, [1, 1, 1], None, "::"),
+        ("twem_modula_tag_murmur_w112", "modula", "murmur", S114, [1, 1, 2], None, "{}"),
+    ]
+    for name, dist, hname, servers, weights, given, tag in tw_cols:
+        lines = [s + (f" {given[i]}" if given else "") for i, s in enumerate(spec(servers, weights))]
+        print(f"{name}: nutcracker {hname}/{dist} tag {tag} {lines}", flush=True)
+        nc = procs.nutcracker("127.0.0.1", port, lines, hash_=hname, distribution=dist,
+                              hash_tag=tag)
+        client = pylibmc.Client([f"127.0.0.1:{port}"])
+        got = real.placed_by_servers(client, servers, keys)
+        client.disconnect_all()
+        procs.stop(nc)
+        port += 2
+        names = given or [m.libmemcached_name(h, p) for h, p in servers]
+        model = m.tw_ketama if dist == "ketama" else m.tw_modula
+        f = model(names, weights, m.TWEMPROXY_HASHES[hname], tag.encode() if tag else None)
+        agree("python model vs servers", [f(k) for k in keys], got)
+        algo = f"{dist}-twemproxy/hash={hname}" + (f"/hash_tag={tag}" if tag else "")
+        t.add(name, algo, lines, got)
     return t
+
+
+CRT_MODULI = (128, 127, 125, 121, 113)  # pairwise coprime, product > 2**32
+CRT_BASE_PORT = 30000  # 5-digit ports: name order is port order
+
+
+def twemproxy_hash_table(keys):
+    """Each twemproxy hash of each key, as the real nutcracker computes it: for W in CRT_MODULI
+    a `distribution: modula` pool of W servers of weight 1 sends `get KEY` to server
+    hash % W (its servers sorted by name, here by port); a fake memcached on every port notes
+    where each key came; the Chinese remainder theorem gives the 32-bit hash back."""
+    fake = procs.FakeMemcached("127.0.0.1", range(CRT_BASE_PORT, CRT_BASE_PORT + max(CRT_MODULI)))
+    cols = []
+    port = 22401
+    try:
+        for hname, model in m.TWEMPROXY_HASHES.items():
+            residues = []
+            for w in CRT_MODULI:
+                lines = [f"127.0.0.1:{CRT_BASE_PORT + i}:1" for i in range(w)]
+                nc = procs.nutcracker("127.0.0.1", port, lines, hash_=hname,
+                                      distribution="modula")
+                procs.get_through("127.0.0.1", port, keys)
+                procs.stop(nc)
+                port += 2
+                got = fake.take()
+                missing = [k for k in keys if k not in got]
+                if missing:
+                    raise SystemExit(f"{hname}: {len(missing)} keys never arrived, e.g. {missing[:3]}")
+                residues.append([got[k] - CRT_BASE_PORT for k in keys])
+            prod = 1
+            for w in CRT_MODULI:
+                prod *= w
+            values = []
+            for i in range(len(keys)):
+                x = 0
+                for w, r in zip(CRT_MODULI, residues):
+                    mw = prod // w
+                    x += r[i] * mw * pow(mw, -1, w)
+                values.append(x % prod)
+            print(f"{hname}: recovered {len(values)} hashes from nutcracker", flush=True)
+            if any(v >= 1 << 32 for v in values):
+                raise SystemExit(f"{hname}: a recovered hash does not fit in 32 bits")
+            agree("python model vs nutcracker", [model(k) for k in keys], values)
+            cols.append((hname, values))
+    finally:
+        fake.close()
+    return cols
+
+
+def hash_table_keys(seed=0x5EED_4A5E):
+    """Keys for twemproxy_hashes.tsv: every single byte nutcracker's memcache parser takes in a
+    key (0x21..0xff), "hello", and random keys of bytes 0x21..0xff of every tail length."""
+    x = seed
+
+    def nxt():
+        nonlocal x
+        x ^= x >> 12
+        x ^= (x << 25) & m.M64
+        x ^= x >> 27
+        return (x * 0x2545F4914F6CDD1D) & m.M64
+
+    keys = [b"hello", b"foo", b"hello_world"]
+    keys += [bytes([b]) for b in range(0x21, 0x100)]
+    seen = set(keys)
+    while len(keys) < 223 + 3 + 300:
+        n = 2 + nxt() % 40 if len(keys) % 10 else 41 + nxt() % 210
+        k = bytes(0x21 + nxt() % 223 for _ in range(n))
+        if k not in seen:
+            seen.add(k)
+            keys.append(k)
+    return keys
+
+
+def write_hash_table(path, keys, cols):
+    with open(path, "w") as f:
+        f.write("# twemproxy's key hashes as the real nutcracker 0.5.0 computes them, recovered from\n")
+        f.write("# where modula pools of 128, 127, 125, 121 and 113 servers sent each key (CRT);\n")
+        f.write("# generated by scripts/ring-vectors/gen.py. Keys in hex; cells: the uint32 hash.\n")
+        f.write("key_hex\t" + "\t".join(name for name, _ in cols) + "\n")
+        for i, k in enumerate(keys):
+            f.write(k.hex() + "\t" + "\t".join(str(v[i]) for _, v in cols) + "\n")
+    print(f"wrote {path}")
 
 
 def ketama_ties():
@@ -314,8 +435,17 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     start = time.monotonic()
     try:
-        keys = m.memcached_keys(args.keys)
+        # The first --keys rows are the printable keys every table had first; then keys with
+        # bytes >= 0x80 (UTF-8) and keys with hash tags, a tenth of --keys each.
+        extra = max(args.keys // 10, 1)
+        keys = (m.memcached_keys(args.keys) + m.high_byte_keys(extra)
+                + m.hash_tag_keys(extra))
+        assert len(set(keys)) == len(keys)
         memcached_table(keys).write(os.path.join(args.out, "memcached.tsv"))
+        procs.stop_all()
+        hkeys = hash_table_keys()
+        write_hash_table(os.path.join(args.out, "twemproxy_hashes.tsv"), hkeys,
+                         twemproxy_hash_table(hkeys))
         procs.stop_all()
         rows = ketama_ties() + groupcache_ties()
         write_ties(os.path.join(args.out, "ties.tsv"), rows)

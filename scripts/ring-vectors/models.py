@@ -43,6 +43,60 @@ def memcached_keys(count, seed=0x5EED_0001):
     return out
 
 
+def high_byte_keys(count, seed=0x5EED_0080):
+    """`count` distinct memcached keys that each hold bytes >= 0x80, as valid UTF-8 (the tables are
+    text; every byte from 0x80 to 0xf4 can appear): printable ASCII mixed with code points of
+    two, three and four UTF-8 bytes, at most 250 bytes. Same xorshift64* as memcached_keys."""
+    x = seed
+    seen = set()
+    out = []
+
+    def nxt():
+        nonlocal x
+        x ^= x >> 12
+        x ^= (x << 25) & M64
+        x ^= x >> 27
+        return (x * 0x2545F4914F6CDD1D) & M64
+
+    ranges = [(0x21, 0x7E), (0xA1, 0x7FF), (0x800, 0xD7FF), (0xE000, 0xFFFD), (0x10000, 0x10FFFF)]
+    while len(out) < count:
+        n = 1 + nxt() % 24
+        chars = []
+        for _ in range(n):
+            lo, hi = ranges[nxt() % len(ranges)]
+            chars.append(chr(lo + nxt() % (hi - lo + 1)))
+        k = "".join(chars).encode()
+        if len(k) <= 250 and max(k) >= 0x80 and k not in seen:
+            seen.add(k)
+            out.append(k)
+    return out
+
+
+def hash_tag_keys(count, seed=0x5EED_7A65):
+    """`count` distinct printable keys with `{}` and `:` tags in the places twemproxy's hash_tag
+    treats differently: `user:{N}:x`, empty tags, unclosed tags, a closing byte first, two
+    tags."""
+    x = seed
+    out = []
+    seen = set()
+
+    def nxt():
+        nonlocal x
+        x ^= x >> 12
+        x ^= (x << 25) & M64
+        x ^= x >> 27
+        return (x * 0x2545F4914F6CDD1D) & M64
+
+    forms = ["user:{%d}:x", "{%d}", "{%d}tail", "a{}b{%d}", "x{%d", "}%d{", "{%d}{7}",
+             "%d:{}:", "{:%d:}", "::%d", "k%d{", "k%d}", "{{%d}}", "post:%d:comments"]
+    while len(out) < count:
+        k = (forms[nxt() % len(forms)] % (nxt() % 100000)).encode()
+        if k not in seen:
+            seen.add(k)
+            out.append(k)
+    return out
+
+
 # ---------------------------------------------------------------- hashes
 
 def md5_le(data, word=0):
@@ -286,3 +340,234 @@ class GoRing:
 
 def vbucket_id(key, nbuckets):
     return ((crc32(key) >> 16) & 0x7FFF) & (nbuckets - 1)
+
+
+# ---------------------------------------------------------------- twemproxy hashes
+# Written from twemproxy's src/hashkit/nc_*.c. `char` is signed on x86-64: where the C code
+# widens key[x] itself (not through uint8_t), bytes >= 0x80 are sign-extended.
+
+def _schar32(b):
+    return (b - 256) & M32 if b >= 128 else b
+
+
+def _crc16_table():
+    """CRC-16/XMODEM's table (polynomial 0x1021, not reflected), as nutcracker 0.5.0 has it."""
+    tab = []
+    for i in range(256):
+        c = i << 8
+        for _ in range(8):
+            c = (c << 1) ^ 0x1021 if c & 0x8000 else c << 1
+        tab.append(c & 0xFFFF)
+    return tab
+
+
+_CRC16 = _crc16_table()
+
+
+def tw_crc16(data):
+    """nutcracker 0.5.0's hash_crc16: `crc = (crc << 8) ^ tab[((crc >> 8) ^ key[x]) & 0xff]`
+    in a uint32_t that is never cut to 16 bits, so it returns up to 32 bits. (Later twemproxy
+    sources replaced it with the kernel's CRC-16; the real 0.5.0 binary computes this one.)"""
+    crc = 0
+    for b in data:
+        crc = ((crc << 8) & M32) ^ _CRC16[((crc >> 8) ^ b) & 0xFF]
+    return crc
+
+
+def tw_crc32(data):
+    return (crc32(data) >> 16) & 0x7FFF
+
+
+def tw_fnv1_64(data):
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = (h * 0x100000001B3) & M64
+        h ^= (b - 256) & M64 if b >= 128 else b  # (uint64_t)key[x]
+    return h & M32
+
+
+def tw_fnv1a_64(data):
+    h = 0xCBF29CE484222325 & M32  # (uint32_t) FNV_64_INIT
+    for b in data:
+        h ^= _schar32(b)
+        h = (h * (0x100000001B3 & M32)) & M32
+    return h
+
+
+def tw_fnv1_32(data):
+    h = 2166136261
+    for b in data:
+        h = (h * 16777619) & M32
+        h ^= _schar32(b)
+    return h
+
+
+def tw_fnv1a_32(data):
+    h = 2166136261
+    for b in data:
+        h ^= _schar32(b)
+        h = (h * 16777619) & M32
+    return h
+
+
+def tw_hsieh(data):
+    if not data:
+        return 0
+
+    def g16(i):
+        return data[i] | (data[i + 1] << 8)
+
+    h = 0
+    n = len(data)
+    i = 0
+    for _ in range(n >> 2):
+        h = (h + g16(i)) & M32
+        tmp = ((g16(i + 2) << 11) & M32) ^ h
+        h = ((h << 16) & M32) ^ tmp
+        i += 4
+        h = (h + (h >> 11)) & M32
+    rem = n & 3
+    if rem == 3:
+        h = (h + g16(i)) & M32
+        h ^= (h << 16) & M32
+        h ^= (_schar32(data[i + 2]) << 18) & M32
+        h = (h + (h >> 11)) & M32
+    elif rem == 2:
+        h = (h + g16(i)) & M32
+        h ^= (h << 11) & M32
+        h = (h + (h >> 17)) & M32
+    elif rem == 1:
+        h = (h + data[i]) & M32
+        h ^= (h << 10) & M32
+        h = (h + (h >> 1)) & M32
+    h ^= (h << 3) & M32
+    h = (h + (h >> 5)) & M32
+    h ^= (h << 4) & M32
+    h = (h + (h >> 17)) & M32
+    h ^= (h << 25) & M32
+    h = (h + (h >> 6)) & M32
+    return h
+
+
+def tw_murmur(data):
+    m = 0x5BD1E995
+    n = len(data)
+    h = ((0xDEADBEEF * n) & M32) ^ (n & M32)
+    i = 0
+    while n - i >= 4:
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * m) & M32
+        k ^= k >> 24
+        k = (k * m) & M32
+        h = (h * m) & M32
+        h ^= k
+        i += 4
+    rest = n - i
+    if rest == 3:
+        h ^= data[i + 2] << 16
+    if rest >= 2:
+        h ^= data[i + 1] << 8
+    if rest >= 1:
+        h ^= data[i]
+        h = (h * m) & M32
+    h ^= h >> 13
+    h = (h * m) & M32
+    h ^= h >> 15
+    return h
+
+
+def _rot(x, k):
+    return ((x << k) | (x >> (32 - k))) & M32
+
+
+def tw_jenkins(data):
+    """lookup3 hashlittle, initval 13, the byte-at-a-time path."""
+    n = len(data)
+    a = b = c = (0xDEADBEEF + n + 13) & M32
+    k = data
+    while n > 12:
+        a = (a + k[0] + (k[1] << 8) + (k[2] << 16) + (k[3] << 24)) & M32
+        b = (b + k[4] + (k[5] << 8) + (k[6] << 16) + (k[7] << 24)) & M32
+        c = (c + k[8] + (k[9] << 8) + (k[10] << 16) + (k[11] << 24)) & M32
+        a = (a - c) & M32; a ^= _rot(c, 4); c = (c + b) & M32
+        b = (b - a) & M32; b ^= _rot(a, 6); a = (a + c) & M32
+        c = (c - b) & M32; c ^= _rot(b, 8); b = (b + a) & M32
+        a = (a - c) & M32; a ^= _rot(c, 16); c = (c + b) & M32
+        b = (b - a) & M32; b ^= _rot(a, 19); a = (a + c) & M32
+        c = (c - b) & M32; c ^= _rot(b, 4); b = (b + a) & M32
+        n -= 12
+        k = k[12:]
+    if n == 0:
+        return c
+    # the fall-through switch: byte j goes to (a, b, c)[j // 4] at bit 8 * (j % 4)
+    regs = [a, b, c]
+    for j in range(n):
+        regs[j // 4] = (regs[j // 4] + (k[j] << (8 * (j % 4)))) & M32
+    a, b, c = regs
+    c ^= b; c = (c - _rot(b, 14)) & M32
+    a ^= c; a = (a - _rot(c, 11)) & M32
+    b ^= a; b = (b - _rot(a, 25)) & M32
+    c ^= b; c = (c - _rot(b, 16)) & M32
+    a ^= c; a = (a - _rot(c, 4)) & M32
+    b ^= a; b = (b - _rot(a, 14)) & M32
+    c ^= b; c = (c - _rot(b, 24)) & M32
+    return c
+
+
+TWEMPROXY_HASHES = {
+    "one_at_a_time": one_at_a_time,
+    "md5": md5_le,
+    "crc16": tw_crc16,
+    "crc32": tw_crc32,
+    "crc32a": crc32,
+    "fnv1_64": tw_fnv1_64,
+    "fnv1a_64": tw_fnv1a_64,
+    "fnv1_32": tw_fnv1_32,
+    "fnv1a_32": tw_fnv1a_32,
+    "hsieh": tw_hsieh,
+    "murmur": tw_murmur,
+    "jenkins": tw_jenkins,
+}
+
+
+def tw_hash_tag(key, tag):
+    """server_pool_idx: the part between the first tag[0] and the first tag[1] after it, when
+    both are there and it is not empty; else the whole key."""
+    s = key.find(tag[0:1])
+    if s >= 0:
+        e = key.find(tag[1:2], s + 1)
+        if e >= 0 and e - s > 1:
+            return key[s + 1:e]
+    return key
+
+
+def tw_sorted(names):
+    """nutcracker's server order: shorter name first, then bytewise (string_compare)."""
+    return sorted(range(len(names)), key=lambda i: (len(names[i]), names[i].encode()))
+
+
+def tw_key_hash(key_hash, key):
+    return 0 if not key else key_hash(key)
+
+
+def tw_ketama(names, weights, key_hash, tag=None):
+    """twemproxy ketama: MD5 points over the name-sorted servers, the key through key_hash."""
+    order = tw_sorted(names)
+    c = ketama_weighted([names[i] for i in order], [weights[i] for i in order])
+
+    def place(k):
+        if tag:
+            k = tw_hash_tag(k, tag)
+        return order[c.lookup(tw_key_hash(key_hash, k))]
+    return place
+
+
+def tw_modula(names, weights, key_hash, tag=None):
+    """twemproxy modula: each server `weight` slots, name-sorted; slot hash % slots."""
+    slots = [i for i in tw_sorted(names) for _ in range(weights[i])]
+
+    def place(k):
+        if tag:
+            k = tw_hash_tag(k, tag)
+        return slots[tw_key_hash(key_hash, k) % len(slots)]
+    return place

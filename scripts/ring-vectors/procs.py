@@ -65,17 +65,20 @@ def memcached(host, port, mem_mb=64):
         host, port)
 
 
-def nutcracker(listen_host, listen_port, servers, hash_="md5", distribution="ketama"):
+def nutcracker(listen_host, listen_port, servers, hash_="md5", distribution="ketama",
+               hash_tag=None):
     """A nutcracker pool listening on listen_host:listen_port.
 
-    `servers` are twemproxy server lines ("host:port:weight" or "host:port:weight name").
+    `servers` are twemproxy server lines ("host:port:weight" or "host:port:weight name");
+    `hash_tag` two characters, or None for none.
     """
     conf = (
         "pool:\n"
         f"  listen: {listen_host}:{listen_port}\n"
         f"  hash: {hash_}\n"
         f"  distribution: {distribution}\n"
-        "  auto_eject_hosts: false\n"
+        + (f'  hash_tag: "{hash_tag}"\n' if hash_tag else "")
+        + "  auto_eject_hosts: false\n"
         "  redis: false\n"
         "  timeout: 2000\n"
         "  server_connections: 1\n"
@@ -87,6 +90,102 @@ def nutcracker(listen_host, listen_port, servers, hash_="md5", distribution="ket
     # -s 0 would still bind a stats port; give it one next to the listen port.
     return _spawn([NUTCRACKER, "-c", path, "-s", str(listen_port + 1), "-a", listen_host,
                    "-v", "0", "-o", "/dev/null"], listen_host, listen_port)
+
+
+class FakeMemcached:
+    """One thread answering `get KEY` with `END` on many loopback ports, remembering on which
+    port each key arrived: where nutcracker sent it. Nothing is stored."""
+
+    def __init__(self, host, ports):
+        import selectors
+        import threading
+        self.sel = selectors.DefaultSelector()
+        self.seen = {}  # port -> list of keys
+        self.listeners = []
+        for port in ports:
+            if not _port_free(host, port):
+                raise RuntimeError(f"{host}:{port} is already in use; refusing to share it")
+            ls = socket.socket()
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            ls.bind((host, port))
+            ls.listen(16)
+            ls.setblocking(False)
+            self.sel.register(ls, selectors.EVENT_READ, ("listen", port))
+            self.listeners.append(ls)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        import selectors
+        bufs = {}
+        while not self.stopping:
+            for sk, _ in self.sel.select(timeout=0.1):
+                kind, port = sk.data
+                if kind == "listen":
+                    c, _ = sk.fileobj.accept()
+                    c.setblocking(False)
+                    bufs[c] = b""
+                    self.sel.register(c, selectors.EVENT_READ, ("conn", port))
+                    continue
+                c = sk.fileobj
+                data = c.recv(65536)
+                if not data:
+                    self.sel.unregister(c)
+                    c.close()
+                    bufs.pop(c, None)
+                    continue
+                bufs[c] += data
+                out = b""
+                while b"\r\n" in bufs[c]:
+                    line, bufs[c] = bufs[c].split(b"\r\n", 1)
+                    if line.startswith(b"get "):
+                        for k in line[4:].split(b" "):
+                            self.seen.setdefault(port, []).append(k)
+                        out += b"END\r\n"
+                    else:
+                        out += b"ERROR\r\n"
+                if out:
+                    c.setblocking(True)
+                    c.sendall(out)
+                    c.setblocking(False)
+
+    def take(self):
+        """Which port each key came to since the last call: {key: port}."""
+        got = {}
+        for port, keys in self.seen.items():
+            for k in keys:
+                if k in got and got[k] != port:
+                    raise RuntimeError(f"key {k!r} came to two ports")
+                got[k] = port
+        self.seen = {}
+        return got
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(timeout=5)
+        for sk in list(self.sel.get_map().values()):
+            sk.fileobj.close()
+        self.sel.close()
+
+
+def get_through(host, port, keys, deadline_s=60.0):
+    """Sends `get KEY` for every key to a memcached (nutcracker) and waits for every END."""
+    end = time.monotonic() + deadline_s
+    with socket.create_connection((host, port), timeout=5) as s:
+        for i in range(0, len(keys), 200):
+            chunk = keys[i:i + 200]
+            s.sendall(b"".join(b"get " + k + b"\r\n" for k in chunk))
+            buf = b""
+            while buf.count(b"END\r\n") < len(chunk):
+                if time.monotonic() > end:
+                    raise RuntimeError("nutcracker did not answer every get in time")
+                data = s.recv(65536)
+                if not data:
+                    raise RuntimeError(f"nutcracker closed the connection: {buf[-200:]!r}")
+                buf += data
+            if buf != b"END\r\n" * len(chunk):
+                raise RuntimeError(f"unexpected answer from nutcracker: {buf[:200]!r}")
 
 
 def stop(p):

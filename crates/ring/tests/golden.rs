@@ -1,19 +1,69 @@
 //! Bit-compatibility: our placements against tables from the real systems.
 //!
-//! `tests/vectors/memcached.tsv` comes from libmemcached (pylibmc) and nutcracker storing keys
-//! on real memcached servers, `models.tsv` from independent Python models of the systems we
-//! cannot run here, `ties.tsv` from servers (ketama) and forged CRC-32 collisions (groupcache,
-//! galaxycache). `scripts/ring-vectors/gen.py` writes all three.
+//! `tests/vectors/memcached.tsv` comes from libmemcached (pylibmc) and nutcracker (every
+//! `hash:`, ketama and modula, `hash_tag:`) storing keys on real memcached servers,
+//! `twemproxy_hashes.tsv` from nutcracker's own hashes, `models.tsv` from independent Python
+//! models of the systems we cannot run here, `ties.tsv` from servers (ketama) and forged CRC-32
+//! collisions (groupcache, galaxycache). `scripts/ring-vectors/gen.py` writes all four.
 
 mod common;
 
-use shoal_ring::{Ketama, LibvbucketKetama, Ring};
+use shoal_ring::{Ketama, LibvbucketKetama, Ring, TwemproxyHash};
 
 #[test]
 fn libmemcached_and_nutcracker_placements() {
     let report = common::check_table(&common::vectors_dir().join("memcached.tsv"));
-    assert!(report.len() >= 17, "expected every column, got {report:?}");
-    assert!(report.iter().all(|(_, n, _)| *n >= 5000));
+    assert!(report.len() >= 39, "expected every column, got {report:?}");
+    assert!(report.iter().all(|(_, n, _)| *n >= 6000));
+    // Every twemproxy hash: with ketama, and modula and hash_tag columns.
+    let names: Vec<&str> = report.iter().map(|(c, _, _)| c.as_str()).collect();
+    for h in TwemproxyHash::ALL {
+        let col = if h == TwemproxyHash::Md5 {
+            "twemproxy".to_owned()
+        } else {
+            format!("twem_{h}")
+        };
+        assert!(names.contains(&col.as_str()), "no column {col}");
+    }
+    assert!(
+        names
+            .iter()
+            .filter(|c| c.starts_with("twem_modula_"))
+            .count()
+            >= 4
+    );
+    assert!(names.iter().filter(|c| c.contains("_tag_")).count() >= 3);
+}
+
+/// `twemproxy_hashes.tsv`: each key's hash as the real nutcracker computed it (recovered by
+/// gen.py from where modula pools of 113..128 servers sent the key), for every `hash:`. Keys
+/// hold every byte from 0x21 to 0xff, alone and in keys of every tail length.
+#[test]
+fn twemproxy_hashes_match_nutcracker() {
+    let path = common::vectors_dir().join("twemproxy_hashes.tsv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines = text.lines().filter(|l| !l.starts_with('#'));
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    assert_eq!(header[0], "key_hex");
+    let hashes: Vec<TwemproxyHash> = header[1..].iter().map(|h| h.parse().unwrap()).collect();
+    assert_eq!(hashes, TwemproxyHash::ALL);
+    let mut rows = 0;
+    let mut high = 0;
+    for line in lines {
+        let f: Vec<&str> = line.split('\t').collect();
+        let key: Vec<u8> = (0..f[0].len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&f[0][i..i + 2], 16).unwrap())
+            .collect();
+        high += usize::from(key.iter().any(|&b| b >= 0x80));
+        for (h, want) in hashes.iter().zip(&f[1..]) {
+            let want: u32 = want.parse().unwrap();
+            assert_eq!(h.hash(&key), want, "{h} of {}", f[0]);
+        }
+        rows += 1;
+    }
+    assert!(rows >= 500, "{rows} rows");
+    assert!(high >= 300, "{high} keys with a byte >= 0x80");
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use shoal_ring::{
     Chash, GroupcacheRing, Jump, Ketama, KetamaCompat, KeyHash, LibvbucketKetama, Modula, Ring,
+    TwemproxyHash, twemproxy_hash_tag,
 };
 
 /// One column of a table: an algorithm over members, and the expected cell per key.
@@ -64,16 +65,46 @@ pub fn read_table(path: &Path) -> Table {
     Table { keys, columns }
 }
 
-/// The ring a column's algorithm names, and how many owners a cell lists (`algo/owners=N`).
+/// A ring that cuts keys with twemproxy's `hash_tag:` before placing them, as nutcracker's
+/// `server_pool_idx` does.
+#[derive(Debug)]
+struct HashTagged {
+    inner: Box<dyn Ring>,
+    tag: [u8; 2],
+}
+
+impl Ring for HashTagged {
+    fn owner(&self, key: &[u8]) -> Option<&shoal_ring::Member> {
+        self.inner.owner(twemproxy_hash_tag(key, self.tag))
+    }
+    fn members(&self) -> &[shoal_ring::Member] {
+        self.inner.members()
+    }
+    fn owners(&self, key: &[u8], n: usize) -> Vec<&shoal_ring::Member> {
+        self.inner.owners(twemproxy_hash_tag(key, self.tag), n)
+    }
+}
+
+/// The ring a column's algorithm names, and how many owners a cell lists. An algorithm is a
+/// base name and `/option=value`s: `owners=N` (cells list N owners), and for the twemproxy
+/// bases `hash=NAME` (nutcracker's `hash:`, md5 when absent) and `hash_tag=XY`.
 pub fn ring_for(algo: &str, members: &[String]) -> (Box<dyn Ring>, Option<usize>) {
     let m: Vec<&str> = members.iter().map(String::as_str).collect();
-    let (base, owners) = match algo.split_once("/owners=") {
-        Some((b, n)) => (b, Some(n.parse().unwrap())),
-        None => (algo, None),
-    };
+    let mut parts = algo.split('/');
+    let base = parts.next().unwrap();
+    let (mut owners, mut hash, mut tag) = (None, TwemproxyHash::Md5, None);
+    for opt in parts {
+        match opt.split_once('=').unwrap() {
+            ("owners", n) => owners = Some(n.parse().unwrap()),
+            ("hash", h) => hash = h.parse().unwrap(),
+            ("hash_tag", t) => tag = Some(<[u8; 2]>::try_from(t.as_bytes()).unwrap()),
+            (k, _) => panic!("unknown option {k} in algorithm {algo}"),
+        }
+    }
     let ring: Box<dyn Ring> = match base {
         "ketama" => Box::new(Ketama::new(&m).unwrap()),
-        "ketama-twemproxy" => Box::new(Ketama::twemproxy(&m).unwrap()),
+        "ketama-twemproxy" => Box::new(Ketama::twemproxy_with(&m, hash).unwrap()),
+        "modula-twemproxy" => Box::new(Modula::twemproxy(&m, hash).unwrap()),
         "ketama-compat" => Box::new(KetamaCompat::new(&m).unwrap()),
         "ketama-compat-oaat" => Box::new(KetamaCompat::with_hash(&m, KeyHash::OneAtATime).unwrap()),
         "modula" => Box::new(Modula::new(&m).unwrap()),
@@ -86,6 +117,10 @@ pub fn ring_for(algo: &str, members: &[String]) -> (Box<dyn Ring>, Option<usize>
             Box::new(shoal_ring::VBucketMap::from_json(&vbucket_json(members, 1024)).unwrap())
         }
         other => shoal_ring::build(other.parse().unwrap(), &m).unwrap(),
+    };
+    let ring = match tag {
+        Some(tag) => Box::new(HashTagged { inner: ring, tag }),
+        None => ring,
     };
     (ring, owners)
 }
