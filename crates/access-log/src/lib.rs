@@ -16,7 +16,8 @@
 //!
 //! Lines are formatted on the request's task and written by a thread of their own, so a slow
 //! disk never holds a reply. Up to 65,536 lines may wait; past that a line is dropped and
-//! counted ([`AccessLog::dropped`]) rather than making requests wait. [`AccessLog::reopen`]
+//! counted ([`AccessLog::dropped`], and the `shoal_access_log_dropped_total` metric) rather
+//! than making requests wait. [`AccessLog::reopen`]
 //! reopens the file after log rotation (shoal does it on SIGUSR1, as nginx does).
 
 use std::cell::RefCell;
@@ -124,6 +125,7 @@ impl AccessLog {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("shoal_access_log_dropped_total").increment(1);
             }
         }
     }
