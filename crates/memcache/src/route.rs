@@ -1,20 +1,39 @@
-//! Which server a key goes to: a ring from `shoal-ring` (ketama, ketama-compat, modula) or a
-//! vBucket map, plus twemproxy's opt-in "eject" mode, which re-shards over the servers that
-//! are not in their retry interval.
+//! Which server a key goes to: a ring from `shoal-ring` (libmemcached's ketama, ketama-compat
+//! and modula, or twemproxy's ketama and modula with its `hash:` and `hash_tag:`) or a vBucket
+//! map, plus twemproxy's opt-in "eject" mode, which re-shards over the servers that are not in
+//! their retry interval.
 
 use std::str::FromStr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use parking_lot::RwLock;
-use shoal_ring::{Algorithm, Ring, RingError, VBucketMap, build};
+use shoal_ring::{
+    Algorithm, Ketama, Modula, Ring, RingError, TwemproxyHash, VBucketMap, build,
+    twemproxy_hash_tag,
+};
+
+/// twemproxy (nutcracker) placement of a ketama or modula pool: the pool's `hash:` and
+/// `hash_tag:`. With it the servers are twemproxy server lines, `host:port:weight [name]`
+/// (the weight may be left out here), sorted and tie-broken as nutcracker does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Twemproxy {
+    /// The key hash (`hash:`); [`Default`] is nutcracker's, `fnv1a_64`. A ketama continuum's
+    /// points are MD5 whatever this says.
+    pub hash: TwemproxyHash,
+    /// `hash_tag:` (two bytes such as `{}`): a key is placed by the part between the first
+    /// opening byte and the next closing byte, when that part is not empty
+    /// ([`twemproxy_hash_tag`]); `None` places it by the whole key.
+    pub hash_tag: Option<[u8; 2]>,
+}
 
 use crate::pool::Pool;
 
-/// A `--distribution`.
+/// A `--distribution`, and with twemproxy options (`--hash`, `--hash-tag`, a nutcracker.yml
+/// pool) twemproxy's form of ketama or modula.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Distribution {
-    /// libmemcached weighted ketama (= twemproxy md5 + ketama): the default.
+    /// libmemcached weighted ketama (= twemproxy md5 + ketama for unnamed servers): the default.
     Ketama,
     /// libmemcached non-weighted ketama with MD5.
     KetamaCompat,
@@ -22,6 +41,10 @@ pub enum Distribution {
     Modula,
     /// A moxi/libvbucket vBucket map.
     Vbucket,
+    /// twemproxy `distribution: ketama` ([`Ketama::twemproxy_with`]).
+    TwemproxyKetama(Twemproxy),
+    /// twemproxy `distribution: modula` ([`Modula::twemproxy`]).
+    TwemproxyModula(Twemproxy),
 }
 
 impl FromStr for Distribution {
@@ -42,15 +65,53 @@ impl FromStr for Distribution {
 }
 
 impl Distribution {
-    /// The name `FromStr` accepts.
+    /// The name `FromStr` accepts (for twemproxy's forms, that of their distribution: the
+    /// hash is [`twemproxy`](Self::twemproxy)'s).
     pub fn name(self) -> &'static str {
         match self {
-            Distribution::Ketama => "ketama",
+            Distribution::Ketama | Distribution::TwemproxyKetama(_) => "ketama",
             Distribution::KetamaCompat => "ketama-compat",
-            Distribution::Modula => "modula",
+            Distribution::Modula | Distribution::TwemproxyModula(_) => "modula",
             Distribution::Vbucket => "vbucket",
         }
     }
+
+    /// twemproxy's placement, for its forms of ketama and modula.
+    pub fn twemproxy(self) -> Option<Twemproxy> {
+        match self {
+            Distribution::TwemproxyKetama(t) | Distribution::TwemproxyModula(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// This distribution placed as twemproxy places it with `t`: ketama and modula have a
+    /// twemproxy form; ketama-compat and vbucket do not (the error says so).
+    pub fn with_twemproxy(self, t: Twemproxy) -> Result<Distribution, String> {
+        match self {
+            Distribution::Ketama | Distribution::TwemproxyKetama(_) => {
+                Ok(Distribution::TwemproxyKetama(t))
+            }
+            Distribution::Modula | Distribution::TwemproxyModula(_) => {
+                Ok(Distribution::TwemproxyModula(t))
+            }
+            Distribution::KetamaCompat | Distribution::Vbucket => Err(format!(
+                "twemproxy's hash and hash_tag apply to ketama and modula, not {}",
+                self.name()
+            )),
+        }
+    }
+}
+
+/// The ring of `dist` over `servers`.
+fn ring(dist: Distribution, servers: &[&str]) -> Result<Box<dyn Ring>, RingError> {
+    Ok(match dist {
+        Distribution::Ketama => build(Algorithm::Ketama, servers)?,
+        Distribution::KetamaCompat => build(Algorithm::KetamaCompat, servers)?,
+        Distribution::Modula => build(Algorithm::Modula, servers)?,
+        Distribution::TwemproxyKetama(t) => Box::new(Ketama::twemproxy_with(servers, t.hash)?),
+        Distribution::TwemproxyModula(t) => Box::new(Modula::twemproxy(servers, t.hash)?),
+        Distribution::Vbucket => return Err(RingError::VBucketMapRequired),
+    })
 }
 
 /// Where a key goes.
@@ -64,7 +125,8 @@ pub struct Route {
 
 #[derive(Debug)]
 enum Kind {
-    Ring(Box<dyn Ring>, Algorithm),
+    /// A ring, and the distribution it was built with (the eject mode builds another).
+    Ring(Box<dyn Ring>, Distribution),
     VBucket(RwLock<VBucketMap>),
     /// No servers (no config yet): no key has a server.
     None,
@@ -84,23 +146,23 @@ struct Ejected {
 pub struct Router {
     kind: Kind,
     names: Vec<String>,
+    /// twemproxy's `hash_tag:`: keys are cut to their tag before the ring sees them.
+    hash_tag: Option<[u8; 2]>,
     eject: bool,
     ejected: ArcSwapOption<Ejected>,
 }
 
 impl Router {
-    /// A router over `servers` (`host:port[:weight]`) for a ring distribution.
+    /// A router over `servers` (`host:port[:weight]`, or twemproxy's server lines for its
+    /// distributions) for a ring distribution. With `eject`, a ring of the same distribution
+    /// over the live servers takes the keys while a server is in its retry interval, as
+    /// twemproxy's `auto_eject_hosts` rebuilds its continuum (same hash, same hash tag).
     pub fn new(dist: Distribution, servers: &[&str], eject: bool) -> Result<Router, RingError> {
-        let algorithm = match dist {
-            Distribution::Ketama => Algorithm::Ketama,
-            Distribution::KetamaCompat => Algorithm::KetamaCompat,
-            Distribution::Modula => Algorithm::Modula,
-            Distribution::Vbucket => return Err(RingError::VBucketMapRequired),
-        };
-        let ring = build(algorithm, servers)?;
+        let ring = ring(dist, servers)?;
         Ok(Router {
             names: servers.iter().map(|s| s.to_string()).collect(),
-            kind: Kind::Ring(ring, algorithm),
+            hash_tag: dist.twemproxy().and_then(|t| t.hash_tag),
+            kind: Kind::Ring(ring, dist),
             eject,
             ejected: ArcSwapOption::empty(),
         })
@@ -115,6 +177,7 @@ impl Router {
                 .map(|m| m.name.clone())
                 .collect(),
             kind: Kind::VBucket(RwLock::new(map)),
+            hash_tag: None,
             eject: false,
             ejected: ArcSwapOption::empty(),
         })
@@ -125,6 +188,7 @@ impl Router {
         Router {
             names: Vec::new(),
             kind: Kind::None,
+            hash_tag: None,
             eject: false,
             ejected: ArcSwapOption::empty(),
         }
@@ -152,9 +216,14 @@ impl Router {
                     vbucket: Some(vb),
                 })
             }
-            Kind::Ring(ring, algorithm) => {
+            Kind::Ring(ring, dist) => {
+                // twemproxy cuts the key to its hash tag first; a slice, nothing copied.
+                let key = match self.hash_tag {
+                    Some(tag) => twemproxy_hash_tag(key, tag),
+                    None => key,
+                };
                 let server = if self.eject {
-                    self.route_live(ring.as_ref(), *algorithm, key, pool)?
+                    self.route_live(ring.as_ref(), *dist, key, pool)?
                 } else {
                     ring.owner_index(key)?
                 };
@@ -169,7 +238,7 @@ impl Router {
     fn route_live(
         &self,
         ring: &dyn Ring,
-        algorithm: Algorithm,
+        dist: Distribution,
         key: &[u8],
         pool: &Pool,
     ) -> Option<usize> {
@@ -183,7 +252,7 @@ impl Router {
             None => {
                 let index: Vec<usize> = (0..live.len()).filter(|i| live[*i]).collect();
                 let names: Vec<&str> = index.iter().map(|i| self.names[*i].as_str()).collect();
-                let Ok(ring) = build(algorithm, &names) else {
+                let Ok(ring) = self::ring(dist, &names) else {
                     return ring.owner_index(key);
                 };
                 tracing::info!(
@@ -206,5 +275,32 @@ impl Router {
             Kind::VBucket(map) => map.write().found_incorrect_master(vb, wrong),
             Kind::Ring(..) | Kind::None => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twemproxy_forms_exist_for_ketama_and_modula_only() {
+        let t = Twemproxy {
+            hash: TwemproxyHash::Murmur,
+            hash_tag: Some(*b"{}"),
+        };
+        let k = Distribution::Ketama.with_twemproxy(t).unwrap();
+        assert_eq!(k, Distribution::TwemproxyKetama(t));
+        assert_eq!((k.name(), k.twemproxy()), ("ketama", Some(t)));
+        let m = Distribution::Modula.with_twemproxy(t).unwrap();
+        assert_eq!((m.name(), m.twemproxy()), ("modula", Some(t)));
+        assert_eq!(Distribution::Modula.twemproxy(), None);
+        for d in [Distribution::KetamaCompat, Distribution::Vbucket] {
+            let e = d.with_twemproxy(t).unwrap_err();
+            assert!(
+                e.contains("ketama and modula") && e.contains(d.name()),
+                "{e}"
+            );
+        }
+        assert_eq!(Twemproxy::default().hash, TwemproxyHash::Fnv1a_64);
     }
 }

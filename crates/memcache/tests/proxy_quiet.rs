@@ -1,7 +1,8 @@
 //! Quiet commands through the proxy against real memcached: binary pipelines of GETQ, GETKQ,
 //! SETQ, DELETEQ... ended by a NOOP, compared byte for byte with a direct memcached
 //! connection (CAS zeroed); meta commands with `q` and `mn`; and `--eject`, where a killed
-//! server's keys move to the others and come back after the retry interval.
+//! server's keys move to the others and come back after the retry interval (libmemcached
+//! ketama, and a twemproxy modula pool rebuilt with its own hash, hash tag and name order).
 #![allow(clippy::unwrap_used)]
 
 mod stream;
@@ -13,7 +14,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use shoal_memcache::proxy::{ProxyConfig, Servers};
-use shoal_memcache::route::Distribution;
+use shoal_memcache::route::{Distribution, Twemproxy};
+use shoal_ring::{Modula, Ring, TwemproxyHash, twemproxy_hash_tag};
 use support::Memcached;
 use support::bin::{self, arith_extras, req, store_extras, without_cas};
 use support::shoal::{Client, Shoal};
@@ -361,4 +363,64 @@ fn eject_reshards_a_killed_servers_keys_and_takes_it_back() {
         c.call(format!("get {victim}\r\n").as_bytes()),
         format!("VALUE {victim} 0 1\r\nc\r\nEND\r\n").as_bytes()
     );
+}
+
+/// twemproxy's `auto_eject_hosts` rebuilds the pool's modula slots over the live servers with
+/// the pool's hash, its hash tag and its name order: a killed server's key goes where
+/// `Modula::twemproxy` over the two live lines puts the key's tag, which (for the key picked)
+/// is neither where libmemcached's modula nor the untagged key would go.
+#[test]
+fn eject_rebuilds_a_twemproxy_pool_with_its_hash_and_tag() {
+    let Some(mut servers) = (0..3)
+        .map(|_| Memcached::start())
+        .collect::<Option<Vec<_>>>()
+    else {
+        return;
+    };
+    // Names sort c, b, a: the slots run in the reverse of the list.
+    let lines: Vec<String> = servers
+        .iter()
+        .zip(["a", "b", "c"].iter().rev())
+        .map(|(s, n)| format!("{}:1 {n}", s.addr()))
+        .collect();
+    let t = Twemproxy {
+        hash: TwemproxyHash::Murmur,
+        hash_tag: Some(*b"{}"),
+    };
+    let mut cfg = config(&servers, true);
+    cfg.servers = Servers::List {
+        members: lines.clone(),
+        distribution: Distribution::TwemproxyModula(t),
+    };
+    let shoal = Shoal::start(cfg);
+    let mut c = shoal.client();
+    let all: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let live = [all[0], all[2]];
+    let full = Modula::twemproxy(&all, t.hash).unwrap();
+    let tw = Modula::twemproxy(&live, t.hash).unwrap();
+    let lib = Modula::new(&live.map(|l| l.split(' ').next().unwrap())).unwrap();
+    let live_index = |i: usize| [0, 2][i];
+    let victim = (0..10_000)
+        .map(|i| format!("user{{{i}}}:x{}", i * 7))
+        .find(|k| {
+            let cut = twemproxy_hash_tag(k.as_bytes(), *b"{}");
+            let want = tw.owner_index(cut);
+            full.owner_index(cut) == Some(1)
+                && want != lib.owner_index(cut)
+                && want != tw.owner_index(k.as_bytes())
+        })
+        .unwrap();
+    let cut = twemproxy_hash_tag(victim.as_bytes(), *b"{}");
+    let after = live_index(tw.owner_index(cut).unwrap());
+    assert_eq!(
+        c.call(format!("set {victim} 0 0 1\r\na\r\n").as_bytes()),
+        b"STORED\r\n"
+    );
+    assert_eq!(holder(&servers, &victim), [1]);
+    servers[1].kill();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.call(format!("set {victim} 0 0 1\r\nb\r\n").as_bytes()) != b"STORED\r\n" {
+        assert!(Instant::now() < deadline, "never re-sharded");
+    }
+    assert_eq!(holder(&servers, &victim), [after], "{victim}");
 }

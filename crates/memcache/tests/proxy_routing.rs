@@ -1,20 +1,28 @@
 //! Keys written through the proxy land exactly where libmemcached (and nutcracker) put them:
 //! the golden tables of `crates/ring/tests/vectors/memcached.tsv`, generated with pylibmc and
 //! nutcracker, replayed against real memcached servers on the very addresses of each column
-//! (port 11211 on 127.0.0.1-3 included, whose point names omit the port).
+//! (port 11211 on 127.0.0.1-3 included, whose point names omit the port). The nutcracker
+//! columns (`ketama-twemproxy[/hash=H][/hash_tag=T]`, `modula-twemproxy/...`) go through a
+//! proxy placing keys as twemproxy does with the column's `hash:` and `hash_tag:`.
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use shoal_memcache::proxy::{ProxyConfig, Servers};
-use shoal_memcache::route::Distribution;
+use shoal_memcache::route::{Distribution, Twemproxy};
+use shoal_ring::{Ketama, Modula, Ring, TwemproxyHash, twemproxy_hash_tag};
 use support::Memcached;
 use support::shoal::{Client, Shoal};
 
+/// The columns' servers listen on fixed ports: one test at a time starts them.
+static PORTS: Mutex<()> = Mutex::new(());
+
 struct Column {
     name: String,
+    algo: String,
     members: Vec<String>,
     cells: Vec<usize>,
 }
@@ -37,10 +45,11 @@ fn table() -> (Vec<Vec<u8>>, Vec<Column>) {
             let rest = std::str::from_utf8(rest).unwrap();
             let mut f = rest.splitn(3, '\t');
             let name = f.next().unwrap().to_owned();
-            let _algo = f.next().unwrap();
+            let algo = f.next().unwrap().to_owned();
             let members = f.next().unwrap().split(',').map(str::to_owned).collect();
             cols.push(Column {
                 name,
+                algo,
                 members,
                 cells: Vec::new(),
             });
@@ -59,7 +68,8 @@ fn usable(k: &[u8]) -> bool {
 fn check_column(col: &Column, dist: Distribution, keys: &[Vec<u8>]) {
     let mut servers = Vec::new();
     for m in &col.members {
-        let mut p = m.split(':');
+        let addr = m.split(' ').next().unwrap(); // a twemproxy line may end in a name
+        let mut p = addr.split(':');
         let host = p.next().unwrap();
         let port: u16 = p.next().unwrap().parse().unwrap();
         let Some(s) = Memcached::start_on(host, Some(port)) else {
@@ -107,7 +117,7 @@ fn check_column(col: &Column, dist: Distribution, keys: &[Vec<u8>]) {
         let reply = direct[owner].call(&get);
         assert!(
             reply.starts_with(b"VALUE "),
-            "{}: key {:?} is not on {} as libmemcached says",
+            "{}: key {:?} is not on {} as the golden table says",
             col.name,
             String::from_utf8_lossy(k),
             col.members[owner]
@@ -129,7 +139,7 @@ fn check_column(col: &Column, dist: Distribution, keys: &[Vec<u8>]) {
     }
     assert_eq!(stored, total, "{}: a key landed twice or nowhere", col.name);
     eprintln!(
-        "{}: {total} keys placed as libmemcached places them: {held:?}",
+        "{}: {total} keys placed as the golden table says: {held:?}",
         col.name
     );
 }
@@ -139,6 +149,7 @@ fn keys_land_where_libmemcached_puts_them() {
     if !Memcached::available() {
         return;
     }
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let (keys, cols) = table();
     for (name, dist) in [
         ("ketama", Distribution::Ketama),
@@ -152,4 +163,82 @@ fn keys_land_where_libmemcached_puts_them() {
         let col = cols.iter().find(|c| c.name == name).unwrap();
         check_column(col, dist, &keys);
     }
+}
+
+/// A column's twemproxy placement, from its algorithm (`ketama-twemproxy` alone is `hash: md5`,
+/// the hash those columns were generated with): the distribution, and whether it is modula.
+fn twemproxy_of(algo: &str) -> Option<(Distribution, bool)> {
+    let mut parts = algo.split('/');
+    let modula = match parts.next().unwrap() {
+        "ketama-twemproxy" => false,
+        "modula-twemproxy" => true,
+        _ => return None,
+    };
+    let mut t = Twemproxy {
+        hash: TwemproxyHash::Md5,
+        hash_tag: None,
+    };
+    for p in parts {
+        match p.split_once('=').unwrap() {
+            ("hash", h) => t.hash = h.parse().unwrap(),
+            ("hash_tag", tag) => t.hash_tag = Some(tag.as_bytes().try_into().unwrap()),
+            other => panic!("unknown column option {other:?} in {algo}"),
+        }
+    }
+    let dist = if modula {
+        Distribution::TwemproxyModula(t)
+    } else {
+        Distribution::TwemproxyKetama(t)
+    };
+    Some((dist, modula))
+}
+
+/// Every nutcracker column: all twelve hashes, weights, names, modula, and hash tags.
+#[test]
+fn keys_land_where_nutcracker_puts_them() {
+    if !Memcached::available() {
+        return;
+    }
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let (keys, cols) = table();
+    let mut seen = 0;
+    let mut tagged = 0;
+    for col in &cols {
+        let Some((dist, modula)) = twemproxy_of(&col.algo) else {
+            continue;
+        };
+        let t = dist.twemproxy().unwrap();
+        if let Some(tag) = t.hash_tag {
+            // The column is a real test of the tag: many of its keys would land elsewhere if
+            // the whole key were hashed.
+            let m: Vec<&str> = col.members.iter().map(String::as_str).collect();
+            let ring: Box<dyn Ring> = if modula {
+                Box::new(Modula::twemproxy(&m, t.hash).unwrap())
+            } else {
+                Box::new(Ketama::twemproxy_with(&m, t.hash).unwrap())
+            };
+            let moved = keys
+                .iter()
+                .enumerate()
+                .filter(|(i, k)| usable(k) && col.cells[*i] != usize::MAX)
+                .filter(|(i, k)| {
+                    let whole = ring.owner_index(k);
+                    whole != Some(col.cells[*i])
+                        && whole != ring.owner_index(twemproxy_hash_tag(k, tag))
+                })
+                .count();
+            assert!(
+                moved > 50,
+                "{}: only {moved} keys test the hash tag",
+                col.name
+            );
+            tagged += 1;
+        }
+        check_column(col, dist, &keys);
+        seen += 1;
+    }
+    assert!(
+        seen >= 25 && tagged >= 3,
+        "{seen} nutcracker columns, {tagged} with a tag"
+    );
 }

@@ -54,6 +54,17 @@ pub(crate) fn stats_proxy(ctx: &Ctx<'_>) -> Pending {
     };
     stat("basic:version", &cfg.version);
     stat(&format!("{name}:info:distribution"), &distribution(ctx));
+    if let super::Servers::List { distribution, .. } = &cfg.servers
+        && let Some(t) = distribution.twemproxy()
+    {
+        stat(&format!("{name}:info:hash"), &t.hash);
+        if let Some(tag) = t.hash_tag {
+            stat(
+                &format!("{name}:info:hash_tag"),
+                &String::from_utf8_lossy(&tag),
+            );
+        }
+    }
     stat(
         &format!("{name}:behavior:downstream_timeout"),
         &cfg.pool.timeout.as_millis(),
