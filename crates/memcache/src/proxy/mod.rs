@@ -70,8 +70,9 @@ pub struct ProxyConfig {
     pub pool: PoolOptions,
     /// Request size limits of the client side.
     pub limits: Limits,
-    /// Most client connections at once (moxi `-c`); default 4096. Past it, new connections
-    /// are closed at once.
+    /// Most client connections at once (moxi `-c`, twemproxy `client_connections`); default
+    /// 4096, `usize::MAX` for no limit. Past it, new connections are closed at once. Set when
+    /// the proxy is built: a reload does not change it.
     pub max_conns: usize,
     /// What `version` answers; default `1.6.18-shoal` (clients parse the numbers).
     pub version: String,
@@ -193,7 +194,7 @@ impl Proxy {
     pub fn new(cfg: ProxyConfig) -> Result<Arc<Proxy>, ProxyError> {
         let cluster = Cluster::new(&cfg)?;
         Ok(Arc::new(Proxy {
-            conns: Arc::new(Semaphore::new(cfg.max_conns.max(1))),
+            conns: Arc::new(Semaphore::new(cfg.max_conns.clamp(1, Semaphore::MAX_PERMITS))),
             cfg: ArcSwap::from_pointee(cfg),
             cluster: ArcSwap::from_pointee(cluster),
             updating: parking_lot::Mutex::new(()),
