@@ -194,7 +194,9 @@ impl Proxy {
     pub fn new(cfg: ProxyConfig) -> Result<Arc<Proxy>, ProxyError> {
         let cluster = Cluster::new(&cfg)?;
         Ok(Arc::new(Proxy {
-            conns: Arc::new(Semaphore::new(cfg.max_conns.clamp(1, Semaphore::MAX_PERMITS))),
+            conns: Arc::new(Semaphore::new(
+                cfg.max_conns.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             cfg: ArcSwap::from_pointee(cfg),
             cluster: ArcSwap::from_pointee(cluster),
             updating: parking_lot::Mutex::new(()),
