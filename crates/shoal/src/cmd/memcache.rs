@@ -1,9 +1,11 @@
 //! `shoal memcache`: a memcached proxy (moxi, twemproxy) in front of memcached servers.
 //!
 //! Listeners come from `--listen`/`--servers`, from the `[memcache]` section of `--config`,
-//! or from moxi's `-z` forms (several `;`-separated listeners in one process); `-Z` applies
-//! moxi's behaviours. SIGHUP re-reads the config file and `-z` files and swaps the server
-//! lists in without dropping client connections.
+//! from moxi's `-z` forms (several `;`-separated listeners in one process), or from twemproxy's
+//! nutcracker.yml (`--nutcracker`, one listener per pool); `-Z` applies moxi's behaviours.
+//! `--hash`/`--hash-tag` place keys as twemproxy does. SIGHUP re-reads the config file, `-z`
+//! files and the nutcracker.yml and swaps the server lists in without dropping client
+//! connections.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,10 +15,11 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 use shoal_memcache::Protocol;
-use shoal_memcache::config::{ZConfig, parse_behaviors, parse_z};
+use shoal_memcache::config::{MAX_CONNS, ZConfig, parse_behaviors, parse_nutcracker, parse_z};
 use shoal_memcache::proxy::{FrontCacheOptions, Proxy, ProxyConfig, Servers};
 use shoal_memcache::rest::RestSource;
-use shoal_memcache::route::Distribution;
+use shoal_memcache::route::{Distribution, Twemproxy};
+use shoal_ring::TwemproxyHash;
 use tokio::net::TcpListener;
 
 use crate::admin::Admin;
@@ -39,6 +42,17 @@ pub struct MemcacheArgs {
     /// ketama (libmemcached weighted = twemproxy md5+ketama), ketama-compat, modula or vbucket.
     #[arg(long, env = "SHOAL_DISTRIBUTION", value_name = "NAME")]
     pub distribution: Option<String>,
+    /// twemproxy's key hash, by nutcracker's name (fnv1a_64, murmur, md5, ...): ketama and
+    /// modula place keys as twemproxy does, over its server lines `host:port:weight [name]`.
+    #[arg(long, env = "SHOAL_HASH", value_name = "NAME")]
+    pub hash: Option<String>,
+    /// twemproxy's hash tag, two bytes such as `{}`: a key is placed by the part between them
+    /// (twemproxy placement; the hash is fnv1a_64 unless `--hash` says otherwise).
+    #[arg(long, value_name = "XY")]
+    pub hash_tag: Option<String>,
+    /// twemproxy's nutcracker.yml: every pool in it is a listener, placing keys as nutcracker.
+    #[arg(long, env = "SHOAL_NUTCRACKER", value_name = "FILE")]
+    pub nutcracker: Option<PathBuf>,
     /// vBucket map file (moxi's JSON) for `--distribution vbucket`.
     #[arg(long, value_name = "FILE")]
     pub vbucket_map: Option<PathBuf>,
@@ -109,6 +123,12 @@ struct Section {
     servers: Vec<String>,
     /// Distribution; default ketama.
     distribution: Option<String>,
+    /// twemproxy hash (nutcracker's names); twemproxy placement.
+    hash: Option<String>,
+    /// twemproxy hash tag, two bytes; twemproxy placement.
+    hash_tag: Option<String>,
+    /// twemproxy's nutcracker.yml: one listener per pool.
+    nutcracker: Option<PathBuf>,
     /// vBucket map file.
     vbucket_map: Option<PathBuf>,
     /// Admin address; none by default.
@@ -161,6 +181,7 @@ struct Plan {
 fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
     let file: File = config::load(args.config.as_deref())?;
     let s = file.memcache;
+    let shared = (s.threads, s.admin_listen);
     let mut pool = shoal_memcache::pool::PoolOptions::default();
     let mut dist_override = None;
     let mut port_listen = 11211;
@@ -262,6 +283,33 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
         c
     };
     let mut listeners = Vec::new();
+    if let Some(path) = args.nutcracker.as_ref().or(s.nutcracker.as_ref()) {
+        nutcracker_conflicts(args, &s)?;
+        let file = path.display();
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {file}"))?;
+        let pools = parse_nutcracker(&text).with_context(|| format!("--nutcracker {file}"))?;
+        for p in pools {
+            let addr = p.listen_addr().with_context(|| {
+                format!(
+                    "--nutcracker {file}: pool {:?}: listen {}",
+                    p.name, p.listen
+                )
+            })?;
+            if !p.ignored.is_empty() {
+                tracing::info!(pool = %p.name, keys = ?p.ignored, "nutcracker keys without an equivalent, ignored");
+            }
+            if p.server_connections > MAX_CONNS {
+                tracing::info!(pool = %p.name, server_connections = p.server_connections, "shoal opens at most {MAX_CONNS} pipelined connections per server");
+            }
+            let cfg = p.proxy_config(&make(p.name.clone(), Servers::Pending));
+            listeners.push((addr, cfg, None));
+        }
+        return finish(args, shared, listeners);
+    }
+    let twemproxy = twemproxy_options(
+        args.hash.as_ref().or(s.hash.as_ref()),
+        args.hash_tag.as_ref().or(s.hash_tag.as_ref()),
+    )?;
     let host = args
         .listen_host
         .clone()
@@ -271,6 +319,9 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
         let statics = match parse_z(z).context("-z")? {
             ZConfig::Static(l) => l,
             ZConfig::Rest(mut source) => {
+                if twemproxy.is_some() {
+                    bail!("--hash and --hash-tag apply to server lists, not to -z REST configs");
+                }
                 if source.auth.is_none() {
                     source.auth = rest_auth.clone();
                 }
@@ -296,6 +347,24 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
                 },
                 (other, _) => other,
             };
+            let servers = match (servers, twemproxy) {
+                (
+                    Servers::List {
+                        members,
+                        distribution,
+                    },
+                    Some(t),
+                ) => Servers::List {
+                    members,
+                    distribution: distribution
+                        .with_twemproxy(t)
+                        .map_err(|e| config::ConfigError::invalid("-z", z, e))?,
+                },
+                (Servers::VBucket(_), Some(_)) => {
+                    bail!("--hash and --hash-tag apply to server lists, not to -z vBucket maps")
+                }
+                (other, _) => other,
+            };
             listeners.push((addr, make(l.port.to_string(), servers), None));
         }
     }
@@ -310,9 +379,14 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
         .clone()
         .or(s.distribution)
         .unwrap_or_else(|| "ketama".into());
-    let distribution: Distribution = dist_name
+    let mut distribution: Distribution = dist_name
         .parse()
         .map_err(|e: String| config::ConfigError::invalid("--distribution", &dist_name, e))?;
+    if let Some(t) = twemproxy {
+        distribution = distribution
+            .with_twemproxy(t)
+            .map_err(|e| config::ConfigError::invalid("--distribution", &dist_name, e))?;
+    }
     let map = args.vbucket_map.clone().or(s.vbucket_map);
     if !members.is_empty() || map.is_some() {
         let servers = if distribution == Distribution::Vbucket {
@@ -334,9 +408,21 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
         listeners.push((addr, make(addr.port().to_string(), servers), None));
     }
     if listeners.is_empty() {
-        bail!("no servers: give --servers h1:p1,h2:p2, -z PORT=h1:p1,... or a config file");
+        bail!(
+            "no servers: give --servers h1:p1,h2:p2, -z PORT=h1:p1,..., --nutcracker FILE or a \
+             config file"
+        );
     }
-    let threads = args.threads.or(s.threads);
+    finish(args, shared, listeners)
+}
+
+/// The plan of `listeners`, with the settings every listener shares.
+fn finish(
+    args: &MemcacheArgs,
+    (file_threads, file_admin): (Option<usize>, Option<SocketAddr>),
+    listeners: Vec<(SocketAddr, ProxyConfig, Option<RestSource>)>,
+) -> anyhow::Result<Plan> {
+    let threads = args.threads.or(file_threads);
     if let Some(n) = threads
         && !(1..=1024).contains(&n)
     {
@@ -344,7 +430,7 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
     }
     Ok(Plan {
         listeners,
-        admin: args.admin_listen.or(s.admin_listen),
+        admin: args.admin_listen.or(file_admin),
         threads,
     })
 }
@@ -466,4 +552,89 @@ fn collect(proxies: &[Arc<Proxy>]) {
             metrics::gauge!("shoal_memcache_server_down", "proxy" => name.clone(), "server" => server.clone()).set(f64::from(u8::from(s.is_down())));
         }
     }
+}
+
+/// twemproxy placement from `--hash` and `--hash-tag` (or `hash`, `hash_tag` in the file):
+/// `None` when neither is given; the hash is nutcracker's default, fnv1a_64, when only the
+/// tag is.
+fn twemproxy_options(
+    hash: Option<&String>,
+    tag: Option<&String>,
+) -> anyhow::Result<Option<Twemproxy>> {
+    if hash.is_none() && tag.is_none() {
+        return Ok(None);
+    }
+    let mut t = Twemproxy::default();
+    if let Some(h) = hash {
+        t.hash = h.parse().map_err(|_| {
+            let names = TwemproxyHash::ALL.map(TwemproxyHash::name).join(", ");
+            config::ConfigError::invalid("--hash", h, format!("one of {names}"))
+        })?;
+    }
+    if let Some(tag) = tag {
+        let two: [u8; 2] = tag.as_bytes().try_into().map_err(|_| {
+            config::ConfigError::invalid("--hash-tag", tag, "exactly two bytes, such as {}")
+        })?;
+        t.hash_tag = Some(two);
+    }
+    Ok(Some(t))
+}
+
+/// The flags (or `[memcache]` keys) a nutcracker.yml pool sets for itself: refused next to
+/// `--nutcracker`, naming the pool key to use instead.
+fn nutcracker_conflicts(args: &MemcacheArgs, s: &Section) -> anyhow::Result<()> {
+    let set = [
+        (
+            "--servers",
+            args.servers.is_some() || !s.servers.is_empty(),
+            "servers",
+        ),
+        (
+            "--listen",
+            args.listen.is_some() || s.listen.is_some(),
+            "listen",
+        ),
+        (
+            "--distribution",
+            args.distribution.is_some() || s.distribution.is_some(),
+            "distribution",
+        ),
+        ("--hash", args.hash.is_some() || s.hash.is_some(), "hash"),
+        (
+            "--hash-tag",
+            args.hash_tag.is_some() || s.hash_tag.is_some(),
+            "hash_tag",
+        ),
+        (
+            "--conns",
+            args.conns.is_some() || s.conns.is_some(),
+            "server_connections",
+        ),
+        (
+            "--max-errors",
+            args.max_errors.is_some() || s.max_errors.is_some(),
+            "server_failure_limit",
+        ),
+        (
+            "--retry-interval",
+            args.retry_interval.is_some() || s.retry_interval.is_some(),
+            "server_retry_timeout",
+        ),
+        ("--eject", args.eject || s.eject, "auto_eject_hosts"),
+    ];
+    if let Some((flag, _, key)) = set.iter().find(|(_, on, _)| *on) {
+        bail!("{flag} does not combine with --nutcracker: set {key} in each pool of the file");
+    }
+    let moxi = [
+        ("-z", !args.z.is_empty() || !s.z.is_empty()),
+        ("-Z", args.behaviors.is_some() || s.behaviors.is_some()),
+        (
+            "--vbucket-map",
+            args.vbucket_map.is_some() || s.vbucket_map.is_some(),
+        ),
+    ];
+    if let Some((flag, _)) = moxi.iter().find(|(_, on)| *on) {
+        bail!("{flag} does not combine with --nutcracker: its pools are the listeners");
+    }
+    Ok(())
 }
