@@ -1,7 +1,8 @@
 //! `shoal memcache` in twemproxy's place: `--nutcracker nutcracker.yml` against the real
 //! nutcracker 0.5.0 on the same file and the same memcached servers (every key must land on
 //! the server nutcracker put it on), `--hash`/`--hash-tag` against nutcracker's golden column,
-//! and the configs both refuse, each with the pool and the problem named.
+//! SIGHUP re-reading the yml (and refusing a changed set of pools), and the configs both
+//! refuse, each with the pool and the problem named.
 #![allow(clippy::unwrap_used)]
 
 #[path = "../../memcache/tests/support/mod.rs"]
@@ -336,6 +337,80 @@ fn hash_flags_place_keys_as_nutcracker_did() {
         tagged += usize::from(shoal_ring::twemproxy_hash_tag(k.as_bytes(), *b"{}") != k.as_bytes());
     }
     assert!(tagged > 100, "only {tagged} keys have a tag");
+}
+
+/// SIGHUP re-reads the yml (nutcracker cannot): a pool's new servers take its keys on the same
+/// client connection; a file whose pools changed is refused, logged, and the old config stays.
+#[test]
+fn sighup_rereads_the_nutcracker_yml_and_keeps_its_pools() {
+    let (Some(a), Some(b)) = (Memcached::start(), Memcached::start()) else {
+        return;
+    };
+    let dir = temp_dir("hup");
+    let file = dir.join("nutcracker.yml");
+    let port = free_port();
+    let pool = |name: &str, port: u16, server: &Memcached| {
+        format!(
+            "{name}:\n  listen: 127.0.0.1:{port}\n  hash: md5\n  servers:\n   - {}:1\n",
+            server.addr()
+        )
+    };
+    std::fs::write(&file, pool("one", port, &a)).unwrap();
+    let log = dir.join("stderr.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["memcache", "--nutcracker", file.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let shoal = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "shoal did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut c = Client::connect(port);
+    assert_eq!(c.call(b"set k 0 0 1\r\na\r\n"), b"STORED\r\n");
+    assert_eq!(
+        Client::connect(a.port).call(b"get k\r\n"),
+        b"VALUE k 0 1\r\na\r\nEND\r\n"
+    );
+
+    std::fs::write(&file, pool("one", port, &b)).unwrap();
+    shoal_testkit::signal(&shoal.0, "HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.call(b"get k\r\n") != b"END\r\n" {
+        assert!(Instant::now() < deadline, "reload never happened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(c.call(b"set k 0 0 1\r\nb\r\n"), b"STORED\r\n");
+    assert_eq!(
+        Client::connect(b.port).call(b"get k\r\n"),
+        b"VALUE k 0 1\r\nb\r\nEND\r\n"
+    );
+
+    // A second pool: refused (its port would not be listened on), and pool one keeps b.
+    let more = format!("{}{}", pool("one", port, &a), pool("two", free_port(), &a));
+    std::fs::write(&file, more).unwrap();
+    shoal_testkit::signal(&shoal.0, "HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("reload refused")
+    {
+        assert!(Instant::now() < deadline, "no refusal logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains(&format!("one@127.0.0.1:{port}, two@")),
+        "{logged}"
+    );
+    assert_eq!(c.call(b"get k\r\n"), b"VALUE k 0 1\r\nb\r\nEND\r\n");
+    drop(shoal);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// What the real nutcracker says of `file` with `-t` (test the configuration and exit).

@@ -5,7 +5,7 @@
 //! nutcracker.yml (`--nutcracker`, one listener per pool); `-Z` applies moxi's behaviours.
 //! `--hash`/`--hash-tag` place keys as twemproxy does. SIGHUP re-reads the config file, `-z`
 //! files and the nutcracker.yml and swaps the server lists in without dropping client
-//! connections.
+//! connections; the listeners themselves (how many, their order, names and addresses) stay.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -449,6 +449,7 @@ pub fn run(args: MemcacheArgs) -> anyhow::Result<()> {
 
 async fn serve(args: MemcacheArgs, plan: Plan) -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals();
+    let listening = identities(&plan);
     let mut proxies: Vec<Arc<Proxy>> = Vec::new();
     let mut tasks = Vec::new();
     for (addr, cfg, rest) in plan.listeners {
@@ -479,14 +480,32 @@ async fn serve(args: MemcacheArgs, plan: Plan) -> anyhow::Result<()> {
             .with_collector(move || collect(&metric_proxies));
         tokio::spawn(admin.serve(listener, shutdown.clone()));
     }
-    tokio::spawn(reload_on_hup(args, proxies));
+    tokio::spawn(reload_on_hup(args, proxies, listening));
     for t in tasks {
         let _ = t.await;
     }
     Ok(())
 }
 
-async fn reload_on_hup(args: MemcacheArgs, proxies: Vec<Arc<Proxy>>) {
+/// Each listener's address and name, in order: what a reload cannot change, since the
+/// listeners stay bound (a reload pairs the new configs with them by position).
+fn identities(plan: &Plan) -> Vec<(SocketAddr, String)> {
+    plan.listeners
+        .iter()
+        .map(|(addr, cfg, _)| (*addr, cfg.name.clone()))
+        .collect()
+}
+
+fn show(listeners: &[(SocketAddr, String)]) -> String {
+    let each: Vec<String> = listeners.iter().map(|(a, n)| format!("{n}@{a}")).collect();
+    each.join(", ")
+}
+
+async fn reload_on_hup(
+    args: MemcacheArgs,
+    proxies: Vec<Arc<Proxy>>,
+    listening: Vec<(SocketAddr, String)>,
+) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -497,6 +516,15 @@ async fn reload_on_hup(args: MemcacheArgs, proxies: Vec<Arc<Proxy>>) {
             match plan(&args) {
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the old config")
+                }
+                Ok(p) if identities(&p) != listening => {
+                    tracing::error!(
+                        listening = %show(&listening),
+                        reloaded = %show(&identities(&p)),
+                        "reload refused: the listeners (nutcracker pools, -z ports) changed in \
+                         number, order, name or address, which needs a restart; keeping the old \
+                         config"
+                    );
                 }
                 Ok(p) => {
                     // A REST listener's config is `Pending`: its servers stay as streamed.
