@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::shoal::Client;
-use support::{Memcached, free_port};
+use support::{GoldenColumn, Memcached, free_port, golden_column};
 
 #[test]
 fn moxi_forms_two_listeners_behaviours_and_admin() {
@@ -220,39 +220,16 @@ fn rest_config_file_with_a_garbage_url_then_a_good_one() {
 /// memcached servers at the column's own addresses.
 #[test]
 fn weighted_servers_on_the_command_line_place_keys_as_pylibmc_does() {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../ring/tests/vectors/memcached.tsv"),
-    )
-    .unwrap();
-    let cols: Vec<&str> = text.lines().filter(|l| l.starts_with("#col\t")).collect();
-    let at = cols
-        .iter()
-        .position(|c| c.starts_with("#col\tketama_w112\t"))
-        .unwrap();
-    let members: Vec<&str> = cols[at].rsplit('\t').next().unwrap().split(',').collect();
-    let mut servers = Vec::new();
-    for m in &members {
-        let port: u16 = m.split(':').nth(1).unwrap().parse().unwrap();
-        let Some(s) = Memcached::start_on("127.0.0.1", Some(port)) else {
-            return;
-        };
-        servers.push(s);
-    }
-    // Rows after the header: key, then one owner index per column.
-    let rows: Vec<(&str, usize)> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            let key = f[0];
-            let ok =
-                !key.is_empty() && key.len() <= 250 && key.bytes().all(|b| b.is_ascii_graphic());
-            ok.then(|| (key, f[1 + at].parse().unwrap()))
-        })
-        .take(400)
-        .collect();
+    let Some(GoldenColumn {
+        members,
+        servers,
+        mut rows,
+        ..
+    }) = golden_column("ketama_w112")
+    else {
+        return;
+    };
+    rows.truncate(400);
     assert_eq!(rows.len(), 400);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");

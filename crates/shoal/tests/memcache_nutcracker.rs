@@ -9,7 +9,7 @@
 mod support;
 
 mod common;
-use common::memcache::{Proc, http_get, start};
+use common::memcache::{Proc, http_get, spawn_listening, start};
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::shoal::Client;
-use support::{Memcached, free_port};
+use support::{GoldenColumn, Memcached, free_port, golden_column};
 
 const NUTCRACKER: &str = "/usr/sbin/nutcracker";
 
@@ -40,35 +40,19 @@ fn nutcracker_available() -> bool {
 /// A real nutcracker on `file`, its stats port on loopback too; killed on drop.
 fn nutcracker(file: &Path, dir: &Path, ports: &[u16]) -> Proc {
     let stats = free_port();
-    let child = Command::new(NUTCRACKER)
-        .arg("-c")
+    let mut cmd = Command::new(NUTCRACKER);
+    cmd.arg("-c")
         .arg(file)
         .args(["-a", "127.0.0.1", "-s", &stats.to_string(), "-v", "4"])
         .arg("-o")
         .arg(dir.join("nutcracker.log"))
         .arg("-p")
-        .arg(dir.join("nutcracker.pid"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut p = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for port in ports {
-        while TcpStream::connect(("127.0.0.1", *port)).is_err() {
-            if let Ok(Some(status)) = p.0.try_wait() {
-                let log = std::fs::read_to_string(dir.join("nutcracker.log")).unwrap_or_default();
-                panic!("nutcracker exited ({status}): {log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nutcracker did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    p
+        .arg(dir.join("nutcracker.pid"));
+    let log = dir.join("nutcracker.log");
+    spawn_listening(cmd, ports, || {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        format!("nutcracker ({log})")
+    })
 }
 
 /// `set KEY 0 0 1` for every key on one connection, pipelined (nutcracker has no `mn`), and
@@ -278,37 +262,16 @@ fn nutcracker_yml_places_every_key_where_the_real_nutcracker_does() {
 /// `twem_modula_tag_murmur_w112` column, on memcached servers at the column's own addresses.
 #[test]
 fn hash_flags_place_keys_as_nutcracker_did() {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../ring/tests/vectors/memcached.tsv"),
-    )
-    .unwrap();
-    let cols: Vec<&str> = text.lines().filter(|l| l.starts_with("#col\t")).collect();
-    let at = cols
-        .iter()
-        .position(|c| c.starts_with("#col\ttwem_modula_tag_murmur_w112\t"))
-        .unwrap();
-    assert!(cols[at].contains("\tmodula-twemproxy/hash=murmur/hash_tag={}\t"));
-    let members: Vec<&str> = cols[at].rsplit('\t').next().unwrap().split(',').collect();
-    let mut servers = Vec::new();
-    for m in &members {
-        let port: u16 = m.split(':').nth(1).unwrap().parse().unwrap();
-        let Some(s) = Memcached::start_on("127.0.0.1", Some(port)) else {
-            return;
-        };
-        servers.push(s);
-    }
-    let rows: Vec<(&str, usize)> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            let key = f[0];
-            let ok =
-                !key.is_empty() && key.len() <= 250 && key.bytes().all(|b| b.is_ascii_graphic());
-            ok.then(|| (key, f[1 + at].parse().unwrap()))
-        })
-        .collect();
+    let Some(GoldenColumn {
+        header,
+        members,
+        servers,
+        rows,
+    }) = golden_column("twem_modula_tag_murmur_w112")
+    else {
+        return;
+    };
+    assert!(header.contains("\tmodula-twemproxy/hash=murmur/hash_tag={}\t"));
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let list = members.join(",");

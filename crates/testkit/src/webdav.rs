@@ -164,20 +164,17 @@ impl Node {
     /// a node started with [`Node::start_logging_requests`]. nginx writes each line once the
     /// request is done.
     pub fn requests(&self) -> Vec<String> {
-        assert!(
-            self.log_requests,
-            "start the node with start_logging_requests"
-        );
-        let log =
-            std::fs::read_to_string(self.dir.path().join("logs/access.log")).unwrap_or_default();
-        log.lines()
-            .filter_map(|l| l.split('"').nth(1).map(str::to_string))
-            .collect()
+        self.log_fields(|l| l.split('"').nth(1))
     }
 
     /// The `X-Forwarded-For` header of each request this node has answered, in order (`-`
     /// when there was none); only for a node started with [`Node::start_logging_requests`].
     pub fn forwarded_for(&self) -> Vec<String> {
+        self.log_fields(|l| l.rsplit('"').nth(1))
+    }
+
+    /// One field of each access log line, picked by `field`.
+    fn log_fields(&self, field: impl Fn(&str) -> Option<&str>) -> Vec<String> {
         assert!(
             self.log_requests,
             "start the node with start_logging_requests"
@@ -185,7 +182,7 @@ impl Node {
         let log =
             std::fs::read_to_string(self.dir.path().join("logs/access.log")).unwrap_or_default();
         log.lines()
-            .filter_map(|l| l.rsplit('"').nth(1).map(str::to_string))
+            .filter_map(|l| field(l).map(str::to_string))
             .collect()
     }
 

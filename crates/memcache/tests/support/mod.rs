@@ -200,3 +200,66 @@ pub fn exchange(s: &mut TcpStream, chunks: &[Vec<u8>], done: impl Fn(&[u8]) -> b
 
 pub mod bin;
 pub mod shoal;
+
+/// One column of shoal-ring's golden table (`crates/ring/tests/vectors/memcached.tsv`),
+/// ready to replay: memcached servers started at the column's own addresses, and the rows
+/// whose key a text-protocol client can send, as (key, index of its owner). `None` when
+/// memcached is not installed (after saying so, or failing under `CI=true`).
+pub struct GoldenColumn {
+    /// The column's `#col` line: name, algorithm, members.
+    pub header: String,
+    /// The members, as given to the proxy.
+    pub members: Vec<String>,
+    /// A memcached at each member's address, in member order.
+    pub servers: Vec<Memcached>,
+    /// (key, owner index).
+    pub rows: Vec<(String, usize)>,
+}
+
+/// The golden column named `name`; see [`GoldenColumn`].
+pub fn golden_column(name: &str) -> Option<GoldenColumn> {
+    // Both crates that use this module sit next to crates/ring.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ring/tests/vectors/memcached.tsv");
+    let text = std::fs::read_to_string(&path).expect("the golden table");
+    let cols: Vec<&str> = text.lines().filter(|l| l.starts_with("#col\t")).collect();
+    let prefix = format!("#col\t{name}\t");
+    let at = cols
+        .iter()
+        .position(|c| c.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no column {name} in {}", path.display()));
+    let members: Vec<String> = cols[at]
+        .rsplit('\t')
+        .next()
+        .expect("a members field")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let mut servers = Vec::new();
+    for m in &members {
+        let port: u16 = m
+            .split(':')
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .expect("a member host:port");
+        servers.push(Memcached::start_on("127.0.0.1", Some(port))?);
+    }
+    // Rows after the header: key, then one owner index per column.
+    let rows = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let key = f[0];
+            let ok =
+                !key.is_empty() && key.len() <= 250 && key.bytes().all(|b| b.is_ascii_graphic());
+            ok.then(|| (key.to_owned(), f[1 + at].parse().expect("an owner index")))
+        })
+        .collect();
+    Some(GoldenColumn {
+        header: cols[at].to_owned(),
+        members,
+        servers,
+        rows,
+    })
+}

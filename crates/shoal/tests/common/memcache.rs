@@ -17,9 +17,16 @@ impl Drop for Proc {
 
 /// Starts `shoal memcache ARGS` and waits until it listens on every port of `ports`.
 pub fn start(args: &[&str], ports: &[u16]) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .arg("memcache")
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal"));
+    cmd.arg("memcache").args(args);
+    spawn_listening(cmd, ports, || format!("shoal memcache {args:?}"))
+}
+
+/// Spawns `cmd` (its output dropped) and waits, at most 10 s, until it listens on every port
+/// of `ports`; if it exits first, the test fails with `what()` (say which process, and its
+/// log if it has one).
+pub fn spawn_listening(mut cmd: Command, ports: &[u16], what: impl Fn() -> String) -> Proc {
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -30,20 +37,15 @@ pub fn start(args: &[&str], ports: &[u16]) -> Proc {
     for port in ports {
         while TcpStream::connect(("127.0.0.1", *port)).is_err() {
             if let Ok(Some(status)) = p.0.try_wait() {
-                panic!("shoal memcache {args:?} exited ({status})");
+                panic!("{} exited ({status})", what());
             }
             assert!(
                 Instant::now() < deadline,
-                "shoal memcache did not listen on {port}"
+                "{} did not listen on {port}",
+                what()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-    // A free port picked earlier may have been taken by another process since: then our
-    // child failed to bind and exited, and the connects above reached someone else.
-    std::thread::sleep(Duration::from_millis(50));
-    if let Ok(Some(status)) = p.0.try_wait() {
-        panic!("shoal memcache exited ({status}): a port was taken by another process?");
     }
     p
 }
