@@ -110,13 +110,7 @@ async fn repair_copies_non_utf8_names_from_the_journal_and_by_listing() {
     if !nginx_or_skip("non-UTF-8 repair") {
         return;
     }
-    let mut nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
-    let cfg = config(&photosrv_config(
-        "jump",
-        &[nodes.iter().map(Node::url).collect()],
-        None,
-    ));
-    let (front, _dir, jpath) = Front::journalled(&cfg, settings()).await;
+    let (mut nodes, front, _dir, jpath) = journalled_shard_of_three().await;
     nodes[2].stop();
     let r = put(&front.url("/j/caf%E9.jpg"), "journalled").await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);

@@ -21,13 +21,7 @@ async fn a_returning_replica_is_repaired_from_the_journal() {
     if !nginx_or_skip("journal repair") {
         return;
     }
-    let mut nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
-    let cfg = config(&photosrv_config(
-        "jump",
-        &[nodes.iter().map(Node::url).collect()],
-        None,
-    ));
-    let (front, _dir, jpath) = Front::journalled(&cfg, settings()).await;
+    let (mut nodes, front, _dir, jpath) = journalled_shard_of_three().await;
     std::fs::write(nodes[2].root().join("gone.jpg"), b"stale").unwrap();
     nodes[2].stop();
     let body = content(3, 1 << 20);
@@ -58,13 +52,7 @@ async fn a_missed_delete_does_not_remove_a_file_uploaded_again_since() {
     if !nginx_or_skip("stale delete") {
         return;
     }
-    let mut nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
-    let cfg = config(&photosrv_config(
-        "jump",
-        &[nodes.iter().map(Node::url).collect()],
-        None,
-    ));
-    let (front, _dir, jpath) = Front::journalled(&cfg, settings()).await;
+    let (mut nodes, front, _dir, jpath) = journalled_shard_of_three().await;
     assert_eq!(
         put(&front.url("/r/again.jpg"), "first").await.status,
         StatusCode::CREATED
@@ -152,13 +140,7 @@ async fn a_repaired_copy_keeps_the_sources_last_modified_and_etag() {
     if !nginx_or_skip("repair mtime") {
         return;
     }
-    let mut nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
-    let cfg = config(&photosrv_config(
-        "jump",
-        &[nodes.iter().map(Node::url).collect()],
-        None,
-    ));
-    let (front, _dir, jpath) = Front::journalled(&cfg, settings()).await;
+    let (mut nodes, front, _dir, jpath) = journalled_shard_of_three().await;
     nodes[2].stop();
     let r = put(&front.url("/v/photo.jpg"), content(9, 5000)).await;
     assert_eq!(r.status, StatusCode::CREATED);

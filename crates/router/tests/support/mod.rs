@@ -127,6 +127,19 @@ impl Front {
     }
 }
 
+/// Three nginx nodes, one shard made of them, and a router journalling to a file in a fresh
+/// temporary directory: the nodes, the router, the directory and the journal's path.
+pub async fn journalled_shard_of_three() -> (Vec<Node>, Front, tempfile::TempDir, PathBuf) {
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
+    let cfg = config(&photosrv_config(
+        "jump",
+        &[nodes.iter().map(Node::url).collect()],
+        None,
+    ));
+    let (front, dir, path) = Front::journalled(&cfg, settings()).await;
+    (nodes, front, dir, path)
+}
+
 impl Drop for Front {
     fn drop(&mut self) {
         if let Some(s) = self.stop.take() {
