@@ -4,6 +4,10 @@
 //! replies it cannot write. Once the client reads, every reply comes, complete and in order.
 //! Before, up to 1,024 replies waited per connection whatever their size: 1,000 gets of a
 //! 1 MB value made the proxy hold about 1 GB for that one client.
+//!
+//! The same budget counts requests still out: a client pipelining large `set`s to a server
+//! that has stopped reading is no longer read past it either (before, the proxy took 400
+//! sets of 1 MB into that server's queue, 400 MB).
 #![allow(clippy::unwrap_used)]
 
 #[path = "../../memcache/tests/support/mod.rs"]
@@ -238,4 +242,65 @@ fn binary_gets_of_a_client_that_does_not_read_stay_within_the_reply_budget() {
     let hwm = status_kb(shoal.0.id(), "VmHWM");
     eprintln!("after reading every reply: proxy VmHWM {hwm} kB");
     assert!(hwm < MAX_HWM_KB, "proxy peak RSS {hwm} kB");
+}
+
+/// Sets pipelined to a stopped server: 400 MB.
+const SETS: usize = 400;
+
+/// Waits (at most 30 s) until the proxy's peak RSS has not grown for a second; returns it.
+fn until_the_peak_settles(proxy: &Proc) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = (status_kb(proxy.0.id(), "VmHWM"), Instant::now());
+    while Instant::now() < deadline && last.1.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(100));
+        let hwm = status_kb(proxy.0.id(), "VmHWM");
+        if hwm > last.0 + 1024 {
+            last = (hwm, Instant::now());
+        }
+    }
+    last.0
+}
+
+#[test]
+fn sets_pipelined_to_a_server_that_stopped_reading_stay_within_the_budget() {
+    let Some(m) = Memcached::start() else { return };
+    let (shoal, port) = proxy(&m, &["--timeout", "60s"]);
+    let value = value();
+    let mut set = format!("set big {FLAGS} 0 {SIZE}\r\n").into_bytes();
+    set.extend_from_slice(&value);
+    set.extend_from_slice(b"\r\n");
+    m.pause(true);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    // The proxy stops reading this client: its writes block until the server is back.
+    let writer = std::thread::spawn(move || {
+        for _ in 0..SETS {
+            w.write_all(&set).unwrap();
+        }
+    });
+    let hwm = until_the_peak_settles(&shoal);
+    eprintln!("server stopped: proxy VmHWM {hwm} kB");
+    m.pause(false);
+    assert!(
+        hwm < MAX_HWM_KB,
+        "proxy peak RSS {hwm} kB with a client pipelining {SETS} sets of {SIZE} bytes to a \
+         stopped server"
+    );
+    // Every set is then stored, and answered in order.
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut replies = vec![0u8; SETS * b"STORED\r\n".len()];
+    s.read_exact(&mut replies).unwrap();
+    assert_eq!(replies, b"STORED\r\n".repeat(SETS));
+    writer.join().unwrap();
+    let mut c = Client::connect(m.port);
+    let mut stored = format!("VALUE big {FLAGS} {SIZE}\r\n").into_bytes();
+    stored.extend_from_slice(&value);
+    stored.extend_from_slice(b"\r\nEND\r\n");
+    assert!(c.call(b"get big\r\n") == stored, "the value stored differs");
+    let mut stats = Client::connect(m.port);
+    let text = String::from_utf8(stats.call(b"stats\r\n")).unwrap();
+    assert!(
+        text.contains(&format!("STAT cmd_set {SETS}\r\n")),
+        "the server did not run exactly {SETS} sets: {text}"
+    );
 }

@@ -1,6 +1,7 @@
 //! One client connection: a reader that decodes and dispatches requests, and a writer that
 //! writes their replies in order, batching whatever is ready into one write. The reader
-//! stops while the replies the client has not read pass its budget ([`Backlog`]).
+//! stops while what the connection holds for its client (replies it has not read, requests
+//! still out) passes its budget ([`Backlog`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,14 +38,15 @@ const FIRST_VALUES_GUESS: usize = 512 * 1024;
 /// connection wait on servers at once with the default budget.
 const LEAST_VALUES_GUESS: usize = 32 * 1024;
 
-/// The bytes a client connection owes its client: replies the writer holds unwritten,
-/// replies ready in its queue, and replies to gets still to come (counted at the size of the
-/// connection's recent ones: their size is not known until they come). A client that does
-/// not read its replies would otherwise have the proxy hold all of them, up to [`QUEUE`]
-/// replies of up to 1 MB each; memcached stops reading a connection whose replies it cannot
-/// write, and the reader likewise waits ([`Backlog::wait_for_room`]) while the connection
-/// owes its budget. The replies of other requests (stored, deleted, a number) are a few
-/// bytes, so a pipeline of writes is not held back on their account before they come.
+/// The bytes a client connection holds on its client's account: replies the writer holds
+/// unwritten, replies ready in its queue, replies to gets still to come (counted at the size
+/// of the connection's recent ones: their size is not known until they come), and the other
+/// requests still out, at their own size (a `set` holds its value until its reply is in: it
+/// waits in a server connection's queue, and may be sent again). A client that does not read
+/// its replies, or pipelines large `set`s to a server that has stopped reading, would
+/// otherwise have the proxy hold up to [`QUEUE`] of them, of up to 1 MB each; memcached stops
+/// reading a connection whose replies it cannot write, and the reader likewise waits
+/// ([`Backlog::wait_for_room`]) while the connection owes its budget.
 #[derive(Debug)]
 struct Backlog {
     /// Bytes the writer holds and has not written: its buffer and the values it streams.
@@ -53,6 +55,8 @@ struct Backlog {
     ready: AtomicUsize,
     /// Replies that may carry values, queued for the writer and not in yet.
     values_coming: AtomicUsize,
+    /// Bytes of the other requests whose replies are queued for the writer and not taken.
+    requests_out: AtomicUsize,
     /// What each of those is taken to cost: the size of the connection's last such reply,
     /// or less and less of a larger one before it (so a connection getting large values
     /// keeps few gets out, and one getting small values gets to pipeline).
@@ -71,17 +75,21 @@ enum Counted {
     Bytes(usize),
     /// A reply that may carry values, not in yet: counted as the expected size.
     Values,
+    /// The reply to a request of this many bytes (its value included), not in yet.
+    Request(usize),
     /// Not at all: a reply of a few bytes, or none (a barrier).
     Not,
 }
 
 impl Counted {
-    /// How `p`, the reply to a request that may bring values back (`values`) or not, counts.
-    fn of(p: &Pending, values: bool) -> Counted {
+    /// How `p`, the reply to a request of `len` bytes that may bring values back (`values`)
+    /// or not, counts.
+    fn of(p: &Pending, values: bool, len: usize) -> Counted {
         match p {
             Pending::Ready(b) | Pending::Close(b) => Counted::Bytes(b.len()),
             Pending::Job(..) | Pending::Task(..) if values => Counted::Values,
-            Pending::Job(..) | Pending::Task(..) | Pending::Barrier(_) => Counted::Not,
+            Pending::Job(..) | Pending::Task(..) => Counted::Request(len),
+            Pending::Barrier(_) => Counted::Not,
         }
     }
 }
@@ -106,6 +114,7 @@ impl Backlog {
             writing: AtomicUsize::new(0),
             ready: AtomicUsize::new(0),
             values_coming: AtomicUsize::new(0),
+            requests_out: AtomicUsize::new(0),
             expected: AtomicUsize::new(FIRST_VALUES_GUESS),
             reader_waiting: AtomicBool::new(false),
             writer_gone: AtomicBool::new(false),
@@ -122,6 +131,7 @@ impl Backlog {
         self.writing
             .load(Ordering::SeqCst)
             .saturating_add(self.ready.load(Ordering::SeqCst))
+            .saturating_add(self.requests_out.load(Ordering::SeqCst))
             .saturating_add(coming.saturating_mul(each))
     }
 
@@ -155,6 +165,9 @@ impl Backlog {
             Counted::Bytes(n) => {
                 self.ready.fetch_add(n, Ordering::SeqCst);
             }
+            Counted::Request(n) => {
+                self.requests_out.fetch_add(n, Ordering::SeqCst);
+            }
             Counted::Values => {
                 self.values_coming.fetch_add(1, Ordering::SeqCst);
             }
@@ -170,6 +183,9 @@ impl Backlog {
         match counted {
             Counted::Bytes(n) => {
                 self.ready.fetch_sub(n, Ordering::SeqCst);
+            }
+            Counted::Request(n) => {
+                self.requests_out.fetch_sub(n, Ordering::SeqCst);
             }
             Counted::Values => {
                 // Only the writer changes `expected`: no lost update.
@@ -354,6 +370,7 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, stream: TcpStream, id: usize) {
             if !backlog.wait_for_room(budget).await {
                 break 'conn;
             }
+            let unread = buf.len();
             let (pending, values) = match decoder.decode(&mut buf) {
                 Ok(None) => break,
                 Ok(Some(req)) => {
@@ -372,7 +389,7 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, stream: TcpStream, id: usize) {
                 }
             };
             let close = matches!(pending, Pending::Close(_));
-            let counted = Counted::of(&pending, values);
+            let counted = Counted::of(&pending, values, unread - buf.len());
             backlog.queued(counted);
             if tx.send((pending, counted)).await.is_err() || close {
                 break 'conn;
@@ -564,7 +581,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(QUEUE);
         let backlog = Arc::new(Backlog::new());
         for p in replies {
-            let counted = Counted::of(&p, true);
+            let counted = Counted::of(&p, true, 0);
             backlog.queued(counted);
             tx.send((p, counted))
                 .await
@@ -616,7 +633,15 @@ mod tests {
         b.queued(Counted::Values);
         assert_eq!(b.owed(), 3 << 20);
         b.took(Counted::Values, 100, 0);
-        // Other replies count once they are in, and a budget of 0 still lets one through.
+        // Other requests count at their own size until their reply is taken.
+        b.queued(Counted::Request(budget - 10));
+        assert_eq!(has_room(&b, budget).await, Some(true));
+        b.queued(Counted::Request(10));
+        assert_eq!(has_room(&b, budget).await, None);
+        b.took(Counted::Request(budget - 10), 8, 0);
+        assert_eq!(b.owed(), 10);
+        b.took(Counted::Request(10), 8, 0);
+        // Barriers count for nothing, and a budget of 0 still lets one through.
         b.queued(Counted::Not);
         assert_eq!(b.owed(), 0);
         assert_eq!(has_room(&b, 0).await, Some(true));

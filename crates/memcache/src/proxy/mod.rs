@@ -83,11 +83,13 @@ pub struct ProxyConfig {
     /// NOT_MY_VBUCKET retry covers ascii clients too. Meta commands always go as ascii,
     /// binary requests as binary.
     pub downstream: crate::Protocol,
-    /// Bytes of replies a client connection may owe its client (written to nobody yet)
-    /// before the proxy stops reading that client's requests, until the client reads; default
-    /// [`DEFAULT_CLIENT_REPLY_BUDGET`]. A client that pipelines gets of large values and
-    /// does not read would otherwise have the proxy hold up to 1,024 replies. A single reply
-    /// larger than the budget still goes out (with 0, replies go one at a time).
+    /// Bytes a client connection may hold on its client's account (replies not written yet,
+    /// requests whose replies are not in) before the proxy stops reading that client's
+    /// requests, until the client reads or the servers answer; default
+    /// [`DEFAULT_CLIENT_REPLY_BUDGET`]. A client that pipelines gets of large values and does
+    /// not read, or large sets to a server that has stopped reading, would otherwise have the
+    /// proxy hold up to 1,024 of them. A single reply larger than the budget still goes out
+    /// (with 0, replies go one at a time).
     pub client_reply_budget: usize,
 }
 

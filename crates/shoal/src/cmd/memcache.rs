@@ -81,8 +81,8 @@ pub struct MemcacheArgs {
     /// carries vBucket ids, so ascii clients get the NOT_MY_VBUCKET retry) [default ascii].
     #[arg(long, value_name = "PROTOCOL")]
     pub downstream_protocol: Option<String>,
-    /// Bytes of replies a client connection may hold unread before the proxy stops reading
-    /// its requests (until the client reads) [default 8MiB].
+    /// Bytes a client connection may hold (replies unread, requests not answered yet) before
+    /// the proxy stops reading its requests [default 8MiB].
     #[arg(long, value_name = "SIZE")]
     pub client_reply_budget: Option<ByteSize>,
     /// Front cache: most items [default 200].
