@@ -13,13 +13,17 @@
 //! A jump or chash shard may carry a weight, `shard1:2` (photosrv's `shard1,2` line): then the
 //! placement is the router's weighted shard ring ([`ShardRing`]), the same code `shoal route`
 //! runs.
+//!
+//! `--hash NAME` and `--hash-tag XY` with `ketama` or `modula` place keys as a nutcracker.yml
+//! pool with that `hash:`, `hash_tag:` and `distribution:` does, the same code `shoal memcache`
+//! runs; members are then nutcracker's server lines, `host:port:weight [name]`.
 
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use shoal_ring::{Algorithm, Ring, VBucketMap};
+use shoal_ring::{Algorithm, Ketama, Modula, Ring, TwemproxyHash, VBucketMap, twemproxy_hash_tag};
 use shoal_router::normalize::{Rewrites, normalize_request_path};
 use shoal_router::placement::ShardRing;
 use shoal_router::{Chooser, RingSpec, ShardSpec};
@@ -42,6 +46,19 @@ pub struct HashArgs {
     /// vBucket map (moxi/libvbucket JSON) for `--algorithm vbucket`.
     #[arg(long, value_name = "FILE")]
     pub vbucket_map: Option<PathBuf>,
+
+    /// twemproxy's key hash, by nutcracker's name (fnv1a_64, murmur, md5, ...), with
+    /// --algorithm ketama or modula: keys are placed as nutcracker's `hash:` and
+    /// `distribution:` place them. Members are nutcracker's server lines,
+    /// `host:port:weight [name]`.
+    #[arg(long, value_name = "NAME")]
+    pub hash: Option<String>,
+
+    /// twemproxy's `hash_tag`, two bytes such as `{}`: a key is placed by the part between
+    /// them (twemproxy placement; the hash is fnv1a_64, nutcracker's default, unless --hash
+    /// names another).
+    #[arg(long, value_name = "XY")]
+    pub hash_tag: Option<String>,
 
     /// With jump or chash: keys are request paths (`/images/a.jpg?w=1`), normalised and
     /// hashed as `shoal route` does.
@@ -92,6 +109,8 @@ pub fn run(args: HashArgs) -> anyhow::Result<()> {
 /// What places the keys.
 enum Placement {
     Ring(Box<dyn Ring>),
+    /// A twemproxy pool's ring, and its hash tag.
+    Twemproxy(Box<dyn Ring>, Option<[u8; 2]>),
     /// jump or chash with weights: the router's shard ring, and the shard names.
     Shards(ShardRing, Vec<String>),
 }
@@ -100,6 +119,10 @@ impl Placement {
     fn owner(&self, key: &[u8]) -> Option<&str> {
         match self {
             Placement::Ring(r) => r.owner(key).map(|m| m.name.as_str()),
+            Placement::Twemproxy(r, tag) => {
+                let key = tag.map_or(key, |t| twemproxy_hash_tag(key, t));
+                r.owner(key).map(|m| m.name.as_str())
+            }
             Placement::Shards(r, names) => names.get(r.shard(key)).map(String::as_str),
         }
     }
@@ -109,6 +132,9 @@ impl Placement {
 /// input.
 fn build_placement(args: &HashArgs) -> anyhow::Result<Placement> {
     let algorithm: Algorithm = args.algorithm.parse()?;
+    if args.hash.is_some() || args.hash_tag.is_some() {
+        return twemproxy_pool(algorithm, args);
+    }
     if let (Algorithm::Jump | Algorithm::Chash, Some(servers)) = (algorithm, &args.servers)
         && servers.contains(':')
     {
@@ -118,6 +144,40 @@ fn build_placement(args: &HashArgs) -> anyhow::Result<Placement> {
         return weighted_shards(algorithm, servers);
     }
     build_ring(args).map(Placement::Ring)
+}
+
+/// A nutcracker pool: `--hash` (fnv1a_64 when only `--hash-tag` is given) over ketama or
+/// modula, with `--hash-tag`.
+fn twemproxy_pool(algorithm: Algorithm, args: &HashArgs) -> anyhow::Result<Placement> {
+    if !matches!(algorithm, Algorithm::Ketama | Algorithm::Modula) {
+        bail!(
+            "--hash and --hash-tag are twemproxy's: use them with --algorithm ketama or modula, \
+             not {algorithm}"
+        );
+    }
+    if args.vbucket_map.is_some() {
+        bail!("--vbucket-map is only used with --algorithm vbucket");
+    }
+    let hash: TwemproxyHash = match &args.hash {
+        Some(h) => h.parse().map_err(|e| anyhow::anyhow!("--hash: {e}"))?,
+        None => TwemproxyHash::default(),
+    };
+    let tag = match &args.hash_tag {
+        Some(t) => Some(<[u8; 2]>::try_from(t.as_bytes()).map_err(|_| {
+            anyhow::anyhow!("--hash-tag {t:?}: must be exactly two bytes, such as {{}}")
+        })?),
+        None => None,
+    };
+    let Some(servers) = &args.servers else {
+        bail!("--servers is required with --algorithm {algorithm}");
+    };
+    let members = split_members(servers)?;
+    let ring: Box<dyn Ring> = if algorithm == Algorithm::Ketama {
+        Box::new(Ketama::twemproxy_with(&members, hash)?)
+    } else {
+        Box::new(Modula::twemproxy(&members, hash)?)
+    };
+    Ok(Placement::Twemproxy(ring, tag))
 }
 
 /// `name:weight,...` over jump or chash, as the router weighs photosrv's `shardN,WEIGHT`.
