@@ -8,8 +8,8 @@
 //! weight or with weight 0, two servers with one name, two pools with one name or one
 //! `listen`, a pool without `listen` or `servers`, and `redis_auth` in a memcached pool. So do
 //! we, naming the pool. What we cannot serve is refused too: `redis: true`, `distribution:
-//! random` (it ignores the key), a unix socket `listen`. `preconnect`, `backlog`,
-//! `tcpkeepalive` and `redis_db` are accepted and not applied.
+//! random` (it ignores the key), a unix socket `listen`. `backlog` and `redis_db` are
+//! accepted and not applied.
 //!
 //! | key | nutcracker default | shoal |
 //! |---|---|---|
@@ -22,6 +22,8 @@
 //! | `auto_eject_hosts` | false | `eject` |
 //! | `server_failure_limit` | 2 | `pool.max_errors` (0 counts as 1: nutcracker ejects on the first failure) |
 //! | `server_retry_timeout` (ms) | 30000 | `pool.retry_interval` |
+//! | `preconnect` | false | `pool.preconnect` |
+//! | `tcpkeepalive` | false | `pool.tcp_keepalive` (with a 60 s idle time, not the system's two hours) |
 //! | `client_connections` | 0 = unlimited | `max_conns` (nutcracker 0.5.0 parses it and never applies it: twemproxy issue 477) |
 //! | `servers` | required | the members, twemproxy server lines |
 
@@ -32,6 +34,7 @@ use std::time::Duration;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, Visitor};
 use shoal_ring::TwemproxyHash;
 
+use crate::pool::Wire;
 use crate::proxy::{ProxyConfig, Servers};
 use crate::route::{Distribution, Router, Twemproxy};
 
@@ -109,6 +112,10 @@ pub struct NutcrackerPool {
     pub server_failure_limit: u32,
     /// `server_retry_timeout:` (default 30 s).
     pub server_retry_timeout: Duration,
+    /// `preconnect:` (default false).
+    pub preconnect: bool,
+    /// `tcpkeepalive:` (default false).
+    pub tcpkeepalive: bool,
     /// `client_connections:`; `None` when absent or 0 (unlimited).
     pub client_connections: Option<usize>,
     /// Directives accepted and not applied, for a log line.
@@ -144,6 +151,8 @@ impl NutcrackerPool {
             cfg.pool.timeout = t;
         }
         cfg.max_conns = self.client_connections.unwrap_or(usize::MAX);
+        cfg.pool.preconnect = self.preconnect.then_some(Wire::Ascii);
+        cfg.pool.tcp_keepalive = self.tcpkeepalive;
         cfg
     }
 }
@@ -268,6 +277,8 @@ fn pool(name: String, entries: Vec<(String, Raw)>) -> Result<NutcrackerPool, Nut
         server_failure_limit: 2,
         server_retry_timeout: Duration::from_millis(30_000),
         client_connections: None,
+        preconnect: false,
+        tcpkeepalive: false,
         ignored: Vec::new(),
     };
     let mut redis_auth = false;
@@ -368,10 +379,8 @@ fn pool(name: String, entries: Vec<(String, Raw)>) -> Result<NutcrackerPool, Nut
                 num()?;
                 p.ignored.push(known.to_owned());
             }
-            "preconnect" | "tcpkeepalive" => {
-                boolean()?;
-                p.ignored.push(known.to_owned());
-            }
+            "preconnect" => p.preconnect = boolean()?,
+            "tcpkeepalive" => p.tcpkeepalive = boolean()?,
             _ => unreachable!("every key of KEYS has an arm"),
         }
     }
@@ -546,7 +555,8 @@ beta:
         assert_eq!(b.server_failure_limit, 2);
         assert_eq!(b.server_retry_timeout, Duration::from_secs(30));
         assert_eq!(b.client_connections, None);
-        assert_eq!(b.ignored, ["preconnect", "backlog"]);
+        assert!(b.preconnect && !b.tcpkeepalive && !a.preconnect);
+        assert_eq!(b.ignored, ["backlog"]);
         assert_eq!(
             b.listen_addr().unwrap(),
             "127.0.0.1:22122".parse::<SocketAddr>().unwrap()
@@ -562,9 +572,12 @@ beta:
         assert_eq!(cfg.pool.timeout, Duration::from_millis(400));
         assert_eq!(cfg.pool.connect_timeout, Duration::from_millis(123));
         assert_eq!(cfg.max_conns, usize::MAX);
+        assert_eq!(cfg.pool.preconnect, None);
         let cfg = b.proxy_config(&base);
         assert_eq!(cfg.pool.timeout, base.pool.timeout);
         assert_eq!(cfg.pool.max_errors, 2);
+        assert_eq!(cfg.pool.preconnect, Some(Wire::Ascii));
+        assert!(!cfg.pool.tcp_keepalive);
     }
 
     #[test]

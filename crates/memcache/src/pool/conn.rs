@@ -39,8 +39,10 @@ enum End {
 /// The connection task: runs until the pool drops its sender and the last job is answered.
 pub(super) async fn run(server: Arc<Server>, wire: Wire, mut rx: mpsc::Receiver<Job>) {
     let mut pending: VecDeque<Job> = VecDeque::new();
+    // Preconnecting, the first session starts before any job; later ones at a job.
+    let mut eager = server.opts().preconnect == Some(wire);
     loop {
-        if pending.is_empty() {
+        if pending.is_empty() && !std::mem::take(&mut eager) {
             match rx.recv().await {
                 Some(j) => pending.push_back(j),
                 None => return,
@@ -119,6 +121,15 @@ async fn connect(server: &Server) -> Result<TcpStream, ()> {
     {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
+            if server.opts().tcp_keepalive {
+                let keepalive = socket2::TcpKeepalive::new()
+                    .with_time(super::KEEPALIVE_IDLE)
+                    .with_interval(super::KEEPALIVE_INTERVAL)
+                    .with_retries(super::KEEPALIVE_PROBES);
+                if let Err(e) = socket2::SockRef::from(&s).set_tcp_keepalive(&keepalive) {
+                    tracing::warn!(server = %authority, error = %e, "cannot set TCP keepalive");
+                }
+            }
             stats.connects.fetch_add(1, Ordering::Relaxed);
             Ok(s)
         }

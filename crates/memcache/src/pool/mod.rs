@@ -51,7 +51,24 @@ pub struct PoolOptions {
     pub queue: usize,
     /// Reply size limits.
     pub limits: Limits,
+    /// Connect these connections of every server when the pool starts rather than at their
+    /// first request (nutcracker's `preconnect`); default `None`. A failed connect is counted
+    /// as any other, and the connection is then made at its first request.
+    pub preconnect: Option<Wire>,
+    /// TCP keepalive on server connections (nutcracker's `tcpkeepalive`): a server host that
+    /// vanished without closing them is noticed within [`KEEPALIVE_IDLE`] plus
+    /// [`KEEPALIVE_PROBES`] × [`KEEPALIVE_INTERVAL`] of silence, and the connection is closed
+    /// (its requests in flight fail, or are sent again when they may run twice); default off.
+    pub tcp_keepalive: bool,
 }
+
+/// Silence on a server connection before the first keepalive probe: 60 s (Linux's default,
+/// two hours, would leave a dead connection in the pool long after anyone cares).
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Time between keepalive probes.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Unanswered keepalive probes before the kernel closes the connection.
+pub const KEEPALIVE_PROBES: u32 = 3;
 
 impl Default for PoolOptions {
     fn default() -> Self {
@@ -64,6 +81,8 @@ impl Default for PoolOptions {
             retry_interval: Duration::from_secs(30),
             queue: 4096,
             limits: Limits::default(),
+            preconnect: None,
+            tcp_keepalive: false,
         }
     }
 }

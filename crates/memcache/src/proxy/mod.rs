@@ -34,7 +34,7 @@ use tokio::sync::Semaphore;
 pub use front::{FrontCache, FrontCacheOptions};
 
 use crate::Limits;
-use crate::pool::{Pool, PoolOptions, ServerAddr};
+use crate::pool::{Pool, PoolOptions, ServerAddr, Wire};
 use crate::route::{Distribution, Router};
 use crate::stats::ProxyStats;
 
@@ -174,7 +174,15 @@ impl Cluster {
             .iter()
             .map(|s| ServerAddr::parse(s).ok_or_else(|| ProxyError::BadServer(s.clone())))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Pool::new(addrs, &cfg.pool))
+        let mut opts = cfg.pool.clone();
+        // Preconnecting opens the connections ascii clients' requests take.
+        if opts.preconnect.is_some() {
+            opts.preconnect = Some(match cfg.downstream {
+                crate::Protocol::Ascii => Wire::Ascii,
+                crate::Protocol::Binary => Wire::Binary,
+            });
+        }
+        Ok(Pool::new(addrs, &opts))
     }
 }
 

@@ -77,6 +77,13 @@ pub struct MemcacheArgs {
     /// Re-shard over live servers while one is failing (twemproxy's auto_eject_hosts).
     #[arg(long)]
     pub eject: bool,
+    /// Connect to every server at start, not at its first request (twemproxy's preconnect).
+    #[arg(long)]
+    pub preconnect: bool,
+    /// TCP keepalive on server connections, probing after 60 s of silence (twemproxy's
+    /// tcpkeepalive): a server host gone without closing them is noticed in about 90 s.
+    #[arg(long)]
+    pub tcp_keepalive: bool,
     /// Protocol of classic ascii commands to the servers: ascii, or binary (moxi's a2b:
     /// carries vBucket ids, so ascii clients get the NOT_MY_VBUCKET retry) [default ascii].
     #[arg(long, value_name = "PROTOCOL")]
@@ -145,6 +152,10 @@ struct Section {
     retry_interval: Option<HumanDuration>,
     /// Eject failing servers from the ring; default false.
     eject: bool,
+    /// Connect to every server at start; default false.
+    preconnect: bool,
+    /// TCP keepalive on server connections; default false.
+    tcp_keepalive: bool,
     /// Downstream protocol of ascii commands: ascii (default) or binary.
     downstream_protocol: Option<String>,
     /// Reply bytes held per client connection before its requests wait; default 8MiB.
@@ -226,6 +237,11 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
     if let Some(n) = args.max_errors.or(s.max_errors) {
         pool.max_errors = n;
     }
+    if args.preconnect || s.preconnect {
+        // The proxy opens those of its downstream protocol.
+        pool.preconnect = Some(shoal_memcache::pool::Wire::Ascii);
+    }
+    pool.tcp_keepalive = args.tcp_keepalive || s.tcp_keepalive;
     if let Some(size) = args.client_reply_budget.or(s.client_reply_budget) {
         if size.bytes() == 0 {
             return Err(
@@ -649,6 +665,16 @@ fn nutcracker_conflicts(args: &MemcacheArgs, s: &Section) -> anyhow::Result<()> 
             "server_retry_timeout",
         ),
         ("--eject", args.eject || s.eject, "auto_eject_hosts"),
+        (
+            "--preconnect",
+            args.preconnect || s.preconnect,
+            "preconnect",
+        ),
+        (
+            "--tcp-keepalive",
+            args.tcp_keepalive || s.tcp_keepalive,
+            "tcpkeepalive",
+        ),
     ];
     if let Some((flag, _, key)) = set.iter().find(|(_, on, _)| *on) {
         bail!("{flag} does not combine with --nutcracker: set {key} in each pool of the file");
