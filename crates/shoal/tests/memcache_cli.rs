@@ -1,6 +1,7 @@
 //! `shoal memcache` as a process: moxi's `-z`/`-Z` forms with several listeners (and the
 //! inline-JSON and `url=` forms), weighted `--servers` against pylibmc's placement, the admin
-//! port, SIGHUP reload of a `-z` file, and a clear one-line error for a bad config.
+//! port, SIGHUP reload of a `-z` file, a clear one-line error for a bad config, and
+//! `--max-item-size` against memcached `-I 2m`.
 #![allow(clippy::unwrap_used)]
 
 #[path = "../../memcache/tests/support/mod.rs"]
@@ -358,5 +359,80 @@ fn a_request_arriving_as_its_server_connection_closes_goes_out_on_the_next() {
         std::thread::sleep(Duration::from_millis(30));
         shoal_testkit::signal(&shoal.0, "CONT");
         assert_eq!(reply(&mut c, b""), "END\r\n", "round {round}: get b");
+    }
+}
+
+/// Servers started with `memcached -I 2m` store values up to 2 MB. `--max-item-size 2MiB`
+/// lets such values through the proxy both ways; with the default (memcached's own 1 MiB) a
+/// larger set gets memcached's own refusal from the proxy, and a larger value already on a
+/// server is refused as a reply the proxy will not hold, with the connection still usable.
+#[test]
+fn max_item_size_follows_the_servers_own_limit() {
+    let Some(m) = Memcached::start_with(&["-I", "2m"]) else {
+        return;
+    };
+    let value: Vec<u8> = (0..1_500_000).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut set = format!("set big 3 0 {}\r\n", value.len()).into_bytes();
+    set.extend_from_slice(&value);
+    set.extend_from_slice(b"\r\n");
+    let mut stored = format!("VALUE big 3 {}\r\n", value.len()).into_bytes();
+    stored.extend_from_slice(&value);
+    stored.extend_from_slice(b"\r\nEND\r\n");
+    let ends = |r: &[u8]| r.ends_with(b"\r\n");
+    let within = Duration::from_secs(10);
+
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _default = start(&["--listen", &listen, "--servers", &m.addr()], &[port]);
+    let default_port = port;
+    let mut c = Client::connect(port);
+    assert_eq!(
+        String::from_utf8(c.call_until(&set, within, ends)).unwrap(),
+        "SERVER_ERROR object too large for cache\r\n"
+    );
+    assert_eq!(
+        c.call(b"version\r\n").len(),
+        b"VERSION 1.6.18-shoal\r\n".len()
+    );
+
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _large = start(
+        &[
+            "--listen",
+            &listen,
+            "--servers",
+            &m.addr(),
+            "--max-item-size",
+            "2MiB",
+        ],
+        &[port],
+    );
+    let mut c = Client::connect(port);
+    assert_eq!(c.call_until(&set, within, ends), b"STORED\r\n");
+    let got = c.call_until(b"get big\r\n", within, |r| r.ends_with(b"END\r\n"));
+    assert!(got == stored, "get through the proxy: {} bytes", got.len());
+    let mut c = Client::connect(default_port);
+    let got = c.call_until(b"get big\r\n", within, ends);
+    assert_eq!(
+        String::from_utf8(got).unwrap(),
+        "SERVER_ERROR proxy downstream protocol error 127.0.0.1\r\n"
+    );
+    assert_eq!(
+        c.call(b"version\r\n").len(),
+        b"VERSION 1.6.18-shoal\r\n".len()
+    );
+
+    for bad in ["512", "2GiB"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["memcache", "--servers", &m.addr(), "--max-item-size", bad])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains("--max-item-size") && err.contains("1KiB to 1GiB"),
+            "{err}"
+        );
     }
 }

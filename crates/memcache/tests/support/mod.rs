@@ -50,6 +50,15 @@ impl Memcached {
 
     /// Starts memcached on `host` and `port` (a free port when `None`).
     pub fn start_on(host: &str, fixed: Option<u16>) -> Option<Memcached> {
+        Self::launch(host, fixed, &[])
+    }
+
+    /// Starts memcached with `extra` arguments (`-I 2m`) on a free loopback port.
+    pub fn start_with(extra: &[&str]) -> Option<Memcached> {
+        Self::launch("127.0.0.1", None, extra)
+    }
+
+    fn launch(host: &str, fixed: Option<u16>, extra: &[&str]) -> Option<Memcached> {
         if !Self::available() {
             return None;
         }
@@ -59,6 +68,7 @@ impl Memcached {
             let mut child = Command::new(MEMCACHED)
                 .args(["-l", host, "-p", &port.to_string(), "-U", "0"])
                 .args(["-t", "1", "-m", "64", "-u", "root"]) // -u matters only as root
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())

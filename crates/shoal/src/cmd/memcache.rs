@@ -92,6 +92,10 @@ pub struct MemcacheArgs {
     /// the proxy stops reading its requests [default 8MiB].
     #[arg(long, value_name = "SIZE")]
     pub client_reply_budget: Option<ByteSize>,
+    /// Largest value a client may store and a server may return, as the servers' own
+    /// `memcached -I` (1KiB to 1GiB) [default 1MiB, memcached's].
+    #[arg(long, value_name = "SIZE")]
+    pub max_item_size: Option<ByteSize>,
     /// Front cache: most items [default 200].
     #[arg(long, value_name = "N")]
     pub front_cache_max: Option<usize>,
@@ -160,6 +164,8 @@ struct Section {
     downstream_protocol: Option<String>,
     /// Reply bytes held per client connection before its requests wait; default 8MiB.
     client_reply_budget: Option<ByteSize>,
+    /// Largest value stored or returned (memcached -I); default 1MiB.
+    max_item_size: Option<ByteSize>,
     /// Front cache: most items; default 200.
     front_cache_max: Option<usize>,
     /// Front cache: item lifespan; default 0 (off).
@@ -250,6 +256,17 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
         }
         client_reply_budget = usize::try_from(size.bytes()).unwrap_or(usize::MAX);
     }
+    let mut limits = shoal_memcache::Limits::default();
+    if let Some(size) = args.max_item_size.or(s.max_item_size) {
+        // memcached's own bounds for -I.
+        if !(1 << 10..=1 << 30).contains(&size.bytes()) {
+            return Err(
+                config::ConfigError::invalid("--max-item-size", size, "1KiB to 1GiB").into(),
+            );
+        }
+        limits.max_item_size = usize::try_from(size.bytes()).unwrap_or(usize::MAX);
+    }
+    pool.limits.max_item_size = limits.max_item_size;
     if let Some(n) = args.front_cache_max.or(s.front_cache_max) {
         front.max = n;
     }
@@ -296,6 +313,7 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
         c.front_cache = front.clone();
         c.downstream = downstream;
         c.client_reply_budget = client_reply_budget;
+        c.limits = limits.clone();
         c
     };
     let mut listeners = Vec::new();
