@@ -25,6 +25,9 @@ pub struct ServerLimits {
     pub drain: Duration,
     /// Write a line per request here (`None`, the default: no access log).
     pub access_log: Option<Arc<AccessLog>>,
+    /// Serve HTTPS with this configuration (ALPN `h2` and `http/1.1`; see
+    /// [`shoal_tls::server_config`]); `None`, the default: plain HTTP/1.1 and h2c.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServerLimits {
@@ -34,11 +37,13 @@ impl Default for ServerLimits {
             header_timeout: Duration::from_secs(30),
             drain: Duration::from_secs(30),
             access_log: None,
+            tls: None,
         }
     }
 }
 
-/// Serves `router` on `listener` (HTTP/1.1 and h2c) until `shutdown` resolves, then drains.
+/// Serves `router` on `listener` (HTTP/1.1 and h2c, or HTTPS with `limits.tls`) until
+/// `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -52,6 +57,8 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
+    let builder = Arc::new(builder);
+    let acceptor = limits.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -86,13 +93,36 @@ pub async fn serve(
                 })
             }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let Some(acceptor) = acceptor.clone() else {
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                let _ = conn.await;
+                drop(permit);
+            });
+            continue;
+        };
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let within = limits.header_timeout;
         tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
+            let _permit = permit;
+            // hyper's header timeout starts once TLS is up: bound the wait for the first
+            // byte and the handshake here, so an idle connection cannot hold a slot.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(within, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let Some(tls) = shoal_tls::accept(&acceptor, stream, first[0], within, peer).await
+            else {
+                return;
+            };
+            let conn = builder
+                .serve_connection(TokioIo::new(tls), svc)
+                .into_owned();
+            let _ = watcher.watch(conn).await;
         });
     }
     drop(listener);

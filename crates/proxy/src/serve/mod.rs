@@ -8,7 +8,6 @@ mod handler;
 mod io;
 mod plan;
 mod stream;
-mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -131,22 +130,8 @@ pub async fn serve(
                 serve_connection(&builder, TokioIo::new(io), proxy, watcher, peer, log).await;
                 return;
             };
-            if probe[0] != TLS_HANDSHAKE_RECORD {
-                tls::refuse_plain_http(io).await;
-                return;
-            }
-            match tokio::time::timeout(first_byte, acceptor.accept(io)).await {
-                Ok(Ok(tls)) => {
-                    serve_connection(&builder, TokioIo::new(tls), proxy, watcher, peer, log).await;
-                }
-                Ok(Err(e)) => {
-                    metrics::counter!("shoal_http_tls_handshake_errors_total").increment(1);
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                }
-                Err(_) => {
-                    metrics::counter!("shoal_http_tls_handshake_errors_total").increment(1);
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                }
+            if let Some(tls) = shoal_tls::accept(&acceptor, io, probe[0], first_byte, peer).await {
+                serve_connection(&builder, TokioIo::new(tls), proxy, watcher, peer, log).await;
             }
         });
     }
@@ -159,9 +144,6 @@ pub async fn serve(
     }
     Ok(())
 }
-
-/// The first byte of a TLS connection: a handshake record.
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 async fn serve_connection<I>(
     builder: &auto::Builder<TokioExecutor>,

@@ -64,6 +64,10 @@ pub struct RouteSection {
     pub header_timeout: Option<HumanDuration>,
     /// `--access-log`.
     pub access_log: Option<PathBuf>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The `[route]` table of `config` when it is a TOML file (else all defaults). The rest of the

@@ -12,6 +12,7 @@ mod runtimes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -146,6 +147,15 @@ pub struct RouteArgs {
     #[arg(long, env = "SHOAL_ROUTE_ACCESS_LOG", value_name = "FILE")]
     pub access_log: Option<PathBuf>,
 
+    /// Serve HTTPS (ALPN h2 and http/1.1) with this PEM certificate chain; needs --tls-key.
+    /// A plain-HTTP client on the port gets a 400 saying to use https://. [default: HTTP]
+    #[arg(long, env = "SHOAL_ROUTE_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "SHOAL_ROUTE_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
     /// Print where PATH goes (normalised path, shard, replicas) and exit. PATH is a request
     /// path (`/a/caf%E9.jpg`) and may hold raw bytes that are not UTF-8.
     #[arg(long, value_name = "PATH")]
@@ -167,6 +177,8 @@ pub struct Resolved {
     pub runtimes: usize,
     /// Access log file, if any.
     pub access_log: Option<PathBuf>,
+    /// HTTPS on the front, if configured.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl RouteArgs {
@@ -238,8 +250,20 @@ impl RouteArgs {
                 .or(f.admin_listen)
                 .unwrap_or(AdminListen::At(SocketAddr::from(([127, 0, 0, 1], 8080)))),
         };
+        let tls = match (
+            self.tls_cert.clone().or(f.tls_cert),
+            self.tls_key.clone().or(f.tls_key),
+        ) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                Some(shoal_tls::server_config(&cert, &key).context("--tls-cert/--tls-key")?)
+            }
+            (Some(_), None) => bail!("--tls-cert needs --tls-key (tls_key in [route])"),
+            (None, Some(_)) => bail!("--tls-key needs --tls-cert (tls_cert in [route])"),
+        };
         Ok(Resolved {
             settings,
+            tls,
             listen,
             admin_listen,
             header_timeout: dur(self.header_timeout, f.header_timeout, 30_000),
@@ -276,7 +300,9 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
         header_timeout,
         runtimes,
         access_log,
+        tls,
     } = args.resolve()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let router = build(&args, settings)?;
     if let Some(path) = &args.explain {
         return explain(&router, path);
@@ -288,6 +314,7 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
             admin_listen,
             header_timeout,
             access_log,
+            tls,
             runtimes,
         );
     }
@@ -300,7 +327,7 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let admin_l = admin_listen.bind().await?;
-        tracing::info!(listen = %front.local_addr()?, admin = %bound(admin_l.as_ref()), state = %router.migration_state(), "shoal route serving");
+        tracing::info!(listen = %front.local_addr()?, %scheme, admin = %bound(admin_l.as_ref()), state = %router.migration_state(), "shoal route serving");
         let shutdown = crate::shutdown::Shutdown::on_signals();
         let tasks = router.spawn_background();
         let admin_task = tokio::spawn(serve_admin(admin_l, router.clone(), shutdown.clone()));
@@ -308,6 +335,7 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
         let limits = server::ServerLimits {
             header_timeout,
             access_log: access_log.clone(),
+            tls,
             ..Default::default()
         };
         let s3 = shutdown.clone();
@@ -329,6 +357,7 @@ fn run_runtimes(
     admin_listen: AdminListen,
     header_timeout: Duration,
     access_log: Option<PathBuf>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     n: usize,
 ) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -339,13 +368,15 @@ fn run_runtimes(
         let listeners = runtimes::bind(listen, n)?;
         let admin_l = admin_listen.bind().await?;
         let front = listeners[0].local_addr()?;
-        tracing::info!(listen = %front, admin = %bound(admin_l.as_ref()), runtimes = n, state = %router.migration_state(), "shoal route serving");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(listen = %front, %scheme, admin = %bound(admin_l.as_ref()), runtimes = n, state = %router.migration_state(), "shoal route serving");
         let shutdown = crate::shutdown::Shutdown::on_signals();
         let tasks = router.spawn_background();
         let access_log = crate::access_log::open(access_log.as_deref())?;
         let limits = server::ServerLimits {
             header_timeout,
             access_log: access_log.clone(),
+            tls,
             ..Default::default()
         };
         let threads = runtimes::serve(listeners, &router, &limits, &shutdown)?;
