@@ -44,6 +44,7 @@ mod decoder;
 mod error;
 pub mod meta;
 mod num;
+pub mod nutcracker_stats;
 pub mod pool;
 pub mod proxy;
 mod request;

@@ -114,6 +114,10 @@ counters! {
     tot_conns,
     /// Client connections open now.
     curr_conns,
+    /// Client connections the client closed.
+    tot_client_eof,
+    /// Client connections ended by a read or write error.
+    tot_client_conn_errors,
     /// Requests decoded.
     tot_requests,
     /// Requests refused by the codec (malformed).
@@ -122,6 +126,8 @@ counters! {
     tot_downstream_errors,
     /// Requests answered by the proxy itself (version, verbosity, mn, noop, stats proxy).
     tot_local,
+    /// Requests that multi-key gets were split into, one per server.
+    tot_multiget_fragments,
     /// Keys in multi-key gets.
     tot_multiget_keys,
     /// Keys of multi-key gets not sent again because they were already asked for.

@@ -1,8 +1,9 @@
 //! `shoal memcache` in twemproxy's place: `--nutcracker nutcracker.yml` against the real
 //! nutcracker 0.5.0 on the same file and the same memcached servers (every key must land on
 //! the server nutcracker put it on), `--hash`/`--hash-tag` against nutcracker's golden column,
-//! SIGHUP re-reading the yml (and refusing a changed set of pools), and the configs both
-//! refuse, each with the pool and the problem named.
+//! SIGHUP re-reading the yml (and refusing a changed set of pools), the configs both
+//! refuse, each with the pool and the problem named, and the stats port (`--stats-port`)
+//! against nutcracker's own for the same requests.
 #![allow(clippy::unwrap_used)]
 
 #[path = "../../memcache/tests/support/mod.rs"]
@@ -39,11 +40,24 @@ fn nutcracker_available() -> bool {
 
 /// A real nutcracker on `file`, its stats port on loopback too; killed on drop.
 fn nutcracker(file: &Path, dir: &Path, ports: &[u16]) -> Proc {
-    let stats = free_port();
+    nutcracker_with_stats(file, dir, ports, free_port())
+}
+
+/// A real nutcracker on `file` with its stats on `127.0.0.1:stats`, refreshed every 100 ms.
+fn nutcracker_with_stats(file: &Path, dir: &Path, ports: &[u16], stats: u16) -> Proc {
     let mut cmd = Command::new(NUTCRACKER);
     cmd.arg("-c")
         .arg(file)
-        .args(["-a", "127.0.0.1", "-s", &stats.to_string(), "-v", "4"])
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-s",
+            &stats.to_string(),
+            "-v",
+            "4",
+            "-i",
+            "100",
+        ])
         .arg("-o")
         .arg(dir.join("nutcracker.log"))
         .arg("-p")
@@ -509,4 +523,163 @@ fn refused(args: &[&str]) -> String {
     assert!(err.starts_with("shoal: error: "), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     err
+}
+
+/// The JSON object a stats port writes before it closes.
+fn stats_json(port: u16) -> serde_json::Value {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// On one connection to `port`: for every key, a set, then a get, each answered before the
+/// next; then a get of a key nobody set. Returns the connection (still open).
+fn set_then_get_each(port: u16, keys: &[String]) -> Client {
+    let mut c = Client::connect(port);
+    for k in keys {
+        let set = format!("set {k} 0 0 5\r\nhello\r\n");
+        assert_eq!(
+            c.call_until(set.as_bytes(), Duration::from_secs(5), |r| r
+                .ends_with(b"\r\n")),
+            b"STORED\r\n"
+        );
+        let get = format!("get {k}\r\n");
+        let want = format!("VALUE {k} 0 5\r\nhello\r\nEND\r\n");
+        assert_eq!(
+            c.call_until(get.as_bytes(), Duration::from_secs(5), |r| r
+                .ends_with(b"END\r\n")),
+            want.as_bytes()
+        );
+    }
+    let none = c.call_until(b"get nobody-set-this\r\n", Duration::from_secs(5), |r| {
+        r.ends_with(b"END\r\n")
+    });
+    assert_eq!(none, b"END\r\n");
+    c
+}
+
+/// The sorted keys of a JSON object.
+fn keys_of(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+/// Total `requests` over every server of every pool.
+fn total_requests(v: &serde_json::Value) -> u64 {
+    v.as_object()
+        .unwrap()
+        .values()
+        .filter_map(serde_json::Value::as_object)
+        .flat_map(|pool| pool.values().filter_map(|s| s.get("requests")?.as_u64()))
+        .sum()
+}
+
+#[test]
+fn the_stats_port_reports_what_nutcracker_reports_for_the_same_requests() {
+    if !Memcached::available() || !nutcracker_available() {
+        return;
+    }
+    let servers: Vec<Memcached> = (0..3).map(|_| Memcached::start().unwrap()).collect();
+    let dir = temp_dir("stats");
+    let (alpha_keys, beta_keys): (Vec<String>, Vec<String>) = (
+        (0..40).map(|i| format!("{i}:stats:a")).collect(),
+        (0..30).map(|i| format!("{i}:stats:b")).collect(),
+    );
+    // Each pool: a set and a get per key, and one get that misses.
+    let expected = 2 * (alpha_keys.len() + beta_keys.len()) as u64 + 2;
+
+    let (na, nb, ns) = (free_port(), free_port(), free_port());
+    let file = dir.join("nutcracker.yml");
+    std::fs::write(&file, two_pools(na, nb, &servers)).unwrap();
+    let _nc = nutcracker_with_stats(&file, &dir, &[na, nb], ns);
+    let _nc_clients = (
+        set_then_get_each(na, &alpha_keys),
+        set_then_get_each(nb, &beta_keys),
+    );
+    // nutcracker publishes its counters every stats interval (100 ms here).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut theirs = stats_json(ns);
+    while total_requests(&theirs) < expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        theirs = stats_json(ns);
+    }
+
+    let (sa, sb, ss) = (free_port(), free_port(), free_port());
+    let file = dir.join("shoal.yml");
+    std::fs::write(&file, two_pools(sa, sb, &servers)).unwrap();
+    let stats_port = ss.to_string();
+    let _shoal = start(
+        &[
+            "--nutcracker",
+            file.to_str().unwrap(),
+            "--stats-port",
+            &stats_port,
+            "--stats-addr",
+            "127.0.0.1",
+        ],
+        &[sa, sb, ss],
+    );
+    let _shoal_clients = (
+        set_then_get_each(sa, &alpha_keys),
+        set_then_get_each(sb, &beta_keys),
+    );
+    let ours = stats_json(ss);
+
+    assert_eq!(total_requests(&theirs), expected, "nutcracker: {theirs}");
+    assert_eq!(ours["service"], "nutcracker");
+    assert_eq!(ours["version"], "0.5.0-shoal");
+    assert_eq!(keys_of(&ours), keys_of(&theirs), "top level");
+    for pool in ["alpha", "beta"] {
+        let (o, t) = (&ours[pool], &theirs[pool]);
+        assert_eq!(keys_of(o), keys_of(t), "{pool}: fields and server names");
+        for field in [
+            "client_connections",
+            "client_eof",
+            "client_err",
+            "forward_error",
+            "server_ejects",
+            "fragments",
+        ] {
+            assert_eq!(o[field], t[field], "{pool}.{field}: {o} against {t}");
+        }
+        for (name, server) in t.as_object().unwrap() {
+            if !server.is_object() {
+                continue;
+            }
+            assert_eq!(keys_of(&o[name]), keys_of(server), "{pool}.{name}");
+            // The same requests, the same bytes, the same replies, nothing left queued.
+            for field in [
+                "requests",
+                "request_bytes",
+                "responses",
+                "response_bytes",
+                "server_eof",
+                "server_err",
+                "server_timedout",
+                "server_ejected_at",
+                "in_queue",
+                "in_queue_bytes",
+                "out_queue",
+                "out_queue_bytes",
+            ] {
+                assert_eq!(
+                    o[name][field], server[field],
+                    "{pool}.{name}.{field}: {o} against {t}"
+                );
+            }
+            let requests = server["requests"].as_u64().unwrap();
+            assert!(
+                requests > 0,
+                "{pool}.{name}: the comparison should cover every server"
+            );
+            assert_eq!(
+                o[name]["server_connections"], 1,
+                "{pool}.{name}: one client, one connection"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,6 +15,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 
+use super::ServerStats;
 use super::merge::{InFlight, encode_batch};
 use super::{DownstreamErrorKind, Expect, Job, Reply, Server, Wire};
 use crate::ascii::{MetaCode, Response, decode_response};
@@ -43,13 +44,13 @@ pub(super) async fn run(server: Arc<Server>, wire: Wire, mut rx: mpsc::Receiver<
     let mut eager = server.opts().preconnect == Some(wire);
     loop {
         if pending.is_empty() && !std::mem::take(&mut eager) {
-            match rx.recv().await {
+            match next(&server, &mut rx).await {
                 Some(j) => pending.push_back(j),
                 None => return,
             }
         }
         if let Some(e) = server.unavailable() {
-            fail_all(&mut pending, &mut rx, |_| e.clone());
+            fail_all(&server, &mut pending, &mut rx, |_| e.clone());
             continue;
         }
         let stream = match connect(&server).await {
@@ -57,12 +58,13 @@ pub(super) async fn run(server: Arc<Server>, wire: Wire, mut rx: mpsc::Receiver<
             Err(()) => {
                 server.failed();
                 let e = server.error(DownstreamErrorKind::Connect);
-                fail_all(&mut pending, &mut rx, |_| e.clone());
+                fail_all(&server, &mut pending, &mut rx, |_| e.clone());
                 continue;
             }
         };
         let (end, inflight) = session(&server, wire, stream, &mut pending, &mut rx).await;
         let stats = server.stats();
+        stats.connections.fetch_sub(1, Ordering::Relaxed);
         let retry = server.opts().retry;
         let mut again = VecDeque::new();
         match end {
@@ -71,6 +73,7 @@ pub(super) async fn run(server: Arc<Server>, wire: Wire, mut rx: mpsc::Receiver<
             End::Closed | End::Protocol => {}
         }
         for f in inflight {
+            left_the_wire(stats, &f);
             let touched = f.touched;
             for mut job in f.into_jobs() {
                 let kind = match end {
@@ -95,13 +98,36 @@ pub(super) async fn run(server: Arc<Server>, wire: Wire, mut rx: mpsc::Receiver<
     }
 }
 
+/// The next job of the connection's queue, waiting for one.
+async fn next(server: &Server, rx: &mut mpsc::Receiver<Job>) -> Option<Job> {
+    let job = rx.recv().await?;
+    server.took(&job);
+    Some(job)
+}
+
+/// The next job of the connection's queue if there is one.
+fn try_next(server: &Server, rx: &mut mpsc::Receiver<Job>) -> Option<Job> {
+    let job = rx.try_recv().ok()?;
+    server.took(&job);
+    Some(job)
+}
+
+/// A request written to the server is answered, or failed or re-queued with its connection.
+fn left_the_wire(stats: &ServerStats, f: &InFlight) {
+    stats.out_queue.fetch_sub(1, Ordering::Relaxed);
+    stats
+        .out_queue_bytes
+        .fetch_sub(f.bytes as u64, Ordering::Relaxed);
+}
+
 /// Fails the pending jobs and those already queued, at once.
 fn fail_all(
+    server: &Server,
     pending: &mut VecDeque<Job>,
     rx: &mut mpsc::Receiver<Job>,
     err: impl Fn(&Job) -> super::DownstreamError,
 ) {
-    while let Ok(j) = rx.try_recv() {
+    while let Some(j) = try_next(server, rx) {
         pending.push_back(j);
     }
     for j in pending.drain(..) {
@@ -121,6 +147,7 @@ async fn connect(server: &Server) -> Result<TcpStream, ()> {
     {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
+            stats.connections.fetch_add(1, Ordering::Relaxed);
             if server.opts().tcp_keepalive {
                 let keepalive = socket2::TcpKeepalive::new()
                     .with_time(super::KEEPALIVE_IDLE)
@@ -180,7 +207,7 @@ async fn write_loop(
     let mut out = BytesMut::new();
     loop {
         if queue.is_empty() {
-            match rx.recv().await {
+            match next(server, rx).await {
                 Some(j) => {
                     queue.push_back(j);
                     // Let the other ready tasks (clients with requests for this server) run
@@ -195,30 +222,35 @@ async fn write_loop(
             }
         }
         while queue.len() < BATCH {
-            match rx.try_recv() {
-                Ok(j) => queue.push_back(j),
-                Err(_) => break,
+            match try_next(server, rx) {
+                Some(j) => queue.push_back(j),
+                None => break,
             }
         }
         let deadline = Instant::now() + timeout;
         let n = queue.len();
         let sent = encode_batch(queue.drain(..), &mut out, deadline);
-        server
-            .stats()
-            .requests
-            .fetch_add(n as u64, Ordering::Relaxed);
+        let stats = server.stats();
+        stats.requests.fetch_add(n as u64, Ordering::Relaxed);
         for f in sent {
+            let (one, bytes) = (1, f.bytes as u64);
             if itx.send(f).is_err() {
                 return End::Closed;
             }
+            stats.out_queue.fetch_add(one, Ordering::Relaxed);
+            stats.out_queue_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
         let written = if out.is_empty() {
             Ok(())
         } else {
             wr.write_all(&out).await
         };
+        stats
+            .request_bytes
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
         out.clear();
         if written.is_err() {
+            stats.conn_errors.fetch_add(1, Ordering::Relaxed);
             return End::Closed;
         }
     }
@@ -233,6 +265,11 @@ async fn read_loop(
 ) -> End {
     let limits = &server.opts().limits;
     let max_body = limits.max_binary_body();
+    let stats = server.stats();
+    let protocol_error = || {
+        stats.conn_errors.fetch_add(1, Ordering::Relaxed);
+        End::Protocol
+    };
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut open = true;
     loop {
@@ -244,17 +281,19 @@ async fn read_loop(
                 Wire::Ascii => match decode_response(&mut buf, limits) {
                     Ok(Some(r)) => push_ascii(front, r),
                     Ok(None) => break,
-                    Err(_) => return End::Protocol,
+                    Err(_) => return protocol_error(),
                 },
                 Wire::Binary => match decode_binary_response(&mut buf, max_body) {
                     Ok(Some(r)) => push_binary(front, r),
                     Ok(None) => break,
-                    Err(_) => return End::Protocol,
+                    Err(_) => return protocol_error(),
                 },
             };
             front.touched = true;
             if done && let Some(f) = inflight.pop_front() {
                 server.succeeded();
+                left_the_wire(stats, &f);
+                stats.responses.fetch_add(1, Ordering::Relaxed);
                 f.answer();
             }
         }
@@ -262,7 +301,7 @@ async fn read_loop(
             front.touched |= !buf.is_empty();
         } else {
             if !buf.is_empty() {
-                return End::Protocol;
+                return protocol_error();
             }
             if !open {
                 return End::Drained;
@@ -271,8 +310,17 @@ async fn read_loop(
         let deadline = inflight.front().map(|f| f.deadline);
         tokio::select! {
             r = rd.read_buf(&mut buf) => match r {
-                Ok(0) | Err(_) => return End::Closed,
-                Ok(_) => {}
+                Ok(0) => {
+                    stats.eofs.fetch_add(1, Ordering::Relaxed);
+                    return End::Closed;
+                }
+                Err(_) => {
+                    stats.conn_errors.fetch_add(1, Ordering::Relaxed);
+                    return End::Closed;
+                }
+                Ok(n) => {
+                    stats.response_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                }
             },
             f = irx.recv(), if open => match f {
                 Some(f) => inflight.push_back(f),

@@ -30,6 +30,8 @@ pub(super) struct InFlight {
     pub got: Reply,
     /// Some byte of its reply has arrived: it must not be re-sent.
     pub touched: bool,
+    /// The bytes of its request on the wire.
+    pub bytes: usize,
 }
 
 impl InFlight {
@@ -44,6 +46,7 @@ impl InFlight {
             deadline,
             got,
             touched: false,
+            bytes: 0,
         }
     }
 
@@ -104,20 +107,26 @@ pub(super) fn encode_batch(
                 continue;
             }
         }
-        if let Some(last) = sent.last() {
+        if let Some(last) = sent.last_mut() {
             finish_run(last, out);
         }
         run = mergeable(&job).map(|g| (g.cas, g.keys.len(), line_len(g)));
         sent.push(InFlight::new(job, deadline));
     }
-    if let Some(last) = sent.last() {
+    if let Some(last) = sent.last_mut() {
         finish_run(last, out);
     }
     sent
 }
 
-/// Writes the request of `f`: its own bytes, or the merged get line.
-fn finish_run(f: &InFlight, out: &mut BytesMut) {
+/// Writes the request of `f`, its own bytes or the merged get line, and notes its size.
+fn finish_run(f: &mut InFlight, out: &mut BytesMut) {
+    let start = out.len();
+    write_request(f, out);
+    f.bytes = out.len() - start;
+}
+
+fn write_request(f: &InFlight, out: &mut BytesMut) {
     let Some(first) = f.job.get.as_ref() else {
         out.put_slice(&f.job.wire);
         return;

@@ -138,6 +138,16 @@ pub struct Job {
 }
 
 impl Job {
+    /// Its size as queued: its bytes, or its get line's when it carries keys only.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        if !self.wire.is_empty() {
+            return self.wire.len();
+        }
+        self.get.as_ref().map_or(0, |g| {
+            g.name().len() + 2 + g.keys.iter().map(|k| k.len() + 1).sum::<usize>()
+        })
+    }
+
     /// A job and the receiver of its reply.
     pub fn new(wire: Bytes, expect: Expect) -> (Job, oneshot::Receiver<JobResult>) {
         let (tx, rx) = oneshot::channel();
@@ -227,8 +237,11 @@ impl Pool {
         };
         let conns = &per[wire as usize];
         let tx = &conns[slot % conns.len()];
+        let server = &self.servers[index];
+        server.queued(&job);
         if let Err(mpsc::error::SendError(job)) = tx.send(job).await {
-            let host = self.servers[index].addr().host.clone();
+            server.took(&job);
+            let host = server.addr().host.clone();
             job.fail(DownstreamError::new(DownstreamErrorKind::Closed, host));
         }
     }

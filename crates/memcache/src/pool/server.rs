@@ -70,6 +70,32 @@ pub struct ServerStats {
     pub unavailable: AtomicU64,
     /// Requests answered with a downstream error of any kind.
     pub errors: AtomicU64,
+    /// Bytes written to the server.
+    pub request_bytes: AtomicU64,
+    /// Replies read (a merged get's reply counts once).
+    pub responses: AtomicU64,
+    /// Bytes read from the server.
+    pub response_bytes: AtomicU64,
+    /// Connections the server closed.
+    pub eofs: AtomicU64,
+    /// Connections ended by an error: a failed read or write, or a reply that is not
+    /// memcached's protocol.
+    pub conn_errors: AtomicU64,
+    /// Connections open now.
+    pub connections: AtomicU64,
+    /// Times the server started a retry interval (was ejected, with `eject`).
+    pub ejects: AtomicU64,
+    /// When the current retry interval started, in microseconds since the Unix epoch; 0
+    /// while the server is in service.
+    pub ejected_at_us: AtomicU64,
+    /// Requests queued for the server's connections and not written yet, and their bytes.
+    pub in_queue: AtomicU64,
+    /// See `in_queue`.
+    pub in_queue_bytes: AtomicU64,
+    /// Requests written and not answered yet, and their bytes.
+    pub out_queue: AtomicU64,
+    /// See `out_queue`.
+    pub out_queue_bytes: AtomicU64,
 }
 
 /// A downstream server.
@@ -137,9 +163,38 @@ impl Server {
         let n = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
         let max = self.opts.max_errors;
         if max > 0 && n >= max {
-            *self.down_until.lock() = Some(Instant::now() + self.opts.retry_interval);
+            let now = Instant::now();
+            let was_down = self
+                .down_until
+                .lock()
+                .replace(now + self.opts.retry_interval)
+                .is_some_and(|t| now < t);
+            if !was_down {
+                self.stats.ejects.fetch_add(1, Ordering::Relaxed);
+                let since_epoch = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let us = u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX);
+                self.stats.ejected_at_us.store(us, Ordering::Relaxed);
+            }
             tracing::warn!(server = %self.addr.authority(), errors = n, "server left alone for its retry interval");
         }
+    }
+
+    /// `job` joins one of the server's connection queues.
+    pub(crate) fn queued(&self, job: &super::Job) {
+        self.stats.in_queue.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .in_queue_bytes
+            .fetch_add(job.queued_bytes() as u64, Ordering::Relaxed);
+    }
+
+    /// `job` left its connection queue (taken by the connection, or refused).
+    pub(crate) fn took(&self, job: &super::Job) {
+        self.stats.in_queue.fetch_sub(1, Ordering::Relaxed);
+        self.stats
+            .in_queue_bytes
+            .fetch_sub(job.queued_bytes() as u64, Ordering::Relaxed);
     }
 
     /// A reply came back: the server is healthy.
@@ -147,6 +202,7 @@ impl Server {
         if self.errors.load(Ordering::Relaxed) != 0 {
             self.errors.store(0, Ordering::Relaxed);
             *self.down_until.lock() = None;
+            self.stats.ejected_at_us.store(0, Ordering::Relaxed);
         }
     }
 }

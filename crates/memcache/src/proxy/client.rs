@@ -339,7 +339,14 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, stream: TcpStream, id: usize) {
     let mut pool = proxy.cluster().pool.clone();
     'conn: loop {
         match rd.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
+            Ok(0) => {
+                ProxyStats::inc(&stats.tot_client_eof);
+                break;
+            }
+            Err(_) => {
+                ProxyStats::inc(&stats.tot_client_conn_errors);
+                break;
+            }
             Ok(_) => {}
         }
         let ctx = Ctx {

@@ -86,6 +86,10 @@ pub(crate) async fn split(ctx: &Ctx<'_>, g: Get) -> Pending {
         let e = DownstreamError::new(DownstreamErrorKind::NoServer, "");
         return Pending::Ready(Bytes::from(e.ascii_reply()));
     }
+    stats.tot_multiget_fragments.fetch_add(
+        per_server.len() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let mut replies = Vec::with_capacity(per_server.len());
     for (server, keys, _) in per_server {
         let part = Get {

@@ -7,7 +7,7 @@
 //! files and the nutcracker.yml and swaps the server lists in without dropping client
 //! connections; the listeners themselves (how many, their order, names and addresses) stay.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -59,6 +59,13 @@ pub struct MemcacheArgs {
     /// Admin HTTP address (`/healthz`, `/metrics`, `/status`).
     #[arg(long, env = "SHOAL_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
+    /// twemproxy's stats port (nutcracker -s): each connection gets nutcracker's JSON stats
+    /// object, so monitoring built for twemproxy keeps working [default: none].
+    #[arg(long, value_name = "PORT")]
+    pub stats_port: Option<u16>,
+    /// The address of --stats-port (nutcracker -a) [default 0.0.0.0, as nutcracker's].
+    #[arg(long, value_name = "IP")]
+    pub stats_addr: Option<IpAddr>,
     /// Time a request waits for its server's reply [default 5s].
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<HumanDuration>,
@@ -144,6 +151,10 @@ struct Section {
     vbucket_map: Option<PathBuf>,
     /// Admin address; none by default.
     admin_listen: Option<SocketAddr>,
+    /// twemproxy's stats port; default none.
+    stats_port: Option<u16>,
+    /// Address of the stats port; default 0.0.0.0.
+    stats_addr: Option<IpAddr>,
     /// Request timeout; default 5s.
     timeout: Option<HumanDuration>,
     /// Connect timeout; default 400ms.
@@ -192,13 +203,19 @@ struct File {
 struct Plan {
     listeners: Vec<(SocketAddr, ProxyConfig, Option<RestSource>)>,
     admin: Option<SocketAddr>,
+    /// twemproxy's stats port.
+    stats: Option<SocketAddr>,
     threads: Option<usize>,
 }
 
 fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
     let file: File = config::load(args.config.as_deref())?;
     let s = file.memcache;
-    let shared = (s.threads, s.admin_listen);
+    let shared = Shared {
+        threads: s.threads,
+        admin: s.admin_listen,
+        stats: stats_listen(args, &s)?,
+    };
     let mut pool = shoal_memcache::pool::PoolOptions::default();
     let mut dist_override = None;
     let mut port_listen = 11211;
@@ -450,12 +467,34 @@ fn plan(args: &MemcacheArgs) -> anyhow::Result<Plan> {
     finish(args, shared, listeners)
 }
 
+/// What the config file sets for every listener.
+struct Shared {
+    threads: Option<usize>,
+    admin: Option<SocketAddr>,
+    stats: Option<SocketAddr>,
+}
+
+/// `--stats-port` and `--stats-addr` (or `stats_port`, `stats_addr`).
+fn stats_listen(args: &MemcacheArgs, s: &Section) -> anyhow::Result<Option<SocketAddr>> {
+    let addr = args.stats_addr.or(s.stats_addr);
+    match args.stats_port.or(s.stats_port) {
+        Some(0) => Err(config::ConfigError::invalid("--stats-port", 0, "1 to 65535").into()),
+        Some(port) => Ok(Some(SocketAddr::new(
+            addr.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            port,
+        ))),
+        None if addr.is_some() => bail!("--stats-addr needs --stats-port"),
+        None => Ok(None),
+    }
+}
+
 /// The plan of `listeners`, with the settings every listener shares.
 fn finish(
     args: &MemcacheArgs,
-    (file_threads, file_admin): (Option<usize>, Option<SocketAddr>),
+    shared: Shared,
     listeners: Vec<(SocketAddr, ProxyConfig, Option<RestSource>)>,
 ) -> anyhow::Result<Plan> {
+    let (file_threads, file_admin) = (shared.threads, shared.admin);
     let threads = args.threads.or(file_threads);
     if let Some(n) = threads
         && !(1..=1024).contains(&n)
@@ -465,6 +504,7 @@ fn finish(
     Ok(Plan {
         listeners,
         admin: args.admin_listen.or(file_admin),
+        stats: shared.stats,
         threads,
     })
 }
@@ -513,6 +553,16 @@ async fn serve(args: MemcacheArgs, plan: Plan) -> anyhow::Result<()> {
             .with_status(move || status(&status_proxies))
             .with_collector(move || collect(&metric_proxies));
         tokio::spawn(admin.serve(listener, shutdown.clone()));
+    }
+    if let Some(addr) = plan.stats {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the stats port {addr}"))?;
+        tracing::info!(%addr, "twemproxy stats port listening");
+        tokio::spawn(shoal_memcache::nutcracker_stats::serve(
+            listener,
+            proxies.clone(),
+        ));
     }
     tokio::spawn(reload_on_hup(args, proxies, listening));
     for t in tasks {
