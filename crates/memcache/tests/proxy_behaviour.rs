@@ -127,6 +127,23 @@ fn multiget_answers_in_key_order_once_per_key_asked() {
     assert!(c.call(b"version\r\n").starts_with(b"VERSION 1.6.18-shoal"));
 }
 
+/// Every request the proxy queued for a server or wrote to it has left its queues (the
+/// gauges of twemproxy's stats port), whatever happened to it.
+fn queues_are_empty(shoal: &Shoal) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for s in shoal.proxy.cluster().pool.servers() {
+        let st = s.stats();
+        for (name, v) in [
+            ("in_queue", &st.in_queue),
+            ("in_queue_bytes", &st.in_queue_bytes),
+            ("out_queue", &st.out_queue),
+            ("out_queue_bytes", &st.out_queue_bytes),
+        ] {
+            assert_eq!(v.load(Relaxed), 0, "{} {name}", s.addr().authority());
+        }
+    }
+}
+
 #[test]
 fn killed_server_fails_fast_and_comes_back() {
     let Some(mut servers) = three() else { return };
@@ -174,6 +191,15 @@ fn killed_server_fails_fast_and_comes_back() {
         String::from_utf8_lossy(&r),
         format!("VALUE {} 0 1\r\nw\r\nEND\r\n", keys[1])
     );
+    queues_are_empty(&shoal);
+    let cluster = shoal.proxy.cluster();
+    let st = cluster.pool.servers()[1].stats();
+    use std::sync::atomic::Ordering::Relaxed;
+    assert!(
+        st.eofs.load(Relaxed) + st.conn_errors.load(Relaxed) >= 1,
+        "the killed server's connection end is counted"
+    );
+    assert_eq!(st.connections.load(Relaxed), 1, "one connection again");
 }
 
 #[test]
@@ -232,6 +258,7 @@ fn stopped_server_times_out_without_stalling_the_others() {
         took >= Duration::from_millis(450) && took < Duration::from_millis(1500),
         "{took:?}"
     );
+    queues_are_empty(&shoal);
 }
 
 #[test]
@@ -339,6 +366,17 @@ fn a_request_on_a_connection_closed_before_replying_is_retried_once() {
         stats.contains(&format!(":server:{addr}:retries 1\r\n")),
         "{stats}"
     );
+    // Written twice, answered once, and nothing left counted as queued or in flight.
+    queues_are_empty(&shoal);
+    let cluster = shoal.proxy.cluster();
+    let st = cluster.pool.servers()[0].stats();
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(
+        (st.requests.load(Relaxed), st.responses.load(Relaxed)),
+        (2, 1)
+    );
+    // The first connection's end, and the second's once the test server is gone.
+    assert!((1..=2).contains(&st.eofs.load(Relaxed)));
 }
 
 /// A server whose TCP connects hang (a full listen queue: the kernel drops the SYNs): its
