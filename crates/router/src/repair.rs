@@ -46,6 +46,7 @@ impl Router {
     fn replica_by_base(&self, base: &str) -> Option<Arc<Replica>> {
         self.inner
             .topo
+            .load()
             .all
             .iter()
             .find(|r| r.base() == base)
@@ -226,7 +227,8 @@ impl Router {
     /// The replicas a write of `path` goes to now.
     fn write_set(&self, path: &[u8]) -> Vec<Arc<Replica>> {
         let mut out: Vec<Arc<Replica>> = Vec::new();
-        for t in self.inner.topo.targets(path, self.migration_state()) {
+        let targets = self.inner.topo.load().targets(path, self.migration_state());
+        for t in targets {
             for r in t.replicas {
                 if !out.iter().any(|o| Arc::ptr_eq(o, &r)) {
                     out.push(r);
@@ -256,15 +258,16 @@ impl Router {
     /// Every replica of every ring's shard for `path`, usable ones first.
     fn sources(&self, path: &[u8]) -> Vec<Arc<Replica>> {
         let mut out: Vec<Arc<Replica>> = Vec::new();
-        for t in self.inner.topo.targets(path, MigrationState::Both) {
+        let topo = self.inner.topo.load_full();
+        for t in topo.targets(path, MigrationState::Both) {
             for r in t.replicas {
                 if !out.iter().any(|o| Arc::ptr_eq(o, &r)) {
                     out.push(r);
                 }
             }
         }
-        if self.inner.topo.migration.is_none() {
-            for t in self.inner.topo.targets(path, MigrationState::Old) {
+        if topo.migration.is_none() {
+            for t in topo.targets(path, MigrationState::Old) {
                 out.extend(t.replicas);
             }
         }
@@ -299,7 +302,8 @@ impl Router {
         };
         let mut having: BTreeMap<Vec<u8>, Vec<Arc<Replica>>> = BTreeMap::new();
         let mut report = RepairReport::default();
-        for node in &self.inner.topo.all {
+        let topo = self.inner.topo.load_full();
+        for node in &topo.all {
             match self.list(node).await {
                 Ok(files) => {
                     for f in files {
@@ -311,9 +315,7 @@ impl Router {
         }
         for (path, on) in having {
             let shown = display_path(&path);
-            let home: Vec<Arc<Replica>> = self
-                .inner
-                .topo
+            let home: Vec<Arc<Replica>> = topo
                 .targets(&path, serving)
                 .into_iter()
                 .flat_map(|t| t.replicas)

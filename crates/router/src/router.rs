@@ -5,6 +5,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
+use arc_swap::ArcSwap;
+
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
@@ -25,7 +27,8 @@ use crate::{RouteError, metrics};
 pub(crate) type HttpClient = Client<HttpConnector, Body>;
 
 pub(crate) struct Inner {
-    pub(crate) topo: Topology,
+    /// The rings, swapped whole by [`Router::reload`].
+    pub(crate) topo: ArcSwap<Topology>,
     pub(crate) settings: Settings,
     pub(crate) client: HttpClient,
     state: AtomicU8,
@@ -35,6 +38,8 @@ pub(crate) struct Inner {
     pub(crate) journal: Option<Journal>,
     pub(crate) roster_ignored: AtomicUsize,
     pub(crate) roster_hosts: AtomicUsize,
+    /// The roster last applied, applied again to the replicas of a reloaded topology.
+    roster: parking_lot::Mutex<Option<Roster>>,
     counters: metrics::RequestCounters,
     writes: WriteGate,
     /// Bodies cut off because a peer stopped sending or taking them (see [`Settings::body_timeout`]).
@@ -50,10 +55,26 @@ pub struct Router {
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
-            .field("dc", &self.inner.topo.dc)
+            .field("dc", &self.inner.topo.load().dc)
             .field("state", &self.migration_state())
             .finish()
     }
+}
+
+/// What a [`Router::reload`] put in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Shards of the primary ring.
+    pub shards: usize,
+    /// Shards of the migration ring, if there is one.
+    pub migration_shards: Option<usize>,
+    /// Replicas the old map did not name.
+    pub replicas_added: usize,
+    /// Replicas the new map no longer names.
+    pub replicas_removed: usize,
+    /// The map ended a migration: its primary ring is the former migration ring, and the
+    /// state went from `new` to `old`.
+    pub completed_migration: bool,
 }
 
 /// Where a path goes, as `shoal route --explain` prints it.
@@ -165,7 +186,7 @@ impl Router {
         let client = build_client(&settings);
         let router = Router {
             inner: Arc::new(Inner {
-                topo,
+                topo: ArcSwap::from_pointee(topo),
                 settings,
                 client,
                 state: AtomicU8::new(state as u8),
@@ -173,13 +194,14 @@ impl Router {
                 journal,
                 roster_ignored: AtomicUsize::new(0),
                 roster_hosts: AtomicUsize::new(0),
+                roster: parking_lot::Mutex::new(None),
                 counters: metrics::RequestCounters::new(),
                 writes: WriteGate::default(),
                 body_timeouts: AtomicU64::new(0),
             }),
         };
         let checked = router.inner.settings.health_interval.is_some();
-        for r in &router.inner.topo.all {
+        for r in &router.inner.topo.load().all {
             r.set_health_checked(checked);
         }
         if let Some(p) = router.inner.settings.roster.clone() {
@@ -218,12 +240,13 @@ impl Router {
                 "unable to switch to {to}: invalid key"
             )));
         }
-        if to != MigrationState::Old && self.inner.topo.migration.is_none() {
+        // Under the lock: a reload cannot take the migration ring away meanwhile.
+        let _one_at_a_time = self.inner.switching.lock();
+        if to != MigrationState::Old && self.inner.topo.load().migration.is_none() {
             return Err(RouteError::Migration(format!(
                 "unable to switch to {to}: missing migration ring"
             )));
         }
-        let _one_at_a_time = self.inner.switching.lock();
         if let Some(p) = &self.inner.settings.migration_state {
             to.store(p)?;
         }
@@ -254,7 +277,8 @@ impl Router {
 
     /// Applies a roster: replicas it does not list are skipped (an empty roster lists all).
     pub fn apply_roster(&self, roster: &Roster) {
-        for r in &self.inner.topo.all {
+        *self.inner.roster.lock() = Some(roster.clone());
+        for r in &self.inner.topo.load().all {
             let allowed = roster.allows(r.authority());
             if r.set_in_roster(allowed) {
                 tracing::info!(replica = r.base(), in_roster = allowed, "roster changed");
@@ -270,13 +294,84 @@ impl Router {
         ::metrics::gauge!("shoal_route_roster_hosts").set(roster.hosts.len() as f64);
     }
 
+    /// Puts a re-read shard map in force (SIGHUP in `shoal route`): rings, shards, weights,
+    /// replicas, the migration ring and prefix rewrites. A replica the old map named keeps its
+    /// health, roster flag and counters; a new one starts usable and in the roster if the last
+    /// roster lists it. Requests under way finish on the map they started with. The settings
+    /// stay as they started.
+    ///
+    /// The end of a migration: in state `new`, a map whose primary ring is the migration ring
+    /// (the same shards and nodes) and which has no migration ring completes it, and the state
+    /// becomes `old` (persisted first). Any other map that lacks the migration ring that state
+    /// `both` or `new` reads from is refused, the old map kept, as is another data centre.
+    pub fn reload(&self, cfg: &RouteConfig) -> Result<Reloaded, RouteError> {
+        // Under the switch lock: a migration switch sees the old map or the new one whole.
+        let _one_at_a_time = self.inner.switching.lock();
+        let old = self.inner.topo.load_full();
+        if cfg.dc != old.dc {
+            return Err(RouteError::Config(format!(
+                "reload refused: data centre {} is not {}",
+                cfg.dc, old.dc
+            )));
+        }
+        let topo = Topology::keeping(cfg, Some(&old))?;
+        let state = self.migration_state();
+        let promoted = state == MigrationState::New
+            && topo.migration.is_none()
+            && old
+                .migration
+                .as_ref()
+                .is_some_and(|m| m.same_as(&topo.primary));
+        if state != MigrationState::Old && topo.migration.is_none() && !promoted {
+            return Err(RouteError::Migration(format!(
+                "reload refused: the migration state is {state} and the new map has no \
+                 migration ring (in {}, the primary ring must be the migration ring to end \
+                 the migration); abort the migration first or keep the ring",
+                MigrationState::New
+            )));
+        }
+        if promoted && let Some(p) = &self.inner.settings.migration_state {
+            MigrationState::Old.store(p)?;
+        }
+        for notice in &cfg.duplicate_replicas {
+            tracing::warn!("{notice}");
+        }
+        let kept = |r: &Arc<crate::replica::Replica>, other: &Topology| {
+            other.all.iter().any(|o| Arc::ptr_eq(o, r))
+        };
+        let summary = Reloaded {
+            shards: topo.primary.spec.shards.len(),
+            migration_shards: topo.migration.as_ref().map(|m| m.spec.shards.len()),
+            replicas_added: topo.all.iter().filter(|r| !kept(r, &old)).count(),
+            replicas_removed: old.all.iter().filter(|r| !kept(r, &topo)).count(),
+            completed_migration: promoted,
+        };
+        let checked = self.inner.settings.health_interval.is_some();
+        for r in topo.all.iter().filter(|r| !kept(r, &old)) {
+            r.set_health_checked(checked);
+        }
+        // In `new` without a migration ring, paths go to the primary ring (`Topology::targets`),
+        // which is the ring `new` read from: the swap and the state change need no order.
+        self.inner.topo.store(Arc::new(topo));
+        if promoted {
+            self.inner
+                .state
+                .store(MigrationState::Old as u8, Ordering::SeqCst);
+            tracing::info!("migration completed: the migration ring is now the primary ring");
+        }
+        let roster = self.inner.roster.lock().clone();
+        if let Some(roster) = roster {
+            self.apply_roster(&roster);
+        }
+        Ok(summary)
+    }
+
     /// Where `raw_path` (as a client would send it, percent-encoded) goes now.
     pub fn explain(&self, raw_path: impl AsRef<[u8]>) -> Result<Explain, Rejected> {
-        let path = normalize_request_path(raw_path, &self.inner.topo.rewrites)?;
+        let topo = self.inner.topo.load();
+        let path = normalize_request_path(raw_path, &topo.rewrites)?;
         let state = self.migration_state();
-        let targets = self
-            .inner
-            .topo
+        let targets = topo
             .targets(&path, state)
             .into_iter()
             .map(|t| ExplainTarget {
@@ -296,7 +391,7 @@ impl Router {
 
     /// Shards, replicas and their health, for `/status`.
     pub fn status(&self) -> Status {
-        let t = &self.inner.topo;
+        let t = self.inner.topo.load_full();
         let rings = std::iter::once(&t.primary)
             .chain(t.migration.as_ref())
             .map(|l| RingStatus {
@@ -402,7 +497,9 @@ impl Router {
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
             return r;
         }
-        let path = match normalize_request_path(req.uri().path(), &self.inner.topo.rewrites) {
+        // One topology for the whole request, whatever a reload does meanwhile.
+        let topo = self.inner.topo.load_full();
+        let path = match normalize_request_path(req.uri().path(), &topo.rewrites) {
             Ok(p) => p,
             Err(why) => return text(StatusCode::BAD_REQUEST, format!("{why}\n")),
         };
@@ -427,7 +524,8 @@ impl Router {
             let (s, g) = self.inner.writes.enter(&self.inner.state);
             (s, Some(g))
         };
-        let targets: Vec<Target> = self.inner.topo.targets(&path, state);
+        let targets: Vec<Target> = topo.targets(&path, state);
+        drop(topo);
         let mut pq = encode_path(&path);
         if is_read && let Some(q) = req.uri().query() {
             pq.push('?');

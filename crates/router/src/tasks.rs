@@ -75,7 +75,7 @@ impl Router {
     pub async fn check_health_once(&self) {
         let timeout = self.inner.settings.health_timeout;
         let mut set = tokio::task::JoinSet::new();
-        for r in &self.inner.topo.all {
+        for r in &self.inner.topo.load_full().all {
             let Ok(req) = request(r, Method::HEAD, "/", HeaderMap::new(), empty()) else {
                 continue;
             };

@@ -22,6 +22,29 @@ pub struct Layer {
     pub replicas: Vec<Vec<Arc<Replica>>>,
 }
 
+impl Layer {
+    /// Whether `other` places and stores as this ring does: the same chooser, shards (names,
+    /// weights) and replicas (the same nodes, however their URLs are spelled).
+    pub fn same_as(&self, other: &Layer) -> bool {
+        let shards = |l: &Layer| {
+            l.spec
+                .shards
+                .iter()
+                .map(|s| (s.name.clone(), s.weight))
+                .collect::<Vec<_>>()
+        };
+        let nodes = |l: &Layer| {
+            l.replicas
+                .iter()
+                .map(|r| r.iter().map(|x| x.name().clone()).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        };
+        self.spec.chooser == other.spec.chooser
+            && shards(self) == shards(other)
+            && nodes(self) == nodes(other)
+    }
+}
+
 /// The shard of one ring that a path maps to.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -55,6 +78,15 @@ impl Topology {
     /// (the config reader drops such repeats already and names their line; this keeps a
     /// [`RouteConfig`] built in code to the same rule).
     pub fn new(cfg: &RouteConfig) -> Result<Self, RouteError> {
+        Self::keeping(cfg, None)
+    }
+
+    /// [`Topology::new`], reusing the replicas of `older` that `cfg` still names (by
+    /// [`NodeName`]): a reload keeps their health, roster flag and counters.
+    pub fn keeping(cfg: &RouteConfig, older: Option<&Topology>) -> Result<Self, RouteError> {
+        let old: HashMap<&NodeName, &Arc<Replica>> = older
+            .map(|t| t.all.iter().map(|r| (r.name(), r)).collect())
+            .unwrap_or_default();
         let mut by_name: HashMap<NodeName, Arc<Replica>> = HashMap::new();
         let mut all = Vec::new();
         let mut layer = |name, spec: &RingSpec| -> Result<Layer, RouteError> {
@@ -65,7 +97,10 @@ impl Topology {
                     let r = by_name
                         .entry(NodeName::parse(url)?)
                         .or_insert_with_key(|name| {
-                            let r = Arc::new(Replica::named(name.clone()));
+                            let r = old.get(name).map_or_else(
+                                || Arc::new(Replica::named(name.clone())),
+                                |&r| r.clone(),
+                            );
                             all.push(r.clone());
                             r
                         })
@@ -100,7 +135,8 @@ impl Topology {
 
     /// The shards `path` (normalised, with its leading `/`; any bytes) maps to in `state`: the
     /// migration ring's first, then the primary's, as reads should try them. Writes go to all
-    /// of them.
+    /// of them. In `new` without a migration ring (a reload has just made it the primary ring,
+    /// see [`crate::Router::reload`]), the primary's.
     pub fn targets(&self, path: &[u8], state: MigrationState) -> Vec<Target> {
         let key = path.strip_prefix(b"/").unwrap_or(path);
         let pick = |l: &Layer| {
@@ -119,7 +155,7 @@ impl Topology {
         let m = self.migration.as_ref();
         match state {
             MigrationState::Old => vec![pick(&self.primary)],
-            MigrationState::New => m.map(pick).into_iter().collect(),
+            MigrationState::New => vec![pick(m.unwrap_or(&self.primary))],
             MigrationState::Both => m
                 .map(pick)
                 .into_iter()

@@ -55,6 +55,22 @@ impl Shutdown {
     }
 }
 
+/// Keeps SIGHUP from ending the process (its default action), for a door with nothing of
+/// its own to reload: operators send it by habit (`systemctl reload`, nginx's `-s reload`).
+/// Each SIGHUP logs `what` at info level.
+pub async fn survive_hangup(what: &'static str) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: {what}");
+        }
+    }
+}
+
 async fn wait_for_signal() {
     #[cfg(unix)]
     {

@@ -307,14 +307,20 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.explain {
         return explain(&router, path);
     }
+    let reload_source = (args.config.clone(), args.dc.clone());
+    // The front's limits but for the access log, which is opened on the runtime.
+    let front_limits = server::ServerLimits {
+        header_timeout,
+        tls,
+        ..Default::default()
+    };
     if runtimes > 0 {
         return run_runtimes(
             router,
-            listen,
-            admin_listen,
-            header_timeout,
+            (listen, admin_listen),
+            front_limits,
             access_log,
-            tls,
+            reload_source,
             runtimes,
         );
     }
@@ -329,14 +335,13 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
         let admin_l = admin_listen.bind().await?;
         tracing::info!(listen = %front.local_addr()?, %scheme, admin = %bound(admin_l.as_ref()), state = %router.migration_state(), "shoal route serving");
         let shutdown = crate::shutdown::Shutdown::on_signals();
-        let tasks = router.spawn_background();
+        let mut tasks = router.spawn_background();
+        tasks.push(tokio::spawn(reload_on_hup(reload_source.clone(), router.clone())));
         let admin_task = tokio::spawn(serve_admin(admin_l, router.clone(), shutdown.clone()));
         let access_log = crate::access_log::open(access_log.as_deref())?;
         let limits = server::ServerLimits {
-            header_timeout,
             access_log: access_log.clone(),
-            tls,
-            ..Default::default()
+            ..front_limits
         };
         let s3 = shutdown.clone();
         server::serve(front, router, limits, async move { s3.wait().await }).await?;
@@ -353,11 +358,10 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
 /// single-threaded runtime on this thread.
 fn run_runtimes(
     router: Router,
-    listen: SocketAddr,
-    admin_listen: AdminListen,
-    header_timeout: Duration,
+    (listen, admin_listen): (SocketAddr, AdminListen),
+    front_limits: server::ServerLimits,
     access_log: Option<PathBuf>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    reload_source: (PathBuf, String),
     n: usize,
 ) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -368,16 +372,19 @@ fn run_runtimes(
         let listeners = runtimes::bind(listen, n)?;
         let admin_l = admin_listen.bind().await?;
         let front = listeners[0].local_addr()?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
+        let scheme = if front_limits.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         tracing::info!(listen = %front, %scheme, admin = %bound(admin_l.as_ref()), runtimes = n, state = %router.migration_state(), "shoal route serving");
         let shutdown = crate::shutdown::Shutdown::on_signals();
-        let tasks = router.spawn_background();
+        let mut tasks = router.spawn_background();
+        tasks.push(tokio::spawn(reload_on_hup(reload_source, router.clone())));
         let access_log = crate::access_log::open(access_log.as_deref())?;
         let limits = server::ServerLimits {
-            header_timeout,
             access_log: access_log.clone(),
-            tls,
-            ..Default::default()
+            ..front_limits
         };
         let threads = runtimes::serve(listeners, &router, &limits, &shutdown)?;
         let admin = serve_admin(admin_l, router.clone(), shutdown.clone()).await;
@@ -395,6 +402,45 @@ fn run_runtimes(
         crate::access_log::flush(access_log).await;
         admin
     })
+}
+
+/// SIGHUP: re-reads the shard map (`config`, data centre `dc`) and puts it in force
+/// ([`Router::reload`]); a map that does not load, or that the router refuses, is logged and
+/// the old one kept. The `[route]` settings and flags stay as started.
+async fn reload_on_hup((config, dc): (PathBuf, String), router: Router) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let cfg = match RouteConfig::load(&config, &dc) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    tracing::error!(config = %config.display(), error = %e, "reload failed; keeping the old shard map");
+                    continue;
+                }
+            };
+            for d in &cfg.dropped_rewrites {
+                tracing::warn!(prefix = %d.prefix, replacement = %d.replacement, "rewrite ignored: {}", d.why);
+            }
+            match router.reload(&cfg) {
+                Ok(r) => tracing::info!(
+                    config = %config.display(),
+                    shards = r.shards,
+                    migration_shards = ?r.migration_shards,
+                    replicas_added = r.replicas_added,
+                    replicas_removed = r.replicas_removed,
+                    completed_migration = r.completed_migration,
+                    "shard map reloaded"
+                ),
+                Err(e) => {
+                    tracing::error!(config = %config.display(), error = %e, "reload failed; keeping the old shard map")
+                }
+            }
+        }
+    }
 }
 
 /// `--admin-listen`: an address, or `off`.

@@ -148,6 +148,9 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
         Some(l)
     };
     let shutdown = Shutdown::on_signals();
+    tokio::spawn(crate::shutdown::survive_hangup(
+        "shoal serve re-reads only its members file on SIGHUP (members_file); SIGTERM stops it",
+    ));
     let admin_task = match admin {
         Some(l) => {
             let addr = l.local_addr()?;

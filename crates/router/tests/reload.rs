@@ -1,0 +1,178 @@
+//! `Router::reload` (SIGHUP in `shoal route`): a re-read shard map takes effect for the next
+//! request, keeps what it knew of the replicas it still names, and is refused whole when it
+//! would leave a migration under way without its ring.
+
+mod support;
+
+use shoal_router::{MigrationState, Router, Settings};
+use shoal_testkit::webdav::{Node, nginx_or_skip, photosrv_config};
+use support::{Front, config, get, put, settings};
+
+/// `/status`'s view of the primary ring: each shard's replica URLs with their health.
+fn primary(r: &Router) -> Vec<Vec<(String, bool)>> {
+    r.status().rings[0]
+        .shards
+        .iter()
+        .map(|s| {
+            s.replicas
+                .iter()
+                .map(|x| (x.url.clone(), x.healthy))
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_reloaded_map_takes_the_next_request_and_keeps_what_it_knew_of_its_replicas() {
+    if !nginx_or_skip("reload") {
+        return;
+    }
+    let nodes: Vec<Node> = (0..2).map(|_| Node::start()).collect();
+    let dead = "http://127.0.0.1:1".to_string();
+    let cfg = config(&photosrv_config(
+        "jump",
+        &[vec![nodes[0].url(), dead.clone()]],
+        None,
+    ));
+    // One replica of the shard is dead: a write succeeds on one.
+    let one = Settings {
+        write_quorum: "1".parse().unwrap(),
+        ..settings()
+    };
+    let front = Front::start(&cfg, one).await;
+    // The dead replica is found out by a health check...
+    front.router.check_health_once().await;
+    assert_eq!(
+        primary(&front.router),
+        vec![vec![(nodes[0].url(), true), (dead.clone(), false)]]
+    );
+    let put_a = put(&front.url("/r/a.bin"), b"first".to_vec()).await;
+    assert_eq!(put_a.status, 201);
+
+    // ... and stays found out in the reloaded map, which adds the second node.
+    let reloaded = config(&photosrv_config(
+        "jump",
+        &[vec![nodes[0].url(), dead.clone(), nodes[1].url()]],
+        None,
+    ));
+    let r = front.router.reload(&reloaded).unwrap();
+    assert_eq!((r.shards, r.replicas_added, r.replicas_removed), (1, 1, 0));
+    assert_eq!(
+        primary(&front.router),
+        vec![vec![
+            (nodes[0].url(), true),
+            (dead.clone(), false),
+            (nodes[1].url(), true)
+        ]]
+    );
+    // The next write reaches the new replica too; the earlier one is still read back.
+    let put_b = put(&front.url("/r/b.bin"), b"second".to_vec()).await;
+    assert_eq!(put_b.status, 201);
+    assert_eq!(nodes[1].read("r/b.bin").as_deref(), Some(&b"second"[..]));
+    assert_eq!(nodes[1].read("r/a.bin"), None);
+    assert_eq!(&get(&front.url("/r/a.bin")).await.body[..], b"first");
+
+    // A map without the dead node drops it.
+    let r = front
+        .router
+        .reload(&config(&photosrv_config(
+            "jump",
+            &[vec![nodes[0].url(), nodes[1].url()]],
+            None,
+        )))
+        .unwrap();
+    assert_eq!((r.replicas_added, r.replicas_removed), (0, 1));
+    assert_eq!(
+        primary(&front.router),
+        vec![vec![(nodes[0].url(), true), (nodes[1].url(), true)]]
+    );
+}
+
+#[test]
+fn a_map_that_would_strand_a_migration_or_change_data_centre_is_refused_whole() {
+    let two = |m: bool| {
+        config(&photosrv_config(
+            "jump",
+            &[
+                vec!["http://10.0.0.1".into()],
+                vec!["http://10.0.0.2".into()],
+            ],
+            m.then_some(&[vec!["http://10.0.0.3".to_string()]][..]),
+        ))
+    };
+    let router = Router::new(
+        &two(true),
+        Settings {
+            migration_key: Some("k".into()),
+            ..settings()
+        },
+    )
+    .unwrap();
+    router.switch_migration(MigrationState::Both, "k").unwrap();
+    let before = primary(&router);
+    let e = router.reload(&two(false)).unwrap_err().to_string();
+    assert!(
+        e.contains("migration state is msBothConfigs") && e.contains("no migration ring"),
+        "{e}"
+    );
+    assert!(router.status().rings.len() == 2 && primary(&router) == before);
+    // Back to old, the same map is taken.
+    router.switch_migration(MigrationState::Old, "k").unwrap();
+    let r = router.reload(&two(false)).unwrap();
+    assert_eq!((r.shards, r.migration_shards), (2, None));
+    assert_eq!(router.status().rings.len(), 1);
+
+    let mut other = two(false);
+    other.dc = "elsewhere".into();
+    let e = router.reload(&other).unwrap_err().to_string();
+    assert!(e.contains("data centre elsewhere"), "{e}");
+}
+
+#[test]
+fn in_state_new_a_map_whose_primary_is_the_migration_ring_completes_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("state");
+    let (a, b, c) = ("http://10.0.0.1", "http://10.0.0.2", "http://10.0.0.3");
+    let ring = |urls: &[&str]| urls.iter().map(|u| vec![u.to_string()]).collect::<Vec<_>>();
+    let migrating = config(&photosrv_config(
+        "jump",
+        &ring(&[a, b]),
+        Some(&ring(&[a, b, c])),
+    ));
+    let router = Router::new(
+        &migrating,
+        Settings {
+            migration_key: Some("k".into()),
+            migration_state: Some(state_file.clone()),
+            ..settings()
+        },
+    )
+    .unwrap();
+    router.switch_migration(MigrationState::Both, "k").unwrap();
+    router.switch_migration(MigrationState::New, "k").unwrap();
+    let path = "/p/x.jpg";
+    let serving = router.explain(path).unwrap().targets;
+    assert_eq!(serving.len(), 1);
+
+    // The primary ring must be the migration ring, node for node (URLs may be respelled).
+    let wrong = config(&photosrv_config("jump", &ring(&[a, c, b]), None));
+    assert!(router.reload(&wrong).is_err());
+    assert_eq!(router.migration_state(), MigrationState::New);
+    let done = config(&photosrv_config(
+        "jump",
+        &ring(&["HTTP://10.0.0.1:80/", b, c]),
+        None,
+    ));
+    let r = router.reload(&done).unwrap();
+    assert!(r.completed_migration && r.migration_shards.is_none());
+    assert_eq!(router.migration_state(), MigrationState::Old);
+    assert_eq!(
+        MigrationState::load(&state_file).unwrap(),
+        MigrationState::Old,
+        "persisted, so a restart on the new map starts in old"
+    );
+    // Paths stay where state `new` served them.
+    let now = router.explain(path).unwrap().targets;
+    assert_eq!(now[0].replicas, serving[0].replicas);
+    assert_eq!(now[0].shard, serving[0].shard);
+}
