@@ -227,7 +227,9 @@ impl Router {
     /// The replicas a write of `path` goes to now.
     fn write_set(&self, path: &[u8]) -> Vec<Arc<Replica>> {
         let mut out: Vec<Arc<Replica>> = Vec::new();
-        let targets = self.inner.topo.load().targets(path, self.migration_state());
+        // The state before the topology, as in `Router::handle`.
+        let state = self.migration_state();
+        let targets = self.inner.topo.load().targets(path, state);
         for t in targets {
             for r in t.replicas {
                 if !out.iter().any(|o| Arc::ptr_eq(o, &r)) {

@@ -77,6 +77,16 @@ pub struct Reloaded {
     pub completed_migration: bool,
 }
 
+/// Sets each replica of `topo` in or out of the roster.
+fn flag_roster(topo: &Topology, roster: &Roster) {
+    for r in &topo.all {
+        let allowed = roster.allows(r.authority());
+        if r.set_in_roster(allowed) {
+            tracing::info!(replica = r.base(), in_roster = allowed, "roster changed");
+        }
+    }
+}
+
 /// Where a path goes, as `shoal route --explain` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Explain {
@@ -277,13 +287,12 @@ impl Router {
 
     /// Applies a roster: replicas it does not list are skipped (an empty roster lists all).
     pub fn apply_roster(&self, roster: &Roster) {
-        *self.inner.roster.lock() = Some(roster.clone());
-        for r in &self.inner.topo.load().all {
-            let allowed = roster.allows(r.authority());
-            if r.set_in_roster(allowed) {
-                tracing::info!(replica = r.base(), in_roster = allowed, "roster changed");
-            }
-        }
+        // Held while the flags are set, so a reload (which applies the last roster to its new
+        // replicas under the same lock) and a roster change cannot interleave.
+        let mut last = self.inner.roster.lock();
+        *last = Some(roster.clone());
+        flag_roster(&self.inner.topo.load(), roster);
+        drop(last);
         self.inner
             .roster_ignored
             .store(roster.ignored_lines, Ordering::Relaxed);
@@ -330,6 +339,17 @@ impl Router {
                 MigrationState::New
             )));
         }
+        if !promoted
+            && state != MigrationState::Old
+            && let (Some(was), Some(now)) = (&old.migration, &topo.migration)
+            && !was.same_as(now)
+        {
+            return Err(RouteError::Migration(format!(
+                "reload refused: the migration state is {state} and the new map's migration \
+                 ring differs from the one the migration is moving to (its shards or nodes); \
+                 finish or abort the migration first"
+            )));
+        }
         if promoted && let Some(p) = &self.inner.settings.migration_state {
             MigrationState::Old.store(p)?;
         }
@@ -350,27 +370,32 @@ impl Router {
         for r in topo.all.iter().filter(|r| !kept(r, &old)) {
             r.set_health_checked(checked);
         }
+        // The last roster's flags on the new replicas before any request can reach them; the
+        // lock is held through the swap, so no roster change falls between the two.
+        let roster = self.inner.roster.lock();
+        if let Some(r) = roster.as_ref() {
+            flag_roster(&topo, r);
+        }
         // In `new` without a migration ring, paths go to the primary ring (`Topology::targets`),
-        // which is the ring `new` read from: the swap and the state change need no order.
+        // the ring `new` read from; the state `old` comes after the topology, and requests read
+        // the state before the topology (`handle`), so `old` is never paired with the old map.
         self.inner.topo.store(Arc::new(topo));
+        drop(roster);
         if promoted {
             self.inner
                 .state
                 .store(MigrationState::Old as u8, Ordering::SeqCst);
             tracing::info!("migration completed: the migration ring is now the primary ring");
         }
-        let roster = self.inner.roster.lock().clone();
-        if let Some(roster) = roster {
-            self.apply_roster(&roster);
-        }
         Ok(summary)
     }
 
     /// Where `raw_path` (as a client would send it, percent-encoded) goes now.
     pub fn explain(&self, raw_path: impl AsRef<[u8]>) -> Result<Explain, Rejected> {
+        // The state before the topology, as in `handle`.
+        let state = self.migration_state();
         let topo = self.inner.topo.load();
         let path = normalize_request_path(raw_path, &topo.rewrites)?;
-        let state = self.migration_state();
         let targets = topo
             .targets(&path, state)
             .into_iter()
@@ -497,6 +522,15 @@ impl Router {
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
             return r;
         }
+        // A write holds the gate for its whole run, under the state it was placed with. The
+        // state is read before the topology: a reload that ends a migration publishes the new
+        // topology before the state `old`, so `old` is only ever seen with the new topology.
+        let (state, _write) = if is_read {
+            (self.migration_state(), None)
+        } else {
+            let (s, g) = self.inner.writes.enter(&self.inner.state);
+            (s, Some(g))
+        };
         // One topology for the whole request, whatever a reload does meanwhile.
         let topo = self.inner.topo.load_full();
         let path = match normalize_request_path(req.uri().path(), &topo.rewrites) {
@@ -517,13 +551,6 @@ impl Router {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
-        // A write holds the gate for its whole run, under the state it was placed with.
-        let (state, _write) = if is_read {
-            (self.migration_state(), None)
-        } else {
-            let (s, g) = self.inner.writes.enter(&self.inner.state);
-            (s, Some(g))
-        };
         let targets: Vec<Target> = topo.targets(&path, state);
         drop(topo);
         let mut pq = encode_path(&path);

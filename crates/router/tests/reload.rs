@@ -116,6 +116,27 @@ fn a_map_that_would_strand_a_migration_or_change_data_centre_is_refused_whole() 
         "{e}"
     );
     assert!(router.status().rings.len() == 2 && primary(&router) == before);
+    // Nor may the ring being migrated to change under the migration.
+    let elsewhere = config(&photosrv_config(
+        "jump",
+        &[
+            vec!["http://10.0.0.1".into()],
+            vec!["http://10.0.0.2".into()],
+        ],
+        Some(&[vec!["http://10.0.0.9".to_string()]][..]),
+    ));
+    let e = router.reload(&elsewhere).unwrap_err().to_string();
+    assert!(e.contains("migration ring differs"), "{e}");
+    // The same rings with the URLs spelled otherwise and a primary replica added are taken.
+    let respelled = config(&photosrv_config(
+        "jump",
+        &[
+            vec!["http://10.0.0.1".into(), "http://10.0.0.4".into()],
+            vec!["http://10.0.0.2".into()],
+        ],
+        Some(&[vec!["HTTP://10.0.0.3:80/".to_string()]][..]),
+    ));
+    assert_eq!(router.reload(&respelled).unwrap().replicas_added, 1);
     // Back to old, the same map is taken.
     router.switch_migration(MigrationState::Old, "k").unwrap();
     let r = router.reload(&two(false)).unwrap();
