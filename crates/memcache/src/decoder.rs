@@ -116,7 +116,7 @@ impl Decoder {
         }
         let need = self.pending.as_ref().map_or(0, Pending::block_len);
         if buf.len() < need {
-            buf.reserve(need - buf.len());
+            crate::reserve_ahead(buf, need);
             return Ok(None);
         }
         let block = buf.split_to(need).freeze();

@@ -59,6 +59,17 @@ pub use decoder::Decoder;
 pub use error::{Action, ErrorKind, ProtocolError, ResponseError, reply};
 pub use request::{Protocol, Request};
 
+/// The most a decoder reserves ahead of the bytes it has for a frame it knows the length of:
+/// 1 MiB. A frame announced larger (up to `max_item_size`, which may be set to 1 GiB) grows
+/// its buffer as its bytes come, so a few header bytes cannot make the proxy reserve a
+/// gigabyte per connection.
+const RESERVE_AHEAD: usize = 1 << 20;
+
+/// Makes room in `buf` for a frame of `need` bytes, at most [`RESERVE_AHEAD`] at a time.
+pub(crate) fn reserve_ahead(buf: &mut bytes::BytesMut, need: usize) {
+    buf.reserve(need.saturating_sub(buf.len()).min(RESERVE_AHEAD));
+}
+
 /// Size limits of the codec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {

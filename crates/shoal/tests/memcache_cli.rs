@@ -436,3 +436,56 @@ fn max_item_size_follows_the_servers_own_limit() {
         );
     }
 }
+
+/// With `--max-item-size 1GiB`, a set line announcing a 1 GiB value does not make the proxy
+/// reserve a gigabyte before the value comes: 40 such connections, a few bytes each, leave
+/// its address space (VmSize) within a few hundred MB of where it was.
+#[test]
+fn announced_large_values_are_not_reserved_before_they_come() {
+    use std::io::Write;
+    let Some(m) = Memcached::start() else {
+        return;
+    };
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let p = start(
+        &[
+            "--listen",
+            &listen,
+            "--servers",
+            &m.addr(),
+            "--max-item-size",
+            "1GiB",
+        ],
+        &[port],
+    );
+    let vm_size_kb = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", p.0.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmSize:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    let before = vm_size_kb();
+    let conns: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"set big 0 0 1073741824\r\nabc").unwrap();
+            s
+        })
+        .collect();
+    // Every connection's line has been read once the proxy answers a fresh client.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        Client::connect(port).call(b"version\r\n").len(),
+        b"VERSION 1.6.18-shoal\r\n".len()
+    );
+    let grown = vm_size_kb().saturating_sub(before);
+    assert!(
+        grown < 1024 * 1024,
+        "address space grew by {grown} kB for {} announced 1 GiB values",
+        conns.len()
+    );
+}

@@ -183,7 +183,7 @@ pub fn decode_response(
     };
     let frame_len = nl + 1 + block.map_or(0, |n| n + 2);
     if buf.len() < frame_len {
-        buf.reserve(frame_len - buf.len());
+        crate::reserve_ahead(buf, frame_len);
         return Ok(None);
     }
     let frame = buf.split_to(frame_len).freeze();

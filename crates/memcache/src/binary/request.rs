@@ -191,7 +191,7 @@ pub(crate) fn decode(
     }
     let total = HEADER_LEN + frame_body;
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        crate::reserve_ahead(buf, total);
         return Ok(None);
     }
     let mut frame = buf.split_to(total).freeze();

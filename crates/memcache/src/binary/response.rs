@@ -90,7 +90,7 @@ pub fn decode_binary_response(
         return Err(ResponseError::TooLarge);
     }
     if buf.len() < HEADER_LEN + body {
-        buf.reserve(HEADER_LEN + body - buf.len());
+        crate::reserve_ahead(buf, HEADER_LEN + body);
         return Ok(None);
     }
     let mut frame = buf.split_to(HEADER_LEN + body).freeze();
