@@ -55,20 +55,25 @@ impl Shutdown {
     }
 }
 
-/// Keeps SIGHUP from ending the process (its default action), for a door with nothing of
-/// its own to reload: operators send it by habit (`systemctl reload`, nginx's `-s reload`).
-/// Each SIGHUP logs `what` at info level.
-pub async fn survive_hangup(what: &'static str) {
+/// Runs `each` on every SIGHUP from now on. The handler is in place when this returns, so a
+/// SIGHUP sent right after start is not missed (its default action ends the process: doors
+/// call this before they say they listen). Needs a tokio runtime.
+pub fn on_hangup(mut each: impl FnMut() + Send + 'static) -> tokio::task::JoinHandle<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: {what}");
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                return tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        each();
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
         }
     }
+    tokio::spawn(async {})
 }
 
 async fn wait_for_signal() {

@@ -524,10 +524,17 @@ pub fn run(args: MemcacheArgs) -> anyhow::Result<()> {
 async fn serve(args: MemcacheArgs, plan: Plan) -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals();
     let listening = identities(&plan);
+    // Every proxy first, so that SIGHUP reloads them from before any port opens: a SIGHUP
+    // sent once a port answers must not find the default action (ending the process).
     let mut proxies: Vec<Arc<Proxy>> = Vec::new();
-    let mut tasks = Vec::new();
+    let mut rests = Vec::new();
     for (addr, cfg, rest) in plan.listeners {
-        let proxy = Proxy::new(cfg).context("building the proxy")?;
+        proxies.push(Proxy::new(cfg).context("building the proxy")?);
+        rests.push((addr, rest));
+    }
+    let _reload = reload_on_hup(args, proxies.clone(), listening);
+    let mut tasks = Vec::new();
+    for (proxy, (addr, rest)) in proxies.iter().zip(rests) {
         if let Some(source) = rest {
             let urls: Vec<&str> = source.urls.iter().map(|u| u.text.as_str()).collect();
             tracing::info!(%addr, ?urls, "servers come from REST config URLs");
@@ -541,7 +548,6 @@ async fn serve(args: MemcacheArgs, plan: Plan) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(
             proxy.clone().serve(listener, async move { s.wait().await }),
         ));
-        proxies.push(proxy);
     }
     if let Some(addr) = plan.admin {
         let listener = TcpListener::bind(addr)
@@ -564,7 +570,6 @@ async fn serve(args: MemcacheArgs, plan: Plan) -> anyhow::Result<()> {
             proxies.clone(),
         ));
     }
-    tokio::spawn(reload_on_hup(args, proxies, listening));
     for t in tasks {
         let _ = t.await;
     }
@@ -585,43 +590,36 @@ fn show(listeners: &[(SocketAddr, String)]) -> String {
     each.join(", ")
 }
 
-async fn reload_on_hup(
+/// SIGHUP: re-plans from the same arguments and files and reloads every listener's config
+/// ([`Proxy::reload`]); a plan that fails, or that changes the listeners, is logged and the
+/// old config kept.
+fn reload_on_hup(
     args: MemcacheArgs,
     proxies: Vec<Arc<Proxy>>,
     listening: Vec<(SocketAddr, String)>,
-) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            match plan(&args) {
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the old config")
-                }
-                Ok(p) if identities(&p) != listening => {
-                    tracing::error!(
-                        listening = %show(&listening),
-                        reloaded = %show(&identities(&p)),
-                        "reload refused: the listeners (nutcracker pools, -z ports) changed in \
-                         number, order, name or address, which needs a restart; keeping the old \
-                         config"
-                    );
-                }
-                Ok(p) => {
-                    // A REST listener's config is `Pending`: its servers stay as streamed.
-                    for (proxy, (_, cfg, _)) in proxies.iter().zip(p.listeners) {
-                        if let Err(e) = proxy.reload(cfg) {
-                            tracing::error!(error = %e, "reload failed for a listener");
-                        }
-                    }
-                    tracing::info!("config reloaded");
+) -> tokio::task::JoinHandle<()> {
+    crate::shutdown::on_hangup(move || match plan(&args) {
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the old config")
+        }
+        Ok(p) if identities(&p) != listening => {
+            tracing::error!(
+                listening = %show(&listening),
+                reloaded = %show(&identities(&p)),
+                "reload refused: the listeners (nutcracker pools, -z ports) changed in number, \
+                 order, name or address, which needs a restart; keeping the old config"
+            );
+        }
+        Ok(p) => {
+            // A REST listener's config is `Pending`: its servers stay as streamed.
+            for (proxy, (_, cfg, _)) in proxies.iter().zip(p.listeners) {
+                if let Err(e) = proxy.reload(cfg) {
+                    tracing::error!(error = %e, "reload failed for a listener");
                 }
             }
+            tracing::info!("config reloaded");
         }
-    }
+    })
 }
 
 fn status(proxies: &[Arc<Proxy>]) -> serde_json::Value {

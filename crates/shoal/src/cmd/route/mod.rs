@@ -336,7 +336,7 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
         tracing::info!(listen = %front.local_addr()?, %scheme, admin = %bound(admin_l.as_ref()), state = %router.migration_state(), "shoal route serving");
         let shutdown = crate::shutdown::Shutdown::on_signals();
         let mut tasks = router.spawn_background();
-        tasks.push(tokio::spawn(reload_on_hup(reload_source.clone(), router.clone())));
+        tasks.push(reload_on_hup(reload_source.clone(), router.clone()));
         let admin_task = tokio::spawn(serve_admin(admin_l, router.clone(), shutdown.clone()));
         let access_log = crate::access_log::open(access_log.as_deref())?;
         let limits = server::ServerLimits {
@@ -380,7 +380,7 @@ fn run_runtimes(
         tracing::info!(listen = %front, %scheme, admin = %bound(admin_l.as_ref()), runtimes = n, state = %router.migration_state(), "shoal route serving");
         let shutdown = crate::shutdown::Shutdown::on_signals();
         let mut tasks = router.spawn_background();
-        tasks.push(tokio::spawn(reload_on_hup(reload_source, router.clone())));
+        tasks.push(reload_on_hup(reload_source, router.clone()));
         let access_log = crate::access_log::open(access_log.as_deref())?;
         let limits = server::ServerLimits {
             access_log: access_log.clone(),
@@ -407,40 +407,33 @@ fn run_runtimes(
 /// SIGHUP: re-reads the shard map (`config`, data centre `dc`) and puts it in force
 /// ([`Router::reload`]); a map that does not load, or that the router refuses, is logged and
 /// the old one kept. The `[route]` settings and flags stay as started.
-async fn reload_on_hup((config, dc): (PathBuf, String), router: Router) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            let cfg = match RouteConfig::load(&config, &dc) {
-                Ok(cfg) => cfg,
-                Err(e) => {
-                    tracing::error!(config = %config.display(), error = %e, "reload failed; keeping the old shard map");
-                    continue;
-                }
-            };
-            for d in &cfg.dropped_rewrites {
-                tracing::warn!(prefix = %d.prefix, replacement = %d.replacement, "rewrite ignored: {}", d.why);
+fn reload_on_hup((config, dc): (PathBuf, String), router: Router) -> tokio::task::JoinHandle<()> {
+    crate::shutdown::on_hangup(move || {
+        let cfg = match RouteConfig::load(&config, &dc) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                tracing::error!(config = %config.display(), error = %e, "reload failed; keeping the old shard map");
+                return;
             }
-            match router.reload(&cfg) {
-                Ok(r) => tracing::info!(
-                    config = %config.display(),
-                    shards = r.shards,
-                    migration_shards = ?r.migration_shards,
-                    replicas_added = r.replicas_added,
-                    replicas_removed = r.replicas_removed,
-                    completed_migration = r.completed_migration,
-                    "shard map reloaded"
-                ),
-                Err(e) => {
-                    tracing::error!(config = %config.display(), error = %e, "reload failed; keeping the old shard map")
-                }
+        };
+        for d in &cfg.dropped_rewrites {
+            tracing::warn!(prefix = %d.prefix, replacement = %d.replacement, "rewrite ignored: {}", d.why);
+        }
+        match router.reload(&cfg) {
+            Ok(r) => tracing::info!(
+                config = %config.display(),
+                shards = r.shards,
+                migration_shards = ?r.migration_shards,
+                replicas_added = r.replicas_added,
+                replicas_removed = r.replicas_removed,
+                completed_migration = r.completed_migration,
+                "shard map reloaded"
+            ),
+            Err(e) => {
+                tracing::error!(config = %config.display(), error = %e, "reload failed; keeping the old shard map")
             }
         }
-    }
+    })
 }
 
 /// `--admin-listen`: an address, or `off`.

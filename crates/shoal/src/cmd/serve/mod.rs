@@ -148,9 +148,12 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
         Some(l)
     };
     let shutdown = Shutdown::on_signals();
-    tokio::spawn(crate::shutdown::survive_hangup(
-        "shoal serve re-reads only its members file on SIGHUP (members_file); SIGTERM stops it",
-    ));
+    // SIGHUP's default action would end the process, and operators send it by habit.
+    crate::shutdown::on_hangup(|| {
+        tracing::info!(
+            "SIGHUP: shoal serve re-reads only its members file (members_file); SIGTERM stops it"
+        );
+    });
     let admin_task = match admin {
         Some(l) => {
             let addr = l.local_addr()?;
