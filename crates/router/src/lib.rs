@@ -37,6 +37,7 @@
 pub mod body;
 pub mod config;
 mod error;
+mod h1;
 mod idle;
 mod inflight;
 pub mod journal;

@@ -11,18 +11,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, Method, Response, StatusCode};
-use hyper::body::Incoming;
 use rand::seq::SliceRandom;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::body::{Body, empty};
+use crate::body::Body;
+use crate::h1::{Dial, ReadBody, ReadRequest};
 use crate::metrics;
 use crate::replica::Replica;
 use crate::router::{Inner, text};
 use crate::settings::ReadMode;
 use crate::topology::Target;
-use crate::upstream::{SendError, end_to_end, relay, request, send};
+use crate::upstream::{SendError, relay, send_read};
 
 /// Replicas in the order a read tries them: per ring (migration ring first), the usable ones
 /// in random order, then the unhealthy ones (a stale health check should not cost a read).
@@ -69,13 +69,21 @@ pub(crate) async fn read(
             format!("no replica of {} is in the roster\n", shards.join(", ")),
         );
     }
-    let headers = end_to_end(headers);
     let (order, hedge) = match inner.settings.read_mode {
         ReadMode::Random => (order, None),
         ReadMode::Hedged { delay } => (order, Some(delay)),
         ReadMode::MultiHead { timeout } => (multi_head(inner, order, pq, timeout).await, None),
     };
-    attempt(inner, method, headers, pq, order, hedge).await
+    let req = Arc::new(ReadRequest::new(method, pq.to_string(), headers));
+    attempt(inner, req, order, hedge).await
+}
+
+/// How reads reach replicas, from the settings.
+fn dial(inner: &Inner) -> Dial {
+    Dial {
+        connect_timeout: inner.settings.connect_timeout,
+        idle_per_host: inner.settings.pool_idle_per_host,
+    }
 }
 
 /// photosrv's multi-HEAD: HEAD all replicas, keep those answering below 400 within `timeout`
@@ -88,17 +96,18 @@ async fn multi_head(
 ) -> Vec<Arc<Replica>> {
     let deadline = Instant::now() + timeout;
     let mut set = JoinSet::new();
-    let mut pending = vec![false; order.len()];
+    let mut pending = vec![true; order.len()];
+    let head = Arc::new(ReadRequest::new(
+        Method::HEAD,
+        pq.to_string(),
+        &HeaderMap::new(),
+    ));
     for (i, r) in order.iter().enumerate() {
-        let Ok(req) = request(r, Method::HEAD, pq, HeaderMap::new(), empty()) else {
-            continue;
-        };
-        let (client, r) = (inner.client(), r.clone());
-        pending[i] = true;
+        let (req, r, dial) = (head.clone(), r.clone(), dial(inner));
         // The round's deadline ends a HEAD that hangs (its task is dropped with the set);
         // a per-request timeout as long would race it, and a round ended by a hanging
         // replica could go uncounted.
-        set.spawn(async move { (i, send(client, r, req, timeout * 2).await) });
+        set.spawn(async move { (i, send_read(r, req, dial, timeout * 2).await) });
     }
     let mut good = Vec::new();
     let mut answered = |joined: Option<Result<Attempt, tokio::task::JoinError>>| match joined {
@@ -143,7 +152,7 @@ async fn multi_head(
     out
 }
 
-type Attempt = (usize, Result<Response<Incoming>, SendError>);
+type Attempt = (usize, Result<Response<ReadBody>, SendError>);
 type AttemptFuture = Pin<Box<dyn Future<Output = Attempt> + Send>>;
 
 /// Tries `order` until one replica answers well. With `hedge`, a replica that has not
@@ -154,36 +163,27 @@ type AttemptFuture = Pin<Box<dyn Future<Output = Attempt> + Send>>;
 /// once a hedge or a retry is needed.
 async fn attempt(
     inner: &Arc<Inner>,
-    method: Method,
-    headers: HeaderMap,
-    pq: &str,
+    req: Arc<ReadRequest>,
     order: Vec<Arc<Replica>>,
     hedge: Option<Duration>,
 ) -> Response<Body> {
     let timeout = inner.settings.response_timeout;
+    let dial = dial(inner);
     let mut next = 0;
     let mut errors: Vec<String> = Vec::new();
-    let mut fallback: Option<Response<Incoming>> = None;
-    let make = |next: &mut usize, errors: &mut Vec<String>| -> Option<AttemptFuture> {
-        while *next < order.len() {
-            let i = *next;
-            *next += 1;
-            let r = order[i].clone();
-            match request(&r, method.clone(), pq, headers.clone(), empty()) {
-                Ok(req) => {
-                    let client = inner.client();
-                    return Some(Box::pin(
-                        async move { (i, send(client, r, req, timeout).await) },
-                    ));
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-        None
+    let mut fallback: Option<Response<ReadBody>> = None;
+    let make = |next: &mut usize| -> Option<AttemptFuture> {
+        let i = *next;
+        let r = order.get(i)?.clone();
+        *next += 1;
+        let req = req.clone();
+        Some(Box::pin(async move {
+            (i, send_read(r, req, dial, timeout).await)
+        }))
     };
     let mut set: JoinSet<Attempt> = JoinSet::new();
     let mut last_launch = Instant::now();
-    if let Some(mut first) = make(&mut next, &mut errors) {
+    if let Some(mut first) = make(&mut next) {
         let hedge_at = hedge
             .filter(|_| next < order.len())
             .map(|d| last_launch + d);
@@ -192,7 +192,7 @@ async fn attempt(
                 if let Some(resp) = judge(res, &mut fallback, &mut errors) {
                     return relay(resp, inner);
                 }
-                if let Some(f) = make(&mut next, &mut errors) {
+                if let Some(f) = make(&mut next) {
                     set.spawn(f);
                     metrics::retry();
                     last_launch = Instant::now();
@@ -200,7 +200,7 @@ async fn attempt(
             }
             _ = sleep_until(hedge_at) => {
                 set.spawn(first);
-                if let Some(f) = make(&mut next, &mut errors) {
+                if let Some(f) = make(&mut next) {
                     set.spawn(f);
                     metrics::hedge();
                 }
@@ -218,14 +218,14 @@ async fn attempt(
                 if let Some(resp) = judge(res, &mut fallback, &mut errors) {
                     return relay(resp, inner);
                 }
-                if set.is_empty() && let Some(f) = make(&mut next, &mut errors) {
+                if set.is_empty() && let Some(f) = make(&mut next) {
                     set.spawn(f);
                     metrics::retry();
                     last_launch = Instant::now();
                 }
             }
             _ = sleep_until(hedge_at) => {
-                if let Some(f) = make(&mut next, &mut errors) {
+                if let Some(f) = make(&mut next) {
                     set.spawn(f);
                     metrics::hedge();
                 }
@@ -245,10 +245,10 @@ async fn attempt(
 /// A good answer is returned; a 404 or 5xx is kept as the fallback answer (a 404 over a
 /// 5xx) and the next replica is tried; a failure is noted.
 fn judge(
-    res: Result<Response<Incoming>, SendError>,
-    fallback: &mut Option<Response<Incoming>>,
+    res: Result<Response<ReadBody>, SendError>,
+    fallback: &mut Option<Response<ReadBody>>,
     errors: &mut Vec<String>,
-) -> Option<Response<Incoming>> {
+) -> Option<Response<ReadBody>> {
     match res {
         Ok(resp) if resp.status() != StatusCode::NOT_FOUND && !resp.status().is_server_error() => {
             return Some(resp);

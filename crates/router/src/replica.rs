@@ -109,6 +109,8 @@ pub(crate) fn host_and_port(authority: &str) -> Result<(String, u16), &'static s
     Ok((host, port))
 }
 
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(0);
+
 /// One storage node, shared by every shard and ring that names it (by its [`NodeName`]).
 #[derive(Debug)]
 pub struct Replica {
@@ -121,6 +123,9 @@ pub struct Replica {
     requests: AtomicU64,
     latency: metrics::Histogram,
     error_counter: metrics::Counter,
+    /// This replica's key in the read path's connection pools (see `h1`), unique in the
+    /// process: a replica that a reload replaced never shares connections with a new one.
+    pool_id: u64,
 }
 
 impl Replica {
@@ -140,6 +145,7 @@ impl Replica {
             requests: AtomicU64::new(0),
             latency: metrics::histogram!("shoal_route_replica_latency_seconds", "replica" => label.clone()),
             error_counter: metrics::counter!("shoal_route_replica_errors_total", "replica" => label),
+            pool_id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             name,
         }
     }
@@ -164,6 +170,11 @@ impl Replica {
     /// The URI for `path_and_query` (which starts with `/`) on this replica.
     pub fn uri(&self, path_and_query: &str) -> Result<Uri, http::uri::InvalidUri> {
         format!("{}{path_and_query}", self.base()).parse()
+    }
+
+    /// Its key in the read path's connection pools.
+    pub(crate) fn pool_id(&self) -> u64 {
+        self.pool_id
     }
 
     /// Listed in the roster (always true without a roster).

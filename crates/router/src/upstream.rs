@@ -9,6 +9,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::body::Body;
+use crate::h1::{self, Dial, FetchError, ReadBody, ReadRequest};
 use crate::idle::{IdleTimeout, Side};
 use crate::replica::Replica;
 use crate::router::{HttpClient, Inner};
@@ -24,6 +25,11 @@ const HOP: [HeaderName; 8] = [
     header::TRAILER,
     header::UPGRADE,
 ];
+
+/// A hop-by-hop header by RFC 9110's list (not counting those a `Connection` header names).
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP.contains(name)
+}
 
 /// Copies end-to-end headers: drops hop-by-hop ones, those the `Connection` header names,
 /// `Host` (the replica's is set) and `Transfer-Encoding` (hyper frames the body itself).
@@ -115,14 +121,48 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// A replica's response as ours: status, end-to-end headers, and the body streamed through,
-/// frame by frame as hyper reads them, cut off when the replica stalls for the body timeout
-/// (the client then sees the connection end before the body does).
-pub(crate) fn relay(resp: Response<Incoming>, inner: &Arc<Inner>) -> Response<Body> {
-    let (mut parts, body) = resp.into_parts();
-    parts.headers = end_to_end(&parts.headers);
+/// Sends the read `req` to `replica` on the read path's own client ([`crate::h1`]), waiting
+/// at most `timeout` for the response head; records the outcome as [`send`] does.
+pub(crate) async fn send_read(
+    replica: Arc<Replica>,
+    req: Arc<ReadRequest>,
+    dial: Dial,
+    timeout: Duration,
+) -> Result<Response<ReadBody>, SendError> {
+    let start = Instant::now();
+    match tokio::time::timeout(timeout, h1::fetch(&replica, &req, dial)).await {
+        Ok(Ok(resp)) => {
+            replica.record(start.elapsed(), !resp.status().is_server_error());
+            Ok(resp)
+        }
+        Ok(Err(e)) => {
+            replica.record(start.elapsed(), false);
+            if matches!(e, FetchError::Connect(_)) && replica.mark_unreachable() {
+                tracing::warn!(
+                    replica = replica.base(),
+                    "replica unreachable; marked unhealthy"
+                );
+            }
+            Err(SendError {
+                message: e.to_string(),
+            })
+        }
+        Err(_) => {
+            replica.record(start.elapsed(), false);
+            Err(SendError {
+                message: format!("{}: no answer within {timeout:?}", replica.base()),
+            })
+        }
+    }
+}
+
+/// A replica's response to a read as ours: status, headers (end-to-end already), and the body
+/// streamed through as it is read, cut off when the replica stalls for the body timeout (the
+/// client then sees the connection end before the body does).
+pub(crate) fn relay(resp: Response<ReadBody>, inner: &Arc<Inner>) -> Response<Body> {
+    let (parts, body) = resp.into_parts();
     let body = IdleTimeout::new(
-        body.map_err(Into::into),
+        body,
         inner.settings.body_timeout,
         inner.clone(),
         Side::ReplicaResponse,
