@@ -194,7 +194,7 @@ struct Conn {
 impl Conn {
     /// Reads more into the buffer; `Ok(0)` at the connection's end.
     fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < want.min(FIRST_READ) {
+        if self.buf.capacity() - self.buf.len() < want {
             self.buf.reserve(want);
         }
         // `read_buf` is cancel-safe: a pending read moves no bytes, and the socket's waker
