@@ -504,8 +504,8 @@ impl Router {
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        if let Some(&ClientAddr(ip)) = req.extensions().get::<ClientAddr>() {
-            forwarded_for(req.headers_mut(), ip);
+        if let Some(client) = req.extensions_mut().remove::<ClientAddr>() {
+            forwarded_for(req.headers_mut(), client);
         }
         let writes = !self.inner.settings.read_only;
         let method = req.method().clone();
@@ -568,14 +568,37 @@ impl Router {
 
 /// The address a request came from, which the front server ([`crate::server::serve`]) puts
 /// in each request's extensions. The storage nodes get it in `X-Forwarded-For`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub IpAddr);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAddr {
+    ip: IpAddr,
+    /// The address as header text, made once per connection rather than per request.
+    text: HeaderValue,
+}
+
+impl ClientAddr {
+    /// The client at `ip`.
+    pub fn new(ip: IpAddr) -> Self {
+        ClientAddr {
+            ip,
+            text: HeaderValue::from_str(&ip.to_string()).expect("an IP address is header text"),
+        }
+    }
+
+    /// Its address.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
 
 /// Appends `client` to `X-Forwarded-For` as Go's reverse proxy (photosrv's) and nginx's
 /// `$proxy_add_x_forwarded_for` do: the values already there, joined by `, `, then the
 /// client, on one line. Storage nodes that log or trust that header see what they saw
 /// behind photosrv.
-fn forwarded_for(headers: &mut http::HeaderMap, client: IpAddr) {
+fn forwarded_for(headers: &mut http::HeaderMap, client: ClientAddr) {
+    if !headers.contains_key(X_FORWARDED_FOR) {
+        headers.insert(X_FORWARDED_FOR, client.text);
+        return;
+    }
     let mut value = String::new();
     for prior in headers.get_all(X_FORWARDED_FOR) {
         if let Ok(p) = prior.to_str() {
@@ -583,7 +606,7 @@ fn forwarded_for(headers: &mut http::HeaderMap, client: IpAddr) {
             value.push_str(", ");
         }
     }
-    let _ = write!(value, "{client}");
+    let _ = write!(value, "{}", client.ip);
     if let Ok(v) = HeaderValue::from_str(&value) {
         headers.insert(X_FORWARDED_FOR, v);
     }

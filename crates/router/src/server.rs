@@ -80,10 +80,10 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let r = router.clone();
         let log = limits.access_log.clone();
-        let client = ClientAddr(peer.ip().to_canonical());
+        let client = ClientAddr::new(peer.ip().to_canonical());
         let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let r = r.clone();
-            req.extensions_mut().insert(client);
+            req.extensions_mut().insert(client.clone());
             let started = log.as_ref().map(|l| l.start(&req, peer));
             async move {
                 let resp = r.handle(req).await;
