@@ -715,6 +715,11 @@ fn checkin(id: u64, mut conn: Conn, max: usize) {
     }
     let now = Instant::now();
     conn.idle_since = now;
+    if conn.buf.capacity() > FIRST_READ {
+        // A large body's read room is not kept for an idle connection (which could be one
+        // of hundreds); the next request reserves its own.
+        conn.buf = BytesMut::new();
+    }
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         if idle

@@ -460,3 +460,21 @@ async fn a_pooled_connection_closed_after_taking_the_request_is_retried_on_a_new
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
     assert_eq!(up.heads.lock().len(), 3, "/b was sent twice");
 }
+
+#[tokio::test]
+async fn an_idle_connection_keeps_no_large_read_buffer() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let io = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let _peer = listener.accept().await.unwrap();
+    let conn = Conn {
+        io,
+        buf: BytesMut::with_capacity(BODY_READ),
+        idle_since: Instant::now(),
+    };
+    let id = u64::MAX;
+    checkin(id, conn, 8);
+    let conn = checkout(id).expect("the connection was pooled");
+    assert!(conn.buf.capacity() <= FIRST_READ, "{}", conn.buf.capacity());
+}
