@@ -5,8 +5,7 @@
 //! or in migration the other ring, may hold the file; a 404 is returned only when every
 //! replica said so or failed). Reads carry no body, so every retry is safe.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,14 +152,13 @@ async fn multi_head(
 }
 
 type Attempt = (usize, Result<Response<ReadBody>, SendError>);
-type AttemptFuture = Pin<Box<dyn Future<Output = Attempt> + Send>>;
 
 /// Tries `order` until one replica answers well. With `hedge`, a replica that has not
 /// answered after the delay gets company: the next replica is asked too, first answer wins.
 ///
-/// The first attempt runs inline in the request's task: most reads end with it, and a spawned
-/// task would cost a wake-up, often on another worker thread. Attempts move to tasks only
-/// once a hedge or a retry is needed.
+/// The first attempt runs inline in the request's task, unboxed: most reads end with it, and
+/// a task of its own would cost an allocation and a wake-up. Hedges and retries run as tasks
+/// beside it.
 async fn attempt(
     inner: &Arc<Inner>,
     req: Arc<ReadRequest>,
@@ -169,56 +167,46 @@ async fn attempt(
 ) -> Response<Body> {
     let timeout = inner.settings.response_timeout;
     let dial = dial(inner);
-    let mut next = 0;
     let mut errors: Vec<String> = Vec::new();
     let mut fallback: Option<Response<ReadBody>> = None;
-    let make = |next: &mut usize| -> Option<AttemptFuture> {
+    let make = |next: &mut usize| {
         let i = *next;
         let r = order.get(i)?.clone();
         *next += 1;
         let req = req.clone();
-        Some(Box::pin(async move {
-            (i, send_read(r, req, dial, timeout).await)
-        }))
+        Some(async move { (i, send_read(r, req, dial, timeout).await) })
     };
+    let mut next = 0;
+    let Some(first) = make(&mut next) else {
+        return text(StatusCode::BAD_GATEWAY, "no replica to read from\n");
+    };
+    let mut first = pin!(first);
+    let mut first_running = true;
     let mut set: JoinSet<Attempt> = JoinSet::new();
     let mut last_launch = Instant::now();
-    if let Some(mut first) = make(&mut next) {
+    while first_running || !set.is_empty() {
         let hedge_at = hedge
             .filter(|_| next < order.len())
             .map(|d| last_launch + d);
+        // A retry starts only when nothing else is running (a hedge already is one).
         tokio::select! {
-            (_, res) = &mut first => {
+            (_, res) = &mut first, if first_running => {
+                first_running = false;
                 if let Some(resp) = judge(res, &mut fallback, &mut errors) {
                     return relay(resp, inner);
                 }
-                if let Some(f) = make(&mut next) {
+                if set.is_empty() && let Some(f) = make(&mut next) {
                     set.spawn(f);
                     metrics::retry();
                     last_launch = Instant::now();
                 }
             }
-            _ = sleep_until(hedge_at) => {
-                set.spawn(first);
-                if let Some(f) = make(&mut next) {
-                    set.spawn(f);
-                    metrics::hedge();
-                }
-                last_launch = Instant::now();
-            }
-        }
-    }
-    while !set.is_empty() {
-        let hedge_at = hedge
-            .filter(|_| next < order.len())
-            .map(|d| last_launch + d);
-        tokio::select! {
-            Some(joined) = set.join_next() => {
+            Some(joined) = set.join_next(), if !set.is_empty() => {
                 let Ok((_, res)) = joined else { continue };
                 if let Some(resp) = judge(res, &mut fallback, &mut errors) {
                     return relay(resp, inner);
                 }
-                if set.is_empty() && let Some(f) = make(&mut next) {
+                if set.is_empty() && !first_running && let Some(f) = make(&mut next) {
                     set.spawn(f);
                     metrics::retry();
                     last_launch = Instant::now();
