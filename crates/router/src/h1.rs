@@ -19,10 +19,18 @@
 //! headers; chunk-size lines to 4 KiB, trailers (read and dropped) to 16 KiB.
 //!
 //! **The pool.** Per thread, as `Router::use_thread_local_pool` explains for hyper's pool: a
-//! connection is registered with the reactor of the runtime that opened it. Connections are
-//! reused newest first; one idle over [`IDLE_TIMEOUT`] is closed (nginx closes its own after
-//! 75 s), and a pooled connection that turns out closed before the request's answer began is
-//! replaced by another one, then by a new one: reads are safe to send twice.
+//! connection is registered with the reactor of the runtime that opened it, and `shoal
+//! route` runs one single-threaded runtime per thread, so a body always ends on the thread
+//! (and runtime) whose pool it came from. On a multi-threaded runtime (`--runtimes 0`, or a
+//! program embedding the router) workers share one reactor, so a connection may end in
+//! another worker's pool; the idle limit then holds per worker. Connections are reused newest
+//! first. Idle ones are closed when over [`IDLE_TIMEOUT`] (nginx closes its own after 75 s),
+//! found at a checkout or by a sweep at a check-in, so a thread that goes quiet keeps its
+//! few idle connections (half-closed by the node) until it serves again. A pooled connection
+//! that turns out closed before any byte of the answer came makes the thread drop its other
+//! idle connections to that node, and the read is sent once more on a new connection (reads
+//! are safe to repeat; once, so a node that closes on the request itself gets it twice at
+//! most).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -43,7 +51,7 @@ use tokio::net::TcpStream;
 
 use crate::body::BoxError;
 use crate::replica::Replica;
-use crate::upstream::is_hop_by_hop;
+use crate::upstream::{connection_named, is_hop_by_hop};
 
 /// Largest response head taken.
 const MAX_HEAD: usize = 64 * 1024;
@@ -147,17 +155,6 @@ impl ReadRequest {
     }
 }
 
-/// The header names a `Connection` header lists (besides `close` and `keep-alive`), which are
-/// hop-by-hop too.
-fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim_ascii()).ok())
-        .collect()
-}
-
 /// Sends `req` to `replica` and returns its response once the head is in. The response's
 /// headers are its end-to-end ones; its body streams from the connection.
 pub(crate) async fn fetch(
@@ -167,15 +164,23 @@ pub(crate) async fn fetch(
 ) -> Result<Response<ReadBody>, FetchError> {
     let head = req.head_for(replica);
     let is_head = req.method == Method::HEAD;
+    let mut pooled = checkout(replica.pool_id());
     loop {
-        let (mut conn, pooled) = match checkout(replica.pool_id()) {
-            Some(c) => (c, true),
-            None => (connect(replica, dial.connect_timeout).await?, false),
+        let reused = pooled.is_some();
+        let mut conn = match pooled.take() {
+            Some(c) => c,
+            None => connect(replica, dial.connect_timeout).await?,
         };
         match exchange(&mut conn, &head, is_head).await {
             Ok(answer) => return Ok(answer.into_response(conn, replica, dial)),
-            // A pooled connection the replica had closed: try the next one.
-            Err(Failed { early: true, .. }) if pooled => continue,
+            // A pooled connection the replica had closed (a restart, its keep-alive timeout):
+            // its other idle ones on this thread are likely gone too, so they are dropped and
+            // the read is sent once more, on a new connection. Only once: a replica that
+            // closes on this request itself must not see it again and again.
+            Err(Failed { early: true, .. }) if reused => {
+                forget(replica.pool_id());
+                continue;
+            }
             Err(Failed { why, .. }) => {
                 return Err(FetchError::Exchange(format!("{}: {why}", replica.base())));
             }
@@ -188,6 +193,8 @@ pub(crate) async fn fetch(
 struct Conn {
     io: TcpStream,
     buf: BytesMut,
+    /// The buffer grew past [`FIRST_READ`] for a body; see [`checkin`].
+    grown: bool,
     idle_since: Instant,
 }
 
@@ -196,6 +203,7 @@ impl Conn {
     fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
         if self.buf.capacity() - self.buf.len() < want {
             self.buf.reserve(want);
+            self.grown |= want > FIRST_READ;
         }
         // `read_buf` is cancel-safe: a pending read moves no bytes, and the socket's waker
         // registration outlives the future.
@@ -206,27 +214,39 @@ impl Conn {
 async fn connect(replica: &Replica, within: Duration) -> Result<Conn, FetchError> {
     let fail = |why: String| FetchError::Connect(format!("{}: {why}", replica.base()));
     let authority = replica.authority();
-    let attempt = async {
-        let addrs: Vec<SocketAddr> = match authority.parse::<SocketAddr>() {
-            Ok(a) => vec![a],
-            Err(_) => tokio::net::lookup_host(authority)
-                .await
-                .map_err(|e| format!("resolving {authority}: {e}"))?
-                .collect(),
-        };
-        let mut last = format!("{authority} resolved to no address");
-        for a in addrs {
-            match TcpStream::connect(a).await {
-                Ok(s) => return Ok(s),
-                Err(e) => last = format!("connecting to {a}: {e}"),
+    // The timeout covers a name's lookup too, and each address gets an even share of what is
+    // left, so an unreachable first address (an AAAA record on an IPv4 network) leaves time
+    // for the next.
+    let deadline = tokio::time::Instant::now() + within;
+    let addrs: Vec<SocketAddr> = match authority.parse::<SocketAddr>() {
+        Ok(a) => vec![a],
+        Err(_) => match tokio::time::timeout_at(deadline, tokio::net::lookup_host(authority)).await
+        {
+            Ok(Ok(found)) => found.collect(),
+            Ok(Err(e)) => return Err(fail(format!("resolving {authority}: {e}"))),
+            Err(_) => {
+                return Err(fail(format!(
+                    "resolving {authority} took over the connect timeout ({within:?})"
+                )));
             }
-        }
-        Err(last)
+        },
     };
-    let io = match tokio::time::timeout(within, attempt).await {
-        Ok(Ok(io)) => io,
-        Ok(Err(why)) => return Err(fail(why)),
-        Err(_) => return Err(fail(format!("no connection within {within:?}"))),
+    let mut last = format!("{authority} resolved to no address");
+    let mut io = None;
+    for (i, a) in addrs.iter().enumerate() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let share = left / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
+        match tokio::time::timeout(share, TcpStream::connect(a)).await {
+            Ok(Ok(s)) => {
+                io = Some(s);
+                break;
+            }
+            Ok(Err(e)) => last = format!("connecting to {a}: {e}"),
+            Err(_) => last = format!("connecting to {a}: no connection within {share:?}"),
+        }
+    }
+    let Some(io) = io else {
+        return Err(fail(last));
     };
     let _ = io.set_nodelay(true);
     let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
@@ -234,6 +254,7 @@ async fn connect(replica: &Replica, within: Duration) -> Result<Conn, FetchError
     Ok(Conn {
         io,
         buf: BytesMut::with_capacity(FIRST_READ),
+        grown: false,
         idle_since: Instant::now(),
     })
 }
@@ -261,13 +282,17 @@ async fn exchange(conn: &mut Conn, request: &[u8], is_head: bool) -> Result<Answ
         });
     }
     let mut received = false;
+    let mut interim = false;
     loop {
         if !conn.buf.is_empty() {
             received = true;
             if let Some((len, answer)) = parse_head(&conn.buf, is_head)? {
                 let head = conn.buf.split_to(len).freeze();
                 match answer {
-                    Parsed::Interim => continue,
+                    Parsed::Interim => {
+                        interim = true;
+                        continue;
+                    }
                     Parsed::Final(a) => return Ok(a.build(&head)),
                 }
             }
@@ -281,8 +306,10 @@ async fn exchange(conn: &mut Conn, request: &[u8], is_head: bool) -> Result<Answ
         match std::future::poll_fn(|cx| conn.poll_fill(cx, FIRST_READ)).await {
             Ok(0) => {
                 return Err(Failed {
-                    why: if received {
+                    why: if !conn.buf.is_empty() {
                         "connection closed in the response head".into()
+                    } else if interim {
+                        "connection closed after an interim (1xx) answer".into()
                     } else {
                         "connection closed before a response".into()
                     },
@@ -359,6 +386,7 @@ fn parse_head(buf: &[u8], is_head: bool) -> Result<Option<(usize, Parsed)>, Fail
     }
     let http11 = resp.version == Some(1);
     let mut keep_alive = http11;
+    let mut close = false;
     let mut length: Option<u64> = None;
     let mut chunked = None;
     let mut dropped: Vec<HeaderName> = Vec::new();
@@ -379,14 +407,19 @@ fn parse_head(buf: &[u8], is_head: bool) -> Result<Option<(usize, Parsed)>, Fail
             length = Some(n);
         } else if name == header::TRANSFER_ENCODING {
             // Only the last coding decides: chunked last frames the body, anything else
-            // leaves it to the connection's end.
-            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
-            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            // leaves it to the connection's end. Empty list items do not count.
+            let last = h
+                .value
+                .rsplit(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+                .find(|c| !c.is_empty())
+                .unwrap_or_default();
+            chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
             continue;
         } else if name == header::CONNECTION {
             for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
+                    close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     keep_alive |= !http11;
                 } else if let Ok(n) = HeaderName::from_bytes(token) {
@@ -415,14 +448,16 @@ fn parse_head(buf: &[u8], is_head: bool) -> Result<Option<(usize, Parsed)>, Fail
             }
         };
     if chunked.is_some() {
-        // The body is ours to frame for the client; a length beside a transfer coding is
-        // wrong (RFC 9112 §6.3), and a connection that sent one is not reused.
+        // The body is ours to frame for the client; a length beside a transfer coding, or a
+        // transfer coding in HTTP/1.0, is faulty framing (RFC 9112 §6.1, §6.3), and a
+        // connection that sent one is not reused.
         if length.is_some() {
             kept.retain(|(n, _)| n != header::CONTENT_LENGTH);
-            keep_alive = false;
+            close = true;
         }
+        close |= !http11;
     }
-    if matches!(framing, Framing::UntilClose) {
+    if close || matches!(framing, Framing::UntilClose) {
         keep_alive = false;
     }
     Ok(Some((
@@ -531,6 +566,11 @@ impl ReadBody {
                     }
                     return Ok(None);
                 };
+                // httparse reads an empty line as size 0, the last chunk: a torn body would
+                // pass for a whole one.
+                if !buf[0].is_ascii_hexdigit() {
+                    return Err(self.fail("bad chunk-size line"));
+                }
                 match httparse::parse_chunk_size(&buf[..=nl]) {
                     Ok(httparse::Status::Complete((used, 0))) => {
                         buf.advance(used);
@@ -702,6 +742,11 @@ fn checkout(id: u64) -> Option<Conn> {
     })
 }
 
+/// Drops this thread's idle connections to the replica `id`.
+fn forget(id: u64) {
+    IDLE.with(|idle| idle.borrow_mut().by_replica.remove(&id));
+}
+
 /// Whether an idle connection is still open: nothing to read yet. Costs no system call
 /// while the reactor has seen no readiness since the last read ran dry.
 fn open(conn: &Conn) -> bool {
@@ -715,10 +760,12 @@ fn checkin(id: u64, mut conn: Conn, max: usize) {
     }
     let now = Instant::now();
     conn.idle_since = now;
-    if conn.buf.capacity() > FIRST_READ {
-        // A large body's read room is not kept for an idle connection (which could be one
-        // of hundreds); the next request reserves its own.
+    if conn.grown {
+        // A large body's read buffer is not kept by an idle connection (one of possibly
+        // hundreds): its capacity no longer shows it, as the body's frames were split off
+        // it, but what is left shares their allocation. The next request reserves its own.
         conn.buf = BytesMut::new();
+        conn.grown = false;
     }
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();

@@ -504,7 +504,14 @@ impl Router {
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        if let Some(client) = req.extensions_mut().remove::<ClientAddr>() {
+        let client = match req.extensions_mut().remove::<RenderedClient>() {
+            Some(c) => Some(c),
+            None => req
+                .extensions()
+                .get::<ClientAddr>()
+                .map(|&ClientAddr(ip)| RenderedClient::new(ip)),
+        };
+        if let Some(client) = client {
             forwarded_for(req.headers_mut(), client);
         }
         let writes = !self.inner.settings.read_only;
@@ -567,26 +574,28 @@ impl Router {
 }
 
 /// The address a request came from, which the front server ([`crate::server::serve`]) puts
-/// in each request's extensions. The storage nodes get it in `X-Forwarded-For`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientAddr {
+/// in each request's extensions (a program serving [`Router::handle`] itself can too). The
+/// storage nodes get it in `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+/// A [`ClientAddr`] with its address already as header text, which the front server makes
+/// once per connection rather than per request.
+#[derive(Debug, Clone)]
+pub(crate) struct RenderedClient {
     ip: IpAddr,
-    /// The address as header text, made once per connection rather than per request.
     text: HeaderValue,
 }
 
-impl ClientAddr {
-    /// The client at `ip`.
-    pub fn new(ip: IpAddr) -> Self {
-        ClientAddr {
+impl RenderedClient {
+    pub(crate) fn new(ip: IpAddr) -> Self {
+        let mut text = String::new();
+        let _ = write!(text, "{ip}");
+        RenderedClient {
             ip,
-            text: HeaderValue::from_str(&ip.to_string()).expect("an IP address is header text"),
+            // An address's text is always a valid header value.
+            text: HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("unknown")),
         }
-    }
-
-    /// Its address.
-    pub fn ip(&self) -> IpAddr {
-        self.ip
     }
 }
 
@@ -594,7 +603,7 @@ impl ClientAddr {
 /// `$proxy_add_x_forwarded_for` do: the values already there, joined by `, `, then the
 /// client, on one line. Storage nodes that log or trust that header see what they saw
 /// behind photosrv.
-fn forwarded_for(headers: &mut http::HeaderMap, client: ClientAddr) {
+fn forwarded_for(headers: &mut http::HeaderMap, client: RenderedClient) {
     if !headers.contains_key(X_FORWARDED_FOR) {
         headers.insert(X_FORWARDED_FOR, client.text);
         return;
@@ -612,7 +621,8 @@ fn forwarded_for(headers: &mut http::HeaderMap, client: ClientAddr) {
     }
 }
 
-const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_FOR: http::HeaderName =
+    http::HeaderName::from_static("x-forwarded-for");
 
 thread_local! {
     /// A thread's own pool ([`Router::use_thread_local_pool`]), keyed by the router's address.

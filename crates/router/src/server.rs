@@ -12,7 +12,7 @@ use shoal_access_log::{AccessLog, Logged};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::router::{ClientAddr, Router};
+use crate::router::{RenderedClient, Router};
 
 /// Limits of the front server.
 #[derive(Debug, Clone)]
@@ -80,7 +80,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let r = router.clone();
         let log = limits.access_log.clone();
-        let client = ClientAddr::new(peer.ip().to_canonical());
+        let client = RenderedClient::new(peer.ip().to_canonical());
         let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let r = r.clone();
             req.extensions_mut().insert(client.clone());

@@ -12,7 +12,7 @@ use crate::body::Body;
 use crate::h1::{self, Dial, FetchError, ReadBody, ReadRequest};
 use crate::idle::{IdleTimeout, Side};
 use crate::replica::Replica;
-use crate::router::{HttpClient, Inner};
+use crate::router::{HttpClient, Inner, X_FORWARDED_FOR};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
 const HOP: [HeaderName; 8] = [
@@ -31,17 +31,23 @@ pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP.contains(name)
 }
 
+/// The header names a `Connection` header lists, which are hop-by-hop too; never
+/// `X-Forwarded-For`, which the router sets for the storage nodes whatever the client asks.
+pub(crate) fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim_ascii()).ok())
+        .filter(|n| n != X_FORWARDED_FOR)
+        .collect()
+}
+
 /// Copies end-to-end headers: drops hop-by-hop ones, those the `Connection` header names,
 /// `Host` (the replica's is set) and `Transfer-Encoding` (hyper frames the body itself).
 pub(crate) fn end_to_end(from: &HeaderMap) -> HeaderMap {
     let mut out = from.clone();
-    let named: Vec<HeaderName> = from
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
+    let named = connection_named(from);
     for h in HOP.iter().chain(&named) {
         out.remove(h);
     }

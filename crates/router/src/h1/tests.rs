@@ -232,7 +232,7 @@ fn a_read_forwards_only_end_to_end_request_headers() {
     let mut h = HeaderMap::new();
     for (k, v) in [
         ("host", "router.example"),
-        ("connection", "keep-alive, x-hop"),
+        ("connection", "keep-alive, x-hop, x-forwarded-for"),
         ("x-hop", "1"),
         ("keep-alive", "timeout=5"),
         ("te", "trailers"),
@@ -352,6 +352,10 @@ async fn a_body_cut_short_or_badly_chunked_ends_in_an_error() {
     assert!(body_error(bad_size).await.contains("bad chunk-size line"));
     let no_crlf = reply("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd");
     assert!(body_error(no_crlf).await.contains("not followed by CRLF"));
+    let empty_size = then_close(reply(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n\r\n",
+    ));
+    assert!(body_error(empty_size).await.contains("bad chunk-size line"));
     let torn = then_close(reply(
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
     ));
@@ -383,14 +387,24 @@ async fn connection_close_and_http_1_0_answers_are_not_reused() {
         reply("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nb"),
         reply("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nc"),
         reply("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nd"),
+        reply("HTTP/1.0 200 OK\r\nConnection: close, keep-alive\r\nContent-Length: 1\r\n\r\ne"),
+        reply("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nf"),
     ])
     .await;
-    for (path, want) in [("/a", b"a"), ("/b", b"b"), ("/c", b"c"), ("/d", b"d")] {
+    for (path, want) in [
+        ("/a", b"a"),
+        ("/b", b"b"),
+        ("/c", b"c"),
+        ("/d", b"d"),
+        ("/e", b"e"),
+        ("/f", b"f"),
+    ] {
         let resp = fetch(&up.replica, &get(path), DIAL).await.unwrap();
         assert_eq!(body_of(resp).await.unwrap(), want);
     }
-    // a, b, then c and d on one connection: 1.0 with keep-alive is reused.
-    assert_eq!(up.connections.load(Ordering::SeqCst), 3);
+    // a, b, then c, d and e on one connection (1.0 with keep-alive is reused, `close`
+    // wins over `keep-alive`), then f.
+    assert_eq!(up.connections.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]
@@ -463,18 +477,80 @@ async fn a_pooled_connection_closed_after_taking_the_request_is_retried_on_a_new
 
 #[tokio::test]
 async fn an_idle_connection_keeps_no_large_read_buffer() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let io = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let _peer = listener.accept().await.unwrap();
-    let conn = Conn {
-        io,
-        buf: BytesMut::with_capacity(BODY_READ),
-        idle_since: Instant::now(),
+    // The body's last bytes come alone, so the buffer's view has room left over when the body
+    // ends, in an allocation its frames share.
+    let big = "x".repeat(300 * 1024);
+    let up = upstream(vec![in_pieces(&[
+        &format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{big}",
+            big.len() + 10
+        ),
+        "0123456789",
+    ])])
+    .await;
+    let resp = fetch(&up.replica, &get("/big"), DIAL).await.unwrap();
+    assert_eq!(body_of(resp).await.unwrap().len(), big.len() + 10);
+    let mut conn = checkout(up.replica.pool_id()).expect("the connection was pooled");
+    // The body's frames are gone, so a buffer still on the body's allocation could take it
+    // all back; a let-go one has none.
+    assert!(
+        !conn.buf.try_reclaim(64 * 1024),
+        "the idle connection still holds the body's read buffer"
+    );
+}
+
+#[tokio::test]
+async fn a_node_that_closes_on_a_request_gets_it_twice_at_most() {
+    let silent_close = || Reply {
+        pieces: Vec::new(),
+        close: true,
     };
-    let id = u64::MAX;
-    checkin(id, conn, 8);
-    let conn = checkout(id).expect("the connection was pooled");
-    assert!(conn.buf.capacity() <= FIRST_READ, "{}", conn.buf.capacity());
+    let mut replies: Vec<Reply> = (0..3)
+        .map(|_| reply("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"))
+        .collect();
+    replies.extend((0..5).map(|_| silent_close()));
+    let up = upstream(replies).await;
+    // Three connections in the pool.
+    let reqs = [get("/a"), get("/b"), get("/c")];
+    let (a, b, c) = tokio::join!(
+        fetch(&up.replica, &reqs[0], DIAL),
+        fetch(&up.replica, &reqs[1], DIAL),
+        fetch(&up.replica, &reqs[2], DIAL)
+    );
+    for r in [a, b, c] {
+        assert_eq!(body_of(r.unwrap()).await.unwrap(), b"x");
+    }
+    assert_eq!(up.connections.load(Ordering::SeqCst), 3);
+    let err = fetch(&up.replica, &get("/poison"), DIAL).await.unwrap_err();
+    assert!(
+        err.to_string().contains("closed before a response"),
+        "{err}"
+    );
+    let heads = up.heads.lock();
+    let sent = heads
+        .iter()
+        .filter(|h| h.starts_with("GET /poison "))
+        .count();
+    assert_eq!(sent, 2, "once on a pooled connection, once on a new one");
+    assert!(
+        checkout(up.replica.pool_id()).is_none(),
+        "the other idle ones were dropped"
+    );
+}
+
+#[tokio::test]
+async fn a_coding_list_with_a_trailing_comma_is_still_chunked_and_a_lone_1xx_is_named() {
+    let up = upstream(vec![reply(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )])
+    .await;
+    let resp = fetch(&up.replica, &get("/x"), DIAL).await.unwrap();
+    assert_eq!(body_of(resp).await.unwrap(), b"abc");
+    let lone = then_close(reply("HTTP/1.1 100 Continue\r\n\r\n"));
+    let up = upstream(vec![lone]).await;
+    let err = fetch(&up.replica, &get("/x"), DIAL).await.unwrap_err();
+    assert!(
+        err.to_string().contains("after an interim (1xx) answer"),
+        "{err}"
+    );
 }
