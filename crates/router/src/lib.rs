@@ -8,7 +8,8 @@
 //! - [`normalize`]: photosrv's URL normalisation, and rewrites in a deterministic order.
 //! - [`placement`]: photosrv's `jump` and `chash` choosers, bit-identical, plus weights.
 //! - [`Router`]: GET/HEAD streamed from one replica (random, multi-HEAD or hedged, with
-//!   retries on another replica), PUT/DELETE to every replica with a write quorum, misses
+//!   retries on another replica, over the router's own keep-alive HTTP/1.1 client for
+//!   reads), PUT/DELETE to every replica with a write quorum, misses
 //!   recorded in a durable [`journal`], the [`roster`] and health checks, and the
 //!   [`migration`] state.
 //! - [`server::serve`]: the HTTP front.

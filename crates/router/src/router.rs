@@ -221,9 +221,10 @@ impl Router {
     }
 
     /// Gives the calling thread its own connection pool to the storage nodes, used by the
-    /// requests this thread serves. For a thread running its own single-threaded runtime: a
-    /// pooled connection is driven by a task of the runtime that opened it, so a shared pool
-    /// would hand requests to connections driven by other threads.
+    /// writes this thread serves (reads always pool per thread: see `h1`). For a thread
+    /// running its own single-threaded runtime: a pooled connection is driven by a task of the
+    /// runtime that opened it, so a shared pool would hand requests to connections driven by
+    /// other threads.
     pub fn use_thread_local_pool(&self) {
         let id = Arc::as_ptr(&self.inner) as usize;
         let client = build_client(&self.inner.settings);
