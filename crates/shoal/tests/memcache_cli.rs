@@ -25,7 +25,7 @@ fn moxi_forms_two_listeners_behaviours_and_admin() {
     let (p1, p2, admin) = (free_port(), free_port(), free_port());
     let z = format!("{p1}={};{p2}={},{}", a.addr(), a.addr(), b.addr());
     let admin_addr = format!("127.0.0.1:{admin}");
-    let _shoal = start(
+    let shoal = start(
         &[
             "-z",
             &z,
@@ -65,6 +65,10 @@ fn moxi_forms_two_listeners_behaviours_and_admin() {
     assert!(metrics.contains("shoal_memcache_server_total"), "{metrics}");
     let status = http_get(admin, "/status");
     assert!(status.contains("\"door\":\"memcache\""), "{status}");
+    // Its log went to a file: plain text, no terminal colours.
+    let log = std::fs::read_to_string(shoal.1.as_ref().unwrap()).unwrap();
+    assert!(log.contains("memcache proxy listening"), "{log}");
+    assert!(!log.contains('\x1b'), "colour codes in a log file: {log:?}");
 }
 
 #[test]

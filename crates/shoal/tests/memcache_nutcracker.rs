@@ -61,9 +61,10 @@ fn nutcracker_with_stats(file: &Path, dir: &Path, ports: &[u16], stats: u16) -> 
         .arg("-o")
         .arg(dir.join("nutcracker.log"))
         .arg("-p")
-        .arg(dir.join("nutcracker.pid"));
+        .arg(dir.join("nutcracker.pid"))
+        .stderr(Stdio::null());
     let log = dir.join("nutcracker.log");
-    spawn_listening(cmd, ports, || {
+    spawn_listening(cmd, None, ports, || {
         let log = std::fs::read_to_string(&log).unwrap_or_default();
         format!("nutcracker ({log})")
     })
@@ -342,7 +343,7 @@ fn sighup_rereads_the_nutcracker_yml_and_keeps_its_pools() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let shoal = Proc(child);
+    let shoal = Proc::new(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "shoal did not listen");
@@ -505,7 +506,7 @@ fn refused(args: &[&str]) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut p = Proc(child);
+    let mut p = Proc::new(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = p.0.try_wait().unwrap() {

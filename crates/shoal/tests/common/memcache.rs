@@ -2,37 +2,77 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// A `shoal memcache` child, killed on drop.
-pub struct Proc(pub Child);
+/// A `shoal memcache` child, killed on drop; and the file its stderr goes to, if any. When
+/// the test is failing, the drop prints whether the child was still running and the end of
+/// that log: a child that died or closed a connection says why there.
+pub struct Proc(pub Child, pub Option<PathBuf>);
+
+impl Proc {
+    /// A child whose stderr the test does not keep.
+    pub fn new(child: Child) -> Proc {
+        Proc(child, None)
+    }
+}
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        let exited = self.0.try_wait().ok().flatten();
         let _ = self.0.kill();
         let _ = self.0.wait();
+        let Some(log) = self.1.take() else { return };
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            let state = exited.map_or("was still running".to_owned(), |s| {
+                format!("had exited ({s})")
+            });
+            eprintln!(
+                "shoal memcache (pid {}) {state}; its stderr ends:\n{tail}",
+                self.0.id()
+            );
+        }
+        let _ = std::fs::remove_file(&log);
     }
 }
 
 /// Starts `shoal memcache ARGS` and waits until it listens on every port of `ports`.
+/// Its stderr goes to a file in the temporary directory, shown if the test fails.
 pub fn start(args: &[&str], ports: &[u16]) -> Proc {
+    static STARTED: AtomicUsize = AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, Ordering::Relaxed);
+    let log = std::env::temp_dir().join(format!("shoal-memcache-{}-{n}.log", std::process::id()));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal"));
-    cmd.arg("memcache").args(args);
-    spawn_listening(cmd, ports, || format!("shoal memcache {args:?}"))
+    cmd.arg("memcache")
+        .args(args)
+        .stderr(std::fs::File::create(&log).unwrap());
+    let shown = log.clone();
+    spawn_listening(cmd, Some(log), ports, || {
+        let text = std::fs::read_to_string(&shown).unwrap_or_default();
+        format!("shoal memcache {args:?} (stderr: {text})")
+    })
 }
 
-/// Spawns `cmd` (its output dropped) and waits, at most 10 s, until it listens on every port
-/// of `ports`; if it exits first, the test fails with `what()` (say which process, and its
-/// log if it has one).
-pub fn spawn_listening(mut cmd: Command, ports: &[u16], what: impl Fn() -> String) -> Proc {
+/// Spawns `cmd` (its stdout dropped; its stderr where `cmd` sends it, into `log` if that is
+/// given) and waits, at most 10 s, until it listens on every port of `ports`; if it exits
+/// first, the test fails with `what()` (say which process, and its log if it has one).
+pub fn spawn_listening(
+    mut cmd: Command,
+    log: Option<PathBuf>,
+    ports: &[u16],
+    what: impl Fn() -> String,
+) -> Proc {
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut p = Proc(child);
+    let mut p = Proc(child, log);
     let deadline = Instant::now() + Duration::from_secs(10);
     for port in ports {
         while TcpStream::connect(("127.0.0.1", *port)).is_err() {
