@@ -64,7 +64,7 @@ pub use config::{Chooser, RingSpec, RouteConfig, ShardSpec};
 pub use error::RouteError;
 pub use migration::MigrationState;
 pub use router::{
-    ClientAddr, Explain, ExplainTarget, Reloaded, ReplicaStatus, RingStatus, Router, ShardStatus,
-    Status,
+    ClientAddr, Explain, ExplainTarget, Reloaded, ReplicaStatus, RingStatus, Router,
+    SettingsStatus, ShardStatus, Status,
 };
-pub use settings::{Quorum, ReadMode, Settings};
+pub use settings::{Change, Quorum, ReadMode, Settings};

@@ -68,7 +68,7 @@ pub(crate) async fn read(
             format!("no replica of {} is in the roster\n", shards.join(", ")),
         );
     }
-    let (order, hedge) = match inner.settings.read_mode {
+    let (order, hedge) = match inner.settings.load().read_mode {
         ReadMode::Random => (order, None),
         ReadMode::Hedged { delay } => (order, Some(delay)),
         ReadMode::MultiHead { timeout } => (multi_head(inner, order, pq, timeout).await, None),
@@ -79,9 +79,10 @@ pub(crate) async fn read(
 
 /// How reads reach replicas, from the settings.
 fn dial(inner: &Inner) -> Dial {
+    let s = inner.settings.load();
     Dial {
-        connect_timeout: inner.settings.connect_timeout,
-        idle_per_host: inner.settings.pool_idle_per_host,
+        connect_timeout: s.connect_timeout,
+        idle_per_host: s.pool_idle_per_host,
     }
 }
 
@@ -165,7 +166,7 @@ async fn attempt(
     order: Vec<Arc<Replica>>,
     hedge: Option<Duration>,
 ) -> Response<Body> {
-    let timeout = inner.settings.response_timeout;
+    let timeout = inner.settings.load().response_timeout;
     let dial = dial(inner);
     let mut errors: Vec<String> = Vec::new();
     let mut fallback: Option<Response<ReadBody>> = None;

@@ -61,7 +61,7 @@ impl Router {
         to: &Arc<Replica>,
     ) -> Result<bool, String> {
         let pq = encode_path(path);
-        let t = self.inner.settings.write_timeout;
+        let t = self.inner.settings.load().write_timeout;
         let mut last = String::from("no source replica");
         for src in sources.iter().filter(|s| !Arc::ptr_eq(s, to)) {
             let req = request(src, Method::GET, &pq, HeaderMap::new(), empty())?;
@@ -91,7 +91,7 @@ impl Router {
             // A source that stalls mid-copy fails the copy instead of holding it.
             let body = IdleTimeout::new(
                 resp.into_body().map_err(Into::into),
-                self.inner.settings.body_timeout,
+                self.inner.settings.load().body_timeout,
                 self.inner.clone(),
                 Side::ReplicaResponse,
             )
@@ -119,7 +119,7 @@ impl Router {
             self.inner.client.clone(),
             on.clone(),
             req,
-            self.inner.settings.write_timeout,
+            self.inner.settings.load().write_timeout,
         )
         .await
         .map_err(|e| e.message)?;
@@ -251,7 +251,7 @@ impl Router {
         ) else {
             return false;
         };
-        let t = self.inner.settings.response_timeout;
+        let t = self.inner.settings.load().response_timeout;
         send(self.inner.client.clone(), on.clone(), req, t)
             .await
             .is_ok_and(|r| r.status() == StatusCode::OK)
@@ -397,7 +397,7 @@ impl Router {
                 self.inner.client.clone(),
                 node.clone(),
                 req,
-                self.inner.settings.response_timeout,
+                self.inner.settings.load().response_timeout,
             )
             .await
             .map_err(|e| e.message)?;

@@ -20,7 +20,7 @@ use crate::journal::Journal;
 use crate::migration::{MigrationState, keys_match};
 use crate::normalize::{Rejected, display_path, encode_path, normalize_request_path};
 use crate::roster::Roster;
-use crate::settings::Settings;
+use crate::settings::{ReadMode, Settings};
 use crate::topology::{Target, Topology};
 use crate::{RouteError, metrics};
 
@@ -29,7 +29,9 @@ pub(crate) type HttpClient = Client<HttpConnector, Body>;
 pub(crate) struct Inner {
     /// The rings, swapped whole by [`Router::reload`].
     pub(crate) topo: ArcSwap<Topology>,
-    pub(crate) settings: Settings,
+    /// Swapped whole by [`Router::update_settings`]; read a field at a time (copy it out
+    /// rather than hold the guard across an await).
+    pub(crate) settings: ArcSwap<Settings>,
     pub(crate) client: HttpClient,
     state: AtomicU8,
     /// Held across a switch's file write and state swap, so concurrent switches cannot leave
@@ -129,8 +131,56 @@ pub struct Status {
     pub body_timeouts: u64,
     /// Writes still running that were admitted under an earlier migration state.
     pub writes_from_previous_state: usize,
+    /// The settings in force that a reload can change.
+    pub settings: SettingsStatus,
     /// The rings.
     pub rings: Vec<RingStatus>,
+}
+
+/// The live settings in [`Status`]; durations in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingsStatus {
+    /// `random`, `multi-head` or `hedged`.
+    pub chooser_mode: &'static str,
+    /// Hedged mode's delay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hedge_delay_ms: Option<u128>,
+    /// Multi-head mode's timeout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_timeout_ms: Option<u128>,
+    /// `majority`, `all` or a number.
+    pub write_quorum: String,
+    /// PUT and DELETE refused.
+    pub read_only: bool,
+    /// Wait for a read's response headers.
+    pub response_timeout_ms: u128,
+    /// Wait for the next piece of a body under way.
+    pub body_timeout_ms: u128,
+    /// Whole replica write.
+    pub write_timeout_ms: u128,
+    /// One health check.
+    pub health_timeout_ms: u128,
+}
+
+impl SettingsStatus {
+    fn of(s: &Settings) -> SettingsStatus {
+        let (chooser_mode, hedge, head) = match s.read_mode {
+            ReadMode::Random => ("random", None, None),
+            ReadMode::Hedged { delay } => ("hedged", Some(delay.as_millis()), None),
+            ReadMode::MultiHead { timeout } => ("multi-head", None, Some(timeout.as_millis())),
+        };
+        SettingsStatus {
+            chooser_mode,
+            hedge_delay_ms: hedge,
+            head_timeout_ms: head,
+            write_quorum: s.write_quorum.to_string(),
+            read_only: s.read_only,
+            response_timeout_ms: s.response_timeout.as_millis(),
+            body_timeout_ms: s.body_timeout.as_millis(),
+            write_timeout_ms: s.write_timeout.as_millis(),
+            health_timeout_ms: s.health_timeout.as_millis(),
+        }
+    }
 }
 
 /// One ring in [`Status`].
@@ -197,7 +247,7 @@ impl Router {
         let router = Router {
             inner: Arc::new(Inner {
                 topo: ArcSwap::from_pointee(topo),
-                settings,
+                settings: ArcSwap::from_pointee(settings),
                 client,
                 state: AtomicU8::new(state as u8),
                 switching: parking_lot::Mutex::new(()),
@@ -210,11 +260,11 @@ impl Router {
                 body_timeouts: AtomicU64::new(0),
             }),
         };
-        let checked = router.inner.settings.health_interval.is_some();
+        let checked = router.inner.settings.load().health_interval.is_some();
         for r in &router.inner.topo.load().all {
             r.set_health_checked(checked);
         }
-        if let Some(p) = router.inner.settings.roster.clone() {
+        if let Some(p) = router.inner.settings.load().roster.clone() {
             router.apply_roster(&Roster::load(&p)?);
         }
         Ok(router)
@@ -227,8 +277,30 @@ impl Router {
     /// other threads.
     pub fn use_thread_local_pool(&self) {
         let id = Arc::as_ptr(&self.inner) as usize;
-        let client = build_client(&self.inner.settings);
+        let client = build_client(&self.inner.settings.load());
         LOCAL_POOL.with(|p| *p.borrow_mut() = Some((id, client)));
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.inner.settings.load_full()
+    }
+
+    /// Puts `new` in force for the next request; requests under way finish with the settings
+    /// they started with. Returns the names of the settings that changed. When any of them is
+    /// one of those fixed at start (see [`Settings`]), nothing changes and the error names
+    /// them.
+    pub fn update_settings(&self, new: Settings) -> Result<Vec<&'static str>, RouteError> {
+        let changes = self.inner.settings.load().changes(&new);
+        let fixed: Vec<&str> = changes.iter().filter(|c| !c.live).map(|c| c.name).collect();
+        if !fixed.is_empty() {
+            return Err(RouteError::Config(format!(
+                "settings not reloaded: {} can change only with a restart",
+                fixed.join(", ")
+            )));
+        }
+        self.inner.settings.store(Arc::new(new));
+        Ok(changes.iter().map(|c| c.name).collect())
     }
 
     /// The migration state now.
@@ -240,7 +312,8 @@ impl Router {
     /// key must be configured and given: an unset or empty key refuses every switch. The new
     /// state is persisted before it takes effect. Returns photosrv's message.
     pub fn switch_migration(&self, to: MigrationState, key: &str) -> Result<String, RouteError> {
-        let want = self.inner.settings.migration_key.as_deref().unwrap_or("");
+        let settings = self.inner.settings.load();
+        let want = settings.migration_key.as_deref().unwrap_or("");
         if want.is_empty() {
             return Err(RouteError::Migration(format!(
                 "unable to switch to {to}: no migration key is configured (--migration-key)"
@@ -258,7 +331,7 @@ impl Router {
                 "unable to switch to {to}: missing migration ring"
             )));
         }
-        if let Some(p) = &self.inner.settings.migration_state {
+        if let Some(p) = &self.inner.settings.load().migration_state {
             to.store(p)?;
         }
         // SeqCst pairs with the write gate: see `inflight`.
@@ -275,7 +348,10 @@ impl Router {
         let left = self
             .inner
             .writes
-            .drain(self.migration_state(), self.inner.settings.write_timeout)
+            .drain(
+                self.migration_state(),
+                self.inner.settings.load().write_timeout,
+            )
             .await;
         if left > 0 {
             tracing::warn!(
@@ -351,7 +427,7 @@ impl Router {
                  finish or abort the migration first"
             )));
         }
-        if promoted && let Some(p) = &self.inner.settings.migration_state {
+        if promoted && let Some(p) = &self.inner.settings.load().migration_state {
             MigrationState::Old.store(p)?;
         }
         for notice in &cfg.duplicate_replicas {
@@ -367,7 +443,7 @@ impl Router {
             replicas_removed: old.all.iter().filter(|r| !kept(r, &topo)).count(),
             completed_migration: promoted,
         };
-        let checked = self.inner.settings.health_interval.is_some();
+        let checked = self.inner.settings.load().health_interval.is_some();
         for r in topo.all.iter().filter(|r| !kept(r, &old)) {
             r.set_health_checked(checked);
         }
@@ -456,6 +532,7 @@ impl Router {
             repair_backlog: self.repair_backlog(),
             body_timeouts: self.inner.body_timeouts.load(Ordering::Relaxed),
             writes_from_previous_state: self.inner.writes.others(self.migration_state()),
+            settings: SettingsStatus::of(&self.inner.settings.load()),
             rings,
         }
     }
@@ -515,7 +592,7 @@ impl Router {
         if let Some(client) = client {
             forwarded_for(req.headers_mut(), client);
         }
-        let writes = !self.inner.settings.read_only;
+        let writes = !self.inner.settings.load().read_only;
         let method = req.method().clone();
         let is_read = method == Method::GET || method == Method::HEAD;
         let is_write = writes && (method == Method::PUT || method == Method::DELETE);

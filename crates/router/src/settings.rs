@@ -44,6 +44,16 @@ impl Quorum {
     }
 }
 
+impl std::fmt::Display for Quorum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Quorum::Majority => f.write_str("majority"),
+            Quorum::All => f.write_str("all"),
+            Quorum::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
 impl FromStr for Quorum {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -61,7 +71,12 @@ impl FromStr for Quorum {
 }
 
 /// Everything but the shard map.
-#[derive(Debug, Clone)]
+///
+/// [`Router::update_settings`](crate::Router::update_settings) puts new settings in force for
+/// the next request (SIGHUP in `shoal route`). The connect timeout, the idle pool size, health
+/// checks on or off, and the files (roster, migration state, journal) are fixed at start: the
+/// connection pools, the background tasks and the open journal are built from them.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Replica choice for GET and HEAD. Default: hedged after 50ms.
     pub read_mode: ReadMode,
@@ -95,6 +110,79 @@ pub struct Settings {
     pub migration_key: Option<String>,
     /// Repair journal; `None` logs missed writes instead of recording them.
     pub journal: Option<PathBuf>,
+}
+
+/// One setting that differs between two [`Settings`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// Its name in `[route]` (the long flag with `_` for `-`).
+    pub name: &'static str,
+    /// Whether it can change while the router runs.
+    pub live: bool,
+}
+
+impl Settings {
+    /// The settings that differ from `self` in `new`, in declaration order.
+    pub fn changes(&self, new: &Settings) -> Vec<Change> {
+        let mut out = Vec::new();
+        let mut check = |name: &'static str, differs: bool, live: bool| {
+            if differs {
+                out.push(Change { name, live });
+            }
+        };
+        let (a, b) = (self, new);
+        let mode = |m: ReadMode| match m {
+            ReadMode::Random => ("random", None),
+            ReadMode::MultiHead { timeout } => ("multi-head", Some(timeout)),
+            ReadMode::Hedged { delay } => ("hedged", Some(delay)),
+        };
+        let ((mode_a, wait_a), (mode_b, wait_b)) = (mode(a.read_mode), mode(b.read_mode));
+        check("chooser_mode", mode_a != mode_b, true);
+        if mode_a == mode_b && wait_a != wait_b {
+            let name = if mode_a == "hedged" {
+                "hedge_delay"
+            } else {
+                "head_timeout"
+            };
+            check(name, true, true);
+        }
+        check("write_quorum", a.write_quorum != b.write_quorum, true);
+        check("read_only", a.read_only != b.read_only, true);
+        check(
+            "connect_timeout",
+            a.connect_timeout != b.connect_timeout,
+            false,
+        );
+        check(
+            "response_timeout",
+            a.response_timeout != b.response_timeout,
+            true,
+        );
+        check("body_timeout", a.body_timeout != b.body_timeout, true);
+        check("write_timeout", a.write_timeout != b.write_timeout, true);
+        check(
+            "pool_idle_per_host",
+            a.pool_idle_per_host != b.pool_idle_per_host,
+            false,
+        );
+        // The health loop reads its period once, when it starts.
+        check(
+            "health_interval",
+            a.health_interval != b.health_interval,
+            false,
+        );
+        check("health_timeout", a.health_timeout != b.health_timeout, true);
+        check("roster", a.roster != b.roster, false);
+        check("roster_check", a.roster_check != b.roster_check, false);
+        check(
+            "migration_state",
+            a.migration_state != b.migration_state,
+            false,
+        );
+        check("migration_key", a.migration_key != b.migration_key, true);
+        check("journal", a.journal != b.journal, false);
+        out
+    }
 }
 
 impl Default for Settings {
@@ -134,5 +222,44 @@ mod tests {
         assert_eq!(Quorum::Count(5).of(3), 3);
         assert_eq!("2".parse::<Quorum>().unwrap(), Quorum::Count(2));
         assert!("0".parse::<Quorum>().is_err());
+        for q in ["majority", "all", "2"] {
+            assert_eq!(q.parse::<Quorum>().unwrap().to_string(), q);
+        }
+    }
+
+    #[test]
+    fn changes_name_each_setting_and_whether_it_is_live() {
+        let a = Settings::default();
+        assert!(a.changes(&a.clone()).is_empty());
+        let b = Settings {
+            read_mode: ReadMode::Hedged {
+                delay: Duration::from_millis(20),
+            },
+            write_quorum: Quorum::All,
+            pool_idle_per_host: 8,
+            migration_key: Some("k".into()),
+            roster: Some("/r".into()),
+            ..a.clone()
+        };
+        let got: Vec<(&str, bool)> = a.changes(&b).iter().map(|c| (c.name, c.live)).collect();
+        assert_eq!(
+            got,
+            [
+                ("hedge_delay", true),
+                ("write_quorum", true),
+                ("pool_idle_per_host", false),
+                ("roster", false),
+                ("migration_key", true),
+            ]
+        );
+        // Another mode is a chooser_mode change, whatever its timeout.
+        let c = Settings {
+            read_mode: ReadMode::MultiHead {
+                timeout: Duration::from_millis(50),
+            },
+            ..a.clone()
+        };
+        let got: Vec<&str> = a.changes(&c).iter().map(|c| c.name).collect();
+        assert_eq!(got, ["chooser_mode"]);
     }
 }

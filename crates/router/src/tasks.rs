@@ -15,11 +15,11 @@ impl Router {
     /// handles to stop them.
     pub fn spawn_background(&self) -> Vec<JoinHandle<()>> {
         let mut out = Vec::new();
-        if self.inner.settings.roster.is_some() {
+        if self.inner.settings.load().roster.is_some() {
             let r = self.clone();
             out.push(tokio::spawn(async move { r.poll_roster().await }));
         }
-        if let Some(every) = self.inner.settings.health_interval {
+        if let Some(every) = self.inner.settings.load().health_interval {
             let r = self.clone();
             out.push(tokio::spawn(async move { r.health_loop(every).await }));
         }
@@ -27,11 +27,11 @@ impl Router {
     }
 
     async fn poll_roster(self) {
-        let Some(path) = self.inner.settings.roster.clone() else {
+        let Some(path) = self.inner.settings.load().roster.clone() else {
             return;
         };
         let mut seen = fingerprint(&path).ok();
-        let mut tick = tokio::time::interval(self.inner.settings.roster_check);
+        let mut tick = tokio::time::interval(self.inner.settings.load().roster_check);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -73,7 +73,7 @@ impl Router {
     /// Checks every replica once: `HEAD /` answered below 500 within the health timeout is
     /// healthy; anything else is not.
     pub async fn check_health_once(&self) {
-        let timeout = self.inner.settings.health_timeout;
+        let timeout = self.inner.settings.load().health_timeout;
         let mut set = tokio::task::JoinSet::new();
         for r in &self.inner.topo.load_full().all {
             let Ok(req) = request(r, Method::HEAD, "/", HeaderMap::new(), empty()) else {

@@ -139,7 +139,7 @@ pub async fn run<L>(
                 };
                 // A source or node that stalls mid-body must not hold a worker for ever;
                 // dropping the write aborts every replica's request, so none keeps a torn copy.
-                let limit = router.inner.settings.write_timeout;
+                let limit = router.inner.settings.load().write_timeout;
                 let out = tokio::time::timeout(limit, one(&router, &opts, line.as_ref()))
                     .await
                     .unwrap_or_else(|_| {
@@ -217,7 +217,7 @@ async fn fetch_and_put(router: &Router, uri: http::Uri, path: &str) -> Outcome {
     let inner = &router.inner;
     let mut req = Request::new(empty());
     *req.uri_mut() = uri;
-    let timeout = inner.settings.response_timeout;
+    let timeout = inner.settings.load().response_timeout;
     let resp = match tokio::time::timeout(timeout, inner.client.request(req)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return Outcome::Failed(format!("source: {}", chain(&e))),

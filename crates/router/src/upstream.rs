@@ -169,7 +169,7 @@ pub(crate) fn relay(resp: Response<ReadBody>, inner: &Arc<Inner>) -> Response<Bo
     let (parts, body) = resp.into_parts();
     let body = IdleTimeout::new(
         body,
-        inner.settings.body_timeout,
+        inner.settings.load().body_timeout,
         inner.clone(),
         Side::ReplicaResponse,
     );

@@ -25,6 +25,7 @@ use crate::metrics;
 use crate::normalize::display_path;
 use crate::replica::Replica;
 use crate::router::{Inner, text};
+use crate::settings::Quorum;
 use crate::topology::Target;
 use crate::upstream::{end_to_end, request, send};
 
@@ -56,6 +57,9 @@ where
     B::Error: Into<BoxError>,
 {
     let method = req.method().clone();
+    // The settings this write started with, for all of it: a reload cannot change its
+    // quorum between the check before the body and the verdict after.
+    let settings = inner.settings.load_full();
     // Every distinct replica once, with the rings it serves.
     let mut replicas: Vec<Arc<Replica>> = Vec::new();
     for t in targets {
@@ -70,7 +74,7 @@ where
         .collect();
     // Refuse before reading the body when some shard cannot reach its quorum anyway.
     for t in targets {
-        let need = inner.settings.write_quorum.of(t.replicas.len());
+        let need = settings.write_quorum.of(t.replicas.len());
         let up = t.replicas.iter().filter(|r| r.usable()).count();
         if up < need {
             metrics::quorum_failure();
@@ -114,7 +118,7 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let timeout = inner.settings.write_timeout;
+    let timeout = settings.write_timeout;
     let mut set = JoinSet::new();
     let mut senders = Vec::new();
     // Set once the client's body has ended whole; until then a closing channel aborts.
@@ -189,7 +193,8 @@ where
             Outcome::Failed(format!("{}: ended without a result", replicas[i].base()))
         });
     }
-    finish(inner, &method, path, targets, &replicas, outcomes).await
+    let quorum = settings.write_quorum;
+    finish(inner, &method, path, targets, &replicas, outcomes, quorum).await
 }
 
 /// Copies the client's body to every replica still taking it. A client that sends nothing for
@@ -208,7 +213,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let stall = inner.settings.body_timeout;
+    let stall = inner.settings.load().body_timeout;
     loop {
         let frame = match tokio::time::timeout(stall, body.frame()).await {
             Ok(Some(Ok(f))) => f,
@@ -267,11 +272,12 @@ async fn finish(
     targets: &[Target],
     replicas: &[Arc<Replica>],
     outcomes: HashMap<usize, Outcome>,
+    quorum: Quorum,
 ) -> Response<Body> {
     let idx = |r: &Arc<Replica>| replicas.iter().position(|x| Arc::ptr_eq(x, r));
     let mut short = Vec::new();
     for t in targets {
-        let need = inner.settings.write_quorum.of(t.replicas.len());
+        let need = quorum.of(t.replicas.len());
         let stored = t
             .replicas
             .iter()

@@ -7,6 +7,7 @@ mod support;
 use shoal_router::{MigrationState, Router, Settings};
 use shoal_testkit::webdav::{Node, nginx_or_skip, photosrv_config};
 use support::{Front, config, get, put, settings};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `/status`'s view of the primary ring: each shard's replica URLs with their health.
 fn primary(r: &Router) -> Vec<Vec<(String, bool)>> {
@@ -196,4 +197,92 @@ fn in_state_new_a_map_whose_primary_is_the_migration_ring_completes_the_migratio
     let now = router.explain(path).unwrap().targets;
     assert_eq!(now[0].replicas, serving[0].replicas);
     assert_eq!(now[0].shard, serving[0].shard);
+}
+
+/// `Router::update_settings` (the `[route]` table on SIGHUP): a live setting takes the next
+/// request; a write under way keeps its quorum; a change to a setting fixed at start is
+/// refused whole, naming it, and nothing changes.
+#[tokio::test]
+async fn new_settings_take_the_next_request_and_fixed_ones_are_refused_whole() {
+    if !nginx_or_skip("settings reload") {
+        return;
+    }
+    let node = Node::start();
+    let dead = "http://127.0.0.1:1".to_string();
+    let cfg = config(&photosrv_config(
+        "jump",
+        &[vec![node.url(), dead.clone()]],
+        None,
+    ));
+    // Majority of two is both: the dead replica fails every write.
+    let front = Front::start(&cfg, settings()).await;
+    assert_eq!(put(&front.url("/s/a.bin"), b"a".to_vec()).await.status, 502);
+
+    let one = Settings {
+        write_quorum: "1".parse().unwrap(),
+        ..settings()
+    };
+    assert_eq!(
+        front.router.update_settings(one.clone()).unwrap(),
+        ["write_quorum"]
+    );
+    assert_eq!(front.router.status().settings.write_quorum, "1");
+    assert_eq!(put(&front.url("/s/b.bin"), b"b".to_vec()).await.status, 201);
+    assert_eq!(node.read("s/b.bin").as_deref(), Some(&b"b"[..]));
+
+    // read_only and a fixed setting together: refused whole, named; writes still work.
+    let refused = Settings {
+        read_only: true,
+        connect_timeout: std::time::Duration::from_secs(9),
+        journal: Some("/tmp/elsewhere.journal".into()),
+        ..one.clone()
+    };
+    let e = front
+        .router
+        .update_settings(refused)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("connect_timeout, journal"), "{e}");
+    assert!(!e.contains("read_only"), "{e}");
+    assert!(!front.router.status().settings.read_only);
+    assert_eq!(put(&front.url("/s/c.bin"), b"c".to_vec()).await.status, 201);
+
+    // read_only alone goes through: the next PUT gets 405.
+    let ro = Settings {
+        read_only: true,
+        ..one.clone()
+    };
+    assert_eq!(front.router.update_settings(ro).unwrap(), ["read_only"]);
+    let r = put(&front.url("/s/d.bin"), b"d".to_vec()).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(&get(&front.url("/s/c.bin")).await.body[..], b"c");
+    // The same settings again change nothing.
+    let same = Settings {
+        read_only: true,
+        ..one.clone()
+    };
+    assert!(front.router.update_settings(same).unwrap().is_empty());
+
+    // A PUT under way when the quorum becomes "all" finishes under quorum 1: stored.
+    front.router.update_settings(one).unwrap();
+    let mut c = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+    let head = "PUT /s/e.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\ne";
+    c.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let all = Settings {
+        write_quorum: shoal_router::Quorum::All,
+        ..settings()
+    };
+    assert_eq!(front.router.update_settings(all).unwrap(), ["write_quorum"]);
+    c.write_all(b"e").await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), c.read(&mut answer))
+        .await
+        .expect("an answer to the PUT")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(node.read("s/e.bin").as_deref(), Some(&b"ee"[..]));
+    // The next one runs under "all", and the dead replica fails it.
+    assert_eq!(put(&front.url("/s/f.bin"), b"f".to_vec()).await.status, 502);
 }

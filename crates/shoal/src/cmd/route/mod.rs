@@ -22,7 +22,7 @@ use shoal_router::{Quorum, ReadMode, RouteConfig, Router, Settings, server};
 use crate::units::HumanDuration;
 
 /// Arguments of `shoal route`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RouteArgs {
     /// Shard map: photosrv's config file, or its TOML form (a name ending in `.toml`).
     #[arg(short = 'c', long, env = "SHOAL_ROUTE_CONFIG", value_name = "FILE")]
@@ -163,7 +163,7 @@ pub struct RouteArgs {
 }
 
 /// Settings resolved from defaults, the `[route]` table, the environment and the flags.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Resolved {
     /// The router's settings.
     pub settings: Settings,
@@ -179,6 +179,27 @@ pub struct Resolved {
     pub access_log: Option<PathBuf>,
     /// HTTPS on the front, if configured.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The certificate and key files `tls` was read from.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+}
+
+impl Resolved {
+    /// The front settings that differ in `new`: a reload cannot change them, since the
+    /// sockets, threads and files they name are open (and certificates read) at start.
+    pub fn front_changes(&self, new: &Resolved) -> Vec<&'static str> {
+        let (a, b) = (self, new);
+        [
+            ("listen", a.listen != b.listen),
+            ("admin_listen", a.admin_listen != b.admin_listen),
+            ("header_timeout", a.header_timeout != b.header_timeout),
+            ("runtimes", a.runtimes != b.runtimes),
+            ("access_log", a.access_log != b.access_log),
+            ("tls_cert/tls_key", a.tls_files != b.tls_files),
+        ]
+        .into_iter()
+        .filter_map(|(name, differs)| differs.then_some(name))
+        .collect()
+    }
 }
 
 impl RouteArgs {
@@ -250,20 +271,25 @@ impl RouteArgs {
                 .or(f.admin_listen)
                 .unwrap_or(AdminListen::At(SocketAddr::from(([127, 0, 0, 1], 8080)))),
         };
-        let tls = match (
+        let tls_files = match (
             self.tls_cert.clone().or(f.tls_cert),
             self.tls_key.clone().or(f.tls_key),
         ) {
             (None, None) => None,
-            (Some(cert), Some(key)) => {
-                Some(shoal_tls::server_config(&cert, &key).context("--tls-cert/--tls-key")?)
-            }
+            (Some(cert), Some(key)) => Some((cert, key)),
             (Some(_), None) => bail!("--tls-cert needs --tls-key (tls_key in [route])"),
             (None, Some(_)) => bail!("--tls-key needs --tls-cert (tls_cert in [route])"),
+        };
+        let tls = match &tls_files {
+            None => None,
+            Some((cert, key)) => {
+                Some(shoal_tls::server_config(cert, key).context("--tls-cert/--tls-key")?)
+            }
         };
         Ok(Resolved {
             settings,
             tls,
+            tls_files,
             listen,
             admin_listen,
             header_timeout: dur(self.header_timeout, f.header_timeout, 30_000),
@@ -293,6 +319,7 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
     crate::telemetry::init();
     // The router resolves its metric handles when it is built: the recorder must exist first.
     crate::telemetry::metrics();
+    let started = args.resolve()?;
     let Resolved {
         settings,
         listen,
@@ -301,13 +328,14 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
         runtimes,
         access_log,
         tls,
-    } = args.resolve()?;
+        tls_files: _,
+    } = started.clone();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let router = build(&args, settings)?;
     if let Some(path) = &args.explain {
         return explain(&router, path);
     }
-    let reload_source = (args.config.clone(), args.dc.clone());
+    let reload_source = ReloadSource { args, started };
     // The front's limits but for the access log, which is opened on the runtime.
     let front_limits = server::ServerLimits {
         header_timeout,
@@ -361,7 +389,7 @@ fn run_runtimes(
     (listen, admin_listen): (SocketAddr, AdminListen),
     front_limits: server::ServerLimits,
     access_log: Option<PathBuf>,
-    reload_source: (PathBuf, String),
+    reload_source: ReloadSource,
     n: usize,
 ) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -404,36 +432,81 @@ fn run_runtimes(
     })
 }
 
-/// SIGHUP: re-reads the shard map (`config`, data centre `dc`) and puts it in force
-/// ([`Router::reload`]); a map that does not load, or that the router refuses, is logged and
-/// the old one kept. The `[route]` settings and flags stay as started.
-fn reload_on_hup((config, dc): (PathBuf, String), router: Router) -> tokio::task::JoinHandle<()> {
+/// What SIGHUP reloads from: the arguments (flags and variables as read at start) and the
+/// config file as it is now; and the settings resolved at start, for the front's fixed ones.
+#[derive(Clone)]
+struct ReloadSource {
+    args: RouteArgs,
+    started: Resolved,
+}
+
+/// SIGHUP: re-reads the config file and puts its shard map ([`Router::reload`]) and its
+/// `[route]` settings ([`Router::update_settings`]) in force, each on its own: a map that does
+/// not load or that the router refuses is logged and the old one kept, and so are settings
+/// that do not resolve or that change one fixed at start. Flags and variables keep
+/// overriding the file as they did at start.
+fn reload_on_hup(source: ReloadSource, router: Router) -> tokio::task::JoinHandle<()> {
     crate::shutdown::on_hangup(move || {
-        let cfg = match RouteConfig::load(&config, &dc) {
-            Ok(cfg) => cfg,
-            Err(e) => {
-                tracing::error!(config = %config.display(), error = %e, "reload failed; keeping the old shard map");
-                return;
-            }
-        };
-        for d in &cfg.dropped_rewrites {
-            tracing::warn!(prefix = %d.prefix, replacement = %d.replacement, "rewrite ignored: {}", d.why);
-        }
-        match router.reload(&cfg) {
-            Ok(r) => tracing::info!(
-                config = %config.display(),
-                shards = r.shards,
-                migration_shards = ?r.migration_shards,
-                replicas_added = r.replicas_added,
-                replicas_removed = r.replicas_removed,
-                completed_migration = r.completed_migration,
-                "shard map reloaded"
-            ),
-            Err(e) => {
-                tracing::error!(config = %config.display(), error = %e, "reload failed; keeping the old shard map")
-            }
-        }
+        reload_shard_map(&source.args, &router);
+        reload_settings(&source, &router);
     })
+}
+
+fn reload_shard_map(args: &RouteArgs, router: &Router) {
+    let config = &args.config;
+    let cfg = match RouteConfig::load(config, &args.dc) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            tracing::error!(config = %config.display(), error = %e, "reload failed; keeping the old shard map");
+            return;
+        }
+    };
+    for d in &cfg.dropped_rewrites {
+        tracing::warn!(prefix = %d.prefix, replacement = %d.replacement, "rewrite ignored: {}", d.why);
+    }
+    match router.reload(&cfg) {
+        Ok(r) => tracing::info!(
+            config = %config.display(),
+            shards = r.shards,
+            migration_shards = ?r.migration_shards,
+            replicas_added = r.replicas_added,
+            replicas_removed = r.replicas_removed,
+            completed_migration = r.completed_migration,
+            "shard map reloaded"
+        ),
+        Err(e) => {
+            tracing::error!(config = %config.display(), error = %e, "reload failed; keeping the old shard map")
+        }
+    }
+}
+
+fn reload_settings(source: &ReloadSource, router: &Router) {
+    let config = &source.args.config;
+    let new = match source.args.resolve() {
+        Ok(new) => new,
+        Err(e) => {
+            tracing::error!(config = %config.display(), error = %format!("{e:#}"), "settings not reloaded; keeping the old ones");
+            return;
+        }
+    };
+    let fixed = source.started.front_changes(&new);
+    if !fixed.is_empty() {
+        tracing::error!(
+            config = %config.display(),
+            settings = %fixed.join(", "),
+            "settings not reloaded: these can change only with a restart; keeping the old ones"
+        );
+        return;
+    }
+    match router.update_settings(new.settings) {
+        Ok(changed) if changed.is_empty() => {}
+        Ok(changed) => {
+            tracing::info!(config = %config.display(), changed = %changed.join(", "), "settings reloaded")
+        }
+        Err(e) => {
+            tracing::error!(config = %config.display(), error = %e, "keeping the old settings")
+        }
+    }
 }
 
 /// `--admin-listen`: an address, or `off`.
