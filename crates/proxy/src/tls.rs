@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rustls::{ClientConfig, RootCertStore};
 use shoal_tls::provider;
-pub use shoal_tls::{TlsFileError, load_certs, server_config};
+pub use shoal_tls::{CertFiles, TlsFileError, load_certs, server_config};
 
 /// The trust anchors of `https://` origins: the system's CA store (as `SSL_CERT_FILE` /
 /// `SSL_CERT_DIR` or the distribution's bundle say), else Mozilla's roots compiled in;

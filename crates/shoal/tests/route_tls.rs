@@ -13,29 +13,14 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::route::Route;
+use common::tls::{client_config, trusted_by};
 use http_body_util::{BodyExt, Empty};
 use rustls::pki_types::ServerName;
 use shoal_testkit::webdav::{Node, nginx_or_skip, photosrv_config};
-
-/// A client configuration trusting `cert` and offering `alpn`.
-fn client_config(cert: &Path, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in shoal_tls::load_certs(cert).unwrap() {
-        roots.add(c).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(shoal_tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Arc::new(config)
-}
 
 /// One HTTP/1.1 request over TLS (the connection closed after it): status and body.
 fn https(addr: SocketAddr, cert: &Path, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
@@ -149,6 +134,63 @@ fn https_front_with_http1_and_h2_and_plain_http_refused() {
         https(route.front, &cert, "HEAD", "/tls/blob.bin", b"").0,
         200
     );
+}
+
+/// Certificate renewal without a restart, as `nginx -s reload` does it: the files are
+/// replaced, SIGHUP, and new connections get the new certificate. A key that does not fit
+/// (a renewal half done) is refused and the certificate in use stays.
+#[test]
+fn sighup_serves_a_renewed_certificate_and_keeps_the_old_one_on_a_bad_pair() {
+    if !nginx_or_skip("route_tls reload") {
+        return;
+    }
+    let node = Node::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("photosrv.conf");
+    std::fs::write(&cfg, photosrv_config("jump", &[vec![node.url()]], None)).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (old, new) = (dir.path().join("old.pem"), dir.path().join("new.pem"));
+    let first = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(&cert, first.cert.pem()).unwrap();
+    std::fs::write(&old, first.cert.pem()).unwrap();
+    std::fs::write(&key, first.signing_key.serialize_pem()).unwrap();
+    let route = Route::start(
+        &cfg,
+        &[
+            "--health-interval",
+            "0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(trusted_by(route.front, &old));
+
+    // A half-done renewal (new key, old chain): refused, the old certificate stays.
+    let renewed = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(&new, renewed.cert.pem()).unwrap();
+    std::fs::write(&key, renewed.signing_key.serialize_pem()).unwrap();
+    shoal_testkit::signal(&route.child, "HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        trusted_by(route.front, &old),
+        "the old certificate is still served"
+    );
+
+    // The chain too: the next SIGHUP serves it.
+    std::fs::write(&cert, renewed.cert.pem()).unwrap();
+    shoal_testkit::signal(&route.child, "HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !trusted_by(route.front, &new) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate is never served"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!trusted_by(route.front, &old));
+    assert_eq!(https(route.front, &new, "PUT", "/tls/r.txt", b"r").0, 201);
 }
 
 #[test]

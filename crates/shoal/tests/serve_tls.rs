@@ -1,5 +1,6 @@
 //! Two `shoal serve` processes chained over TLS: one serves a directory with `--tls-cert`/
-//! `--tls-key`, the other uses it as an `https://` origin trusted through `--origin-ca`.
+//! `--tls-key`, the other uses it as an `https://` origin trusted through `--origin-ca`; a
+//! certificate renewed in place is served after SIGHUP.
 
 // Test helpers: a panic is the test failing, with the message saying why.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -85,4 +86,24 @@ fn https_front_as_the_https_origin_of_another_node() {
         String::from_utf8_lossy(&body).contains("certificate"),
         "{body:?}"
     );
+
+    // Renewed in place and SIGHUP: new connections get the new certificate.
+    let renewed =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (old, new) = (dir.path().join("old.pem"), dir.path().join("new.pem"));
+    std::fs::copy(&cert, &old).unwrap();
+    std::fs::write(&new, renewed.cert.pem()).unwrap();
+    assert!(common::tls::trusted_by(tls.addr, &old));
+    std::fs::write(&cert, renewed.cert.pem()).unwrap();
+    std::fs::write(&key, renewed.signing_key.serialize_pem()).unwrap();
+    tls.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !common::tls::trusted_by(tls.addr, &new) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate is never served"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!common::tls::trusted_by(tls.addr, &old));
 }

@@ -5,10 +5,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::ServerConfig;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -60,23 +62,91 @@ pub fn load_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, TlsFileEr
 /// A front's server configuration from a PEM certificate chain and its PEM private key
 /// (PKCS#8, PKCS#1 or SEC1). ALPN offers `h2` then `http/1.1`.
 pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConfig>, TlsFileError> {
+    CertFiles::load(cert_file, key_file)?.server_config()
+}
+
+/// A front's certificate chain and key, read from their PEM files at start and again by
+/// [`CertFiles::reload`] (on SIGHUP), so that a renewed certificate reaches new connections
+/// without a restart, as `nginx -s reload` does. Connections already open keep theirs. A
+/// reload that fails keeps the certificate in use.
+#[derive(Debug)]
+pub struct CertFiles {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertFiles {
+    /// Reads `cert_file` (the chain, leaf first) and `key_file` (PKCS#8, PKCS#1 or SEC1).
+    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Arc<CertFiles>, TlsFileError> {
+        let key = certified_key(cert_file, key_file)?;
+        Ok(Arc::new(CertFiles {
+            cert_file: cert_file.to_owned(),
+            key_file: key_file.to_owned(),
+            current: RwLock::new(Arc::new(key)),
+        }))
+    }
+
+    /// Reads the files again and serves what they hold to the next handshake. True when the
+    /// chain changed; an error (the file named) leaves the certificate in use as it was.
+    pub fn reload(&self) -> Result<bool, TlsFileError> {
+        let new = certified_key(&self.cert_file, &self.key_file)?;
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let changed = current.cert != new.cert;
+        *current = Arc::new(new);
+        Ok(changed)
+    }
+
+    /// [`CertFiles::reload`], for a signal handler: logs a change, or the error and that the
+    /// certificate in use stays.
+    pub fn reload_and_log(&self) {
+        match self.reload() {
+            Ok(true) => {
+                tracing::info!(cert = %self.cert_file.display(), "TLS certificate reloaded")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "TLS certificate not reloaded; keeping the one in use")
+            }
+        }
+    }
+
+    /// A server configuration presenting these files' certificate; ALPN offers `h2` then
+    /// `http/1.1`.
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsFileError> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsFileError::new(&self.cert_file, e))?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+impl ResolvesServerCert for CertFiles {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// The chain in `cert_file` with the key in `key_file`, checked to belong together.
+fn certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, TlsFileError> {
     let chain = load_certs(cert_file)?;
     let key_pem = read(key_file)?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| TlsFileError::new(key_file, format!("no usable PEM private key: {e}")))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsFileError::new(cert_file, e))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| {
-            TlsFileError::new(
-                key_file,
-                format!("does not fit {}: {e}", cert_file.display()),
-            )
-        })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    CertifiedKey::from_der(chain, key, &provider()).map_err(|e| {
+        TlsFileError::new(
+            key_file,
+            format!("does not fit {}: {e}", cert_file.display()),
+        )
+    })
 }
 
 /// The first byte of a TLS connection: a handshake record.
@@ -176,5 +246,67 @@ mod tests {
         std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
         let c = server_config(&cert, &key).unwrap();
         assert_eq!(c.alpn_protocols[0], b"h2");
+    }
+
+    /// The leaf certificate a client sees in a handshake with `server`.
+    async fn presented(
+        server: Arc<ServerConfig>,
+        trusted: &[&rcgen::CertifiedKey<rcgen::KeyPair>],
+    ) -> Vec<u8> {
+        let mut roots = rustls::RootCertStore::empty();
+        for t in trusted {
+            roots.add(t.cert.der().clone()).unwrap();
+        }
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        // The client may be gone before the server has read its last handshake message.
+        let serve = tokio::spawn(async move { TlsAcceptor::from(server).accept(b).await.ok() });
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let c = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(name, a)
+            .await
+            .unwrap();
+        let leaf = c.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+        drop(c);
+        serve.await.unwrap();
+        leaf
+    }
+
+    #[tokio::test]
+    async fn a_reload_serves_the_renewed_certificate_and_a_bad_one_keeps_the_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let write = |ck: &rcgen::CertifiedKey<rcgen::KeyPair>| {
+            std::fs::write(&cert, ck.cert.pem()).unwrap();
+            std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        };
+        let first = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let renewed = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        write(&first);
+        let files = CertFiles::load(&cert, &key).unwrap();
+        let config = files.server_config().unwrap();
+        let both = [&first, &renewed];
+        assert_eq!(
+            presented(config.clone(), &both).await,
+            first.cert.der().to_vec()
+        );
+        assert!(!files.reload().unwrap(), "the same files: no change");
+
+        write(&renewed);
+        assert!(files.reload().unwrap());
+        assert_eq!(
+            presented(config.clone(), &both).await,
+            renewed.cert.der().to_vec()
+        );
+
+        // Half-written renewal: the new key with the old chain does not fit; kept as it was.
+        std::fs::write(&cert, first.cert.pem()).unwrap();
+        let e = files.reload().unwrap_err().to_string();
+        assert!(e.contains("key.pem") && e.contains("does not fit"), "{e}");
+        assert_eq!(presented(config, &both).await, renewed.cert.der().to_vec());
     }
 }

@@ -8,3 +8,4 @@ pub mod memcache;
 pub mod origin;
 pub mod route;
 pub mod serve;
+pub mod tls;

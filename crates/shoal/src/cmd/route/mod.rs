@@ -177,15 +177,14 @@ pub struct Resolved {
     pub runtimes: usize,
     /// Access log file, if any.
     pub access_log: Option<PathBuf>,
-    /// HTTPS on the front, if configured.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// The certificate and key files `tls` was read from.
+    /// HTTPS on the front with this certificate and key file, if configured.
     pub tls_files: Option<(PathBuf, PathBuf)>,
 }
 
 impl Resolved {
     /// The front settings that differ in `new`: a reload cannot change them, since the
-    /// sockets, threads and files they name are open (and certificates read) at start.
+    /// sockets, threads and files they name are open at start. (A reload reads the same
+    /// certificate files again: [`shoal_tls::CertFiles`].)
     pub fn front_changes(&self, new: &Resolved) -> Vec<&'static str> {
         let (a, b) = (self, new);
         [
@@ -280,15 +279,8 @@ impl RouteArgs {
             (Some(_), None) => bail!("--tls-cert needs --tls-key (tls_key in [route])"),
             (None, Some(_)) => bail!("--tls-key needs --tls-cert (tls_cert in [route])"),
         };
-        let tls = match &tls_files {
-            None => None,
-            Some((cert, key)) => {
-                Some(shoal_tls::server_config(cert, key).context("--tls-cert/--tls-key")?)
-            }
-        };
         Ok(Resolved {
             settings,
-            tls,
             tls_files,
             listen,
             admin_listen,
@@ -327,15 +319,29 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
         header_timeout,
         runtimes,
         access_log,
-        tls,
-        tls_files: _,
+        tls_files,
     } = started.clone();
+    let certs = match &tls_files {
+        Some((cert, key)) => {
+            Some(shoal_tls::CertFiles::load(cert, key).context("--tls-cert/--tls-key")?)
+        }
+        None => None,
+    };
+    let tls = certs
+        .as_ref()
+        .map(shoal_tls::CertFiles::server_config)
+        .transpose()
+        .context("--tls-cert/--tls-key")?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let router = build(&args, settings)?;
     if let Some(path) = &args.explain {
         return explain(&router, path);
     }
-    let reload_source = ReloadSource { args, started };
+    let reload_source = ReloadSource {
+        args,
+        started,
+        certs,
+    };
     // The front's limits but for the access log, which is opened on the runtime.
     let front_limits = server::ServerLimits {
         header_timeout,
@@ -433,22 +439,28 @@ fn run_runtimes(
 }
 
 /// What SIGHUP reloads from: the arguments (flags and variables as read at start) and the
-/// config file as it is now; and the settings resolved at start, for the front's fixed ones.
+/// config file as it is now; the settings resolved at start, for the front's fixed ones; and
+/// the front's certificate files, read again.
 #[derive(Clone)]
 struct ReloadSource {
     args: RouteArgs,
     started: Resolved,
+    certs: Option<Arc<shoal_tls::CertFiles>>,
 }
 
 /// SIGHUP: re-reads the config file and puts its shard map ([`Router::reload`]) and its
-/// `[route]` settings ([`Router::update_settings`]) in force, each on its own: a map that does
-/// not load or that the router refuses is logged and the old one kept, and so are settings
-/// that do not resolve or that change one fixed at start. Flags and variables keep
-/// overriding the file as they did at start.
+/// `[route]` settings ([`Router::update_settings`]) in force, and the TLS certificate files,
+/// each on its own: a map that does not load or that the router refuses is logged and the old
+/// one kept, and so are settings that do not resolve or that change one fixed at start, and
+/// certificate files that do not load. Flags and variables keep overriding the file as they
+/// did at start.
 fn reload_on_hup(source: ReloadSource, router: Router) -> tokio::task::JoinHandle<()> {
     crate::shutdown::on_hangup(move || {
         reload_shard_map(&source.args, &router);
         reload_settings(&source, &router);
+        if let Some(certs) = &source.certs {
+            certs.reload_and_log();
+        }
     })
 }
 

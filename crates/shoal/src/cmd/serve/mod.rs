@@ -77,13 +77,18 @@ fn origin(s: &ServeSettings) -> anyhow::Result<Arc<dyn DynOrigin>> {
 async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     telemetry::init();
     let origin = origin(&s)?;
-    let tls = if s.tls_cert.trim().is_empty() {
+    let certs = if s.tls_cert.trim().is_empty() {
         None
     } else {
         let cert = std::path::Path::new(s.tls_cert.trim());
         let key = std::path::Path::new(s.tls_key.trim());
-        Some(shoal_proxy::tls::server_config(cert, key).context("tls_cert/tls_key")?)
+        Some(shoal_proxy::tls::CertFiles::load(cert, key).context("tls_cert/tls_key")?)
     };
+    let tls = certs
+        .as_ref()
+        .map(shoal_proxy::tls::CertFiles::server_config)
+        .transpose()
+        .context("tls_cert/tls_key")?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut sc = StoreConfig::default();
     sc.chunk_size = s.chunk_size.bytes();
@@ -149,10 +154,14 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     };
     let shutdown = Shutdown::on_signals();
     // SIGHUP's default action would end the process, and operators send it by habit.
-    crate::shutdown::on_hangup(|| {
+    crate::shutdown::on_hangup(move || {
         tracing::info!(
-            "SIGHUP: shoal serve re-reads only its members file (members_file); SIGTERM stops it"
+            "SIGHUP: shoal serve re-reads its TLS certificate and its members file \
+             (members_file), nothing else; SIGTERM stops it"
         );
+        if let Some(c) = &certs {
+            c.reload_and_log();
+        }
     });
     let admin_task = match admin {
         Some(l) => {
