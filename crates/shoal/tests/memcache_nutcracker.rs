@@ -64,7 +64,7 @@ fn nutcracker_with_stats(file: &Path, dir: &Path, ports: &[u16], stats: u16) -> 
         .arg(dir.join("nutcracker.pid"))
         .stderr(Stdio::null());
     let log = dir.join("nutcracker.log");
-    spawn_listening(cmd, None, ports, || {
+    spawn_listening(cmd, ports, || {
         let log = std::fs::read_to_string(&log).unwrap_or_default();
         format!("nutcracker ({log})")
     })

@@ -52,19 +52,43 @@ pub fn start(args: &[&str], ports: &[u16]) -> Proc {
         .args(args)
         .stderr(std::fs::File::create(&log).unwrap());
     let shown = log.clone();
-    spawn_listening(cmd, Some(log), ports, || {
+    // A connect only says something listens; a reply says it is this proxy, serving. CI once
+    // saw the first request after a bare connect fail; the child's log, now shown, will tell
+    // why if it happens again.
+    spawn_until(cmd, Some(log), ports, answers, || {
         let text = std::fs::read_to_string(&shown).unwrap_or_default();
         format!("shoal memcache {args:?} (stderr: {text})")
     })
 }
 
-/// Spawns `cmd` (its stdout dropped; its stderr where `cmd` sends it, into `log` if that is
-/// given) and waits, at most 10 s, until it listens on every port of `ports`; if it exits
-/// first, the test fails with `what()` (say which process, and its log if it has one).
-pub fn spawn_listening(
+/// Whether something on `port` answers `version` with at least a byte within 2 s: every port
+/// `shoal memcache` opens does (`VERSION` on a memcached port, a 400 on the admin port, the
+/// JSON on a twemproxy stats port).
+fn answers(port: u16) -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut b = [0u8; 64];
+    s.write_all(b"version\r\n").is_ok() && s.read(&mut b).is_ok_and(|n| n > 0)
+}
+
+/// Spawns `cmd` (its stdout dropped; its stderr where `cmd` sends it) and waits, at most 10 s,
+/// until it listens on every port of `ports`; if it exits first, the test fails with `what()`
+/// (say which process, and its log if it has one).
+pub fn spawn_listening(cmd: Command, ports: &[u16], what: impl Fn() -> String) -> Proc {
+    let listens = |port: u16| TcpStream::connect(("127.0.0.1", port)).is_ok();
+    spawn_until(cmd, None, ports, listens, what)
+}
+
+/// [`spawn_listening`] with `ready(port)` as the test of each port, and the child's stderr
+/// file `log` shown if the test fails.
+fn spawn_until(
     mut cmd: Command,
     log: Option<PathBuf>,
     ports: &[u16],
+    ready: impl Fn(u16) -> bool,
     what: impl Fn() -> String,
 ) -> Proc {
     let child = cmd
@@ -75,13 +99,13 @@ pub fn spawn_listening(
     let mut p = Proc(child, log);
     let deadline = Instant::now() + Duration::from_secs(10);
     for port in ports {
-        while TcpStream::connect(("127.0.0.1", *port)).is_err() {
+        while !ready(*port) {
             if let Ok(Some(status)) = p.0.try_wait() {
                 panic!("{} exited ({status})", what());
             }
             assert!(
                 Instant::now() < deadline,
-                "{} did not listen on {port}",
+                "{} is not ready on {port}",
                 what()
             );
             std::thread::sleep(Duration::from_millis(20));
