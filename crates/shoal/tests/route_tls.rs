@@ -73,30 +73,61 @@ async fn h2_get(addr: SocketAddr, cert: &Path, path: &str) -> (Vec<u8>, u16, Byt
     (alpn, status, body)
 }
 
+/// A router with one nginx node behind it, serving HTTPS with a new self-signed certificate
+/// for `localhost`, whose files are in `dir`.
+struct TlsRoute {
+    node: Node,
+    dir: tempfile::TempDir,
+    route: Route,
+    cfg: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl TlsRoute {
+    fn start() -> TlsRoute {
+        let node = Node::start();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("photosrv.conf");
+        std::fs::write(&cfg, photosrv_config("jump", &[vec![node.url()]], None)).unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        let route = Route::start(
+            &cfg,
+            &[
+                "--health-interval",
+                "0",
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ],
+        );
+        TlsRoute {
+            node,
+            dir,
+            route,
+            cfg,
+            cert,
+            key,
+        }
+    }
+}
+
 #[test]
 fn https_front_with_http1_and_h2_and_plain_http_refused() {
     if !nginx_or_skip("route_tls") {
         return;
     }
-    let node = Node::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("photosrv.conf");
-    std::fs::write(&cfg, photosrv_config("jump", &[vec![node.url()]], None)).unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-    let route = Route::start(
-        &cfg,
-        &[
-            "--health-interval",
-            "0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let TlsRoute {
+        node,
+        dir: _dir,
+        route,
+        cert,
+        ..
+    } = TlsRoute::start();
 
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let (status, _) = https(route.front, &cert, "PUT", "/tls/blob.bin", &data);
@@ -144,35 +175,42 @@ fn sighup_serves_a_renewed_certificate_and_keeps_the_old_one_on_a_bad_pair() {
     if !nginx_or_skip("route_tls reload") {
         return;
     }
-    let node = Node::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("photosrv.conf");
-    std::fs::write(&cfg, photosrv_config("jump", &[vec![node.url()]], None)).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let TlsRoute {
+        node,
+        dir,
+        route,
+        cfg,
+        cert,
+        key,
+    } = TlsRoute::start();
     let (old, new) = (dir.path().join("old.pem"), dir.path().join("new.pem"));
-    let first = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    std::fs::write(&cert, first.cert.pem()).unwrap();
-    std::fs::write(&old, first.cert.pem()).unwrap();
-    std::fs::write(&key, first.signing_key.serialize_pem()).unwrap();
-    let route = Route::start(
-        &cfg,
-        &[
-            "--health-interval",
-            "0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    std::fs::copy(&cert, &old).unwrap();
     assert!(trusted_by(route.front, &old));
 
-    // A half-done renewal (new key, old chain): refused, the old certificate stays.
+    // A half-done renewal (new key, old chain): refused, the old certificate stays. A second
+    // replica in the shard map, reloaded by the same SIGHUP, says when it has been handled.
     let renewed = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     std::fs::write(&new, renewed.cert.pem()).unwrap();
     std::fs::write(&key, renewed.signing_key.serialize_pem()).unwrap();
+    let dead = "http://127.0.0.1:1".to_owned();
+    std::fs::write(
+        &cfg,
+        photosrv_config("jump", &[vec![node.url(), dead]], None),
+    )
+    .unwrap();
     shoal_testkit::signal(&route.child, "HUP");
-    std::thread::sleep(Duration::from_millis(300));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while route.status()["rings"][0]["shards"][0]["replicas"]
+        .as_array()
+        .map_or(0, Vec::len)
+        != 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the SIGHUP was never handled"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(
         trusted_by(route.front, &old),
         "the old certificate is still served"
@@ -190,7 +228,7 @@ fn sighup_serves_a_renewed_certificate_and_keeps_the_old_one_on_a_bad_pair() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!trusted_by(route.front, &old));
-    assert_eq!(https(route.front, &new, "PUT", "/tls/r.txt", b"r").0, 201);
+    assert_eq!(https(route.front, &new, "GET", "/tls/none.txt", b"").0, 404);
 }
 
 #[test]
