@@ -68,7 +68,9 @@ pub(crate) async fn read(
             format!("no replica of {} is in the roster\n", shards.join(", ")),
         );
     }
-    let (order, hedge) = match inner.settings.load().read_mode {
+    // Copied out: a guard held across the multi-HEAD probe would pin an arc-swap slot.
+    let mode = inner.settings.load().read_mode;
+    let (order, hedge) = match mode {
         ReadMode::Random => (order, None),
         ReadMode::Hedged { delay } => (order, Some(delay)),
         ReadMode::MultiHead { timeout } => (multi_head(inner, order, pq, timeout).await, None),

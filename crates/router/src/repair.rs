@@ -115,14 +115,10 @@ impl Router {
     async fn delete_on(&self, path: &[u8], on: &Arc<Replica>) -> Result<(), String> {
         let pq = encode_path(path);
         let req = request(on, Method::DELETE, &pq, HeaderMap::new(), empty())?;
-        let resp = send(
-            self.inner.client.clone(),
-            on.clone(),
-            req,
-            self.inner.settings.load().write_timeout,
-        )
-        .await
-        .map_err(|e| e.message)?;
+        let timeout = self.inner.settings.load().write_timeout;
+        let resp = send(self.inner.client.clone(), on.clone(), req, timeout)
+            .await
+            .map_err(|e| e.message)?;
         if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
             Ok(())
         } else {
@@ -393,14 +389,10 @@ impl Router {
             let m = Method::from_bytes(b"PROPFIND").map_err(|e| e.to_string())?;
             let pq = encode_path(&dir);
             let req = request(node, m, &pq, h, empty())?;
-            let resp = send(
-                self.inner.client.clone(),
-                node.clone(),
-                req,
-                self.inner.settings.load().response_timeout,
-            )
-            .await
-            .map_err(|e| e.message)?;
+            let timeout = self.inner.settings.load().response_timeout;
+            let resp = send(self.inner.client.clone(), node.clone(), req, timeout)
+                .await
+                .map_err(|e| e.message)?;
             if resp.status().as_u16() != 207 {
                 return Err(format!("{}: PROPFIND {pq}: {}", node.base(), resp.status()));
             }

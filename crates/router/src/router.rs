@@ -158,8 +158,6 @@ pub struct SettingsStatus {
     pub body_timeout_ms: u128,
     /// Whole replica write.
     pub write_timeout_ms: u128,
-    /// One health check.
-    pub health_timeout_ms: u128,
 }
 
 impl SettingsStatus {
@@ -178,7 +176,6 @@ impl SettingsStatus {
             response_timeout_ms: s.response_timeout.as_millis(),
             body_timeout_ms: s.body_timeout.as_millis(),
             write_timeout_ms: s.write_timeout.as_millis(),
-            health_timeout_ms: s.health_timeout.as_millis(),
         }
     }
 }
@@ -286,11 +283,13 @@ impl Router {
         self.inner.settings.load_full()
     }
 
-    /// Puts `new` in force for the next request; requests under way finish with the settings
-    /// they started with. Returns the names of the settings that changed. When any of them is
-    /// one of those fixed at start (see [`Settings`]), nothing changes and the error names
-    /// them.
+    /// Puts `new` in force for the next request; a PUT or DELETE under way keeps the quorum it
+    /// started with, and each wait reads its timeout when it starts. Returns the names of the
+    /// settings that changed. When any of them is one of those fixed at start (see
+    /// [`Settings`]), nothing changes and the error names them.
     pub fn update_settings(&self, new: Settings) -> Result<Vec<&'static str>, RouteError> {
+        // One update at a time: the check and the swap below must see the same settings.
+        let _one_at_a_time = self.inner.switching.lock();
         let changes = self.inner.settings.load().changes(&new);
         let fixed: Vec<&str> = changes.iter().filter(|c| !c.live).map(|c| c.name).collect();
         if !fixed.is_empty() {
@@ -345,13 +344,11 @@ impl Router {
     /// they wrote. Returns how many are still running (0: none). The admin switch endpoints
     /// call this before they answer.
     pub async fn drain_writes(&self) -> usize {
+        let within = self.inner.settings.load().write_timeout;
         let left = self
             .inner
             .writes
-            .drain(
-                self.migration_state(),
-                self.inner.settings.load().write_timeout,
-            )
+            .drain(self.migration_state(), within)
             .await;
         if left > 0 {
             tracing::warn!(
@@ -384,7 +381,7 @@ impl Router {
     /// replicas, the migration ring and prefix rewrites. A replica the old map named keeps its
     /// health, roster flag and counters; a new one starts usable and in the roster if the last
     /// roster lists it. Requests under way finish on the map they started with. The settings
-    /// stay as they started.
+    /// are [`Router::update_settings`]'s.
     ///
     /// The end of a migration: in state `new`, a map whose primary ring is the migration ring
     /// (the same shards and nodes) and which has no migration ring completes it, and the state

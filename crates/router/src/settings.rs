@@ -73,9 +73,10 @@ impl FromStr for Quorum {
 /// Everything but the shard map.
 ///
 /// [`Router::update_settings`](crate::Router::update_settings) puts new settings in force for
-/// the next request (SIGHUP in `shoal route`). The connect timeout, the idle pool size, health
-/// checks on or off, and the files (roster, migration state, journal) are fixed at start: the
-/// connection pools, the background tasks and the open journal are built from them.
+/// the next request (SIGHUP in `shoal route`). The connect timeout, the idle pool size, the
+/// health-check period, the roster and its polling period, and the files (migration state,
+/// journal) are fixed at start: the connection pools, the background tasks and the open
+/// journal are built from them ([`Settings::changes`] says which is which).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Replica choice for GET and HEAD. Default: hedged after 50ms.
@@ -115,7 +116,9 @@ pub struct Settings {
 /// One setting that differs between two [`Settings`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Change {
-    /// Its name in `[route]` (the long flag with `_` for `-`).
+    /// Its name: the `[route]` key (the long flag with `_` for `-`) where it has one, else
+    /// the field's name (`health_timeout`, `pool_idle_per_host`, set only by a program that
+    /// embeds the router).
     pub name: &'static str,
     /// Whether it can change while the router runs.
     pub live: bool,
@@ -124,19 +127,36 @@ pub struct Change {
 impl Settings {
     /// The settings that differ from `self` in `new`, in declaration order.
     pub fn changes(&self, new: &Settings) -> Vec<Change> {
+        // Destructured whole, so that a new field cannot be left out of the comparison.
+        let Settings {
+            read_mode,
+            write_quorum,
+            read_only,
+            connect_timeout,
+            response_timeout,
+            body_timeout,
+            write_timeout,
+            pool_idle_per_host,
+            health_interval,
+            health_timeout,
+            roster,
+            roster_check,
+            migration_state,
+            migration_key,
+            journal,
+        } = self;
         let mut out = Vec::new();
         let mut check = |name: &'static str, differs: bool, live: bool| {
             if differs {
                 out.push(Change { name, live });
             }
         };
-        let (a, b) = (self, new);
         let mode = |m: ReadMode| match m {
             ReadMode::Random => ("random", None),
             ReadMode::MultiHead { timeout } => ("multi-head", Some(timeout)),
             ReadMode::Hedged { delay } => ("hedged", Some(delay)),
         };
-        let ((mode_a, wait_a), (mode_b, wait_b)) = (mode(a.read_mode), mode(b.read_mode));
+        let ((mode_a, wait_a), (mode_b, wait_b)) = (mode(*read_mode), mode(new.read_mode));
         check("chooser_mode", mode_a != mode_b, true);
         if mode_a == mode_b && wait_a != wait_b {
             let name = if mode_a == "hedged" {
@@ -146,41 +166,45 @@ impl Settings {
             };
             check(name, true, true);
         }
-        check("write_quorum", a.write_quorum != b.write_quorum, true);
-        check("read_only", a.read_only != b.read_only, true);
+        check("write_quorum", *write_quorum != new.write_quorum, true);
+        check("read_only", *read_only != new.read_only, true);
         check(
             "connect_timeout",
-            a.connect_timeout != b.connect_timeout,
+            *connect_timeout != new.connect_timeout,
             false,
         );
         check(
             "response_timeout",
-            a.response_timeout != b.response_timeout,
+            *response_timeout != new.response_timeout,
             true,
         );
-        check("body_timeout", a.body_timeout != b.body_timeout, true);
-        check("write_timeout", a.write_timeout != b.write_timeout, true);
+        check("body_timeout", *body_timeout != new.body_timeout, true);
+        check("write_timeout", *write_timeout != new.write_timeout, true);
         check(
             "pool_idle_per_host",
-            a.pool_idle_per_host != b.pool_idle_per_host,
+            *pool_idle_per_host != new.pool_idle_per_host,
             false,
         );
         // The health loop reads its period once, when it starts.
         check(
             "health_interval",
-            a.health_interval != b.health_interval,
+            *health_interval != new.health_interval,
             false,
         );
-        check("health_timeout", a.health_timeout != b.health_timeout, true);
-        check("roster", a.roster != b.roster, false);
-        check("roster_check", a.roster_check != b.roster_check, false);
+        check(
+            "health_timeout",
+            *health_timeout != new.health_timeout,
+            true,
+        );
+        check("roster", *roster != new.roster, false);
+        check("roster_check", *roster_check != new.roster_check, false);
         check(
             "migration_state",
-            a.migration_state != b.migration_state,
+            *migration_state != new.migration_state,
             false,
         );
-        check("migration_key", a.migration_key != b.migration_key, true);
-        check("journal", a.journal != b.journal, false);
+        check("migration_key", *migration_key != new.migration_key, true);
+        check("journal", *journal != new.journal, false);
         out
     }
 }

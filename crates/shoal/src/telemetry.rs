@@ -11,13 +11,15 @@ use tracing_subscriber::EnvFilter;
 
 /// Starts logging to stderr. Safe to call more than once (later calls do nothing).
 ///
-/// Colours only on a terminal: logs sent to a file or the journal stay plain text.
+/// Colours only on a terminal, and not with `NO_COLOR` set: logs sent to a file or the journal
+/// stay plain text.
 pub fn init_logging() {
     use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -175,6 +175,9 @@ pub struct Resolved {
     pub header_timeout: Duration,
     /// Single-threaded runtimes to serve with (0: one multi-threaded runtime).
     pub runtimes: usize,
+    /// `runtimes` as given by a flag, variable or the file; `None`: one per CPU, as counted
+    /// when resolved (a count that may change under a running process: not a change asked for).
+    pub runtimes_given: Option<usize>,
     /// Access log file, if any.
     pub access_log: Option<PathBuf>,
     /// HTTPS on the front with this certificate and key file, if configured.
@@ -191,7 +194,7 @@ impl Resolved {
             ("listen", a.listen != b.listen),
             ("admin_listen", a.admin_listen != b.admin_listen),
             ("header_timeout", a.header_timeout != b.header_timeout),
-            ("runtimes", a.runtimes != b.runtimes),
+            ("runtimes", a.runtimes_given != b.runtimes_given),
             ("access_log", a.access_log != b.access_log),
             ("tls_cert/tls_key", a.tls_files != b.tls_files),
         ]
@@ -292,6 +295,7 @@ impl RouteArgs {
             runtimes: self.runtimes.or(f.runtimes).unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
             }),
+            runtimes_given: self.runtimes.or(f.runtimes),
         })
     }
 }
@@ -320,6 +324,7 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
         runtimes,
         access_log,
         tls_files,
+        runtimes_given: _,
     } = started.clone();
     let certs = match &tls_files {
         Some((cert, key)) => {
@@ -456,11 +461,12 @@ struct ReloadSource {
 /// did at start.
 fn reload_on_hup(source: ReloadSource, router: Router) -> tokio::task::JoinHandle<()> {
     crate::shutdown::on_hangup(move || {
-        reload_shard_map(&source.args, &router);
         reload_settings(&source, &router);
         if let Some(certs) = &source.certs {
             certs.reload_and_log();
         }
+        // Last: a map change seen on /status says the whole SIGHUP has been handled.
+        reload_shard_map(&source.args, &router);
     })
 }
 
@@ -501,7 +507,9 @@ fn reload_settings(source: &ReloadSource, router: &Router) {
             return;
         }
     };
-    let fixed = source.started.front_changes(&new);
+    let mut fixed = source.started.front_changes(&new);
+    let router_fixed = router.settings().changes(&new.settings);
+    fixed.extend(router_fixed.iter().filter(|c| !c.live).map(|c| c.name));
     if !fixed.is_empty() {
         tracing::error!(
             config = %config.display(),
@@ -657,7 +665,25 @@ mod tests {
         assert_eq!(r.settings.journal, Some(PathBuf::from("/tmp/j")));
         assert_eq!(r.header_timeout, Duration::from_secs(30));
         // The shard map beside it still loads.
-        build(&args(&p, &["--dc", "x"]), r.settings).unwrap();
+        build(&args(&p, &["--dc", "x"]), r.settings.clone()).unwrap();
+
+        // What a reload compares: the default runtime count is not a change asked for (the
+        // CPU count may differ between two reads); a runtimes key is, and listen too.
+        let again = args(&p, &["--write-quorum", "1", "--dc", "x"])
+            .resolve()
+            .unwrap();
+        let unchanged = Resolved {
+            runtimes: r.runtimes + 1,
+            ..again.clone()
+        };
+        assert!(r.front_changes(&unchanged).is_empty());
+        std::fs::write(
+            &p,
+            format!("[route]\nruntimes = 3\nlisten = \"127.0.0.1:9998\"\n{SHARDS}"),
+        )
+        .unwrap();
+        let moved = args(&p, &["--dc", "x"]).resolve().unwrap();
+        assert_eq!(r.front_changes(&moved), ["listen", "runtimes"]);
     }
 
     #[test]

@@ -156,8 +156,9 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     // SIGHUP's default action would end the process, and operators send it by habit.
     crate::shutdown::on_hangup(move || {
         tracing::info!(
-            "SIGHUP: shoal serve re-reads its TLS certificate and its members file \
-             (members_file), nothing else; SIGTERM stops it"
+            "SIGHUP: shoal serve re-reads the front's TLS certificate (tls_cert, tls_key) and \
+             its members file (members_file) where it has them, nothing else (peer TLS needs a \
+             restart); SIGTERM stops it"
         );
         if let Some(c) = &certs {
             c.reload_and_log();
