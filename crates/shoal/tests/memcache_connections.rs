@@ -28,9 +28,10 @@ fn curr_connections(stats: &mut Client) -> u64 {
         .unwrap_or_else(|| panic!("no curr_connections in {text}"))
 }
 
-/// Waits (at most 5 s) until `curr_connections` is `want`; returns the last count seen.
+/// Waits (at most 20 s: a starved CI machine once took longer than 5) until
+/// `curr_connections` is `want`; returns the last count seen.
 fn until_connections(stats: &mut Client, want: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let n = curr_connections(stats);
         if n == want || Instant::now() > deadline {
