@@ -337,8 +337,12 @@ impl Group {
         self.store_main(key, Some(loaded.value), expires)
     }
 
-    /// Remove `key` from both tiers (including a negative entry); whether it was present.
+    /// Remove `key` from both tiers (including a negative entry) and tell the loader
+    /// ([`Loader::forget`](crate::Loader::forget)); whether it was in memory. A load of `key`
+    /// already in flight still stores what it loads. Only this node forgets: a cluster
+    /// removes a key everywhere with `shoal_cluster::Cluster::remove`.
     pub fn remove(&self, key: &[u8]) -> bool {
+        self.loader.forget_key(key);
         let main = self.main.remove(key);
         self.hot.remove(key) || main
     }

@@ -55,17 +55,29 @@ impl From<Bytes> for Loaded {
 pub trait Loader: Send + Sync + 'static {
     /// Produce the value of `key`.
     fn load(&self, key: Bytes) -> impl Future<Output = Result<Loaded, LoadError>> + Send;
+
+    /// `key` was removed from the group ([`Group::remove`](crate::Group::remove), or a
+    /// peer's remove): drop any copy the loader keeps beside the group's memory, such as a
+    /// disk tier it reads before its source, so the next load goes to the source. Nothing by
+    /// default.
+    fn forget(&self, key: &[u8]) {
+        let _ = key;
+    }
 }
 
 /// The object-safe form of [`Loader`] that a [`Group`](crate::Group) keeps, so groups with
 /// different loaders have one type.
 pub(crate) trait DynLoader: Send + Sync + 'static {
     fn load_boxed(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>>;
+    fn forget_key(&self, key: &[u8]);
 }
 
 impl<L: Loader> DynLoader for L {
     fn load_boxed(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>> {
         Box::pin(self.load(key))
+    }
+    fn forget_key(&self, key: &[u8]) {
+        self.forget(key);
     }
 }
 

@@ -337,6 +337,32 @@ async fn remove_peek_and_insert_main() {
     assert_eq!(g.stats().gets, 2, "peek and insert_main are not gets");
 }
 
+/// A loader that keeps its own copy (a disk tier) is told of each remove, so the next get
+/// does not find the removed value there.
+#[tokio::test]
+async fn remove_tells_the_loader_to_forget() {
+    use std::sync::Mutex;
+    struct Kept(Arc<Mutex<Vec<Vec<u8>>>>);
+    impl shoal_cache::Loader for Kept {
+        async fn load(&self, key: Bytes) -> Result<Loaded, LoadError> {
+            Ok(Loaded::new(key))
+        }
+        fn forget(&self, key: &[u8]) {
+            self.0.lock().unwrap().push(key.to_vec());
+        }
+    }
+    let forgotten = Arc::new(Mutex::new(Vec::new()));
+    let g = Group::builder("g", MIB).build(Kept(forgotten.clone()));
+    g.get(b"a").await.unwrap();
+    assert!(g.remove(b"a"));
+    assert!(!g.remove(b"never-loaded"), "not in memory");
+    assert_eq!(
+        *forgotten.lock().unwrap(),
+        vec![b"a".to_vec(), b"never-loaded".to_vec()],
+        "the loader hears of every remove, in memory or not"
+    );
+}
+
 #[tokio::test]
 async fn peek_mode_never_loads() {
     let (loader, n) = counting_loader(Duration::ZERO);

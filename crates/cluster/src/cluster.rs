@@ -19,7 +19,9 @@ use crate::server::ServeSettings;
 use crate::tls::Tls;
 use crate::transport::Transport;
 use crate::view::{ClusterPeers, View, ViewCell};
-use crate::{ClusterError, PeerClient, PeerServer, PeerUrl, Protocol, Secret, TlsConfig};
+use crate::{
+    ClusterError, PeerClient, PeerError, PeerServer, PeerUrl, Protocol, Secret, TlsConfig,
+};
 
 /// Default time a peer has to answer one request.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -440,10 +442,78 @@ impl Cluster {
             .collect()
     }
 
+    /// Remove `key` of `group` from every member: from memory (main and hot caches, a
+    /// remembered "not found" included) and from what each member's loader keeps beside it
+    /// ([`Loader::forget`]). For values that changed at their source before they expired.
+    ///
+    /// The owner is told first and the others after it, all at once, so a member that
+    /// misses the key in between asks an owner that no longer has it. A load already in
+    /// flight somewhere still stores what it loads. A member that does not answer is
+    /// reported in [`Removal::failed`], never retried: removing again is always safe.
+    /// Fails only when this node has no group `group`.
+    pub async fn remove(&self, group: &str, key: &[u8]) -> Result<Removal, ClusterError> {
+        let local = self
+            .get_group(group)
+            .ok_or_else(|| ClusterError::UnknownGroup(group.to_owned()))?;
+        let view = self.inner.cell.view.load_full();
+        let owner = view
+            .ring
+            .as_ref()
+            .and_then(|r| r.owner(key))
+            .map(|m| m.name.clone());
+        let mut removal = Removal {
+            was_here: false,
+            confirmed: Vec::new(),
+            failed: Vec::new(),
+        };
+        let mut record = |member: &str, r: Result<(), PeerError>| match r {
+            Ok(()) => removal.confirmed.push(member.to_owned()),
+            Err(e) => removal.failed.push((member.to_owned(), e)),
+        };
+        if let Some(owner) = &owner
+            && let Some(client) = view.peers.get(owner)
+        {
+            record(owner, client.remove(group, key).await);
+        }
+        let mut others = tokio::task::JoinSet::new();
+        for (member, client) in &view.peers {
+            if Some(member) != owner.as_ref() {
+                let (member, client) = (member.clone(), client.clone());
+                let (group, key) = (group.to_owned(), key.to_vec());
+                others.spawn(async move {
+                    let r = client.remove(&group, &key).await;
+                    (member, r)
+                });
+            }
+        }
+        let was_here = local.remove(key);
+        while let Some(done) = others.join_next().await {
+            match done {
+                Ok((member, r)) => record(&member, r),
+                Err(e) => tracing::warn!(error = %e, "a remove task failed"),
+            }
+        }
+        removal.was_here = was_here;
+        removal.confirmed.sort();
+        removal.failed.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(removal)
+    }
+
     /// The client for member `url` (not for this node).
     pub fn client(&self, url: &str) -> Option<Arc<PeerClient>> {
         self.inner.cell.view.load().peers.get(url).cloned()
     }
+}
+
+/// What [`Cluster::remove`] reached.
+#[derive(Debug)]
+pub struct Removal {
+    /// Whether this node had the key in memory.
+    pub was_here: bool,
+    /// The other members that confirmed the remove, sorted.
+    pub confirmed: Vec<String>,
+    /// The members that did not, with why, sorted.
+    pub failed: Vec<(String, PeerError)>,
 }
 
 fn as_strs(set: &MemberSet) -> Vec<&str> {

@@ -81,6 +81,9 @@ pub enum ClusterError {
     /// A group with this name is already registered.
     #[error("config: group {0:?} is already registered with this cluster")]
     DuplicateGroup(String),
+    /// No group of this name was added to this node.
+    #[error("no such group {0:?}")]
+    UnknownGroup(String),
     /// An I/O failure (binding the peer port).
     #[error("io: {what}: {source}")]
     Io {

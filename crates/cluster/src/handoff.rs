@@ -172,4 +172,8 @@ impl<L: Loader> Loader for HandoffLoader<L> {
         }
         self.inner.load(key).await
     }
+
+    fn forget(&self, key: &[u8]) {
+        self.inner.forget(key);
+    }
 }

@@ -18,6 +18,11 @@
 //! - Security: a shared [`Secret`], TLS and mTLS ([`TlsConfig`]).
 //! - Warm handoff ([`Handoff`]): after a membership change, a new owner peeks at the
 //!   previous owner before loading.
+//! - Removes ([`Cluster::remove`]): drop a key from every member's memory (the owner first,
+//!   then every hot cache) and from what their loaders keep, for a value that changed at
+//!   its source. groupcache and galaxycache have none; mailgun/groupcache's remove is the
+//!   model, and over the groupcache protocol the wire form is the same (`DELETE` on the
+//!   fetch path, `200` whether the key was there or not).
 //! - Metrics: `shoal_peer_*` (see [`metrics`]).
 //! - Deadlines: the HTTP clients send the time they still wait in `X-Shoal-Deadline-Ms`
 //!   ([`DEADLINE_HEADER`], 90% of what is left), the gRPC client in `grpc-timeout`; the
@@ -35,7 +40,7 @@
 //! | no group, empty group, group not UTF-8, bad `%` escape, nothing after the base path | `400` | — | `malformed_path` |
 //! | key longer than [`MAX_KEY_BYTES`] (16 KiB) | `414` | `InvalidArgument` | `key_too_long` |
 //! | request URI over 64 KiB, or a head hyper cannot parse | `414`/`431`/`400` (by hyper) | — | `unparsable` (`protocol="http"`) |
-//! | method other than `GET`/`HEAD` | `405`, `Allow: GET, HEAD` | — | `method` |
+//! | method other than `GET`, `HEAD`, `DELETE` (a remove) | `405`, `Allow: GET, HEAD, DELETE` | — | `method` |
 //! | path outside `/_galaxycache/`, `/_galaxycache_peek/`, `/_groupcache/` | `404 not a peer path` | `Unimplemented` (unknown method) | `unknown_path` / `unknown_method` |
 //! | `X-Shoal-Deadline-Ms` not a number, or a malformed `grpc-timeout` | `400` | `InvalidArgument` | `bad_deadline` |
 //! | protobuf that does not decode | — | `InvalidArgument` (tonic's `Internal`, rewritten) | `bad_protobuf` |
@@ -119,7 +124,7 @@ pub const DEADLINE_HEADER: &str = "x-shoal-deadline-ms";
 pub use auth::Secret;
 pub use cluster::{
     Cluster, ClusterBuilder, DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_VALUE_BYTES,
+    DEFAULT_MAX_VALUE_BYTES, Removal,
 };
 pub use error::{ClusterError, Origin, PeerError};
 pub use handoff::{Handoff, HandoffLoader};

@@ -27,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
 use crate::groups::Groups;
-use crate::metrics::{self, BadRequest, Served};
+use crate::metrics::{self, BadRequest, Outcome, Served};
 use crate::pb::galaxy_cache_server::GalaxyCacheServer;
 use crate::transport::grpc::{self, GrpcService};
 use crate::transport::{groupcache, native};
@@ -44,7 +44,10 @@ pub(crate) fn refusal(reason: BadRequest) -> Reply {
             "malformed peer path: want <base>/<group>/<key>, percent-encoded",
         ),
         BadRequest::KeyTooLong => (StatusCode::URI_TOO_LONG, "key too long"),
-        BadRequest::Method => (StatusCode::METHOD_NOT_ALLOWED, "only GET is served here"),
+        BadRequest::Method => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET, HEAD and DELETE are served here",
+        ),
         BadRequest::UnknownPath => (StatusCode::NOT_FOUND, "not a peer path"),
         BadRequest::BadDeadline => (
             StatusCode::BAD_REQUEST,
@@ -57,8 +60,10 @@ pub(crate) fn refusal(reason: BadRequest) -> Reply {
     };
     let mut r = reply(status, text);
     if reason == BadRequest::Method {
-        r.headers_mut()
-            .insert(header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+        r.headers_mut().insert(
+            header::ALLOW,
+            http::HeaderValue::from_static("GET, HEAD, DELETE"),
+        );
     }
     r
 }
@@ -315,6 +320,15 @@ impl Handler {
             served.reject(reason, start.elapsed());
             refusal(reason)
         };
+        if req.method() == Method::DELETE {
+            let rest = path
+                .strip_prefix(native::FETCH_PATH)
+                .or_else(|| path.strip_prefix(groupcache::PATH));
+            return match rest {
+                Some(rest) => remove(&self.groups, rest, served, start),
+                None => reject(BadRequest::UnknownPath),
+            };
+        }
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return reject(BadRequest::Method);
         }
@@ -392,4 +406,24 @@ fn deadline(headers: &http::HeaderMap) -> Result<Option<Duration>, ()> {
     let ms: u64 = v.to_str().map_err(|_| ())?.parse().map_err(|_| ())?;
     // A day is longer than any peer timeout; larger values are clamped, not refused.
     Ok(Some(Duration::from_millis(ms.min(86_400_000))))
+}
+
+/// `DELETE <fetch path><group>/<key>` (native, or mailgun/groupcache's remove): this node
+/// drops the key from memory and its loader's copies, and answers 200 whether it had it or
+/// not, so a remove can be repeated; an unknown group is 404, as for a fetch.
+fn remove(groups: &Groups, rest: &str, served: &Served, start: Instant) -> Reply {
+    let (group, key) = match crate::transport::escape::target(rest) {
+        Ok(target) => target,
+        Err(reason) => {
+            served.reject(reason, start.elapsed());
+            return refusal(reason);
+        }
+    };
+    let Some(g) = groups.get(&group) else {
+        served.record(Outcome::UnknownGroup, start.elapsed());
+        return reply(StatusCode::NOT_FOUND, format!("no such group: {group}"));
+    };
+    let had = g.remove(&key);
+    served.record(Outcome::Ok(0), start.elapsed());
+    reply(StatusCode::OK, if had { "removed\n" } else { "absent\n" })
 }

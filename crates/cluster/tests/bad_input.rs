@@ -30,7 +30,7 @@ async fn still_serves(node: &Recorded) {
 async fn malformed_paths_methods_and_deadlines_are_400_404_405() {
     let nodes = start_recorded(1, Counting::default, |b| b, default_group).await;
     let n = &nodes[0];
-    let cases: [(&str, &str, u16, &str, &str); 12] = [
+    let cases: [(&str, &str, u16, &str, &str); 13] = [
         // (method, target, status, protocol label, reason)
         ("GET", "/_galaxycache/", 400, "native", "malformed_path"),
         (
@@ -72,12 +72,20 @@ async fn malformed_paths_methods_and_deadlines_are_400_404_405() {
         ("GET", "/", 404, "native", "unknown_path"),
         ("GET", "/metrics", 404, "native", "unknown_path"),
         ("POST", "/_galaxycache/things/k", 405, "native", "method"),
+        // DELETE removes on a fetch path (tests/remove.rs), and nowhere else.
         (
             "DELETE",
-            "/_groupcache/things/k",
-            405,
+            "/_galaxycache_peek/things/k",
+            404,
+            "native",
+            "unknown_path",
+        ),
+        (
+            "DELETE",
+            "/_groupcache/",
+            400,
             "groupcache",
-            "method",
+            "malformed_path",
         ),
         ("PUT", "/_galaxycache/things/k", 405, "native", "method"),
     ];
@@ -87,7 +95,7 @@ async fn malformed_paths_methods_and_deadlines_are_400_404_405() {
         assert_eq!(r.status, *status, "case {i}: {method} {target}: {r:?}");
         assert_eq!(bad(n, protocol, reason), before + 1, "case {i}: counted");
         if *status == 405 {
-            assert!(r.head.contains("allow: get, head"), "{r:?}");
+            assert!(r.head.contains("allow: get, head, delete"), "{r:?}");
         }
     }
     let r = http1(

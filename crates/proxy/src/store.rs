@@ -185,9 +185,11 @@ impl Store {
         }
     }
 
-    /// Forget the metadata of `path` (it changed at the origin), in memory and on disk.
+    /// Forget the metadata of `path` (it changed at the origin), in memory and on disk
+    /// (the meta loader's [`Loader::forget`]). Chunks need no forgetting: their keys name
+    /// the version, so new metadata never leads to old chunks.
     pub fn forget(&self, path: &str) {
-        forget_meta(&self.meta, self.disk.as_deref(), path);
+        self.meta.remove(path.as_bytes());
     }
 
     /// Whether this node's disk tier holds an entry under `key` (a chunk key), without
@@ -270,13 +272,6 @@ fn to_load_error(e: OriginError) -> LoadError {
     }
 }
 
-fn forget_meta(meta: &Group, disk: Option<&dyn DiskTier>, path: &str) {
-    meta.remove(path.as_bytes());
-    if let Some(disk) = disk {
-        disk.remove(&meta_entry::meta_key(path));
-    }
-}
-
 fn count_origin(op: &'static str, r: &Result<impl Sized, OriginError>) {
     let result = match r {
         Ok(_) => "ok",
@@ -349,6 +344,14 @@ impl Loader for MetaLoader {
             None => Loaded::new(value),
         })
     }
+
+    /// The metadata was removed ([`Store::forget`], or a peer's remove): its disk copy goes
+    /// too, or the next load would find it fresh there.
+    fn forget(&self, key: &[u8]) {
+        if let (Some(disk), Ok(path)) = (&self.disk, std::str::from_utf8(key)) {
+            disk.remove(&meta_entry::meta_key(path));
+        }
+    }
 }
 
 struct ChunkLoader {
@@ -389,14 +392,14 @@ impl Loader for ChunkLoader {
         let extent = match r {
             Ok(extent) => extent,
             Err(e @ (OriginError::Changed | OriginError::NotFound)) => {
-                forget_meta(&self.meta, self.disk.as_deref(), &k.path);
+                self.meta.remove(k.path.as_bytes());
                 return Err(to_load_error(e));
             }
             Err(e) => return Err(to_load_error(e)),
         };
         counter!("shoal_origin_bytes_total").increment(extent.bytes.len() as u64);
         let Some(value) = extent.slice(span.start..span.end) else {
-            forget_meta(&self.meta, self.disk.as_deref(), &k.path);
+            self.meta.remove(k.path.as_bytes());
             return Err(LoadError::loader(CHANGED, false));
         };
         let extra = extent.bytes.len() as u64 > span.len();
@@ -424,5 +427,11 @@ impl Loader for ChunkLoader {
         }
         self.keep(key, value.clone());
         Ok(Loaded::new(value))
+    }
+
+    fn forget(&self, key: &[u8]) {
+        if let Some(disk) = &self.disk {
+            disk.remove(key);
+        }
     }
 }

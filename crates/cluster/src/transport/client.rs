@@ -35,7 +35,8 @@ pub(crate) struct Call<'a> {
 #[derive(Debug, Clone)]
 pub(crate) struct Transport {
     protocol: Protocol,
-    http: Option<HttpClient>,
+    /// The HTTP/1.1 pool: fetches over the HTTP protocols, removes over every protocol.
+    http: HttpClient,
     grpc: Connector,
     secret: Option<Secret>,
     timeout: Duration,
@@ -55,21 +56,17 @@ impl Transport {
         // HTTP/1.1 with a pool of kept-alive connections: what Go's net/http servers (golang
         // groupcache, galaxycache's HTTP protocol) speak without TLS, and measured faster
         // than one multiplexed HTTP/2 connection for small values on loopback
-        // (benches/peer_fetch.rs). Over TLS, ALPN may still pick HTTP/2.
-        let http = match protocol {
-            Protocol::Native | Protocol::Groupcache => Some(
-                Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(Duration::from_secs(60))
-                    .pool_max_idle_per_host(64)
-                    .http2_adaptive_window(true)
-                    .build(Connector::new(
-                        tls.map(|t| t.client_http.clone()),
-                        connect_timeout,
-                    )),
-            ),
-            Protocol::Grpc => None,
-        };
+        // (benches/peer_fetch.rs). Over TLS, ALPN may still pick HTTP/2. A gRPC cluster
+        // uses it only for removes, which galaxycache's protocol lacks; it connects lazily.
+        let http = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .http2_adaptive_window(true)
+            .build(Connector::new(
+                tls.map(|t| t.client_http.clone()),
+                connect_timeout,
+            ));
         Transport {
             protocol,
             http,
@@ -82,26 +79,45 @@ impl Transport {
 
     /// A client for the member at `url`. Makes no connection yet.
     pub(crate) fn client(&self, url: &PeerUrl) -> Result<PeerClient, crate::ClusterError> {
-        let kind = match (&self.http, self.protocol) {
-            (Some(http), Protocol::Groupcache) => Kind::Groupcache {
+        let http = self.http.clone();
+        let kind = match self.protocol {
+            Protocol::Groupcache => Kind::Groupcache {
                 http: http.clone(),
                 base: url.base(),
             },
-            (Some(http), _) => Kind::Native {
+            Protocol::Native => Kind::Native {
                 http: http.clone(),
                 base: url.base(),
             },
-            (None, _) => Kind::Grpc(grpc::client(url, self.grpc.clone(), self.max_value)?),
+            Protocol::Grpc => Kind::Grpc(grpc::client(url, self.grpc.clone(), self.max_value)?),
+        };
+        // mailgun/groupcache removes with DELETE on its fetch path; the others on ours.
+        let remove_path = match self.protocol {
+            Protocol::Groupcache => groupcache::PATH,
+            Protocol::Native | Protocol::Grpc => native::FETCH_PATH,
         };
         Ok(PeerClient {
             id: url.as_str().into(),
             kind,
+            remover: Remover {
+                http,
+                base: url.base(),
+                path: remove_path,
+            },
             secret: self.secret.clone(),
             timeout: self.timeout,
             max_value: self.max_value,
             made: Made::new(url.as_str()),
         })
     }
+}
+
+/// Where a remove goes: `DELETE {base}{path}<group>/<key>` over HTTP/1.1.
+#[derive(Clone)]
+struct Remover {
+    http: HttpClient,
+    base: String,
+    path: &'static str,
 }
 
 #[derive(Clone)]
@@ -117,6 +133,7 @@ enum Kind {
 pub struct PeerClient {
     id: Arc<str>,
     kind: Kind,
+    remover: Remover,
     secret: Option<Secret>,
     timeout: Duration,
     max_value: usize,
@@ -147,6 +164,46 @@ impl PeerClient {
     /// `NotFound`. The groupcache protocol cannot peek: always an error.
     pub async fn peek(&self, group: &str, key: &[u8]) -> Result<Loaded, PeerError> {
         self.request(group, key, true).await
+    }
+
+    /// Tell the member to drop `key` of `group` from its memory, and from any copy its
+    /// loader keeps (its disk). It does not pass the remove on. Over the groupcache protocol
+    /// this is mailgun/groupcache's remove (`DELETE /_groupcache/<group>/<key>`); a gRPC
+    /// cluster sends it over HTTP to the same port, as galaxycache's protocol has none.
+    pub async fn remove(&self, group: &str, key: &[u8]) -> Result<(), PeerError> {
+        if key.len() > crate::MAX_KEY_BYTES {
+            return Err(PeerError::KeyTooLong { len: key.len() });
+        }
+        let call = Call {
+            peer: &self.id,
+            secret: self.secret.as_ref(),
+            max_value: self.max_value,
+            deadline: Instant::now() + self.timeout,
+        };
+        let r = &self.remover;
+        let uri = format!("{}{}", r.base, super::escape::path(r.path, group, key));
+        let work = async {
+            let resp = send(&r.http, http::Method::DELETE, &uri, call).await?;
+            match resp.status() {
+                http::StatusCode::OK => Ok(()),
+                http::StatusCode::UNAUTHORIZED => Err(PeerError::Unauthorized {
+                    peer: call.peer.clone(),
+                }),
+                http::StatusCode::NOT_FOUND => Err(PeerError::UnknownGroup {
+                    peer: call.peer.clone(),
+                    group: group.to_owned(),
+                }),
+                _ => Err(status_error(resp, call).await),
+            }
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(PeerError::Timeout {
+                    peer: self.id.clone(),
+                    after: self.timeout,
+                })
+            })
     }
 
     async fn request(&self, group: &str, key: &[u8], peek: bool) -> Result<Loaded, PeerError> {
@@ -204,11 +261,21 @@ pub(crate) async fn get(
     uri: &str,
     call: Call<'_>,
 ) -> Result<Response<Incoming>, PeerError> {
+    send(http, http::Method::GET, uri, call).await
+}
+
+/// Send a bodiless request with the secret, if any, and the caller's deadline.
+async fn send(
+    http: &HttpClient,
+    method: http::Method,
+    uri: &str,
+    call: Call<'_>,
+) -> Result<Response<Incoming>, PeerError> {
     let uri: Uri = uri.parse().map_err(|e| PeerError::BadReply {
         peer: call.peer.clone(),
         message: format!("cannot build request URI: {e}"),
     })?;
-    let mut req = Request::get(uri);
+    let mut req = Request::builder().method(method).uri(uri);
     if let Some(secret) = call.secret {
         req = req.header(AUTHORIZATION, secret.header().clone());
     }

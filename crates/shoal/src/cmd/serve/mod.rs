@@ -13,6 +13,7 @@
 mod config;
 mod join;
 mod live;
+mod purge;
 
 use std::sync::Arc;
 
@@ -168,7 +169,10 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
         Some(l) => {
             let addr = l.local_addr()?;
             println!("shoal serve: admin on http://{addr}");
-            let mut app = admin_server(&store, disk.clone(), &s).router();
+            let cluster = joined.as_ref().map(|j| j.cluster.clone());
+            let mut app = admin_server(&store, disk.clone(), &s)
+                .router()
+                .merge(purge::router(store.clone(), cluster));
             if let Some(j) = &joined {
                 app = app.merge(j.members_router());
             }
