@@ -101,6 +101,14 @@ fn a_purge_forgets_metadata_in_memory_and_on_disk_and_a_remembered_not_found() {
         "{body}"
     );
     assert_eq!(call(admin, "GET", "/cache/a.txt").0, 405);
+    for empty in ["/cache", "/cache/", "/cache//"] {
+        let (status, _, body) = call(admin, "DELETE", empty);
+        assert_eq!(status, 400, "{empty}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("no object path"),
+            "{empty}"
+        );
+    }
 }
 
 #[test]

@@ -27,7 +27,11 @@ pub fn router(store: Arc<Store>, cluster: Option<Cluster>) -> Router {
         let (store, cluster) = (store.clone(), cluster.clone());
         async move { purge(&store, cluster.as_ref(), &uri).await }
     };
-    Router::new().route(&format!("{PREFIX}/{{*path}}"), delete(handler))
+    // `/cache` and `/cache/` name no object: a 400 that says so, not a bare 404.
+    Router::new()
+        .route(&format!("{PREFIX}/{{*path}}"), delete(handler.clone()))
+        .route(&format!("{PREFIX}/"), delete(handler.clone()))
+        .route(PREFIX, delete(handler))
 }
 
 async fn purge(store: &Store, cluster: Option<&Cluster>, uri: &Uri) -> (StatusCode, Json<Value>) {
