@@ -499,6 +499,20 @@ impl Cluster {
         Ok(removal)
     }
 
+    /// Put new peer certificates (a renewed certificate and key, or a new CA) in force for
+    /// the next TLS handshakes, as a server and as a client; connections already open keep
+    /// theirs. Material that does not build is an error and the certificates in force stay.
+    /// A cluster built without TLS cannot start using it: that changes its members' URLs.
+    pub fn reload_tls(&self, tls: &TlsConfig) -> Result<(), ClusterError> {
+        match &self.inner.tls {
+            Some(current) => current.reload(tls),
+            None => Err(ClusterError::tls(
+                "reload",
+                "this cluster was built without TLS; members' URLs would change (a restart)",
+            )),
+        }
+    }
+
     /// The client for member `url` (not for this node).
     pub fn client(&self, url: &str) -> Option<Arc<PeerClient>> {
         self.inner.cell.view.load().peers.get(url).cloned()

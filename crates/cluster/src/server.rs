@@ -81,7 +81,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub(crate) struct ServeSettings {
     pub(crate) secret: Option<Secret>,
-    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// Loaded at each handshake, so a reload reaches the next connection.
+    pub(crate) tls: Option<crate::tls::ServerTls>,
     pub(crate) max_connections: usize,
     pub(crate) max_value: usize,
     pub(crate) grace: Duration,
@@ -178,7 +179,7 @@ async fn accept_loop(
         .max_header_list_size(256 << 10)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
-    let acceptor = settings.tls.clone().map(TlsAcceptor::from);
+    let tls = settings.tls.clone();
     loop {
         let permit = tokio::select! {
             _ = stopped.changed() => break,
@@ -202,7 +203,7 @@ async fn accept_loop(
         let _ = tcp.set_nodelay(true);
         let handler = handler.clone();
         let builder = builder.clone();
-        let acceptor = acceptor.clone();
+        let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.load_full()));
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;

@@ -6,11 +6,16 @@
 //! [`TlsConfig::require_client_cert`] (the default) a server refuses any client that does
 //! not present a certificate from the CA: that is mTLS. Members are then addressed as
 //! `https://host:port`, and `host` must be in their certificate's subject alt names.
+//!
+//! The built configurations sit behind [`ArcSwap`]s read at each handshake, so
+//! [`Cluster::reload_tls`](crate::Cluster::reload_tls) renews certificates (or the CA) for
+//! the next connection; connections already open keep theirs.
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::client::WebPkiServerVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -73,6 +78,15 @@ impl TlsConfig {
 
     /// Build the rustls configurations, checking the material.
     pub(crate) fn build(&self) -> Result<Tls, ClusterError> {
+        let built = self.configs()?;
+        Ok(Tls {
+            server: Arc::new(ArcSwap::new(built.server)),
+            client_h2: Arc::new(ArcSwap::new(built.client_h2)),
+            client_http: Arc::new(ArcSwap::new(built.client_http)),
+        })
+    }
+
+    fn configs(&self) -> Result<Configs, ClusterError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&self.ca_pem) {
@@ -121,7 +135,7 @@ impl TlsConfig {
             c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
             Ok(Arc::new(c))
         };
-        Ok(Tls {
+        Ok(Configs {
             server: Arc::new(server),
             client_h2: client(&[b"h2"])?,
             client_http: client(&[b"h2", b"http/1.1"])?,
@@ -129,14 +143,37 @@ impl TlsConfig {
     }
 }
 
-/// Built rustls configurations.
+struct Configs {
+    server: Arc<ServerConfig>,
+    client_h2: Arc<ClientConfig>,
+    client_http: Arc<ClientConfig>,
+}
+
+/// A client configuration that a reload may replace; loaded at each connect.
+pub(crate) type ClientTls = Arc<ArcSwap<ClientConfig>>;
+/// A server configuration that a reload may replace; loaded at each handshake.
+pub(crate) type ServerTls = Arc<ArcSwap<ServerConfig>>;
+
+/// Built rustls configurations, shared with the peer port and the connectors.
 #[derive(Clone)]
 pub(crate) struct Tls {
-    pub(crate) server: Arc<ServerConfig>,
+    pub(crate) server: ServerTls,
     /// For gRPC: HTTP/2 only.
-    pub(crate) client_h2: Arc<ClientConfig>,
+    pub(crate) client_h2: ClientTls,
     /// For the HTTP protocols: HTTP/2 or HTTP/1.1, as the server prefers.
-    pub(crate) client_http: Arc<ClientConfig>,
+    pub(crate) client_http: ClientTls,
+}
+
+impl Tls {
+    /// Put `config`'s certificates in force for the next handshakes, if they build; the
+    /// ones in force stay otherwise.
+    pub(crate) fn reload(&self, config: &TlsConfig) -> Result<(), ClusterError> {
+        let built = config.configs()?;
+        self.server.store(built.server);
+        self.client_h2.store(built.client_h2);
+        self.client_http.store(built.client_http);
+        Ok(())
+    }
 }
 
 impl fmt::Debug for Tls {

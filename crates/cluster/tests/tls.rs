@@ -185,3 +185,49 @@ async fn bad_tls_material_is_a_config_error() {
         .unwrap_err();
     assert!(e.to_string().contains("TLS certificates"), "{e}");
 }
+
+/// `Cluster::reload_tls` puts new certificates in force for the next handshake, as a server
+/// and as a client: a member moved to a new CA is refused by one still on the old, and
+/// accepted once both have moved, over each protocol. Material that does not build is an
+/// error and leaves the certificates in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloaded_certificates_take_the_next_handshake() {
+    for protocol in [Protocol::Native, Protocol::Grpc, Protocol::Groupcache] {
+        let (old, new) = (pki(), pki());
+        let nodes = start_with(2, "https", Counting::default, |b| {
+            b.protocol(protocol).tls(tls(&old))
+        })
+        .await;
+        let ask = |from: usize, key: &'static [u8]| {
+            let client = nodes[from].cluster.client(&nodes[1 - from].url).unwrap();
+            async move { client.fetch(GROUP, key).await }
+        };
+        // No connection was made yet: each fetch below starts with a handshake.
+        nodes[1].cluster.reload_tls(&tls(&new)).unwrap();
+        let e = ask(0, b"a").await.unwrap_err();
+        assert!(matches!(e, PeerError::Connect { .. }), "{protocol}: {e}");
+
+        let garbage = TlsConfig::from_pem("not a CA", new.cert.clone(), new.key.clone());
+        let e = nodes[0].cluster.reload_tls(&garbage).unwrap_err();
+        assert!(e.to_string().contains("tls ca"), "{protocol}: {e}");
+
+        nodes[0].cluster.reload_tls(&tls(&new)).unwrap();
+        assert_eq!(
+            ask(0, b"b").await.unwrap().value,
+            value_of(b"b"),
+            "{protocol}"
+        );
+        assert_eq!(
+            ask(1, b"c").await.unwrap().value,
+            value_of(b"c"),
+            "{protocol}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_cluster_without_tls_cannot_reload_to_tls() {
+    let nodes = common::start(1, Counting::default, |b| b).await;
+    let e = nodes[0].cluster.reload_tls(&tls(&pki())).unwrap_err();
+    assert!(e.to_string().contains("without TLS"), "{e}");
+}

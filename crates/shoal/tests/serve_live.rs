@@ -386,8 +386,8 @@ fn peer_secret_refuses_strangers_and_the_cluster_still_works() {
     o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
 }
 
-#[test]
-fn mtls_between_peers() {
+/// A fresh CA and a certificate for `127.0.0.1` signed by it: (CA, certificate, key) in PEM.
+fn peer_pki() -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -398,17 +398,26 @@ fn mtls_between_peers() {
         .unwrap()
         .signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))
         .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// Peers over mTLS; then every node's files move to a new CA, and a SIGHUP puts them in
+/// force on the peer port (a bad pair is refused and the port keeps its certificate).
+#[test]
+fn mtls_between_peers() {
     let dir = tempfile::tempdir().unwrap();
-    let file = |name: &str, pem: String| {
+    let file = |name: &str, pem: &str| {
         let p = dir.path().join(name);
         std::fs::write(&p, pem).unwrap();
         p.to_str().unwrap().to_owned()
     };
+    let (ca_pem, cert_pem, key_pem) = peer_pki();
     let (ca, cert, key) = (
-        file("ca.pem", ca.pem()),
-        file("node.pem", cert.pem()),
-        file("node.key", key.serialize_pem()),
+        file("ca.pem", &ca_pem),
+        file("node.pem", &cert_pem),
+        file("node.key", &key_pem),
     );
+    let old_ca = file("old-ca.pem", &ca_pem);
     let data = object(4 << 20);
     let o = origin(data.clone());
     let tls = [
@@ -436,6 +445,32 @@ fn mtls_between_peers() {
 
     read_everywhere(&nodes, &data, 12);
     o.seen.assert_one_read_per_chunk(data.len(), 1 << 20);
+
+    // Renewal with a new CA: the files change in place, then SIGHUP.
+    let presents = |ca: &str| common::tls::trusted_for(peer, std::path::Path::new(ca), "127.0.0.1");
+    assert!(presents(&old_ca) && !presents(&file("new-ca.pem", &peer_pki().0)));
+    let (new_ca, new_cert, new_key) = peer_pki();
+    let new_ca_file = file("new-ca.pem", &new_ca);
+    // Half a renewal first: a key that does not match the certificate is refused whole.
+    file("node.key", &peer_pki().2);
+    nodes[0].signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        presents(&old_ca),
+        "a bad pair replaced the certificate in force"
+    );
+    file("ca.pem", &new_ca);
+    file("node.pem", &new_cert);
+    file("node.key", &new_key);
+    for n in &nodes {
+        n.signal("HUP");
+    }
+    wait_until(
+        "the peer port presents the new certificate",
+        Duration::from_secs(10),
+        || presents(&new_ca_file),
+    );
+    assert!(!presents(&old_ca));
 }
 
 /// Runs `shoal serve ARGS` expecting it to refuse them: exit 1, one `shoal: error:` line.

@@ -5,14 +5,13 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::tls::ClientTls;
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
-use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -96,13 +95,13 @@ impl AsyncWrite for PeerStream {
 /// Connects to `http://` URIs over TCP and to `https://` URIs over TLS with `tls`.
 #[derive(Clone, Debug)]
 pub(crate) struct Connector {
-    tls: Option<Arc<ClientConfig>>,
+    tls: Option<ClientTls>,
     timeout: Duration,
     always_tls: bool,
 }
 
 impl Connector {
-    pub(crate) fn new(tls: Option<Arc<ClientConfig>>, timeout: Duration) -> Self {
+    pub(crate) fn new(tls: Option<ClientTls>, timeout: Duration) -> Self {
         Connector {
             tls,
             timeout,
@@ -136,7 +135,8 @@ impl Connector {
             }
             let config = self
                 .tls
-                .clone()
+                .as_ref()
+                .map(|t| t.load_full())
                 .ok_or_else(|| invalid("https peer, but this cluster has no TLS configured"))?;
             let name =
                 ServerName::try_from(host.clone()).map_err(|_| invalid("bad TLS server name"))?;

@@ -25,9 +25,15 @@ pub fn client_config(cert: &Path, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
 /// Whether a TLS handshake with `addr` for `localhost` completes for a client trusting only
 /// `cert`.
 pub fn trusted_by(addr: SocketAddr, cert: &Path) -> bool {
+    trusted_for(addr, cert, "localhost")
+}
+
+/// Whether a client trusting only `cert` accepts the certificate `addr` presents for `name`
+/// (the client sends none of its own).
+pub fn trusted_for(addr: SocketAddr, cert: &Path, name: &str) -> bool {
     let mut conn = rustls::ClientConnection::new(
         client_config(cert, &[b"http/1.1"]),
-        ServerName::try_from("localhost").unwrap(),
+        ServerName::try_from(name.to_owned()).unwrap(),
     )
     .unwrap();
     let mut sock = TcpStream::connect(addr).unwrap();

@@ -95,7 +95,10 @@ pub(crate) fn tls_config(ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, Str
 
 impl Api {
     pub(crate) fn new(tls: Arc<ClientConfig>) -> Self {
-        let connector = Connector::new(Some(tls), std::time::Duration::from_secs(3));
+        let connector = Connector::new(
+            Some(std::sync::Arc::new(arc_swap::ArcSwap::new(tls))),
+            std::time::Duration::from_secs(3),
+        );
         Api {
             client: Client::builder(TokioExecutor::new()).build(connector),
         }

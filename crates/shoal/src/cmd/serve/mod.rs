@@ -154,15 +154,27 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
         Some(l)
     };
     let shutdown = Shutdown::on_signals();
+    let peer_tls = joined
+        .as_ref()
+        .filter(|_| !s.peer_tls_cert.trim().is_empty())
+        .map(|j| PeerTlsFiles {
+            cluster: j.cluster.clone(),
+            ca: s.peer_tls_ca.trim().into(),
+            cert: s.peer_tls_cert.trim().into(),
+            key: s.peer_tls_key.trim().into(),
+        });
     // SIGHUP's default action would end the process, and operators send it by habit.
     crate::shutdown::on_hangup(move || {
         tracing::info!(
-            "SIGHUP: shoal serve re-reads the front's TLS certificate (tls_cert, tls_key) and \
-             its members file (members_file) where it has them, nothing else (peer TLS needs a \
-             restart); SIGTERM stops it"
+            "SIGHUP: shoal serve re-reads the front's TLS certificate (tls_cert, tls_key), the \
+             peer TLS files (peer_tls_cert, peer_tls_key, peer_tls_ca) and its members file \
+             (members_file) where it has them, nothing else; SIGTERM stops it"
         );
         if let Some(c) = &certs {
             c.reload_and_log();
+        }
+        if let Some(p) = &peer_tls {
+            p.reload_and_log();
         }
     });
     let admin_task = match admin {
@@ -217,6 +229,31 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
         j.server.shutdown().await;
     }
     Ok(())
+}
+
+/// The peer TLS files, read again on SIGHUP (certificates renewed, or a new CA).
+struct PeerTlsFiles {
+    cluster: shoal_cluster::Cluster,
+    ca: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl PeerTlsFiles {
+    fn reload_and_log(&self) {
+        let reloaded = shoal_cluster::TlsConfig::from_files(&self.ca, &self.cert, &self.key)
+            .and_then(|tls| self.cluster.reload_tls(&tls));
+        match reloaded {
+            Ok(()) => tracing::info!(
+                cert = %self.cert.display(),
+                "peer TLS certificates reloaded; new peer connections use them"
+            ),
+            Err(e) => tracing::error!(
+                error = %e,
+                "peer TLS certificates not reloaded; the ones in force stay"
+            ),
+        }
+    }
 }
 
 fn admin_server(store: &Arc<Store>, disk: Option<FileStore>, s: &ServeSettings) -> Admin {
