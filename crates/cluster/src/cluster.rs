@@ -446,11 +446,13 @@ impl Cluster {
     /// remembered "not found" included) and from what each member's loader keeps beside it
     /// ([`Loader::forget`]). For values that changed at their source before they expired.
     ///
-    /// The owner is told first and the others after it, all at once, so a member that
-    /// misses the key in between asks an owner that no longer has it. A load already in
-    /// flight somewhere still stores what it loads. A member that does not answer is
-    /// reported in [`Removal::failed`], never retried: removing again is always safe.
-    /// Fails only when this node has no group `group`.
+    /// The owner is told first, so a member that misses the key asks an owner that no
+    /// longer has it; then every other member at once, members that left within the warm
+    /// time included (warm handoff may still ask them); then the owner once more, since its
+    /// handoff may have fetched the old value back from one of them in between. A load
+    /// already in flight somewhere still stores what it loads. A member that does not
+    /// answer is reported in [`Removal::failed`], never retried: removing again is always
+    /// safe. Fails only when this node has no group `group`.
     pub async fn remove(&self, group: &str, key: &[u8]) -> Result<Removal, ClusterError> {
         let local = self
             .get_group(group)
@@ -476,7 +478,11 @@ impl Cluster {
             record(owner, client.remove(group, key).await);
         }
         let mut others = tokio::task::JoinSet::new();
-        for (member, client) in &view.peers {
+        let departed = view
+            .departed
+            .iter()
+            .filter(|(m, _)| !view.peers.contains_key(*m));
+        for (member, client) in view.peers.iter().chain(departed) {
             if Some(member) != owner.as_ref() {
                 let (member, client) = (member.clone(), client.clone());
                 let (group, key) = (group.to_owned(), key.to_vec());
@@ -491,6 +497,24 @@ impl Cluster {
             match done {
                 Ok((member, r)) => record(&member, r),
                 Err(e) => tracing::warn!(error = %e, "a remove task failed"),
+            }
+        }
+        match owner
+            .as_ref()
+            .and_then(|o| view.peers.get(o).map(|c| (o, c)))
+        {
+            // Its last answer is what holds.
+            Some((owner, client)) => {
+                let last = client.remove(group, key).await;
+                removal.confirmed.retain(|m| m != owner);
+                removal.failed.retain(|(m, _)| m != owner);
+                match last {
+                    Ok(()) => removal.confirmed.push(owner.clone()),
+                    Err(e) => removal.failed.push((owner.clone(), e)),
+                }
+            }
+            None => {
+                local.remove(key);
             }
         }
         removal.was_here = was_here;

@@ -109,6 +109,7 @@ impl Made {
 pub(crate) struct Served {
     ok: Counter,
     not_found: Counter,
+    removed: Counter,
     unknown_group: Counter,
     bad_request: Counter,
     deadline: Counter,
@@ -125,6 +126,8 @@ pub(crate) enum Outcome {
     /// A value of this many bytes was sent.
     Ok(usize),
     NotFound,
+    /// A remove (`DELETE`), whether the key was there or not.
+    Removed,
     UnknownGroup,
     BadRequest,
     Deadline,
@@ -196,6 +199,7 @@ impl Served {
         Served {
             ok: c("ok"),
             not_found: c("not_found"),
+            removed: c("removed"),
             unknown_group: c("unknown_group"),
             bad_request: c("bad_request"),
             deadline: c("deadline_exceeded"),
@@ -216,6 +220,7 @@ impl Served {
         match outcome {
             Outcome::Ok(_) => &self.ok,
             Outcome::NotFound => &self.not_found,
+            Outcome::Removed => &self.removed,
             Outcome::UnknownGroup => &self.unknown_group,
             Outcome::BadRequest => &self.bad_request,
             Outcome::Deadline => &self.deadline,

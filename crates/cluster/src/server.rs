@@ -46,7 +46,7 @@ pub(crate) fn refusal(reason: BadRequest) -> Reply {
         BadRequest::KeyTooLong => (StatusCode::URI_TOO_LONG, "key too long"),
         BadRequest::Method => (
             StatusCode::METHOD_NOT_ALLOWED,
-            "only GET, HEAD and DELETE are served here",
+            "method not allowed here: see the Allow header",
         ),
         BadRequest::UnknownPath => (StatusCode::NOT_FOUND, "not a peer path"),
         BadRequest::BadDeadline => (
@@ -321,17 +321,22 @@ impl Handler {
             served.reject(reason, start.elapsed());
             refusal(reason)
         };
-        if req.method() == Method::DELETE {
-            let rest = path
-                .strip_prefix(native::FETCH_PATH)
-                .or_else(|| path.strip_prefix(groupcache::PATH));
-            return match rest {
-                Some(rest) => remove(&self.groups, rest, served, start),
-                None => reject(BadRequest::UnknownPath),
-            };
+        let removable = path
+            .strip_prefix(native::FETCH_PATH)
+            .or_else(|| path.strip_prefix(groupcache::PATH));
+        if req.method() == Method::DELETE
+            && let Some(rest) = removable
+        {
+            return remove(&self.groups, rest, served, start);
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            return reject(BadRequest::Method);
+            let mut r = reject(BadRequest::Method);
+            if removable.is_none() {
+                // Only the fetch paths take a remove.
+                r.headers_mut()
+                    .insert(header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+            }
+            return r;
         }
         let Ok(deadline) = deadline(req.headers()) else {
             return reject(BadRequest::BadDeadline);
@@ -409,6 +414,10 @@ fn deadline(headers: &http::HeaderMap) -> Result<Option<Duration>, ()> {
     Ok(Some(Duration::from_millis(ms.min(86_400_000))))
 }
 
+/// Marks a reply to a remove, so the client can tell it from a server that took the DELETE
+/// for a GET (golang/groupcache does not look at the method).
+pub(crate) const REMOVED_HEADER: &str = "x-shoal-removed";
+
 /// `DELETE <fetch path><group>/<key>` (native, or mailgun/groupcache's remove): this node
 /// drops the key from memory and its loader's copies, and answers 200 whether it had it or
 /// not, so a remove can be repeated; an unknown group is 404, as for a fetch.
@@ -425,6 +434,9 @@ fn remove(groups: &Groups, rest: &str, served: &Served, start: Instant) -> Reply
         return reply(StatusCode::NOT_FOUND, format!("no such group: {group}"));
     };
     let had = g.remove(&key);
-    served.record(Outcome::Ok(0), start.elapsed());
-    reply(StatusCode::OK, if had { "removed\n" } else { "absent\n" })
+    served.record(Outcome::Removed, start.elapsed());
+    let mut r = reply(StatusCode::OK, if had { "removed\n" } else { "absent\n" });
+    r.headers_mut()
+        .insert(REMOVED_HEADER, http::HeaderValue::from_static("1"));
+    r
 }

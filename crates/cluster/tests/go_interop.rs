@@ -239,6 +239,21 @@ async fn shoal_and_go_groupcache_share_one_cluster() {
         .unwrap();
     assert_eq!(total, ks.len(), "one load per key across shoal and Go");
 
+    // golang/groupcache has no remove and takes a DELETE for a GET: a remove reaching it is
+    // reported as failed, not confirmed, while the shoal member removes.
+    let removal = nodes[0].cluster.remove(GROUP, go_owned[0]).await.unwrap();
+    assert_eq!(removal.confirmed, vec![nodes[1].url.clone()]);
+    assert_eq!(removal.failed.len(), 1, "{:?}", removal.failed);
+    assert_eq!(removal.failed[0].0, go_url);
+    assert!(
+        removal.failed[0]
+            .1
+            .to_string()
+            .contains("cannot remove keys"),
+        "{}",
+        removal.failed[0].1
+    );
+
     // Keys with bytes that need escaping make the trip too (not spaces: Go's client sends
     // them as '+', golang/groupcache#25).
     for k in [&b"a/b"[..], b"100%", "ключ".as_bytes(), b"semi;colon"] {

@@ -1,6 +1,7 @@
 //! `Cluster::remove`: a key removed on one node is gone from every member's memory (the
-//! owner's main cache and the others' hot caches), over each protocol, and the next get
-//! loads it again, once, on the owner; a member that is down is reported.
+//! owner's main cache, the others' hot caches, members that just left), over each
+//! protocol, and the next get loads it again, once, on the owner; a member that is down or
+//! refuses the credentials is reported.
 
 mod common;
 
@@ -9,7 +10,7 @@ use shoal_cache::{AlwaysPromote, Group, Source};
 use shoal_cluster::{ClusterError, PeerError, Protocol};
 
 #[tokio::test]
-async fn a_remove_reaches_the_owner_and_every_hot_cache() {
+async fn a_remove_reaches_every_member_and_the_next_get_loads_once() {
     for protocol in [Protocol::Native, Protocol::Groupcache, Protocol::Grpc] {
         let nodes = start(3, Counting::default, |b| b.protocol(protocol)).await;
         let key = keys("gone-", 100)
@@ -154,4 +155,41 @@ async fn a_remove_without_the_secret_is_refused() {
         removal.failed
     );
     assert!(nodes[1].group.peek(&key).is_some());
+}
+
+/// With warm handoff, a member that left within the warm time may still be asked for the
+/// key by its new owner: the remove reaches it too.
+#[tokio::test]
+async fn a_remove_reaches_members_that_just_left() {
+    let nodes = start(3, Counting::default, |b| {
+        b.handoff(shoal_cluster::Handoff::default())
+    })
+    .await;
+    let key = b"left-behind".to_vec();
+    let owner = nodes[0].cluster.owner(&key).unwrap();
+    let leaver = nodes.iter().position(|n| n.url == owner).unwrap();
+    nodes[leaver].group.get(&key).await.unwrap();
+    assert!(nodes[leaver].group.peek(&key).is_some());
+
+    // Everyone else drops the owner from its list; it still runs and holds the key.
+    let stay: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.url != owner)
+        .map(|n| n.url.as_str())
+        .collect();
+    let asker = nodes.iter().position(|n| n.url != owner).unwrap();
+    for n in nodes.iter().filter(|n| n.url != owner) {
+        n.cluster.set_members(&stay).unwrap();
+    }
+    let removal = nodes[asker].cluster.remove(GROUP, &key).await.unwrap();
+    assert!(removal.failed.is_empty(), "{:?}", removal.failed);
+    assert!(
+        removal.confirmed.contains(&owner),
+        "{:?}",
+        removal.confirmed
+    );
+    assert!(
+        nodes[leaver].group.peek(&key).is_none(),
+        "the member that left still has it"
+    );
 }

@@ -429,6 +429,8 @@ impl Loader for ChunkLoader {
         Ok(Loaded::new(value))
     }
 
+    /// Best effort: a chunk's disk write is spawned (`keep`), so one still in flight may
+    /// land after this. Purges forget metadata, whose write is awaited.
     fn forget(&self, key: &[u8]) {
         if let Some(disk) = &self.disk {
             disk.remove(key);

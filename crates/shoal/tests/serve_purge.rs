@@ -111,6 +111,36 @@ fn a_purge_forgets_metadata_in_memory_and_on_disk_and_a_remembered_not_found() {
     }
 }
 
+/// `--purge-from off` turns purging off (403, saying so); a bad value is refused at start.
+#[test]
+fn purging_can_be_turned_off() {
+    let origin = tempfile::tempdir().unwrap();
+    let dir = origin.path().to_str().unwrap();
+    let args = ["--admin-listen", "127.0.0.1:0", "--origin", dir];
+    let s = common::serve::start(
+        &[&args[..], &["--purge-from", "off"]].concat(),
+        &["admin on"],
+    );
+    let (status, body) = purge(s.admin.unwrap(), "/a.txt");
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("purging is off"),
+        "{body}"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args([&args[..], &["--purge-from", "everyone"]].concat())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("purge_from") && err.contains("loopback, any or off"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_purge_on_one_node_reaches_every_member() {
     let origin = tempfile::tempdir().unwrap();

@@ -185,7 +185,7 @@ impl PeerClient {
         let work = async {
             let resp = send(&r.http, http::Method::DELETE, &uri, call).await?;
             match resp.status() {
-                http::StatusCode::OK => Ok(()),
+                http::StatusCode::OK => confirmed(resp, call).await,
                 http::StatusCode::UNAUTHORIZED => Err(PeerError::Unauthorized {
                     peer: call.peer.clone(),
                 }),
@@ -253,6 +253,24 @@ impl Peer for PeerClient {
                 .map_err(LoadError::from)
         })
     }
+}
+
+/// Whether a `200` to a remove is one: ours carry [`REMOVED_HEADER`], mailgun/groupcache's
+/// are empty and untyped. A server that answered the DELETE as a fetch (golang/groupcache,
+/// which ignores the method) sent a value, and removed nothing.
+async fn confirmed(resp: Response<Incoming>, call: Call<'_>) -> Result<(), PeerError> {
+    let ours = resp.headers().contains_key(crate::server::REMOVED_HEADER);
+    let typed = resp.headers().contains_key(http::header::CONTENT_TYPE);
+    // Read to the end, so the connection goes back to the pool.
+    let body = Limited::new(resp.into_body(), 4096).collect().await;
+    let empty = body.is_ok_and(|b| b.to_bytes().is_empty());
+    if ours || (empty && !typed) {
+        return Ok(());
+    }
+    Err(PeerError::BadReply {
+        peer: call.peer.clone(),
+        message: "the peer answered the remove as a fetch: it cannot remove keys".to_owned(),
+    })
 }
 
 /// Send a GET with the secret, if any.

@@ -31,6 +31,9 @@ pub struct ServeSettings {
     /// Admin address for `/metrics`, `/status`, `/healthz` (default `127.0.0.1:9090`;
     /// `off` disables it).
     pub admin_listen: String,
+    /// Who may purge on the admin port (`DELETE /cache/PATH`): `loopback` (default), `any`
+    /// or `off`.
+    pub purge_from: String,
     /// Memory for chunks (default 512MiB).
     pub memory: ByteSize,
     /// Memory for object metadata (default 16MiB).
@@ -154,6 +157,7 @@ impl Default for ServeSettings {
             tls_key: String::new(),
             listen: "127.0.0.1:8080".into(),
             admin_listen: "127.0.0.1:9090".into(),
+            purge_from: "loopback".into(),
             memory: ByteSize(512 << 20),
             meta_memory: ByteSize(16 << 20),
             dir: String::new(),
@@ -241,6 +245,9 @@ pub struct ServeArgs {
     /// Admin address, or `off` [default: 127.0.0.1:9090].
     #[arg(long, value_name = "ADDR", env = "SHOAL_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
+    /// Who may purge objects on the admin port: loopback, any or off [default: loopback].
+    #[arg(long, value_name = "WHO", env = "SHOAL_PURGE_FROM")]
+    pub purge_from: Option<String>,
     /// Memory for chunks [default: 512MiB].
     #[arg(long, value_name = "SIZE", env = "SHOAL_MEMORY")]
     pub memory: Option<ByteSize>,
@@ -356,6 +363,7 @@ impl ServeArgs {
             tls_key,
             listen,
             admin_listen,
+            purge_from,
             memory,
             meta_memory,
             dir,
@@ -476,6 +484,13 @@ impl Validate for ServeSettings {
             ));
         }
         parse_addr("listen", &self.listen)?;
+        if !matches!(self.purge_from.trim(), "loopback" | "any" | "off") {
+            return Err(ConfigError::invalid(
+                "purge_from",
+                self.purge_from.trim(),
+                "loopback, any or off",
+            ));
+        }
         if self.admin_listen != "off" {
             parse_addr("admin_listen", &self.admin_listen)?;
         }
@@ -589,6 +604,8 @@ mod tests {
             ":1",
             "--admin-listen",
             "off",
+            "--purge-from",
+            "any",
             "--memory",
             "1MiB",
             "--meta-memory",
@@ -640,6 +657,7 @@ mod tests {
             tls_key: "/k.pem".into(),
             listen: ":1".into(),
             admin_listen: "off".into(),
+            purge_from: "any".into(),
             memory: ByteSize(1 << 20),
             meta_memory: ByteSize(2 << 20),
             dir: "/d".into(),

@@ -184,11 +184,16 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
             let cluster = joined.as_ref().map(|j| j.cluster.clone());
             let mut app = admin_server(&store, disk.clone(), &s)
                 .router()
-                .merge(purge::router(store.clone(), cluster));
+                .merge(purge::router(
+                    store.clone(),
+                    cluster,
+                    purge::PurgeFrom::parse(&s.purge_from),
+                ));
             if let Some(j) = &joined {
                 app = app.merge(j.members_router());
             }
             let stop = shutdown.clone();
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             let serve =
                 axum::serve(l, app).with_graceful_shutdown(async move { stop.wait().await });
             Some(tokio::spawn(async move { serve.await }))

@@ -7,10 +7,12 @@
 //! the owner of the metadata and every node's hot cache hold it, so the remove goes to all
 //! of them ([`Cluster::remove`], the owner first).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::{
     Json, Router,
+    extract::ConnectInfo,
     http::{StatusCode, Uri},
     routing::delete,
 };
@@ -21,11 +23,59 @@ use shoal_proxy::Store;
 /// The admin route prefix; the rest of the URL is the object's path as clients request it.
 const PREFIX: &str = "/cache";
 
-/// The purge route, for the admin app.
-pub fn router(store: Arc<Store>, cluster: Option<Cluster>) -> Router {
-    let handler = move |uri: Uri| {
+/// Who may purge (`purge_from`). A purge makes every member ask the origin again, so an
+/// admin port opened to a network for Prometheus should not also open purging to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeFrom {
+    /// Clients on 127.0.0.0/8 or ::1 (the default).
+    Loopback,
+    /// Any client that reaches the admin port.
+    Any,
+    /// Nobody: purging is off.
+    Off,
+}
+
+impl PurgeFrom {
+    /// The setting's value (`loopback`, `any`, `off`; checked when settings load).
+    pub fn parse(value: &str) -> PurgeFrom {
+        match value.trim() {
+            "any" => PurgeFrom::Any,
+            "off" => PurgeFrom::Off,
+            _ => PurgeFrom::Loopback,
+        }
+    }
+
+    fn admits(self, client: SocketAddr) -> bool {
+        match self {
+            PurgeFrom::Loopback => {
+                client.ip().is_loopback()
+                    || matches!(client.ip(), std::net::IpAddr::V6(v6)
+                    if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
+            }
+            PurgeFrom::Any => true,
+            PurgeFrom::Off => false,
+        }
+    }
+}
+
+/// The purge route, for an admin app served with `ConnectInfo<SocketAddr>`.
+pub fn router(store: Arc<Store>, cluster: Option<Cluster>, from: PurgeFrom) -> Router {
+    let handler = move |ConnectInfo(client): ConnectInfo<SocketAddr>, uri: Uri| {
         let (store, cluster) = (store.clone(), cluster.clone());
-        async move { purge(&store, cluster.as_ref(), &uri).await }
+        async move {
+            if !from.admits(client) {
+                let why = match from {
+                    PurgeFrom::Off => "purging is off here (purge_from = \"off\")".to_owned(),
+                    _ => format!(
+                        "purging is allowed from loopback only (purge_from = \"loopback\"), \
+                         not from {}",
+                        client.ip()
+                    ),
+                };
+                return (StatusCode::FORBIDDEN, Json(json!({ "error": why })));
+            }
+            purge(&store, cluster.as_ref(), &uri).await
+        }
     };
     // `/cache` and `/cache/` name no object: a 400 that says so, not a bare 404.
     Router::new()
@@ -89,4 +139,21 @@ async fn purge(store: &Store, cluster: Option<&Cluster>, uri: &Uri) -> (StatusCo
 
 fn bad(error: String) -> (StatusCode, Json<Value>) {
     (StatusCode::BAD_REQUEST, Json(json!({ "error": error })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_admits_loopback_clients_only() {
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let lo = PurgeFrom::parse("loopback");
+        assert!(lo.admits(at("127.0.0.1:5000")) && lo.admits(at("127.8.9.10:1")));
+        assert!(lo.admits(at("[::1]:1")) && lo.admits(at("[::ffff:127.0.0.1]:1")));
+        assert!(!lo.admits(at("10.0.0.1:1")) && !lo.admits(at("[::ffff:10.0.0.1]:1")));
+        assert!(!lo.admits(at("[2001:db8::1]:1")));
+        assert!(PurgeFrom::parse("any").admits(at("10.0.0.1:1")));
+        assert!(!PurgeFrom::parse("off").admits(at("127.0.0.1:1")));
+    }
 }
