@@ -14,7 +14,8 @@
 //! | `shoal_peer_members` | gauge | the number of members in the current ring |
 //!
 //! `result` is `ok`, `not_found` or an error label ([`PeerError::label`]); served requests
-//! are also `unknown_group`, `deadline_exceeded` (the caller's propagated deadline passed),
+//! are also `removed` (a remove, `Cluster::remove`), `unknown_group`, `deadline_exceeded`
+//! (the caller's propagated deadline passed),
 //! `bad_request` (also counted in `shoal_peer_bad_requests_total`) or `error`.
 //!
 //! Membership metrics are in [`membership`].
