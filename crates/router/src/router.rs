@@ -158,6 +158,8 @@ pub struct SettingsStatus {
     pub body_timeout_ms: u128,
     /// Whole replica write.
     pub write_timeout_ms: u128,
+    /// One health check.
+    pub health_timeout_ms: u128,
 }
 
 impl SettingsStatus {
@@ -176,6 +178,7 @@ impl SettingsStatus {
             response_timeout_ms: s.response_timeout.as_millis(),
             body_timeout_ms: s.body_timeout.as_millis(),
             write_timeout_ms: s.write_timeout.as_millis(),
+            health_timeout_ms: s.health_timeout.as_millis(),
         }
     }
 }

@@ -116,9 +116,8 @@ pub struct Settings {
 /// One setting that differs between two [`Settings`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Change {
-    /// Its name: the `[route]` key (the long flag with `_` for `-`) where it has one, else
-    /// the field's name (`health_timeout`, `pool_idle_per_host`, set only by a program that
-    /// embeds the router).
+    /// Its name: the field's name, which is also the `[route]` key of `shoal route` (its
+    /// long flag with `_` for `-`).
     pub name: &'static str,
     /// Whether it can change while the router runs.
     pub live: bool,

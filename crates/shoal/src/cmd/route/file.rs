@@ -60,6 +60,10 @@ pub struct RouteSection {
     pub runtimes: Option<usize>,
     /// `--health-interval`.
     pub health_interval: Option<HumanDuration>,
+    /// `--health-timeout`.
+    pub health_timeout: Option<HumanDuration>,
+    /// `--pool-idle-per-host`.
+    pub pool_idle_per_host: Option<usize>,
     /// `--header-timeout`.
     pub header_timeout: Option<HumanDuration>,
     /// `--access-log`.

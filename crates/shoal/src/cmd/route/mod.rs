@@ -132,6 +132,15 @@ pub struct RouteArgs {
     #[arg(long, env = "SHOAL_ROUTE_HEALTH_INTERVAL")]
     pub health_interval: Option<HumanDuration>,
 
+    /// How long one health check (connect and answer) may take before the node counts as
+    /// failing it. [default: 1s]
+    #[arg(long, env = "SHOAL_ROUTE_HEALTH_TIMEOUT")]
+    pub health_timeout: Option<HumanDuration>,
+
+    /// Idle keep-alive connections kept per storage node (per runtime). [default: 64]
+    #[arg(long, env = "SHOAL_ROUTE_POOL_IDLE_PER_HOST", value_name = "N")]
+    pub pool_idle_per_host: Option<usize>,
+
     /// Time a client has to send its request headers (photosrv's -readTimeout, roughly). [default: 30s]
     #[arg(long, alias = "readTimeout", env = "SHOAL_ROUTE_HEADER_TIMEOUT")]
     pub header_timeout: Option<HumanDuration>,
@@ -248,6 +257,11 @@ impl RouteArgs {
             write_timeout: dur(self.write_timeout, f.write_timeout, 600_000),
             body_timeout: dur(self.body_timeout, f.body_timeout, 30_000),
             health_interval: (!health.is_zero()).then_some(health),
+            health_timeout: dur(self.health_timeout, f.health_timeout, 1_000),
+            pool_idle_per_host: self
+                .pool_idle_per_host
+                .or(f.pool_idle_per_host)
+                .unwrap_or(64),
             roster: self.roster.clone().or(f.roster),
             roster_check: dur(self.roster_check, f.roster_check, 1_000),
             migration_state: self.migration_state.clone().or(f.migration_state),
@@ -257,7 +271,6 @@ impl RouteArgs {
                 .or(f.migration_key)
                 .filter(|k| !k.is_empty()),
             journal: self.journal.clone().or(f.journal),
-            ..Settings::default()
         };
         let listen = match self.httpport {
             Some(p) => SocketAddr::from(([0, 0, 0, 0], p)),
@@ -644,7 +657,8 @@ mod tests {
             &p,
             format!(
                 "[route]\nwrite_quorum = \"all\"\nhedge_delay = \"20ms\"\nlisten = \"127.0.0.1:9999\"\n\
-                 read_only = true\nhealth_interval = \"0s\"\njournal = \"/tmp/j\"\n{SHARDS}"
+                 read_only = true\nhealth_interval = \"0s\"\njournal = \"/tmp/j\"\n\
+                 health_timeout = \"3s\"\npool_idle_per_host = 5\n{SHARDS}"
             ),
         )
         .unwrap();
@@ -662,6 +676,11 @@ mod tests {
         assert_eq!(r.admin_listen, "127.0.0.1:8080".parse().unwrap());
         assert!(r.settings.read_only);
         assert_eq!(r.settings.health_interval, None);
+        assert_eq!(r.settings.health_timeout, Duration::from_secs(3));
+        assert_eq!(r.settings.pool_idle_per_host, 5);
+        let flags = args(&p, &["--dc", "x", "--health-timeout", "250ms"]);
+        let flagged = flags.resolve().unwrap();
+        assert_eq!(flagged.settings.health_timeout, Duration::from_millis(250));
         assert_eq!(r.settings.journal, Some(PathBuf::from("/tmp/j")));
         assert_eq!(r.header_timeout, Duration::from_secs(30));
         // The shard map beside it still loads.
