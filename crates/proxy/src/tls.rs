@@ -5,37 +5,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::{ClientConfig, RootCertStore};
-use shoal_tls::provider;
 pub use shoal_tls::{CertFiles, TlsFileError, load_certs, server_config};
 
-/// The trust anchors of `https://` origins: the system's CA store (as `SSL_CERT_FILE` /
-/// `SSL_CERT_DIR` or the distribution's bundle say), else Mozilla's roots compiled in;
-/// plus every certificate of `extra_ca`, for origins with a private CA.
+/// The trust anchors of `https://` origins: [`shoal_tls::client_roots`].
 pub fn origin_roots(extra_ca: Option<&Path>) -> Result<RootCertStore, TlsFileError> {
-    let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    let (added, _) = roots.add_parsable_certificates(native.certs);
-    if added == 0 {
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    }
-    if let Some(file) = extra_ca {
-        for cert in load_certs(file)? {
-            roots
-                .add(cert)
-                .map_err(|e| TlsFileError::new(file, format!("not a usable CA: {e}")))?;
-        }
-    }
-    Ok(roots)
+    shoal_tls::client_roots(extra_ca)
 }
 
-/// A client configuration for origins trusting `roots`. It names no ALPN protocols: the
-/// HTTP client that uses it offers those it speaks.
+/// A client configuration for origins trusting `roots`: [`shoal_tls::client_config`].
 pub fn origin_client_config(roots: RootCertStore) -> Result<Arc<ClientConfig>, rustls::Error> {
-    let config = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    shoal_tls::client_config(roots)
 }
 
 #[cfg(test)]

@@ -86,11 +86,77 @@ impl std::fmt::Display for FetchError {
 }
 
 /// How to reach replicas.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Dial {
     pub(crate) connect_timeout: Duration,
     /// Idle connections kept per replica and thread.
     pub(crate) idle_per_host: usize,
+    /// For `https://` replicas (ALPN `http/1.1`).
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+}
+
+/// A connection's byte stream: plain TCP, or TLS over it for an `https://` replica.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stream::Plain(s) => write!(f, "Plain({:?})", s.peer_addr()),
+            Stream::Tls(s) => write!(f, "Tls({:?})", s.get_ref().0.peer_addr()),
+        }
+    }
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// A read to send to one replica or several: the method, the path and query, and the
@@ -160,7 +226,7 @@ impl ReadRequest {
 pub(crate) async fn fetch(
     replica: &Arc<Replica>,
     req: &ReadRequest,
-    dial: Dial,
+    dial: &Dial,
 ) -> Result<Response<ReadBody>, FetchError> {
     let head = req.head_for(replica);
     let is_head = req.method == Method::HEAD;
@@ -169,7 +235,7 @@ pub(crate) async fn fetch(
         let reused = pooled.is_some();
         let mut conn = match pooled.take() {
             Some(c) => c,
-            None => connect(replica, dial.connect_timeout).await?,
+            None => connect(replica, dial).await?,
         };
         match exchange(&mut conn, &head, is_head).await {
             Ok(answer) => return Ok(answer.into_response(conn, replica, dial)),
@@ -191,7 +257,7 @@ pub(crate) async fn fetch(
 /// A connection to one replica and what it has read and not yet used.
 #[derive(Debug)]
 struct Conn {
-    io: TcpStream,
+    io: Stream,
     buf: BytesMut,
     /// The buffer grew past [`FIRST_READ`] for a body; see [`checkin`].
     grown: bool,
@@ -211,7 +277,8 @@ impl Conn {
     }
 }
 
-async fn connect(replica: &Replica, within: Duration) -> Result<Conn, FetchError> {
+async fn connect(replica: &Replica, dial: &Dial) -> Result<Conn, FetchError> {
+    let within = dial.connect_timeout;
     let fail = |why: String| FetchError::Connect(format!("{}: {why}", replica.base()));
     let authority = replica.authority();
     // The timeout covers a name's lookup too, and each address gets an even share of what is
@@ -251,6 +318,24 @@ async fn connect(replica: &Replica, within: Duration) -> Result<Conn, FetchError
     let _ = io.set_nodelay(true);
     let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
     let _ = socket2::SockRef::from(&io).set_tcp_keepalive(&keepalive);
+    let io = if replica.name().is_https() {
+        // The handshake gets what is left of the connect timeout.
+        let host = replica.name().host();
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| fail(format!("{host:?} is no TLS server name: {e}")))?;
+        let handshake = tokio_rustls::TlsConnector::from(dial.tls.clone()).connect(name, io);
+        match tokio::time::timeout_at(deadline, handshake).await {
+            Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+            Ok(Err(e)) => return Err(fail(format!("TLS handshake: {e}"))),
+            Err(_) => {
+                return Err(fail(format!(
+                    "TLS handshake not done within the connect timeout ({within:?})"
+                )));
+            }
+        }
+    } else {
+        Stream::Plain(io)
+    };
     Ok(Conn {
         io,
         buf: BytesMut::with_capacity(FIRST_READ),
@@ -275,7 +360,12 @@ struct Answer {
 }
 
 async fn exchange(conn: &mut Conn, request: &[u8], is_head: bool) -> Result<Answer, Failed> {
-    if let Err(e) = conn.io.write_all(request).await {
+    // A TLS stream holds what it was given until flushed; for TCP the flush is free.
+    let sent = match conn.io.write_all(request).await {
+        Ok(()) => conn.io.flush().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sent {
         return Err(Failed {
             why: format!("sending the request: {e}"),
             early: true,
@@ -472,7 +562,7 @@ fn parse_head(buf: &[u8], is_head: bool) -> Result<Option<(usize, Parsed)>, Fail
 }
 
 impl Answer {
-    fn into_response(self, conn: Conn, replica: &Arc<Replica>, dial: Dial) -> Response<ReadBody> {
+    fn into_response(self, conn: Conn, replica: &Arc<Replica>, dial: &Dial) -> Response<ReadBody> {
         let body = ReadBody {
             conn: Some(conn),
             framing: self.framing,
@@ -751,7 +841,9 @@ fn forget(id: u64) {
 /// while the reactor has seen no readiness since the last read ran dry.
 fn open(conn: &Conn) -> bool {
     let mut probe = [0u8; 1];
-    matches!(conn.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    // For TLS, the socket under it: anything there (data, an alert, the end) while idle
+    // means the connection is done with, and it is dropped, bytes and all.
+    matches!(conn.io.tcp().try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 fn checkin(id: u64, mut conn: Conn, max: usize) {

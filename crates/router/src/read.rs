@@ -85,6 +85,7 @@ fn dial(inner: &Inner) -> Dial {
     Dial {
         connect_timeout: s.connect_timeout,
         idle_per_host: s.pool_idle_per_host,
+        tls: inner.storage_tls.clone(),
     }
 }
 
@@ -176,7 +177,7 @@ async fn attempt(
         let i = *next;
         let r = order.get(i)?.clone();
         *next += 1;
-        let req = req.clone();
+        let (req, dial) = (req.clone(), dial.clone());
         Some(async move { (i, send_read(r, req, dial, timeout).await) })
     };
     let mut next = 0;

@@ -3,7 +3,8 @@
 //! **Identity.** Operators write a node's URL in several places (each ring's shard lines, the
 //! roster, journals written by older routers) and not always the same way. Two URLs name the
 //! same node when they agree on [`NodeName`]: the host lower-cased (an IPv6 address in its
-//! canonical form), the port made explicit (80 when absent or empty), user info dropped
+//! canonical form), the port made explicit (80, or 443 for `https`, when absent or empty),
+//! the scheme lower-cased, user info dropped
 //! (photosrv never sent it: Go's reverse proxy copies only the host) and the base path without
 //! its trailing `/` (kept, case and all: photosrv joined it to every request path). Every
 //! place that tells replicas apart or counts them (the topology, the write fan-out, the write
@@ -19,46 +20,64 @@ use http::Uri;
 
 use crate::RouteError;
 
-/// A storage node's canonical name: `http://host:port[/base]` with the host lower-cased, the
-/// port explicit and no trailing `/`. See the module docs.
+/// A storage node's canonical name: `http[s]://host:port[/base]` with the host lower-cased,
+/// the port explicit and no trailing `/`. See the module docs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeName {
     base: String,
+    /// Where `host:port` starts in `base` (after `http://` or `https://`).
+    authority_start: usize,
     /// Where `host:port` ends in `base`.
     authority_end: usize,
 }
 
 impl NodeName {
-    /// The name of the node at `url` (`http://host[:port][/base]`); only plain `http` is
-    /// supported, and a port must be a number from 1 to 65535.
+    /// The name of the node at `url` (`http[s]://host[:port][/base]`); a port must be a
+    /// number from 1 to 65535.
     pub fn parse(url: &str) -> Result<Self, RouteError> {
         let bad = |why: &str| RouteError::config(format!("replica URL {url:?}: {why}"));
         let uri: Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
-        // http's parser already reads the scheme in any case as `http`.
-        if uri.scheme_str() != Some("http") {
-            return Err(bad("only http:// storage nodes are supported"));
-        }
+        // http's parser already reads the scheme in any case as `http` or `https`.
+        let (scheme, default_port) = match uri.scheme_str() {
+            Some("http") => ("http", 80),
+            Some("https") => ("https", 443),
+            _ => return Err(bad("only http:// and https:// storage nodes are supported")),
+        };
         let authority = uri.authority().ok_or_else(|| bad("no host"))?;
         if uri.query().is_some() {
             return Err(bad("has a query"));
         }
-        let (host, port) = host_and_port(authority.as_str()).map_err(bad)?;
+        let (host, port) = host_and_port(authority.as_str(), default_port).map_err(bad)?;
         let authority = format!("{host}:{port}");
-        let base = format!("http://{authority}{}", uri.path().trim_end_matches('/'));
+        let base = format!("{scheme}://{authority}{}", uri.path().trim_end_matches('/'));
+        let authority_start = scheme.len() + "://".len();
         Ok(NodeName {
-            authority_end: "http://".len() + authority.len(),
+            authority_start,
+            authority_end: authority_start + authority.len(),
             base,
         })
     }
 
-    /// `http://host:port[/base]`.
+    /// `http[s]://host:port[/base]`.
     pub fn as_str(&self) -> &str {
         &self.base
     }
 
+    /// Whether the node is reached over TLS (`https://`).
+    pub fn is_https(&self) -> bool {
+        self.base.starts_with("https:")
+    }
+
     /// `host:port`.
     pub fn authority(&self) -> &str {
-        &self.base["http://".len()..self.authority_end]
+        &self.base[self.authority_start..self.authority_end]
+    }
+
+    /// The host alone (an IPv6 address without its brackets), for TLS's server name.
+    pub fn host(&self) -> &str {
+        let authority = self.authority();
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
     }
 
     /// The base path (`/base`), or `""`.
@@ -74,9 +93,12 @@ impl std::fmt::Display for NodeName {
 }
 
 /// `host:port` of an authority (`[user@]host[:port]`) in canonical form: user info dropped,
-/// the host lower-cased (an IPv6 address rewritten canonically), the port explicit, 80 when
-/// absent or empty (RFC 3986: an empty port is the scheme's default).
-pub(crate) fn host_and_port(authority: &str) -> Result<(String, u16), &'static str> {
+/// the host lower-cased (an IPv6 address rewritten canonically), the port explicit,
+/// `default_port` when absent or empty (RFC 3986: an empty port is the scheme's default).
+pub(crate) fn host_and_port(
+    authority: &str,
+    default_port: u16,
+) -> Result<(String, u16), &'static str> {
     let hostport = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
     let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
         let (v6, after) = rest.split_once(']').ok_or("unclosed [ in the host")?;
@@ -99,7 +121,7 @@ pub(crate) fn host_and_port(authority: &str) -> Result<(String, u16), &'static s
         return Err("no host");
     }
     let port = match port {
-        None | Some("") => 80,
+        None | Some("") => default_port,
         Some(p) if p.bytes().all(|c| c.is_ascii_digit()) => match p.parse::<u16>() {
             Ok(0) | Err(_) => return Err("the port must be a number from 1 to 65535"),
             Ok(p) => p,
@@ -247,13 +269,26 @@ mod tests {
             ("http://[0:0:0::1]:81", "http://[::1]:81"),
             ("http://[::FFFF:10.0.0.1]", "http://[::ffff:10.0.0.1]:80"),
             ("http://h:1/Base/", "http://h:1/Base"),
+            ("https://h", "https://h:443"),
+            ("HTTPS://[::1]:8443/dav/", "https://[::1]:8443/dav"),
         ] {
             let n = NodeName::parse(url).unwrap();
             assert_eq!(n.as_str(), want, "{url}");
-            assert_eq!(format!("http://{}{}", n.authority(), n.path()), want);
+            let scheme = if n.is_https() { "https" } else { "http" };
+            assert_eq!(format!("{scheme}://{}{}", n.authority(), n.path()), want);
         }
+        assert_eq!(NodeName::parse("https://[::1]:8443").unwrap().host(), "::1");
+        assert_eq!(
+            NodeName::parse("http://Node-1:80").unwrap().host(),
+            "node-1"
+        );
+        assert_ne!(
+            NodeName::parse("http://h:443").unwrap(),
+            NodeName::parse("https://h").unwrap(),
+            "another scheme is another node"
+        );
         for bad in [
-            "https://h",
+            "ftp://h",
             "h:1",
             "http://h:65536",
             "http://h:0",

@@ -45,7 +45,7 @@ impl Roster {
                     r.hosts.insert(host.to_string());
                     // A field that is no `host:port` can match nothing; it still counts as a
                     // host, as in photosrv, so such a roster still filters.
-                    if let Ok((h, p)) = host_and_port(host) {
+                    if let Ok((h, p)) = host_and_port(host, 80) {
                         r.canonical.insert(format!("{h}:{p}"));
                     }
                 }
@@ -66,7 +66,7 @@ impl Roster {
         if self.hosts.is_empty() {
             return true;
         }
-        match host_and_port(authority) {
+        match host_and_port(authority, 80) {
             Ok((h, p)) => self.canonical.contains(&format!("{h}:{p}")),
             Err(_) => self.hosts.contains(authority),
         }

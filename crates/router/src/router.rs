@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
@@ -24,7 +25,7 @@ use crate::settings::{ReadMode, Settings};
 use crate::topology::{Target, Topology};
 use crate::{RouteError, metrics};
 
-pub(crate) type HttpClient = Client<HttpConnector, Body>;
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 pub(crate) struct Inner {
     /// The rings, swapped whole by [`Router::reload`].
@@ -33,6 +34,8 @@ pub(crate) struct Inner {
     /// rather than hold the guard across an await).
     pub(crate) settings: ArcSwap<Settings>,
     pub(crate) client: HttpClient,
+    /// What `https://` storage nodes are trusted with (the system's CAs and `storage_ca`).
+    pub(crate) storage_tls: Arc<rustls::ClientConfig>,
     state: AtomicU8,
     /// Held across a switch's file write and state swap, so concurrent switches cannot leave
     /// the file saying one state while another is in effect.
@@ -243,12 +246,25 @@ impl Router {
             )));
         }
         let journal = settings.journal.as_deref().map(Journal::open).transpose()?;
-        let client = build_client(&settings);
+        let storage_tls = shoal_tls::client_roots(settings.storage_ca.as_deref())
+            .map_err(|e| RouteError::config(format!("storage_ca: {e}")))
+            .and_then(|roots| {
+                shoal_tls::client_config(roots)
+                    .map_err(|e| RouteError::config(format!("storage TLS: {e}")))
+            })
+            .map(|tls| {
+                // WebDAV nodes (nginx) speak HTTP/1.1, and both clients send it.
+                let mut tls = rustls::ClientConfig::clone(&tls);
+                tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Arc::new(tls)
+            })?;
+        let client = build_client(&settings, &storage_tls);
         let router = Router {
             inner: Arc::new(Inner {
                 topo: ArcSwap::from_pointee(topo),
                 settings: ArcSwap::from_pointee(settings),
                 client,
+                storage_tls,
                 state: AtomicU8::new(state as u8),
                 switching: parking_lot::Mutex::new(()),
                 journal,
@@ -277,7 +293,7 @@ impl Router {
     /// other threads.
     pub fn use_thread_local_pool(&self) {
         let id = Arc::as_ptr(&self.inner) as usize;
-        let client = build_client(&self.inner.settings.load());
+        let client = build_client(&self.inner.settings.load(), &self.inner.storage_tls);
         LOCAL_POOL.with(|p| *p.borrow_mut() = Some((id, client)));
     }
 
@@ -721,11 +737,23 @@ impl Inner {
     }
 }
 
-fn build_client(settings: &Settings) -> HttpClient {
+/// The client of writes, health checks and repair: HTTP/1.1, over TLS to `https://` nodes.
+fn build_client(settings: &Settings, tls: &Arc<rustls::ClientConfig>) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(settings.connect_timeout));
     connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
+    connector.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config({
+            // hyper-rustls sets ALPN itself (http/1.1 here) and refuses a config that has it.
+            let mut tls = rustls::ClientConfig::clone(tls);
+            tls.alpn_protocols.clear();
+            tls
+        })
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(30))
         .pool_max_idle_per_host(settings.pool_idle_per_host)

@@ -111,6 +111,9 @@ pub struct Settings {
     pub migration_key: Option<String>,
     /// Repair journal; `None` logs missed writes instead of recording them.
     pub journal: Option<PathBuf>,
+    /// A PEM file of CA certificates trusted for `https://` storage nodes besides the
+    /// system's (a private CA); `None` trusts the system's CAs alone.
+    pub storage_ca: Option<PathBuf>,
 }
 
 /// One setting that differs between two [`Settings`].
@@ -143,6 +146,7 @@ impl Settings {
             migration_state,
             migration_key,
             journal,
+            storage_ca,
         } = self;
         let mut out = Vec::new();
         let mut check = |name: &'static str, differs: bool, live: bool| {
@@ -204,6 +208,7 @@ impl Settings {
         );
         check("migration_key", *migration_key != new.migration_key, true);
         check("journal", *journal != new.journal, false);
+        check("storage_ca", *storage_ca != new.storage_ca, false);
         out
     }
 }
@@ -228,6 +233,7 @@ impl Default for Settings {
             migration_state: None,
             migration_key: None,
             journal: None,
+            storage_ca: None,
         }
     }
 }

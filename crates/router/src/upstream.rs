@@ -136,7 +136,7 @@ pub(crate) async fn send_read(
     timeout: Duration,
 ) -> Result<Response<ReadBody>, SendError> {
     let start = Instant::now();
-    match tokio::time::timeout(timeout, h1::fetch(&replica, &req, dial)).await {
+    match tokio::time::timeout(timeout, h1::fetch(&replica, &req, &dial)).await {
         Ok(Ok(resp)) => {
             replica.record(start.elapsed(), !resp.status().is_server_error());
             Ok(resp)

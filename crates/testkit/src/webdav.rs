@@ -39,25 +39,34 @@ pub struct Node {
     dir: tempfile::TempDir,
     /// Whether nginx keeps an access log ([`Node::requests`]).
     log_requests: bool,
+    /// A second, HTTPS listener: its port, certificate and key files.
+    tls: Option<(u16, PathBuf, PathBuf)>,
 }
 
 impl Node {
     pub fn start() -> Node {
-        Node::launch_new(false)
+        Node::launch_new(false, None)
     }
 
     /// A node that logs every request it answers, for tests that count what reached it.
     pub fn start_logging_requests() -> Node {
-        Node::launch_new(true)
+        Node::launch_new(true, None)
     }
 
-    fn launch_new(log_requests: bool) -> Node {
+    /// A node that also serves HTTPS (same data) with the PEM `cert` and `key`: see
+    /// [`Node::https_url`].
+    pub fn start_with_tls(cert: &Path, key: &Path) -> Node {
+        Node::launch_new(false, Some((cert.to_owned(), key.to_owned())))
+    }
+
+    fn launch_new(log_requests: bool, tls: Option<(PathBuf, PathBuf)>) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let mut n = Node {
             child: None,
             port: free_port(),
             dir,
             log_requests,
+            tls: tls.map(|(c, k)| (free_port(), c, k)),
         };
         for sub in ["data", "tmp", "logs"] {
             std::fs::create_dir_all(n.dir.path().join(sub)).unwrap();
@@ -69,6 +78,9 @@ impl Node {
                 return n;
             }
             n.port = free_port();
+            if let Some(t) = &mut n.tls {
+                t.0 = free_port();
+            }
         }
         panic!("nginx lost its port to another listener 5 times in a row");
     }
@@ -81,6 +93,15 @@ impl Node {
         } else {
             "off".to_string()
         };
+        let tls = match &self.tls {
+            Some((port, cert, key)) => format!(
+                "  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {};\n  \
+                 ssl_certificate_key {};\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         let conf = format!(
             "load_module {DAV_EXT};\n\
              daemon off;\nmaster_process off;\nworker_processes 1;\n\
@@ -92,7 +113,7 @@ impl Node {
              proxy_temp_path {d}/tmp/proxy;\n fastcgi_temp_path {d}/tmp/fcgi;\n\
              uwsgi_temp_path {d}/tmp/uwsgi;\n scgi_temp_path {d}/tmp/scgi;\n\
              client_max_body_size 0;\n\
-             server {{\n  listen 127.0.0.1:{port};\n  root {d}/data;\n\
+             server {{\n  listen 127.0.0.1:{port};\n{tls}  root {d}/data;\n\
                location = /.nginx-id {{ return 200 \"{d}\"; }}\n\
                location / {{\n   dav_methods PUT DELETE MKCOL;\n   dav_ext_methods PROPFIND OPTIONS;\n\
                 create_full_put_path on;\n   dav_access user:rw group:r all:r;\n  }}\n }}\n}}\n",
@@ -145,6 +166,15 @@ impl Node {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `https://127.0.0.1:PORT` of a node started with [`Node::start_with_tls`].
+    pub fn https_url(&self) -> String {
+        let (port, _, _) = self
+            .tls
+            .as_ref()
+            .expect("a node started with start_with_tls");
+        format!("https://127.0.0.1:{port}")
     }
 
     pub fn root(&self) -> PathBuf {

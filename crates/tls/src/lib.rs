@@ -1,6 +1,7 @@
 //! HTTPS on shoal's HTTP fronts (`shoal serve`, `shoal route`): the server configuration from
 //! a PEM certificate chain and key ([`server_config`]), and the step between accepting a TCP
-//! connection and serving HTTP on it ([`accept`]). rustls with the aws-lc-rs provider, named
+//! connection and serving HTTP on it ([`accept`]); and what shoal's HTTPS clients trust
+//! ([`client_roots`], [`client_config`]). rustls with the aws-lc-rs provider, named
 //! explicitly ([`provider`]), so no process-wide default provider has to be installed.
 
 use std::net::SocketAddr;
@@ -42,6 +43,39 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 fn read(file: &Path) -> Result<Vec<u8>, TlsFileError> {
     std::fs::read(file).map_err(|e| TlsFileError::new(file, format!("cannot read: {e}")))
+}
+
+/// The trust anchors of shoal's HTTPS clients (origins, storage nodes): the system's CA
+/// store (as `SSL_CERT_FILE` / `SSL_CERT_DIR` or the distribution's bundle say), else
+/// Mozilla's roots compiled in; plus every certificate of `extra_ca`, for servers with a
+/// private CA.
+pub fn client_roots(extra_ca: Option<&Path>) -> Result<rustls::RootCertStore, TlsFileError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(native.certs);
+    if added == 0 {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    if let Some(file) = extra_ca {
+        for cert in load_certs(file)? {
+            roots
+                .add(cert)
+                .map_err(|e| TlsFileError::new(file, format!("not a usable CA: {e}")))?;
+        }
+    }
+    Ok(roots)
+}
+
+/// A client configuration trusting `roots`, with no client certificate. It names no ALPN
+/// protocols: the HTTP client that uses it offers those it speaks.
+pub fn client_config(
+    roots: rustls::RootCertStore,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Every certificate in the PEM file `file`; at least one.

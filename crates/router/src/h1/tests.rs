@@ -99,10 +99,13 @@ async fn upstream(replies: Vec<Reply>) -> Upstream {
     }
 }
 
-const DIAL: Dial = Dial {
-    connect_timeout: Duration::from_secs(2),
-    idle_per_host: 8,
-};
+fn dial() -> Dial {
+    Dial {
+        connect_timeout: Duration::from_secs(2),
+        idle_per_host: 8,
+        tls: shoal_tls::client_config(rustls::RootCertStore::empty()).unwrap(),
+    }
+}
 
 fn get(path: &str) -> ReadRequest {
     ReadRequest::new(Method::GET, path.to_string(), &HeaderMap::new())
@@ -123,14 +126,14 @@ async fn a_length_framed_body_arrives_whole_and_its_connection_is_reused() {
         reply("HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nno\n"),
     ])
     .await;
-    let resp = fetch(&up.replica, &get("/a/b.jpg?v=1"), DIAL)
+    let resp = fetch(&up.replica, &get("/a/b.jpg?v=1"), &dial())
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["etag"], "\"x\"");
     assert_eq!(resp.headers()["content-length"], "10");
     assert_eq!(body_of(resp).await.unwrap(), b"0123456789");
-    let resp = fetch(&up.replica, &get("/c"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/c"), &dial()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert_eq!(body_of(resp).await.unwrap(), b"no\n");
     assert_eq!(up.connections.load(Ordering::SeqCst), 1);
@@ -156,10 +159,10 @@ async fn a_chunked_body_is_decoded_across_reads_with_extensions_and_trailers() {
         reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
     ])
     .await;
-    let resp = fetch(&up.replica, &get("/x"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/x"), &dial()).await.unwrap();
     assert!(resp.headers().get("transfer-encoding").is_none());
     assert_eq!(body_of(resp).await.unwrap(), b"hello world");
-    let resp = fetch(&up.replica, &get("/y"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/y"), &dial()).await.unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"ok");
     assert_eq!(
         up.connections.load(Ordering::SeqCst),
@@ -175,9 +178,9 @@ async fn a_body_without_length_ends_with_the_connection_which_is_not_reused() {
         reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
     ])
     .await;
-    let resp = fetch(&up.replica, &get("/x"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/x"), &dial()).await.unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"until the end");
-    let resp = fetch(&up.replica, &get("/y"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/y"), &dial()).await.unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"ok");
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
 }
@@ -195,17 +198,17 @@ async fn head_204_and_304_have_no_body_and_interim_answers_are_skipped() {
     ])
     .await;
     let head = ReadRequest::new(Method::HEAD, "/x".into(), &HeaderMap::new());
-    let resp = fetch(&up.replica, &head, DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &head, &dial()).await.unwrap();
     assert_eq!(resp.headers()["content-length"], "1000");
     assert!(http_body::Body::is_end_stream(resp.body()));
     assert_eq!(body_of(resp).await.unwrap(), b"");
-    let resp = fetch(&up.replica, &get("/y"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/y"), &dial()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(body_of(resp).await.unwrap(), b"");
-    let resp = fetch(&up.replica, &get("/z"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/z"), &dial()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(body_of(resp).await.unwrap(), b"");
-    let resp = fetch(&up.replica, &get("/w"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/w"), &dial()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(
         resp.headers().get("link").is_none(),
@@ -222,7 +225,7 @@ async fn hop_by_hop_response_headers_stay_behind() {
          X-Private: secret\r\nUpgrade: h2c\r\nX-Kept: 1\r\nContent-Length: 0\r\n\r\n",
     )])
     .await;
-    let resp = fetch(&up.replica, &get("/x"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/x"), &dial()).await.unwrap();
     let names: Vec<&str> = resp.headers().keys().map(|k| k.as_str()).collect();
     assert_eq!(names, ["x-kept", "content-length"]);
 }
@@ -266,11 +269,11 @@ async fn a_pooled_connection_the_replica_closed_is_replaced_without_an_error() {
         reply("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"),
     ])
     .await;
-    let resp = fetch(&up.replica, &get("/a"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/a"), &dial()).await.unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"a");
     // Let the close arrive, whether or not the reactor has seen it before the checkout.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let resp = fetch(&up.replica, &get("/b"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/b"), &dial()).await.unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"b");
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
 }
@@ -278,7 +281,7 @@ async fn a_pooled_connection_the_replica_closed_is_replaced_without_an_error() {
 #[tokio::test]
 async fn a_fresh_connection_closed_before_an_answer_is_an_error_not_a_retry_loop() {
     let up = upstream(vec![]).await;
-    let err = fetch(&up.replica, &get("/a"), DIAL).await.unwrap_err();
+    let err = fetch(&up.replica, &get("/a"), &dial()).await.unwrap_err();
     assert!(matches!(err, FetchError::Exchange(_)), "{err}");
     assert!(
         err.to_string().contains("closed before a response"),
@@ -293,14 +296,14 @@ async fn a_refused_connection_is_a_connect_error() {
     let addr = l.local_addr().unwrap();
     drop(l);
     let r = Arc::new(Replica::new(&format!("http://{addr}")).unwrap());
-    let err = fetch(&r, &get("/a"), DIAL).await.unwrap_err();
+    let err = fetch(&r, &get("/a"), &dial()).await.unwrap_err();
     assert!(matches!(err, FetchError::Connect(_)), "{err}");
     assert!(err.to_string().starts_with(r.base()), "{err}");
 }
 
 async fn head_error(response: &str) -> String {
     let up = upstream(vec![reply(response)]).await;
-    fetch(&up.replica, &get("/a"), DIAL)
+    fetch(&up.replica, &get("/a"), &dial())
         .await
         .unwrap_err()
         .to_string()
@@ -340,7 +343,7 @@ async fn bad_heads_are_errors_that_name_the_problem() {
 
 async fn body_error(response: Reply) -> String {
     let up = upstream(vec![response]).await;
-    let resp = fetch(&up.replica, &get("/a"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/a"), &dial()).await.unwrap();
     body_of(resp).await.unwrap_err().to_string()
 }
 
@@ -372,10 +375,10 @@ async fn a_length_beside_a_transfer_coding_is_dropped_and_the_connection_not_reu
         reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
     ])
     .await;
-    let resp = fetch(&up.replica, &get("/x"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/x"), &dial()).await.unwrap();
     assert!(resp.headers().get("content-length").is_none());
     assert_eq!(body_of(resp).await.unwrap(), b"abc");
-    let resp = fetch(&up.replica, &get("/y"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/y"), &dial()).await.unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"ok");
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
 }
@@ -399,7 +402,7 @@ async fn connection_close_and_http_1_0_answers_are_not_reused() {
         ("/e", b"e"),
         ("/f", b"f"),
     ] {
-        let resp = fetch(&up.replica, &get(path), DIAL).await.unwrap();
+        let resp = fetch(&up.replica, &get(path), &dial()).await.unwrap();
         assert_eq!(body_of(resp).await.unwrap(), want);
     }
     // a, b, then c, d and e on one connection (1.0 with keep-alive is reused, `close`
@@ -414,11 +417,11 @@ async fn a_body_dropped_half_read_takes_its_connection_with_it() {
         reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
     ])
     .await;
-    let mut resp = fetch(&up.replica, &get("/x"), DIAL).await.unwrap();
+    let mut resp = fetch(&up.replica, &get("/x"), &dial()).await.unwrap();
     let first = resp.body_mut().frame().await.unwrap().unwrap();
     assert_eq!(first.into_data().unwrap(), "abc");
     drop(resp);
-    let resp = fetch(&up.replica, &get("/y"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/y"), &dial()).await.unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"ok");
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
 }
@@ -433,21 +436,21 @@ async fn the_pool_keeps_at_most_its_limit_per_replica() {
     .await;
     let dial = Dial {
         idle_per_host: 1,
-        ..DIAL
+        ..dial()
     };
     let reqs = [get("/a"), get("/b"), get("/c"), get("/d")];
     // Two reads at once need two connections; only one stays for the next two reads.
     let (a, b) = tokio::join!(
-        fetch(&up.replica, &reqs[0], dial),
-        fetch(&up.replica, &reqs[1], dial)
+        fetch(&up.replica, &reqs[0], &dial),
+        fetch(&up.replica, &reqs[1], &dial)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
     assert_eq!(body_of(a).await.unwrap(), b"x");
     assert_eq!(body_of(b).await.unwrap(), b"x");
     let (c, d) = tokio::join!(
-        fetch(&up.replica, &reqs[2], dial),
-        fetch(&up.replica, &reqs[3], dial)
+        fetch(&up.replica, &reqs[2], &dial),
+        fetch(&up.replica, &reqs[3], &dial)
     );
     assert_eq!(body_of(c.unwrap()).await.unwrap(), b"x");
     assert_eq!(body_of(d.unwrap()).await.unwrap(), b"x");
@@ -467,9 +470,9 @@ async fn a_pooled_connection_closed_after_taking_the_request_is_retried_on_a_new
         reply("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"),
     ])
     .await;
-    let resp = fetch(&up.replica, &get("/a"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/a"), &dial()).await.unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"a");
-    let resp = fetch(&up.replica, &get("/b"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/b"), &dial()).await.unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"b");
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
     assert_eq!(up.heads.lock().len(), 3, "/b was sent twice");
@@ -488,7 +491,7 @@ async fn an_idle_connection_keeps_no_large_read_buffer() {
         "0123456789",
     ])])
     .await;
-    let resp = fetch(&up.replica, &get("/big"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/big"), &dial()).await.unwrap();
     assert_eq!(body_of(resp).await.unwrap().len(), big.len() + 10);
     let mut conn = checkout(up.replica.pool_id()).expect("the connection was pooled");
     // The body's frames are gone, so a buffer still on the body's allocation could take it
@@ -512,16 +515,19 @@ async fn a_node_that_closes_on_a_request_gets_it_twice_at_most() {
     let up = upstream(replies).await;
     // Three connections in the pool.
     let reqs = [get("/a"), get("/b"), get("/c")];
+    let d = dial();
     let (a, b, c) = tokio::join!(
-        fetch(&up.replica, &reqs[0], DIAL),
-        fetch(&up.replica, &reqs[1], DIAL),
-        fetch(&up.replica, &reqs[2], DIAL)
+        fetch(&up.replica, &reqs[0], &d),
+        fetch(&up.replica, &reqs[1], &d),
+        fetch(&up.replica, &reqs[2], &d)
     );
     for r in [a, b, c] {
         assert_eq!(body_of(r.unwrap()).await.unwrap(), b"x");
     }
     assert_eq!(up.connections.load(Ordering::SeqCst), 3);
-    let err = fetch(&up.replica, &get("/poison"), DIAL).await.unwrap_err();
+    let err = fetch(&up.replica, &get("/poison"), &dial())
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().contains("closed before a response"),
         "{err}"
@@ -544,11 +550,11 @@ async fn a_coding_list_with_a_trailing_comma_is_still_chunked_and_a_lone_1xx_is_
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
     )])
     .await;
-    let resp = fetch(&up.replica, &get("/x"), DIAL).await.unwrap();
+    let resp = fetch(&up.replica, &get("/x"), &dial()).await.unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"abc");
     let lone = then_close(reply("HTTP/1.1 100 Continue\r\n\r\n"));
     let up = upstream(vec![lone]).await;
-    let err = fetch(&up.replica, &get("/x"), DIAL).await.unwrap_err();
+    let err = fetch(&up.replica, &get("/x"), &dial()).await.unwrap_err();
     assert!(
         err.to_string().contains("after an interim (1xx) answer"),
         "{err}"

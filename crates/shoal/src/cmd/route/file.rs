@@ -64,6 +64,8 @@ pub struct RouteSection {
     pub health_timeout: Option<HumanDuration>,
     /// `--pool-idle-per-host`.
     pub pool_idle_per_host: Option<usize>,
+    /// `--storage-ca`.
+    pub storage_ca: Option<PathBuf>,
     /// `--header-timeout`.
     pub header_timeout: Option<HumanDuration>,
     /// `--access-log`.

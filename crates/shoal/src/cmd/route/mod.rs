@@ -137,6 +137,11 @@ pub struct RouteArgs {
     #[arg(long, env = "SHOAL_ROUTE_HEALTH_TIMEOUT")]
     pub health_timeout: Option<HumanDuration>,
 
+    /// PEM file of CA certificates trusted for https:// storage nodes, besides the
+    /// system's (a private CA).
+    #[arg(long, env = "SHOAL_ROUTE_STORAGE_CA", value_name = "FILE")]
+    pub storage_ca: Option<PathBuf>,
+
     /// Idle keep-alive connections kept per storage node (per runtime). [default: 64]
     #[arg(long, env = "SHOAL_ROUTE_POOL_IDLE_PER_HOST", value_name = "N")]
     pub pool_idle_per_host: Option<usize>,
@@ -271,6 +276,7 @@ impl RouteArgs {
                 .or(f.migration_key)
                 .filter(|k| !k.is_empty()),
             journal: self.journal.clone().or(f.journal),
+            storage_ca: self.storage_ca.clone().or(f.storage_ca),
         };
         let listen = match self.httpport {
             Some(p) => SocketAddr::from(([0, 0, 0, 0], p)),

@@ -1,0 +1,128 @@
+//! `https://` storage nodes: nginx serving WebDAV over TLS with a certificate from a private
+//! CA, trusted through `storage_ca`. Writes (hyper's client), reads (the router's own HTTP/1.1
+//! client) and health checks go over TLS; a router that does not trust the CA gets errors,
+//! never plain text on a TLS port.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use http::{Method, StatusCode};
+use shoal_router::{Router, Settings};
+use support::*;
+
+/// A CA and a certificate for 127.0.0.1 signed by it, as files: (CA, certificate, key).
+fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))
+        .unwrap();
+    let write = |name: &str, pem: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).unwrap();
+        p
+    };
+    (
+        write("ca.pem", ca.pem()),
+        write("node.pem", cert.pem()),
+        write("node.key", key.serialize_pem()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_reads_and_health_checks_reach_https_nodes() {
+    if !nginx_or_skip("tls_nodes") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(dir.path());
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start_with_tls(&cert, &key)).collect();
+    let shards = vec![nodes.iter().map(Node::https_url).collect()];
+    let cfg = config(&photosrv_config("jump", &shards, None));
+    let trusting = Settings {
+        storage_ca: Some(ca.clone()),
+        ..settings()
+    };
+    let front = Front::start(&cfg, trusting).await;
+
+    let body = content(7, 300_000);
+    let r = put(&front.url("/tls/a.bin"), body.clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.headers["x-shoal-stored"], "3/3");
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n.read("/tls/a.bin").as_deref() == Some(&body[..]))
+    );
+    for _ in 0..3 {
+        // Again and again: the pooled TLS connections are used once more.
+        let r = get(&front.url("/tls/a.bin")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.body == body, "{} bytes", r.body.len());
+    }
+    let r = call(
+        Method::GET,
+        &front.url("/tls/a.bin"),
+        &[("range", "bytes=10-19")],
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &body[10..20])
+    );
+
+    front.router.check_health_once().await;
+    let status = front.router.status();
+    let healthy = status.rings[0].shards[0]
+        .replicas
+        .iter()
+        .filter(|r| r.healthy)
+        .count();
+    assert_eq!(healthy, 3, "{status:?}");
+
+    // Trusting the system's CAs alone: the nodes' certificate is refused, on every path.
+    let front = Front::start(&cfg, settings()).await;
+    let r = get(&front.url("/tls/a.bin")).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{:?}", r.body);
+    let why = String::from_utf8_lossy(&r.body);
+    assert!(why.contains("TLS handshake"), "{why}");
+    let r = put(&front.url("/tls/b.bin"), body.clone()).await;
+    assert!(r.status.is_server_error(), "{:?}", r.status);
+    assert!(nodes.iter().all(|n| !n.has("/tls/b.bin")));
+    front.router.check_health_once().await;
+    let status = front.router.status();
+    assert!(
+        status.rings[0].shards[0]
+            .replicas
+            .iter()
+            .all(|r| !r.healthy),
+        "{status:?}"
+    );
+}
+
+#[test]
+fn a_storage_ca_that_cannot_be_read_is_an_error_naming_it() {
+    let cfg = config(&photosrv_config(
+        "jump",
+        &[vec!["https://127.0.0.1:1".to_owned()]],
+        None,
+    ));
+    let missing = Settings {
+        storage_ca: Some(PathBuf::from("/nonexistent/ca.pem")),
+        ..settings()
+    };
+    let e = Router::new(&cfg, missing).unwrap_err().to_string();
+    assert!(
+        e.contains("storage_ca") && e.contains("/nonexistent/ca.pem"),
+        "{e}"
+    );
+}
