@@ -32,6 +32,9 @@ pub struct RepairArgs {
     /// Print what would be done; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// PEM CA certificates trusted for https:// storage nodes besides the system's.
+    #[arg(long, env = "SHOAL_ROUTE_STORAGE_CA", value_name = "FILE")]
+    pub storage_ca: Option<PathBuf>,
 }
 
 /// Runs `shoal repair`.
@@ -53,6 +56,7 @@ pub fn run(args: RepairArgs) -> anyhow::Result<()> {
     let settings = Settings {
         health_interval: None,
         migration_state: args.migration_state.clone(),
+        storage_ca: args.storage_ca.clone(),
         ..Settings::default()
     };
     let router = Router::new(&cfg, settings)?;

@@ -71,6 +71,9 @@ pub struct UploadArgs {
     /// item).
     #[arg(long, default_value = "10s")]
     pub progress_interval: HumanDuration,
+    /// PEM CA certificates trusted for https:// storage nodes besides the system's.
+    #[arg(long, env = "SHOAL_ROUTE_STORAGE_CA", value_name = "FILE")]
+    pub storage_ca: Option<PathBuf>,
 }
 
 /// Runs `shoal upload`.
@@ -102,6 +105,7 @@ pub fn run(args: UploadArgs) -> anyhow::Result<()> {
         health_interval: None,
         migration_state: args.migration_state.clone(),
         journal: args.journal.clone(),
+        storage_ca: args.storage_ca.clone(),
         ..Settings::default()
     };
     let router = Router::new(&cfg, settings)?;
