@@ -206,11 +206,12 @@ impl ReadRequest {
         out.extend_from_slice(name.path().as_bytes());
         out.extend_from_slice(self.path_and_query.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-        // As hyper, Go and curl send it: the port only when it is not 80.
+        // As hyper, Go and curl send it: the port only when it is not the scheme's default.
         let authority = name.authority();
+        let default_port = if name.is_https() { ":443" } else { ":80" };
         out.extend_from_slice(
             authority
-                .strip_suffix(":80")
+                .strip_suffix(default_port)
                 .unwrap_or(authority)
                 .as_bytes(),
         );

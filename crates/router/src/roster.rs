@@ -28,6 +28,8 @@ pub struct Roster {
     pub ignored_lines: usize,
     /// `hosts` in canonical `host:port` form, which [`Roster::allows`] looks up.
     canonical: HashSet<String>,
+    /// Hosts written without a port: they also admit an `https://` node on 443.
+    portless: HashSet<String>,
 }
 
 impl Roster {
@@ -45,8 +47,14 @@ impl Roster {
                     r.hosts.insert(host.to_string());
                     // A field that is no `host:port` can match nothing; it still counts as a
                     // host, as in photosrv, so such a roster still filters.
-                    if let Ok((h, p)) = host_and_port(host, 80) {
-                        r.canonical.insert(format!("{h}:{p}"));
+                    // Port 0 stands for "none written" (a port of 0 is refused).
+                    if let Ok((h, p)) = host_and_port(host, 0) {
+                        if p == 0 {
+                            r.canonical.insert(format!("{h}:80"));
+                            r.portless.insert(h);
+                        } else {
+                            r.canonical.insert(format!("{h}:{p}"));
+                        }
                     }
                 }
                 _ => r.ignored_lines += 1,
@@ -59,6 +67,17 @@ impl Roster {
     pub fn load(path: &Path) -> Result<Self, RouteError> {
         let text = std::fs::read_to_string(path).map_err(|e| RouteError::io(path, e))?;
         Ok(Self::parse(&text))
+    }
+
+    /// Whether the storage node `name` may be used: its `host:port`, or, for an `https://`
+    /// node on 443, its host written without a port (which names port 80 for `http://`).
+    pub fn allows_node(&self, name: &crate::replica::NodeName) -> bool {
+        if self.allows(name.authority()) {
+            return true;
+        }
+        name.is_https()
+            && name.authority().ends_with(":443")
+            && host_and_port(name.authority(), 443).is_ok_and(|(h, _)| self.portless.contains(&h))
     }
 
     /// Whether the node at `authority` (`host:port`, in any spelling) may be used.
@@ -118,6 +137,17 @@ mod tests {
         assert!(r.allows("node2:8080") && r.allows("NODE2:08080"));
         assert!(r.allows("10.0.0.3:80") && r.allows("10.0.0.3"));
         assert!(!r.allows("10.0.0.1:8080") && !r.allows("node2:80"));
+        let node = |url: &str| crate::replica::NodeName::parse(url).unwrap();
+        assert!(
+            r.allows_node(&node("https://10.0.0.1")),
+            "portless: 443 for https"
+        );
+        assert!(r.allows_node(&node("http://10.0.0.1")));
+        assert!(
+            !r.allows_node(&node("https://node2:443")),
+            "node2 has a port"
+        );
+        assert!(r.allows_node(&node("https://node2:8080")));
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub struct Reloaded {
 /// Sets each replica of `topo` in or out of the roster.
 fn flag_roster(topo: &Topology, roster: &Roster) {
     for r in &topo.all {
-        let allowed = roster.allows(r.authority());
+        let allowed = roster.allows_node(r.name());
         if r.set_in_roster(allowed) {
             tracing::info!(replica = r.base(), in_roster = allowed, "roster changed");
         }

@@ -259,6 +259,14 @@ fn a_read_forwards_only_end_to_end_request_headers() {
             .unwrap()
             .starts_with("GET /p%20q?x=1 HTTP/1.1\r\nhost: 10.0.0.2:8080\r\n")
     );
+    // The default port is the scheme's: 443 is left out for https, 80 kept.
+    let host = |url: &str| {
+        let head = String::from_utf8(req.head_for(&Replica::new(url).unwrap())).unwrap();
+        head.lines().nth(1).unwrap().to_owned()
+    };
+    assert_eq!(host("https://h"), "host: h");
+    assert_eq!(host("https://h:80"), "host: h:80");
+    assert_eq!(host("http://h:443"), "host: h:443");
 }
 
 #[tokio::test]
