@@ -14,6 +14,9 @@ pub const DEFAULT_HOT_RATIO: u64 = 8;
 pub const DEFAULT_MAX_CANDIDATES: usize = 1024;
 /// Default largest value the tiers are sharded for: a 1 MiB chunk and some slack.
 pub const DEFAULT_MAX_ENTRY_BYTES: u64 = (1 << 20) + 4096;
+/// After a refresh of a stale value failed, how long gets are answered with the stale value
+/// before one of them tries again (see [`GroupBuilder::stale_if_error`]).
+pub const STALE_RETRY: Duration = Duration::from_secs(1);
 /// Default idle time after which a key's request-rate window starts over.
 pub const DEFAULT_STATS_IDLE_RESET: Duration = Duration::from_secs(60);
 
@@ -29,6 +32,7 @@ pub(crate) struct Config {
     pub(crate) ttl_cap: Option<TtlCap>,
     pub(crate) negative_ttl: Option<Duration>,
     pub(crate) load_timeout: Option<Duration>,
+    pub(crate) stale_if_error: Duration,
 }
 
 /// Builds a [`Group`]; start with [`Group::builder`].
@@ -48,6 +52,7 @@ impl fmt::Debug for GroupBuilder {
             .field("ttl_cap", &c.ttl_cap)
             .field("negative_ttl", &c.negative_ttl)
             .field("load_timeout", &c.load_timeout)
+            .field("stale_if_error", &c.stale_if_error)
             .finish_non_exhaustive()
     }
 }
@@ -66,6 +71,7 @@ impl GroupBuilder {
                 ttl_cap: None,
                 negative_ttl: None,
                 load_timeout: None,
+                stale_if_error: Duration::ZERO,
             },
         }
     }
@@ -127,6 +133,23 @@ impl GroupBuilder {
     /// loader takes). Zero turns it off.
     pub fn load_timeout(mut self, timeout: Duration) -> Self {
         self.config.load_timeout = (!timeout.is_zero()).then_some(timeout);
+        self
+    }
+
+    /// Keep expired values for `grace` past their expiry, to answer with when a refresh fails
+    /// (RFC 5861's `stale-if-error`, nginx's `proxy_cache_use_stale error timeout`, Varnish's
+    /// grace). Default: zero, off.
+    ///
+    /// A get of a value past its expiry still waits for the refresh (from the owning peer,
+    /// then the loader) and gets the fresh value when there is one. Only when every way fails
+    /// with a retryable error ([`LoadError::is_retryable`](crate::LoadError::is_retryable):
+    /// a timeout, a refused connection; never `NotFound`, which drops the stale value) does
+    /// it get the stale value, marked [`Got::stale`](crate::Got::stale). From then on gets
+    /// are answered with it at once, and one of them each [`STALE_RETRY`] starts a refresh
+    /// in the background, until one succeeds or the grace ends. Remembered "not found"
+    /// answers are never served stale.
+    pub fn stale_if_error(mut self, grace: Duration) -> Self {
+        self.config.stale_if_error = grace;
         self
     }
 

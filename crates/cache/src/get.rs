@@ -67,4 +67,9 @@ pub struct Got {
     /// Whether this get joined a flight another caller had started, rather than starting
     /// it or hitting a cache.
     pub joined: bool,
+    /// The value is past its expiry: it was kept for
+    /// [`GroupBuilder::stale_if_error`](crate::GroupBuilder::stale_if_error) and is given
+    /// because a refresh failed (here, or at the owning peer, which answered with its stale
+    /// value). `source` says where it was kept.
+    pub stale: bool,
 }

@@ -13,16 +13,23 @@
 //!       load. Other errors: counted, fall through.
 //!    3. Load locally, cap the expiry, store in the main cache. `NotFound` is stored as a
 //!       negative entry only when the group has a `negative_ttl`; errors are never stored.
+//!
+//! With a `stale_if_error` grace, step 1 also keeps a value past its expiry (but within the
+//! grace) as a fallback: the flight answers with it, marked stale, when both the peer and
+//! the loader fail with a retryable error. The key is then remembered as failing: later gets
+//! get the stale value at once, and one of them each [`STALE_RETRY`] refreshes it in the
+//! background (a flight like any other, so callers never wait on an origin that is down).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
 
-use crate::builder::{Config, GroupBuilder};
+use crate::builder::{Config, GroupBuilder, STALE_RETRY};
 use crate::expiry::{TtlCap, cap_expiry, is_expired};
 use crate::flight::{Flights, Role};
 use crate::loader::DynLoader;
@@ -54,6 +61,25 @@ pub struct Group {
     ttl_cap: Option<TtlCap>,
     negative_ttl: Option<Duration>,
     load_timeout: Option<Duration>,
+    stale_if_error: Duration,
+    failing: Mutex<Failing>,
+}
+
+/// Keys whose value is stale and whose last refresh failed, with when the next refresh is due.
+#[derive(Default)]
+struct Failing {
+    next_refresh: HashMap<Bytes, Instant>,
+    /// Sweep out keys that can no longer be stale once the map is this large.
+    sweep_at: usize,
+}
+
+/// What a lookup in the tiers found.
+enum Found {
+    /// A value (or a remembered "not found") within its lifetime.
+    Fresh(Flown),
+    /// A value past its expiry, within the group's `stale_if_error` grace.
+    Stale(Got),
+    Missing,
 }
 
 impl fmt::Debug for Group {
@@ -93,6 +119,8 @@ impl Group {
             ttl_cap: c.ttl_cap,
             negative_ttl: c.negative_ttl,
             load_timeout: c.load_timeout,
+            stale_if_error: c.stale_if_error,
+            failing: Mutex::new(Failing::default()),
         }
     }
 
@@ -122,14 +150,68 @@ impl Group {
     ) -> Result<Got, LoadError> {
         self.counters.bump(Counter::Gets);
         let result = match self.lookup(key) {
-            Some(hit) => hit,
-            None if opts.mode == FetchMode::Peek => Err(LoadError::NotFound),
-            None => self.fly(key, opts.mode).await,
+            Found::Fresh(hit) => hit,
+            Found::Stale(stale) => match self.refresh_due(key) {
+                // A refresh failed a moment ago: do not make this caller wait on another.
+                Some(due) => {
+                    if due && opts.mode != FetchMode::Peek {
+                        let (group, key) = (Arc::clone(self), Bytes::copy_from_slice(key));
+                        let mode = opts.mode;
+                        tokio::spawn(async move { group.fly(&key, mode).await });
+                    }
+                    Ok(stale)
+                }
+                None if opts.mode == FetchMode::Peek => Err(LoadError::NotFound),
+                None => self.fly(key, opts.mode).await,
+            },
+            Found::Missing if opts.mode == FetchMode::Peek => Err(LoadError::NotFound),
+            Found::Missing => self.fly(key, opts.mode).await,
         };
-        if let Err(LoadError::NotFound) = result {
-            self.counters.bump(Counter::NotFound);
+        match &result {
+            Err(LoadError::NotFound) => self.counters.bump(Counter::NotFound),
+            Ok(got) if got.stale => self.counters.bump(Counter::Stale),
+            _ => {}
         }
         result
+    }
+
+    /// For a key whose value is stale: `None` if no refresh of it has failed (the caller
+    /// refreshes), else whether a background refresh is due (and now counted as started).
+    fn refresh_due(&self, key: &[u8]) -> Option<bool> {
+        let mut failing = self.failing.lock();
+        let next = failing.next_refresh.get_mut(key)?;
+        let now = Instant::now();
+        if now < *next {
+            return Some(false);
+        }
+        *next = now + STALE_RETRY;
+        Some(true)
+    }
+
+    /// A refresh of `key`'s stale value failed: answer with it at once for a while.
+    fn mark_failing(&self, key: &Bytes) {
+        let now = Instant::now();
+        let mut f = self.failing.lock();
+        if f.next_refresh.len() >= f.sweep_at {
+            // A key marked at `t` has a value that expired before `t`, so past `t + grace`
+            // it is no longer stale anywhere (or was evicted): forget it.
+            let grace = self.stale_if_error;
+            f.next_refresh
+                .retain(|_, next| next.checked_add(grace).is_some_and(|end| end > now));
+            f.sweep_at = (f.next_refresh.len() * 2).max(64);
+        }
+        f.next_refresh.insert(key.clone(), now + STALE_RETRY);
+    }
+
+    /// `key` has a fresh value, or none at all: it is not failing any more.
+    fn clear_failing(&self, key: &[u8]) {
+        if self.stale_if_error.is_zero() {
+            return;
+        }
+        let mut f = self.failing.lock();
+        if !f.next_refresh.is_empty() {
+            f.next_refresh.remove(key);
+        }
     }
 
     async fn fly(self: &Arc<Self>, key: &[u8], mode: FetchMode) -> Flown {
@@ -168,50 +250,79 @@ impl Group {
         })
     }
 
-    /// Look in main, then hot. `Some(Err(NotFound))` is a negative entry.
+    /// Look in main, then hot. `Fresh(Err(NotFound))` is a negative entry.
     #[inline]
-    fn lookup(&self, key: &[u8]) -> Option<Flown> {
-        match self.main.get(key) {
+    fn lookup(&self, key: &[u8]) -> Found {
+        let mut stale = None;
+        match self.main.get(key, self.stale_if_error) {
             Lookup::Hit(entry) => {
                 self.counters.bump(Counter::MainHits);
-                return Some(answer(entry, Source::MainCache));
+                return Found::Fresh(answer(entry, Source::MainCache));
             }
+            Lookup::Stale(entry) => stale = Some((entry, Source::MainCache)),
             Lookup::Expired => self.counters.bump(Counter::Expired),
             Lookup::Miss => {}
         }
-        match self.hot.get(key) {
+        match self.hot.get(key, self.stale_if_error) {
             Lookup::Hit(entry) => {
                 self.counters.bump(Counter::HotHits);
                 if let Some(stats) = &entry.stats {
                     self.tracker.touch(stats, Instant::now());
                 }
-                Some(answer(entry, Source::HotCache))
+                return Found::Fresh(answer(entry, Source::HotCache));
             }
-            Lookup::Expired => {
-                self.counters.bump(Counter::Expired);
-                None
+            Lookup::Stale(entry) => {
+                stale.get_or_insert((entry, Source::HotCache));
             }
-            Lookup::Miss => None,
+            Lookup::Expired => self.counters.bump(Counter::Expired),
+            Lookup::Miss => {}
+        }
+        match stale {
+            Some((entry, source)) => match answer(entry, source) {
+                Ok(got) => Found::Stale(Got { stale: true, ..got }),
+                Err(_) => Found::Missing, // the tier only keeps values stale
+            },
+            None => Found::Missing,
         }
     }
 
     /// The body of a flight; runs in its own task.
     /// `peer` is the owner to ask first, if another member owns the key.
     async fn fill(self: Arc<Self>, key: Bytes, peer: Option<Arc<dyn Peer>>) -> Flown {
-        if let Some(hit) = self.lookup(&key) {
-            return hit;
-        }
+        let stale = match self.lookup(&key) {
+            Found::Fresh(hit) => return hit,
+            Found::Stale(got) => Some(got),
+            Found::Missing => None,
+        };
         if let Some(peer) = peer {
             match peer.fetch(&self.name, key.clone()).await {
                 Ok(loaded) => {
                     self.counters.bump(Counter::PeerLoads);
-                    return Ok(self.accept_from_peer(key, loaded));
+                    let got = self.accept_from_peer(key.clone(), loaded);
+                    if !got.stale {
+                        self.clear_failing(&key);
+                    }
+                    return Ok(got);
                 }
-                Err(LoadError::NotFound) => return Err(LoadError::NotFound),
+                Err(LoadError::NotFound) => {
+                    self.drop_stale(&key, stale.is_some());
+                    return Err(LoadError::NotFound);
+                }
                 Err(_) => self.counters.bump(Counter::PeerErrors),
             }
         }
-        self.load_locally(key).await
+        self.load_locally(key, stale).await
+    }
+
+    /// The key has no value any more: its stale copy, if it had one, must not be served.
+    fn drop_stale(&self, key: &[u8], had_stale: bool) {
+        self.clear_failing(key);
+        if had_stale {
+            // Only what has expired: a fresh value may have landed meanwhile.
+            let now = Instant::now();
+            self.main.remove_if_expired(key, now);
+            self.hot.remove_if_expired(key, now);
+        }
     }
 
     fn accept_from_peer(&self, key: Bytes, loaded: Loaded) -> Got {
@@ -250,10 +361,14 @@ impl Group {
             expires,
             source: Source::Peer,
             joined: false,
+            // An owner answers with its stale value when its own refresh failed.
+            stale: is_expired(expires, now),
         }
     }
 
-    async fn load_locally(&self, key: Bytes) -> Flown {
+    /// Load with the group's loader. `stale` is this node's stale copy, the answer if the
+    /// load fails with a retryable error.
+    async fn load_locally(&self, key: Bytes, stale: Option<Got>) -> Flown {
         self.counters.bump(Counter::Loads);
         let load = self.loader.load_boxed(key.clone());
         let result = match self.load_timeout {
@@ -270,15 +385,25 @@ impl Group {
         match result {
             Ok(loaded) => {
                 let expires = cap_expiry(self.ttl_cap, loaded.expires);
-                self.store_main(key, Some(loaded.value.clone()), expires);
+                // A loader may answer with a copy of its own that has already expired (a
+                // disk tier's, when the origin failed): kept and served like our stale ones.
+                let stale = is_expired(expires, Instant::now());
+                if stale {
+                    self.keep_stale(key, loaded.value.clone(), expires);
+                } else {
+                    self.store_main(key.clone(), Some(loaded.value.clone()), expires);
+                    self.clear_failing(&key);
+                }
                 Ok(Got {
                     value: loaded.value,
                     expires,
                     source: Source::Load,
                     joined: false,
+                    stale,
                 })
             }
             Err(LoadError::NotFound) => {
+                self.drop_stale(&key, stale.is_some());
                 if let Some(ttl) = self.negative_ttl {
                     // A TTL too long to represent never expires.
                     self.store_main(key, None, Instant::now().checked_add(ttl));
@@ -287,8 +412,36 @@ impl Group {
             }
             Err(e) => {
                 self.counters.bump(Counter::LoadErrors);
-                Err(e)
+                match stale {
+                    Some(got) if e.is_retryable() => {
+                        self.mark_failing(&key);
+                        Ok(got)
+                    }
+                    _ => Err(e),
+                }
             }
+        }
+    }
+
+    /// Keep a value the loader gave already expired, within the grace, as a stale entry of
+    /// the main cache, and treat the key as failing (the loader only gives such a value when
+    /// it could not refresh it).
+    fn keep_stale(&self, key: Bytes, value: Bytes, expires: Option<Instant>) {
+        let within_grace = expires
+            .and_then(|at| at.checked_add(self.stale_if_error))
+            .is_some_and(|end| Instant::now() < end);
+        if !within_grace {
+            return;
+        }
+        let entry = Entry {
+            value: Some(value),
+            expires,
+            stats: None,
+        };
+        match self.main.insert(key.clone(), entry) {
+            Ok(_evicted) => self.mark_failing(&key),
+            Err(NotStored::TooLarge) => self.counters.bump(Counter::Oversize),
+            Err(NotStored::Disabled) => {}
         }
     }
 
@@ -317,16 +470,16 @@ impl Group {
     /// The value of `key` if it is in memory (main, then hot), without loading, counting or
     /// touching promotion statistics. For warm handoff and disk tiers.
     pub fn peek(&self, key: &[u8]) -> Option<Loaded> {
-        [&self.main, &self.hot]
-            .into_iter()
-            .find_map(|tier| match tier.get(key) {
+        [&self.main, &self.hot].into_iter().find_map(|tier| {
+            match tier.get(key, self.stale_if_error) {
                 Lookup::Hit(Entry {
                     value: Some(value),
                     expires,
                     ..
                 }) => Some(Loaded { value, expires }),
                 _ => None,
-            })
+            }
+        })
     }
 
     /// Put a value this node owns into the main cache (warm handoff, disk tier reads). The
@@ -343,6 +496,7 @@ impl Group {
     /// removes a key everywhere with `shoal_cluster::Cluster::remove`.
     pub fn remove(&self, key: &[u8]) -> bool {
         self.loader.forget_key(key);
+        self.clear_failing(key);
         let main = self.main.remove(key);
         self.hot.remove(key) || main
     }
@@ -374,6 +528,7 @@ impl Group {
             promotions: c(Counter::Promotions),
             oversize: c(Counter::Oversize),
             expired: c(Counter::Expired),
+            stale: c(Counter::Stale),
             main_evictions: self.main.evictions(),
             hot_evictions: self.hot.evictions(),
             main_bytes: self.main.bytes(),
@@ -394,6 +549,7 @@ fn answer(entry: Entry, source: Source) -> Flown {
             expires: entry.expires,
             source,
             joined: false,
+            stale: false,
         }),
         None => Err(LoadError::NotFound),
     }

@@ -14,8 +14,9 @@
 //!
 //! Keys are bytes (they need not be UTF-8); values are [`bytes::Bytes`], shared, never
 //! copied on a hit. Values may expire ([`Loaded::expires`], capped by the group's
-//! `max_ttl`). [`LoadError::NotFound`] is an answer, not a fault: it is never retried and
-//! only cached if the group opts in with a `negative_ttl`.
+//! `max_ttl`); a group may keep them a while longer to answer with when a refresh fails
+//! ([`GroupBuilder::stale_if_error`]). [`LoadError::NotFound`] is an answer, not a fault: it
+//! is never retried and only cached if the group opts in with a `negative_ttl`.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -64,7 +65,7 @@ mod tier;
 
 pub use builder::{
     DEFAULT_HOT_RATIO, DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_STATS_IDLE_RESET,
-    GroupBuilder,
+    GroupBuilder, STALE_RETRY,
 };
 pub use error::{ErrorSource, LoadError};
 pub use get::{FetchMode, GetOptions, Got, Source};

@@ -35,6 +35,9 @@ pub struct GroupStats {
     pub oversize: u64,
     /// Entries found expired on lookup and removed.
     pub expired: u64,
+    /// Gets answered with a stale value because a refresh failed (per get; see
+    /// [`GroupBuilder::stale_if_error`](crate::GroupBuilder::stale_if_error)).
+    pub stale: u64,
     /// Entries evicted from the main cache to make room.
     pub main_evictions: u64,
     /// Entries evicted from the hot cache to make room.
@@ -69,9 +72,10 @@ pub(crate) enum Counter {
     Promotions,
     Oversize,
     Expired,
+    Stale,
 }
 
-const COUNTERS: usize = Counter::Expired as usize + 1;
+const COUNTERS: usize = Counter::Stale as usize + 1;
 
 /// One stripe of counters, on its own cache lines.
 #[repr(align(128))]

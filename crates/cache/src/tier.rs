@@ -21,6 +21,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use quick_cache::sync::Cache;
@@ -95,6 +96,9 @@ pub(crate) enum Lookup {
     Miss,
     /// The entry had expired; it was removed.
     Expired,
+    /// The entry has expired but is within the grace the caller gave (see
+    /// [`GroupBuilder::stale_if_error`](crate::GroupBuilder::stale_if_error)); it was kept.
+    Stale(Entry),
 }
 
 /// Why [`Tier::insert`] did not store an entry.
@@ -169,18 +173,25 @@ impl Tier {
         self.store.is_some()
     }
 
-    /// Look `key` up; an expired entry is removed and reported as [`Lookup::Expired`].
+    /// Look `key` up. An expired value less than `grace` past its expiry is kept and reported
+    /// as [`Lookup::Stale`]; any other expired entry is removed and reported as
+    /// [`Lookup::Expired`].
     #[inline]
-    pub(crate) fn get(&self, key: &[u8]) -> Lookup {
+    pub(crate) fn get(&self, key: &[u8], grace: Duration) -> Lookup {
         let Some(store) = &self.store else {
             return Lookup::Miss;
         };
         let Some(entry) = store.get(key) else {
             return Lookup::Miss;
         };
-        if let Some(at) = entry.expires
-            && is_expired(Some(at), Instant::now())
-        {
+        if let Some(at) = entry.expires {
+            let now = Instant::now();
+            if !is_expired(Some(at), now) {
+                return Lookup::Hit(entry);
+            }
+            if entry.value.is_some() && at.checked_add(grace).is_some_and(|end| now < end) {
+                return Lookup::Stale(entry);
+            }
             // Only remove what we saw: a fresh value may have replaced it meanwhile.
             store.remove_if(key, |e| e.expires == Some(at));
             return Lookup::Expired;
@@ -210,6 +221,13 @@ impl Tier {
         self.evictions
             .fetch_add(evicted.len() as u64, Ordering::Relaxed);
         Ok(evicted)
+    }
+
+    /// Remove `key` if its entry has expired at `now`.
+    pub(crate) fn remove_if_expired(&self, key: &[u8], now: Instant) {
+        if let Some(store) = &self.store {
+            store.remove_if(key, |e| is_expired(e.expires, now));
+        }
     }
 
     /// Remove `key`; whether it was present.
@@ -261,7 +279,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::mem::size_of;
-    use std::time::Duration;
 
     const MIB: u64 = 1 << 20;
 
@@ -304,7 +321,7 @@ mod tests {
             }
             assert!(tier.insert(key(1), entry(MIB as usize)).is_ok());
             assert!(
-                matches!(tier.get(b"chunk/1"), Lookup::Hit(_)),
+                matches!(tier.get(b"chunk/1", Duration::ZERO), Lookup::Hit(_)),
                 "capacity {capacity}"
             );
         }
@@ -325,14 +342,17 @@ mod tests {
         assert_eq!(tier.shards(), 1);
         let fits = tier.max_weight() as usize - ENTRY_OVERHEAD as usize - 7;
         assert!(tier.insert(key(1), entry(fits)).is_ok());
-        assert!(matches!(tier.get(b"chunk/1"), Lookup::Hit(_)));
+        assert!(matches!(
+            tier.get(b"chunk/1", Duration::ZERO),
+            Lookup::Hit(_)
+        ));
         // One byte more and quick_cache would drop it: we refuse it ourselves, and drop the
         // stale value under the same key.
         assert_eq!(
             tier.insert(key(1), entry(fits + 1)).unwrap_err(),
             NotStored::TooLarge
         );
-        assert!(matches!(tier.get(b"chunk/1"), Lookup::Miss));
+        assert!(matches!(tier.get(b"chunk/1", Duration::ZERO), Lookup::Miss));
         assert_eq!(tier.evictions(), 0, "a refusal is not an eviction");
     }
 
@@ -344,7 +364,7 @@ mod tests {
             tier.insert(key(1), entry(1)).unwrap_err(),
             NotStored::Disabled
         );
-        assert!(matches!(tier.get(b"chunk/1"), Lookup::Miss));
+        assert!(matches!(tier.get(b"chunk/1", Duration::ZERO), Lookup::Miss));
         assert_eq!((tier.bytes(), tier.items(), tier.capacity()), (0, 0, 0));
     }
 
@@ -367,11 +387,41 @@ mod tests {
         let mut e = entry(10);
         e.expires = Some(Instant::now() + Duration::from_secs(10));
         tier.insert(key(1), e).unwrap();
-        assert!(matches!(tier.get(b"chunk/1"), Lookup::Hit(_)));
+        assert!(matches!(
+            tier.get(b"chunk/1", Duration::ZERO),
+            Lookup::Hit(_)
+        ));
         tokio::time::advance(Duration::from_secs(10)).await;
-        assert!(matches!(tier.get(b"chunk/1"), Lookup::Expired));
+        assert!(matches!(
+            tier.get(b"chunk/1", Duration::ZERO),
+            Lookup::Expired
+        ));
         assert_eq!(tier.items(), 0);
-        assert!(matches!(tier.get(b"chunk/1"), Lookup::Miss));
+        assert!(matches!(tier.get(b"chunk/1", Duration::ZERO), Lookup::Miss));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_values_within_the_grace_are_stale_and_kept() {
+        let tier = Tier::new(MIB, 4096);
+        let grace = Duration::from_secs(5);
+        let mut e = entry(10);
+        e.expires = Some(Instant::now() + Duration::from_secs(10));
+        tier.insert(key(1), e).unwrap();
+        let mut negative = entry(0);
+        negative.value = None;
+        negative.expires = Some(Instant::now() + Duration::from_secs(10));
+        tier.insert(key(2), negative).unwrap();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(matches!(tier.get(b"chunk/1", grace), Lookup::Stale(_)));
+        assert!(
+            matches!(tier.get(b"chunk/1", grace), Lookup::Stale(_)),
+            "still kept"
+        );
+        // A remembered "not found" is never served stale.
+        assert!(matches!(tier.get(b"chunk/2", grace), Lookup::Expired));
+        tokio::time::advance(grace).await;
+        assert!(matches!(tier.get(b"chunk/1", grace), Lookup::Expired));
+        assert_eq!(tier.items(), 0);
     }
 
     proptest! {

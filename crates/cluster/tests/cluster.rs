@@ -187,3 +187,65 @@ async fn membership_changes_move_keys() {
     assert!(a.cluster.set_members(&["http://a:1", "a:1"]).is_err());
     let _ = Algorithm::Groupcache;
 }
+
+/// `stale_if_error` across the wire: an owner whose refresh fails answers its peers with
+/// its stale value, and they see it as stale (its expiry has passed) and do not keep it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_whose_refresh_fails_answers_with_its_stale_value() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use bytes::Bytes;
+    use shoal_cache::{Group, Loaded, loader_fn};
+    use shoal_cluster::Cluster;
+    use tokio::time::Instant;
+
+    const TTL: Duration = Duration::from_millis(300);
+    for protocol in [Protocol::Native, Protocol::Grpc] {
+        let (listeners, urls) = common::listeners(2, "http").await;
+        let members: Vec<&str> = urls.iter().map(String::as_str).collect();
+        let origin_down = Arc::new(AtomicBool::new(false));
+        let mut nodes = Vec::new();
+        for (l, url) in listeners.into_iter().zip(&urls) {
+            let cluster = Cluster::builder(url.as_str())
+                .protocol(protocol)
+                .build(&members)
+                .unwrap();
+            let down = origin_down.clone();
+            let group = cluster
+                .group(
+                    Group::builder(common::GROUP, 1 << 20).stale_if_error(Duration::from_secs(60)),
+                    loader_fn(move |key: Bytes| {
+                        let down = down.load(Ordering::SeqCst);
+                        async move {
+                            if down {
+                                return Err(LoadError::loader("origin down", true));
+                            }
+                            Ok(Loaded::expiring(value_of(&key), Instant::now() + TTL))
+                        }
+                    }),
+                )
+                .unwrap();
+            let server = cluster.serve_on(l).unwrap();
+            nodes.push((cluster, group, server));
+        }
+        let asker = &nodes[0];
+        let key = keys("stale", 100)
+            .into_iter()
+            .find(|k| asker.0.owner(k).as_deref() != Some(urls[0].as_str()))
+            .unwrap();
+        let got = asker.1.get_with(&key, Default::default()).await.unwrap();
+        assert_eq!((got.source, got.stale), (Source::Peer, false), "{protocol}");
+        tokio::time::sleep(TTL + Duration::from_millis(100)).await;
+        origin_down.store(true, Ordering::SeqCst);
+        let got = asker.1.get_with(&key, Default::default()).await.unwrap();
+        assert_eq!(got.value, value_of(&key), "{protocol}");
+        assert_eq!((got.source, got.stale), (Source::Peer, true), "{protocol}");
+        assert_eq!(nodes[1].1.stats().stale, 1, "{protocol}: the owner's");
+        assert_eq!(
+            asker.1.stats().hot_items,
+            0,
+            "{protocol}: a stale value is not kept"
+        );
+    }
+}

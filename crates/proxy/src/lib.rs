@@ -51,4 +51,4 @@ pub use disk::{DiskTier, FileStore};
 pub use meta::{ObjectMeta, Validator};
 pub use origin::{DirOrigin, DynOrigin, Extent, HttpOrigin, HttpOriginConfig, Origin, OriginError};
 pub use serve::{Proxy, ProxyConfig, ServerConfig};
-pub use store::{GroupMaker, Store, StoreConfig};
+pub use store::{CachedMeta, GroupMaker, Store, StoreConfig};

@@ -1,6 +1,7 @@
 //! The two cache groups the proxy reads through, built on `shoal-cache`:
 //!
-//! * `meta` — key: the object path; value: an encoded [`ObjectMeta`], kept for `meta_ttl`;
+//! * `meta` — key: the object path; value: an encoded [`ObjectMeta`], kept for `meta_ttl`
+//!   (and for `stale_if_error` after that, to answer with when the origin fails);
 //!   "not found" answers are kept for `negative_ttl`.
 //! * `chunks` — key: an encoded [`ChunkKey`] (path, validator, size, chunk size, index);
 //!   value: the chunk's bytes.
@@ -44,6 +45,11 @@ pub struct StoreConfig {
     pub meta_ttl: Duration,
     /// How long "not found" is remembered (default 2 s).
     pub negative_ttl: Duration,
+    /// How long past `meta_ttl` metadata is kept to answer with when the origin fails to
+    /// confirm it (a timeout, a refused connection, a 5xx; not a 404): the cached chunks are
+    /// then served as they are (default 1 hour; zero turns it off). See
+    /// [`GroupBuilder::stale_if_error`](shoal_cache::GroupBuilder::stale_if_error).
+    pub stale_if_error: Duration,
     /// Deadline for one origin load (default 30 s); past it, the load fails with a timeout.
     pub load_timeout: Duration,
     /// Chunk reads from the origin in flight at once (default 16). Each holds up to a chunk
@@ -60,6 +66,7 @@ impl Default for StoreConfig {
             meta_memory: 16 << 20,
             meta_ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(2),
+            stale_if_error: Duration::from_secs(3600),
             load_timeout: Duration::from_secs(30),
             max_origin_reads: 16,
         }
@@ -119,11 +126,13 @@ impl Store {
         let meta = maker.make(
             Group::builder("meta", config.meta_memory)
                 .negative_ttl(config.negative_ttl)
+                .stale_if_error(config.stale_if_error)
                 .load_timeout(config.load_timeout)
                 .max_entry_bytes(64 << 10),
             MetaLoader {
                 origin: origin.clone(),
                 ttl: config.meta_ttl,
+                grace: config.stale_if_error,
                 disk: disk.clone(),
             },
         )?;
@@ -171,13 +180,17 @@ impl Store {
     }
 
     /// The metadata of the object at `path`, and where it came from.
-    pub async fn meta(&self, path: &str) -> Result<(ObjectMeta, Source), LoadError> {
+    pub async fn meta(&self, path: &str) -> Result<CachedMeta, LoadError> {
         let got = self
             .meta
             .get_with(path.as_bytes(), GetOptions::default())
             .await?;
         match ObjectMeta::decode(&got.value) {
-            Ok(meta) => Ok((meta, got.source)),
+            Ok(meta) => Ok(CachedMeta {
+                meta,
+                source: got.source,
+                stale: got.stale,
+            }),
             Err(_) => {
                 self.forget(path);
                 Err(LoadError::loader("corrupt object metadata", true))
@@ -239,6 +252,19 @@ impl Store {
     }
 }
 
+/// An object's metadata as [`Store::meta`] found it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CachedMeta {
+    /// The metadata.
+    pub meta: ObjectMeta,
+    /// Where it came from.
+    pub source: Source,
+    /// It is past `meta_ttl`, given because the origin failed to confirm it
+    /// ([`StoreConfig::stale_if_error`]).
+    pub stale: bool,
+}
+
 /// Builds a [`Store`]'s groups (`meta`, then `chunks`) from their settings and loaders.
 pub trait GroupMaker {
     /// Why a group could not be made.
@@ -286,12 +312,15 @@ fn count_origin(op: &'static str, r: &Result<impl Sized, OriginError>) {
 struct MetaLoader {
     origin: Arc<dyn DynOrigin>,
     ttl: Duration,
+    /// `stale_if_error`: how long past `ttl` disk metadata may answer when the origin fails.
+    grace: Duration,
     disk: Option<Arc<dyn DiskTier>>,
 }
 
 impl MetaLoader {
-    /// Metadata on disk that is still fresh by this run's TTL, with its remaining lifetime.
-    async fn fresh_on_disk(&self, disk: &dyn DiskTier, key: &[u8]) -> Option<Loaded> {
+    /// Metadata on disk that is still fresh by this run's TTL, with its remaining lifetime;
+    /// with `stale`, also metadata past it but within the grace, with its (past) expiry.
+    async fn on_disk(&self, disk: &dyn DiskTier, key: &[u8], stale: bool) -> Option<Loaded> {
         let value = disk.get(key).await?;
         let Some((meta, checked_at)) = meta_entry::decode(&value) else {
             disk.remove(key); // intact but not ours (another format version)
@@ -302,8 +331,15 @@ impl MetaLoader {
         }
         // A check "in the future" (the clock went back) is not trusted: ask the origin.
         let age = SystemTime::now().duration_since(checked_at).ok()?;
-        let left = self.ttl.checked_sub(age).filter(|d| !d.is_zero())?;
-        Some(Loaded::expiring(meta, Instant::now().checked_add(left)?))
+        let now = Instant::now();
+        match self.ttl.checked_sub(age).filter(|d| !d.is_zero()) {
+            Some(left) => Some(Loaded::expiring(meta, now.checked_add(left)?)),
+            None if stale && age < self.ttl.saturating_add(self.grace) => {
+                let expired_ago = age - self.ttl;
+                Some(Loaded::expiring(meta, now.checked_sub(expired_ago)?))
+            }
+            None => None,
+        }
     }
 }
 
@@ -312,7 +348,7 @@ impl Loader for MetaLoader {
         let path = std::str::from_utf8(&key).map_err(|_| LoadError::NotFound)?;
         let disk_key = meta_entry::meta_key(path);
         if let Some(disk) = &self.disk
-            && let Some(loaded) = self.fresh_on_disk(&**disk, &disk_key).await
+            && let Some(loaded) = self.on_disk(&**disk, &disk_key, false).await
         {
             return Ok(loaded);
         }
@@ -321,12 +357,19 @@ impl Loader for MetaLoader {
         let meta = match r {
             Ok(meta) => meta,
             Err(e) => {
-                if matches!(e, OriginError::NotFound)
-                    && let Some(disk) = &self.disk
-                {
-                    disk.remove(&disk_key);
+                let e = to_load_error(e);
+                if let Some(disk) = &self.disk {
+                    if e.is_not_found() {
+                        disk.remove(&disk_key);
+                    } else if e.is_retryable()
+                        && let Some(stale) = self.on_disk(&**disk, &disk_key, true).await
+                    {
+                        // After a restart memory has no stale copy; the disk may (the group
+                        // keeps it and serves it as stale, see `stale_if_error`).
+                        return Ok(stale);
+                    }
                 }
-                return Err(to_load_error(e));
+                return Err(e);
             }
         };
         let value = meta.encode();

@@ -105,12 +105,7 @@ async fn origin_down_serves_what_is_cached_and_502s_the_rest_quickly() {
     .await;
     assert!(get(proxy.addr, "/kept.bin", &[]).await.body == data);
     o.shut();
-    // The listener is gone once connecting fails.
-    let addr = o.addr;
-    let end = Instant::now() + Duration::from_secs(5);
-    while tokio::net::TcpStream::connect(addr).await.is_ok() && Instant::now() < end {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_refused(o.addr).await;
     let r = get(proxy.addr, "/kept.bin", &[("Range", "bytes=5-9")]).await;
     assert!(r.status == 206 && r.body == data[5..10]);
     let started = Instant::now();
@@ -120,6 +115,100 @@ async fn origin_down_serves_what_is_cached_and_502s_the_rest_quickly() {
     assert!(started.elapsed() < Duration::from_secs(3));
     // Errors are not cached: still 502 (not a cached 404 or empty body).
     assert_eq!(get(proxy.addr, "/lost.bin", &[]).await.status, 502);
+}
+
+/// Waits until the listener at `addr` refuses connections.
+async fn until_refused(addr: std::net::SocketAddr) {
+    let end = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_meta_ttl_a_failing_origin_gets_the_cached_copy_served_stale() {
+    let mut o = TestOrigin::start().await;
+    let v1 = content(3 * CS as usize, 4);
+    let v2 = content(3 * CS as usize, 5);
+    o.put("kept.bin", v1.clone(), "v1");
+    o.put("gone.bin", v1.clone(), "v1");
+    let strict = [("Cache-Control", "max-age=60, Must-Revalidate")];
+    o.put_with_headers("strict.bin", v1.clone(), "v1", &strict);
+    let meta_ttl = Duration::from_millis(300);
+    let mut sc = store_config(CS);
+    sc.meta_ttl = meta_ttl;
+    let proxy = start(
+        http_origin(&o, Duration::from_secs(10)),
+        sc,
+        ProxyConfig::default(),
+    )
+    .await;
+    for path in ["/kept.bin", "/gone.bin", "/strict.bin"] {
+        let r = get(proxy.addr, path, &[]).await;
+        assert!(r.status == 200 && r.body == v1, "{path}");
+    }
+
+    // The origin fails (503) once the metadata has expired: the cached copy answers.
+    o.state.unavailable.store(true, Ordering::Relaxed);
+    tokio::time::sleep(meta_ttl + Duration::from_millis(100)).await;
+    let r = get(proxy.addr, "/kept.bin", &[]).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.body == v1);
+    assert_eq!(r.header("x-cache"), Some("STALE"));
+    let r = get(proxy.addr, "/kept.bin", &[("Range", "bytes=70000-70009")]).await;
+    assert!(r.status == 206 && r.body == v1[70000..70010]);
+    assert_eq!(r.header("x-cache"), Some("STALE"));
+    let r = request(proxy.addr, "HEAD", "/kept.bin", &[]).await;
+    assert_eq!((r.status, r.header("x-cache")), (200, Some("STALE")));
+    // Its own Cache-Control forbids that: 504, saying why.
+    let r = get(proxy.addr, "/strict.bin", &[]).await;
+    assert_eq!(r.status, 504);
+    assert!(String::from_utf8_lossy(&r.body).contains("must-revalidate"));
+
+    // A 404 is an answer, not a failure: a deleted object is not served stale.
+    o.state.unavailable.store(false, Ordering::Relaxed);
+    o.remove("gone.bin");
+    tokio::time::sleep(shoal_cache::STALE_RETRY).await;
+    assert_eq!(get(proxy.addr, "/gone.bin", &[]).await.status, 404);
+
+    // The origin is back with a new version: a background refresh picks it up.
+    o.put("kept.bin", v2.clone(), "v2");
+    let end = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = get(proxy.addr, "/kept.bin", &[]).await;
+        if r.header("x-cache") != Some("STALE") || Instant::now() > end {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(r.status == 200 && r.body == v2, "{:?}", r.header("x-cache"));
+
+    // The origin is gone (connections refused): the same once v2's metadata expires.
+    o.shut();
+    until_refused(o.addr).await;
+    tokio::time::sleep(meta_ttl + Duration::from_millis(100)).await;
+    let r = get(proxy.addr, "/kept.bin", &[]).await;
+    assert!(r.status == 200 && r.body == v2);
+    assert_eq!(r.header("x-cache"), Some("STALE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_stale_if_error_a_failing_origin_is_a_502_past_meta_ttl() {
+    let o = TestOrigin::start().await;
+    o.put("obj", vec![7u8; 100], "v1");
+    let mut sc = store_config(CS);
+    sc.meta_ttl = Duration::from_millis(200);
+    sc.stale_if_error = Duration::ZERO;
+    let proxy = start(
+        http_origin(&o, Duration::from_secs(10)),
+        sc,
+        ProxyConfig::default(),
+    )
+    .await;
+    assert_eq!(get(proxy.addr, "/obj", &[]).await.status, 200);
+    o.state.unavailable.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(proxy.addr, "/obj", &[]).await.status, 502);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

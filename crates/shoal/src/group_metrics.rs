@@ -30,6 +30,7 @@ pub fn publish(name: &str, s: &GroupStats) {
     total("shoal_cache_promotions_total", s.promotions);
     total("shoal_cache_oversize_total", s.oversize);
     total("shoal_cache_expired_total", s.expired);
+    total("shoal_cache_stale_total", s.stale);
     for (tier, hits, evictions, bytes, items, capacity) in [
         (
             "main",

@@ -170,3 +170,64 @@ fn disk_tier_survives_a_restart() {
         "{d}"
     );
 }
+
+/// A node restarted while its origin is down serves what its disk tier holds, marked STALE,
+/// within `stale_if_error` past `meta_ttl`; with `--stale-if-error 0s` it answers 502.
+#[test]
+fn after_a_restart_the_disk_tier_answers_stale_while_the_origin_is_down() {
+    use common::origin::{PATH, metric, object, origin, wait_until};
+    let data = object(100_000);
+    let o = origin(data.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let url = format!("http://{}/", o.addr);
+    let mut args = vec![
+        "--origin",
+        &url,
+        "--chunk-size",
+        "16KiB",
+        "--dir",
+        cache.path().to_str().unwrap(),
+        "--meta-ttl",
+        "1s",
+    ];
+    let meta_ttl = Duration::from_secs(1);
+    {
+        let s = serve(&args);
+        let (status, head, body) = http(s.addr, PATH, "");
+        assert!(status == 200 && body == data, "{head}");
+        wait_until(
+            "7 chunks and the metadata on disk",
+            Duration::from_secs(10),
+            || {
+                let (_, _, body) = http(s.admin.unwrap(), "/status", "");
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                v["stats"]["disk"]["writes"] == 8
+            },
+        );
+    }
+    drop(o); // the origin is gone: connections are refused
+    std::thread::sleep(meta_ttl + Duration::from_millis(200));
+
+    let s = serve(&args);
+    let (status, head, body) = http(s.addr, PATH, "");
+    assert_eq!(status, 200, "{head}");
+    assert!(body == data);
+    assert!(
+        head.to_ascii_lowercase().contains("x-cache: stale"),
+        "{head}"
+    );
+    let (status, head, body) = http(s.addr, PATH, "Range: bytes=20000-20009\r\n");
+    assert!(status == 206 && body == data[20000..20010], "{head}");
+    let stale = metric(
+        s.admin.unwrap(),
+        "shoal_cache_stale_total",
+        &[r#"group="meta""#],
+    );
+    assert!(stale >= 1.0, "shoal_cache_stale_total = {stale}");
+    drop(s);
+
+    args.extend(["--stale-if-error", "0s"]);
+    let s = serve(&args);
+    let (status, head, _) = http(s.addr, PATH, "");
+    assert_eq!(status, 502, "{head}");
+}

@@ -31,6 +31,8 @@ pub struct State {
     /// Every request.
     pub requests: AtomicUsize,
     pub ignore_ranges: AtomicBool,
+    /// Answer every request with 503 Service Unavailable.
+    pub unavailable: AtomicBool,
     pub delay_ms: AtomicU64,
     /// Requests being answered now, and the most there ever were at once.
     pub in_flight: AtomicUsize,
@@ -110,6 +112,11 @@ impl TestOrigin {
         );
     }
 
+    /// Delete the object at `path`.
+    pub fn remove(&self, path: &str) {
+        self.state.objects.lock().remove(path);
+    }
+
     /// Stop listening and drop every open connection.
     pub fn shut(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -131,6 +138,9 @@ async fn answer(st: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     st.in_flight.fetch_sub(1, Ordering::SeqCst);
+    if st.unavailable.load(Ordering::Relaxed) {
+        return status(StatusCode::SERVICE_UNAVAILABLE);
+    }
     let path = req
         .uri()
         .path()

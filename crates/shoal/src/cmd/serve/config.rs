@@ -59,6 +59,9 @@ pub struct ServeSettings {
     pub meta_ttl: HumanDuration,
     /// How long "not found" is remembered (default 2s).
     pub negative_ttl: HumanDuration,
+    /// How long past `meta_ttl` an object's metadata is kept to serve the cached copy with
+    /// when the origin fails to confirm it (default 1h; 0s turns it off).
+    pub stale_if_error: HumanDuration,
     /// Deadline for a client to send a request head (default 10s).
     pub header_timeout: HumanDuration,
     /// Longest a client may stall a reply by not reading it (default 60s).
@@ -170,6 +173,7 @@ impl Default for ServeSettings {
             connect_timeout: secs(5),
             meta_ttl: secs(60),
             negative_ttl: secs(2),
+            stale_if_error: secs(3600),
             header_timeout: secs(10),
             send_timeout: secs(60),
             max_header_size: ByteSize(16 << 10),
@@ -296,6 +300,10 @@ pub struct ServeArgs {
     /// How long "not found" is remembered [default: 2s].
     #[arg(long, value_name = "DURATION", env = "SHOAL_NEGATIVE_TTL")]
     pub negative_ttl: Option<HumanDuration>,
+    /// How long past meta_ttl the cached copy is served when the origin fails to confirm it
+    /// (timeouts, refused connections, 5xx; 0s: off) [default: 1h].
+    #[arg(long, value_name = "DURATION", env = "SHOAL_STALE_IF_ERROR")]
+    pub stale_if_error: Option<HumanDuration>,
     /// Deadline for a client to send a request head [default: 10s].
     #[arg(long, value_name = "DURATION", env = "SHOAL_HEADER_TIMEOUT")]
     pub header_timeout: Option<HumanDuration>,
@@ -376,6 +384,7 @@ impl ServeArgs {
             connect_timeout,
             meta_ttl,
             negative_ttl,
+            stale_if_error,
             header_timeout,
             send_timeout,
             max_header_size,
@@ -630,6 +639,8 @@ mod tests {
             "9s",
             "--negative-ttl",
             "10s",
+            "--stale-if-error",
+            "15s",
             "--header-timeout",
             "11s",
             "--send-timeout",
@@ -670,6 +681,7 @@ mod tests {
             connect_timeout: secs(8),
             meta_ttl: secs(9),
             negative_ttl: secs(10),
+            stale_if_error: secs(15),
             header_timeout: secs(11),
             send_timeout: secs(14),
             max_header_size: ByteSize(12 << 10),

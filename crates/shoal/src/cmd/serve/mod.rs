@@ -97,6 +97,7 @@ async fn serve(s: ServeSettings) -> anyhow::Result<()> {
     sc.meta_memory = s.meta_memory.bytes();
     sc.meta_ttl = s.meta_ttl.get();
     sc.negative_ttl = s.negative_ttl.get();
+    sc.stale_if_error = s.stale_if_error.get();
     // The origin's own deadline fires first; this one also bounds a stuck loader.
     sc.load_timeout = s.origin_timeout.get() + s.connect_timeout.get();
     sc.max_origin_reads = s.max_origin_reads;
@@ -303,7 +304,7 @@ fn disk_json(d: &FileStore) -> Value {
 fn group_json(g: &Group) -> Value {
     let s: GroupStats = g.stats();
     json!({
-        "gets": s.gets, "loads": s.loads, "loads_joined": s.loads_joined,
+        "gets": s.gets, "loads": s.loads, "loads_joined": s.loads_joined, "stale": s.stale,
         "load_errors": s.load_errors, "not_found": s.not_found,
         "peer_loads": s.peer_loads, "peer_errors": s.peer_errors,
         "main_cache": { "hits": s.main_hits, "bytes": s.main_bytes, "items": s.main_items,

@@ -1,0 +1,282 @@
+//! `stale_if_error`: an expired value answers when its refresh fails, and only then.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{GroupPeer, ScriptedPeer, all_to};
+use parking_lot::Mutex;
+use shoal_cache::{
+    AlwaysPromote, FetchMode, GetOptions, Group, LoadError, Loaded, STALE_RETRY, Source, loader_fn,
+};
+use tokio::time::{Instant, advance};
+
+const MIB: u64 = 1 << 20;
+const TTL: Duration = Duration::from_secs(10);
+const GRACE: Duration = Duration::from_secs(60);
+
+/// What the scripted origin answers next.
+#[derive(Clone)]
+enum Origin {
+    /// This value, fresh for `TTL`.
+    Value(&'static str),
+    /// This value, expired `ago` ago (a copy the loader kept, as a disk tier does).
+    Expired(&'static str, Duration),
+    Down,
+    Refused,
+    Gone,
+    Hangs,
+}
+
+struct Scripted {
+    now: Mutex<Origin>,
+    loads: AtomicUsize,
+}
+
+impl Scripted {
+    fn set(&self, o: Origin) {
+        *self.now.lock() = o;
+    }
+    fn loads(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+    }
+}
+
+fn group(grace: Duration) -> (Arc<Group>, Arc<Scripted>) {
+    let origin = Arc::new(Scripted {
+        now: Mutex::new(Origin::Value("v1")),
+        loads: AtomicUsize::new(0),
+    });
+    let o = origin.clone();
+    let g = Group::builder("meta", MIB)
+        .stale_if_error(grace)
+        .load_timeout(Duration::from_secs(30))
+        .build(loader_fn(move |_key: Bytes| {
+            o.loads.fetch_add(1, Ordering::SeqCst);
+            let answer = o.now.lock().clone();
+            async move {
+                match answer {
+                    Origin::Value(v) => Ok(Loaded::expiring(v, Instant::now() + TTL)),
+                    Origin::Expired(v, ago) => Ok(Loaded::expiring(v, Instant::now() - ago)),
+                    Origin::Down => Err(LoadError::loader("connection refused", true)),
+                    Origin::Refused => Err(LoadError::loader("403 Forbidden", false)),
+                    Origin::Gone => Err(LoadError::NotFound),
+                    Origin::Hangs => std::future::pending().await,
+                }
+            }
+        }));
+    (g, origin)
+}
+
+async fn get(g: &Arc<Group>) -> Result<shoal_cache::Got, LoadError> {
+    g.get_with(b"k", GetOptions::default()).await
+}
+
+/// Lets spawned background refreshes run to completion (time is paused).
+async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_answers_with_the_stale_value_then_refreshes_in_the_background() {
+    let (g, origin) = group(GRACE);
+    assert_eq!(get(&g).await.unwrap().value, "v1");
+    advance(TTL).await;
+
+    origin.set(Origin::Down);
+    let got = get(&g).await.unwrap();
+    assert_eq!((&got.value[..], got.stale), (&b"v1"[..], true));
+    assert_eq!(got.source, Source::MainCache);
+    assert_eq!(origin.loads(), 2, "the expired value was refreshed first");
+
+    // The origin just failed: the next gets do not wait on it again.
+    for _ in 0..5 {
+        assert!(get(&g).await.unwrap().stale);
+    }
+    assert_eq!(origin.loads(), 2);
+
+    // Once STALE_RETRY has passed, one get starts a refresh but still answers at once.
+    advance(STALE_RETRY).await;
+    origin.set(Origin::Value("v2"));
+    let got = get(&g).await.unwrap();
+    assert_eq!((&got.value[..], got.stale), (&b"v1"[..], true));
+    settle().await;
+    assert_eq!(origin.loads(), 3);
+    let got = get(&g).await.unwrap();
+    assert_eq!((&got.value[..], got.stale), (&b"v2"[..], false));
+    assert_eq!(got.source, Source::MainCache);
+    let s = g.stats();
+    assert_eq!((s.stale, s.load_errors), (7, 1));
+
+    // Fresh again, and no longer failing: the next expiry waits for the refresh again.
+    advance(TTL).await;
+    origin.set(Origin::Value("v3"));
+    assert_eq!(get(&g).await.unwrap().value, "v3");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_background_refresh_that_fails_keeps_the_stale_value() {
+    let (g, origin) = group(GRACE);
+    get(&g).await.unwrap();
+    advance(TTL).await;
+    origin.set(Origin::Down);
+    assert!(get(&g).await.unwrap().stale);
+    for round in 0..3 {
+        advance(STALE_RETRY).await;
+        assert!(get(&g).await.unwrap().stale, "round {round}");
+        settle().await;
+        assert_eq!(origin.loads(), 3 + round, "one refresh per STALE_RETRY");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_retryable_errors_within_the_grace_get_the_stale_value() {
+    // A refusal (not retryable) is passed on.
+    let (g, origin) = group(GRACE);
+    get(&g).await.unwrap();
+    advance(TTL).await;
+    origin.set(Origin::Refused);
+    assert!(matches!(
+        get(&g).await,
+        Err(LoadError::Failed {
+            retryable: false,
+            ..
+        })
+    ));
+
+    // Past the grace the value is gone.
+    let (g, origin) = group(GRACE);
+    get(&g).await.unwrap();
+    advance(TTL + GRACE).await;
+    origin.set(Origin::Down);
+    assert!(get(&g).await.is_err());
+
+    // Without stale_if_error (the default) an expired value is never served.
+    let (g, origin) = group(Duration::ZERO);
+    get(&g).await.unwrap();
+    advance(TTL).await;
+    origin.set(Origin::Down);
+    assert!(get(&g).await.is_err());
+    assert_eq!(g.stats().stale, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn not_found_drops_the_stale_value() {
+    let (g, origin) = group(GRACE);
+    get(&g).await.unwrap();
+    advance(TTL).await;
+    origin.set(Origin::Gone);
+    assert!(matches!(get(&g).await, Err(LoadError::NotFound)));
+    origin.set(Origin::Down);
+    assert!(
+        get(&g).await.is_err(),
+        "the deleted object must not come back as stale"
+    );
+    assert_eq!(g.stats().main_items, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_origin_delays_only_the_first_get() {
+    let (g, origin) = group(GRACE);
+    get(&g).await.unwrap();
+    advance(TTL).await;
+    origin.set(Origin::Hangs);
+    let started = Instant::now();
+    assert!(get(&g).await.unwrap().stale);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(30),
+        "the load timeout"
+    );
+    // The next gets, the one that starts a background refresh included, answer at once.
+    advance(STALE_RETRY).await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert!(get(&g).await.unwrap().stale);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+    settle().await;
+    assert_eq!(origin.loads(), 3, "one background refresh, still hanging");
+}
+
+#[tokio::test(start_paused = true)]
+async fn peek_gets_a_stale_value_only_once_a_refresh_failed() {
+    let (g, origin) = group(GRACE);
+    get(&g).await.unwrap();
+    advance(TTL).await;
+    let peek = GetOptions::new(FetchMode::Peek);
+    assert!(matches!(
+        g.get_with(b"k", peek).await,
+        Err(LoadError::NotFound)
+    ));
+    assert!(g.peek(b"k").is_none(), "peek() gives fresh values only");
+    origin.set(Origin::Down);
+    get(&g).await.unwrap();
+    advance(STALE_RETRY).await;
+    assert!(g.get_with(b"k", peek).await.unwrap().stale);
+    settle().await;
+    assert_eq!(origin.loads(), 2, "a peek never starts a refresh");
+}
+
+#[tokio::test(start_paused = true)]
+async fn remove_forgets_the_stale_value() {
+    let (g, origin) = group(GRACE);
+    get(&g).await.unwrap();
+    advance(TTL).await;
+    origin.set(Origin::Down);
+    assert!(get(&g).await.unwrap().stale);
+    assert!(g.remove(b"k"));
+    assert!(get(&g).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_loader_may_answer_with_its_own_stale_copy() {
+    let (g, origin) = group(GRACE);
+    origin.set(Origin::Expired("disk", Duration::from_secs(5)));
+    let got = get(&g).await.unwrap();
+    assert_eq!((&got.value[..], got.stale), (&b"disk"[..], true));
+    // Kept as a stale value that just failed to refresh: no reload before STALE_RETRY.
+    let got = get(&g).await.unwrap();
+    assert_eq!((got.source, got.stale), (Source::MainCache, true));
+    assert_eq!(origin.loads(), 1);
+    // A copy already past the grace is given, not kept.
+    let (g, origin) = group(GRACE);
+    origin.set(Origin::Expired("old", GRACE));
+    assert!(get(&g).await.unwrap().stale);
+    assert_eq!(g.stats().main_items, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_owner_answers_its_peers_with_its_stale_value() {
+    let (owner, origin) = group(GRACE);
+    let asker = Group::builder("meta", MIB)
+        .stale_if_error(GRACE)
+        .promoter(AlwaysPromote)
+        .build(loader_fn(|_key: Bytes| async {
+            Err::<Loaded, _>(LoadError::loader("the asker's origin is down too", true))
+        }));
+    asker.set_peers(all_to(Arc::new(GroupPeer {
+        id: "owner".into(),
+        group: owner.clone(),
+    })));
+    let got = get(&asker).await.unwrap();
+    assert_eq!((got.source, got.stale), (Source::Peer, false));
+    assert_eq!(asker.stats().hot_items, 1, "promoted");
+    advance(TTL).await;
+    origin.set(Origin::Down);
+    let got = get(&asker).await.unwrap();
+    assert_eq!((&got.value[..], got.stale), (&b"v1"[..], true));
+    assert_eq!(got.source, Source::Peer, "the owner's stale value");
+
+    // The owner is unreachable as well: the asker's own stale copy (its hot cache) answers.
+    let down = ScriptedPeer::new(|_| Err(LoadError::peer("connection refused", true)));
+    asker.set_peers(all_to(down.clone()));
+    let got = get(&asker).await.unwrap();
+    assert_eq!((got.source, got.stale), (Source::HotCache, true));
+    assert_eq!(down.fetches(), 1);
+}
