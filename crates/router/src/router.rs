@@ -25,7 +25,7 @@ use crate::settings::{ReadMode, Settings};
 use crate::topology::{Target, Topology};
 use crate::{RouteError, metrics};
 
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+pub(crate) type HttpClient = Client<Within<HttpsConnector<HttpConnector>>, Body>;
 
 pub(crate) struct Inner {
     /// The rings, swapped whole by [`Router::reload`].
@@ -754,10 +754,55 @@ fn build_client(settings: &Settings, tls: &Arc<rustls::ClientConfig>) -> HttpCli
         .https_or_http()
         .enable_http1()
         .wrap_connector(connector);
+    let connector = Within {
+        inner: connector,
+        within: settings.connect_timeout,
+    };
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(30))
         .pool_max_idle_per_host(settings.pool_idle_per_host)
         .build(connector)
+}
+
+/// A connector whose connection must be up, TLS handshake included, within `within`:
+/// `HttpConnector`'s own timeout covers only the TCP connect, so a node that accepts and
+/// then never answers the handshake would hold a write until its `write_timeout`.
+#[derive(Clone)]
+pub(crate) struct Within<C> {
+    inner: C,
+    within: std::time::Duration,
+}
+
+impl<C> tower_service::Service<http::Uri> for Within<C>
+where
+    C: tower_service::Service<http::Uri>,
+    C::Future: Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let within = self.within;
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let connecting = self.inner.call(uri);
+        Box::pin(async move {
+            match tokio::time::timeout(within, connecting).await {
+                Ok(r) => r.map_err(Into::into),
+                Err(_) if https => Err(format!("TLS handshake not done within {within:?}").into()),
+                Err(_) => Err(format!("connect timed out after {within:?}").into()),
+            }
+        })
+    }
 }
 
 /// A short text answer.

@@ -126,3 +126,30 @@ fn a_storage_ca_that_cannot_be_read_is_an_error_naming_it() {
         "{e}"
     );
 }
+
+/// Nodes that accept TCP and never answer the TLS handshake fail a write within the connect
+/// timeout (with the handshake named), not after the write timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_that_never_completes_fails_within_the_connect_timeout() {
+    let hangs: Vec<Hang> = (0..3).map(|_| Hang::start()).collect();
+    let shards = vec![
+        hangs
+            .iter()
+            .map(|h| format!("https://127.0.0.1:{}", h.port))
+            .collect(),
+    ];
+    let cfg = config(&photosrv_config("jump", &shards, None));
+    let s = Settings {
+        write_timeout: std::time::Duration::from_secs(3600),
+        ..settings()
+    };
+    let front = Front::start(&cfg, s).await;
+    let url = front.url("/tls/c.bin");
+    let write = put(&url, vec![1u8; 1000]);
+    let r = tokio::time::timeout(std::time::Duration::from_secs(60), write)
+        .await
+        .expect("the write waited for its write timeout, not the connect timeout");
+    assert!(r.status.is_server_error(), "{:?}", r.status);
+    let why = String::from_utf8_lossy(&r.body);
+    assert!(why.contains("TLS handshake not done within"), "{why}");
+}

@@ -50,12 +50,7 @@ fn read(file: &Path) -> Result<Vec<u8>, TlsFileError> {
 /// Mozilla's roots compiled in; plus every certificate of `extra_ca`, for servers with a
 /// private CA.
 pub fn client_roots(extra_ca: Option<&Path>) -> Result<rustls::RootCertStore, TlsFileError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    let (added, _) = roots.add_parsable_certificates(native.certs);
-    if added == 0 {
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    }
+    let mut roots = system_roots().clone();
     if let Some(file) = extra_ca {
         for cert in load_certs(file)? {
             roots
@@ -64,6 +59,21 @@ pub fn client_roots(extra_ca: Option<&Path>) -> Result<rustls::RootCertStore, Tl
         }
     }
     Ok(roots)
+}
+
+/// The system's trust anchors (or Mozilla's), read and parsed once per process, however
+/// many clients are built; a changed system bundle is seen after a restart.
+fn system_roots() -> &'static rustls::RootCertStore {
+    static ROOTS: std::sync::OnceLock<rustls::RootCertStore> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(native.certs);
+        if added == 0 {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        roots
+    })
 }
 
 /// A client configuration trusting `roots`, with no client certificate. It names no ALPN
