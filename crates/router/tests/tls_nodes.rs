@@ -153,3 +153,53 @@ async fn a_handshake_that_never_completes_fails_within_the_connect_timeout() {
     let why = String::from_utf8_lossy(&r.body);
     assert!(why.contains("TLS handshake not done within"), "{why}");
 }
+
+/// Reads keep their TLS connections to a node alive: six GETs in a row reach it on one
+/// connection. (One thread: the read client pools per thread, and on a work-stealing runtime
+/// a request may end on another thread than it began, so more connections would be fair.)
+#[tokio::test(flavor = "current_thread")]
+async fn reads_reuse_tls_connections() {
+    if !nginx_or_skip("tls_nodes") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(dir.path());
+    let node = Node::start_with_tls_logging_requests(&cert, &key);
+    let shards = vec![vec![node.https_url()]];
+    let cfg = config(&photosrv_config("jump", &shards, None));
+    let s = Settings {
+        storage_ca: Some(ca),
+        ..settings()
+    };
+    let front = Front::start(&cfg, s).await;
+    let body = content(9, 5000);
+    assert_eq!(
+        put(&front.url("/tls/r.bin"), body.clone()).await.status,
+        StatusCode::CREATED
+    );
+    for _ in 0..6 {
+        let r = get(&front.url("/tls/r.bin")).await;
+        assert!(r.status == StatusCode::OK && r.body == body);
+    }
+    // nginx logs a request once it is done; the last GET's line may lag its reply a little.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let gets = loop {
+        let lines = node.requests();
+        let conns = node.connections();
+        let gets: Vec<String> = lines
+            .iter()
+            .zip(&conns)
+            .filter(|(l, _)| l.starts_with("GET /tls/r.bin"))
+            .map(|(_, c)| c.clone())
+            .collect();
+        if gets.len() == 6 || std::time::Instant::now() > end {
+            break gets;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(gets.len(), 6, "{:?}", node.requests());
+    assert!(
+        gets.iter().all(|c| *c == gets[0]),
+        "nginx's connection of each GET: {gets:?}"
+    );
+}

@@ -59,6 +59,11 @@ impl Node {
         Node::launch_new(false, Some((cert.to_owned(), key.to_owned())))
     }
 
+    /// [`Node::start_with_tls`] that also logs requests ([`Node::start_logging_requests`]).
+    pub fn start_with_tls_logging_requests(cert: &Path, key: &Path) -> Node {
+        Node::launch_new(true, Some((cert.to_owned(), key.to_owned())))
+    }
+
     fn launch_new(log_requests: bool, tls: Option<(PathBuf, PathBuf)>) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let mut n = Node {
@@ -108,7 +113,7 @@ impl Node {
              error_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\n\
              events {{ worker_connections 512; }}\n\
              http {{\n log_format forwarded '$remote_addr - - [$time_local] \"$request\" $status \
-             $body_bytes_sent \"$http_referer\" \"$http_user_agent\" \"$http_x_forwarded_for\"';\n\
+             $body_bytes_sent \"$http_referer\" \"$http_user_agent\" \"$http_x_forwarded_for\" $connection';\n\
              access_log {access_log};\n client_body_temp_path {d}/tmp/body;\n\
              proxy_temp_path {d}/tmp/proxy;\n fastcgi_temp_path {d}/tmp/fcgi;\n\
              uwsgi_temp_path {d}/tmp/uwsgi;\n scgi_temp_path {d}/tmp/scgi;\n\
@@ -201,6 +206,13 @@ impl Node {
     /// when there was none); only for a node started with [`Node::start_logging_requests`].
     pub fn forwarded_for(&self) -> Vec<String> {
         self.log_fields(|l| l.rsplit('"').nth(1))
+    }
+
+    /// nginx's connection serial number of each request this node has answered, in order:
+    /// requests that share one are on one kept-alive connection. Only for a node that logs
+    /// requests.
+    pub fn connections(&self) -> Vec<String> {
+        self.log_fields(|l| l.rsplit(' ').next())
     }
 
     /// One field of each access log line, picked by `field`.
