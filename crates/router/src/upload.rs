@@ -7,7 +7,7 @@
 //! missed it. No router needs to run. Bodies are streamed from the file or the source URL to
 //! every replica at once, never held whole.
 //!
-//! - [`Mode::Urls`]: a line is an `http://` URL. It is fetched; its path is the key. A 404 from
+//! - [`Mode::Urls`]: a line is an `http://` or `https://` URL. It is fetched; its path is the key. A 404 from
 //!   the source is skipped ([`Outcome::SourceMissing`], photosrv skipped these silently); any
 //!   other answer but 200 is a failure.
 //! - [`Mode::Local`]: a line is a local file path; the key is [`local_key`] of it.
@@ -41,7 +41,8 @@ use crate::upstream::chain;
 /// What the input lines name, and what to do with them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// `http://` URLs: GET each, PUT its body under the URL's path.
+    /// `http://` or `https://` URLs: GET each, PUT its body under the URL's path. An
+    /// `https://` source's certificate is checked as a storage node's is.
     Urls,
     /// Local file paths: PUT each file under [`local_key`] of its path.
     Local,
@@ -207,8 +208,8 @@ pub async fn one(router: &Router, opts: &UploadOptions, line: &[u8]) -> Outcome 
 fn source_uri(line: &[u8]) -> Result<http::Uri, String> {
     let uri = http::Uri::try_from(line)
         .map_err(|e| format!("not a URL ({e}); use --local for file paths"))?;
-    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-        return Err("only http:// source URLs are supported".into());
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+        return Err("only http:// and https:// source URLs are supported".into());
     }
     Ok(uri)
 }
@@ -337,7 +338,9 @@ mod tests {
     #[test]
     fn source_urls_must_be_http() {
         assert!(source_uri(b"http://127.0.0.1:1/a.jpg").is_ok());
-        assert!(source_uri(b"https://example.com/a.jpg").is_err());
+        assert!(source_uri(b"https://example.com/a.jpg").is_ok());
+        assert!(source_uri(b"ftp://example.com/a.jpg").is_err());
+        assert!(source_uri(b"https:///a.jpg").is_err());
         assert!(source_uri(b"images/a.jpg").is_err());
         assert!(source_uri(b"http://127.0.0.1:1/caf\xe9.jpg").is_err());
     }

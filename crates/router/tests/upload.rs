@@ -265,6 +265,52 @@ async fn url_sources_that_404_are_skipped_and_other_failures_are_listed() {
     }
 }
 
+/// An `https://` source is fetched over TLS, its certificate checked like a storage node's
+/// (the system's CAs and `storage_ca`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_url_sources_are_fetched_over_tls() {
+    if !nginx_or_skip("upload https urls") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(dir.path());
+    let origin = Node::start_with_tls(&cert, &key);
+    std::fs::create_dir_all(origin.root().join("t")).unwrap();
+    std::fs::write(origin.root().join("t/a.jpg"), content(11, 90_000)).unwrap();
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start()).collect();
+    let cfg = config(&photosrv_config(
+        "jump",
+        &[nodes.iter().map(Node::url).collect()],
+        None,
+    ));
+    let url = format!("{}/t/a.jpg", origin.https_url());
+
+    // Not trusting the source's CA: a failure naming the certificate, nothing stored.
+    let router = Router::new(&cfg, settings()).unwrap();
+    let got = load(&router, &[url.as_str()], &UploadOptions::default()).await;
+    assert!(
+        matches!(&got[0], Outcome::Failed(m) if m.contains("certificate")),
+        "{got:?}"
+    );
+    assert!(nodes.iter().all(|n| !n.has("t/a.jpg")));
+
+    let trusting = Settings {
+        storage_ca: Some(ca),
+        ..settings()
+    };
+    let router = Router::new(&cfg, trusting).unwrap();
+    let got = load(&router, &[url.as_str()], &UploadOptions::default()).await;
+    assert_eq!(
+        got[0],
+        Outcome::Stored {
+            stored: "3/3".into()
+        }
+    );
+    for n in &nodes {
+        assert_eq!(n.read("t/a.jpg").unwrap(), content(11, 90_000));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_down_uploads_reach_quorum_and_the_journal_records_the_misses() {
     if !nginx_or_skip("upload one down") {

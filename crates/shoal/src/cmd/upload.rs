@@ -71,7 +71,8 @@ pub struct UploadArgs {
     /// item).
     #[arg(long, default_value = "10s")]
     pub progress_interval: HumanDuration,
-    /// PEM CA certificates trusted for https:// storage nodes besides the system's.
+    /// PEM CA certificates trusted for https:// storage nodes and source URLs besides the
+    /// system's.
     #[arg(long, env = "SHOAL_ROUTE_STORAGE_CA", value_name = "FILE")]
     pub storage_ca: Option<PathBuf>,
 }
