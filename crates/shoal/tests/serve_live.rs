@@ -454,7 +454,15 @@ fn mtls_between_peers() {
     // Half a renewal first: a key that does not match the certificate is refused whole.
     file("node.key", &peer_pki().2);
     nodes[0].signal("HUP");
-    std::thread::sleep(Duration::from_millis(300));
+    let admin = nodes[0].admin.unwrap();
+    let refused = r#"result="error""#;
+    wait_until("the bad pair refused", Duration::from_secs(10), || {
+        metric(
+            admin,
+            "shoal_tls_reloads_total",
+            &[r#"certificate="peer""#, refused],
+        ) == 1.0
+    });
     assert!(
         presents(&old_ca),
         "a bad pair replaced the certificate in force"
@@ -471,6 +479,10 @@ fn mtls_between_peers() {
         || presents(&new_ca_file),
     );
     assert!(!presents(&old_ca));
+    let ok = [r#"certificate="peer""#, r#"result="ok""#];
+    wait_until("the reload counted", Duration::from_secs(10), || {
+        metric(admin, "shoal_tls_reloads_total", &ok) == 1.0
+    });
 }
 
 /// Runs `shoal serve ARGS` expecting it to refuse them: exit 1, one `shoal: error:` line.

@@ -48,9 +48,9 @@ fn https_front_as_the_https_origin_of_another_node() {
             "--tls-key",
             key.to_str().unwrap(),
             "--admin-listen",
-            "off",
+            "127.0.0.1:0",
         ],
-        &["listening on https://"],
+        &["listening on https://", "admin on"],
     );
     // Plain HTTP on the HTTPS port: told what to do, and the port still works afterwards.
     let (status, _, body) = get(tls.addr, "/blob.bin", "");
@@ -94,6 +94,7 @@ fn https_front_as_the_https_origin_of_another_node() {
     std::fs::copy(&cert, &old).unwrap();
     std::fs::write(&new, renewed.cert.pem()).unwrap();
     assert!(common::tls::trusted_by(tls.addr, &old));
+    let old_key_pem = std::fs::read(&key).unwrap();
     std::fs::write(&cert, renewed.cert.pem()).unwrap();
     std::fs::write(&key, renewed.signing_key.serialize_pem()).unwrap();
     tls.signal("HUP");
@@ -106,4 +107,19 @@ fn https_front_as_the_https_origin_of_another_node() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!common::tls::trusted_by(tls.addr, &old));
+    let reloads = |result: &str| {
+        let result = format!("result=\"{result}\"");
+        let labels = [r#"certificate="front""#, result.as_str()];
+        common::origin::metric(tls.admin.unwrap(), "shoal_tls_reloads_total", &labels)
+    };
+    common::origin::wait_until("the reload counted", Duration::from_secs(10), || {
+        reloads("ok") == 1.0
+    });
+    // A key that does not fit: counted as an error, and the certificate in use stays.
+    std::fs::write(&key, old_key_pem).unwrap();
+    tls.signal("HUP");
+    common::origin::wait_until("the bad pair counted", Duration::from_secs(10), || {
+        reloads("error") == 1.0
+    });
+    assert!(common::tls::trusted_by(tls.addr, &new));
 }

@@ -76,6 +76,14 @@ fn system_roots() -> &'static rustls::RootCertStore {
     })
 }
 
+/// Counts a reload of TLS files on SIGHUP in `shoal_tls_reloads_total{certificate, result}`
+/// (`result="ok"` or `"error"`), so a renewal that did not take can be alerted on.
+pub fn count_reload(certificate: &'static str, ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    metrics::counter!("shoal_tls_reloads_total", "certificate" => certificate, "result" => result)
+        .increment(1);
+}
+
 /// A client configuration trusting `roots`, with no client certificate. It names no ALPN
 /// protocols: the HTTP client that uses it offers those it speaks.
 pub fn client_config(
@@ -143,8 +151,11 @@ impl CertFiles {
 
     /// [`CertFiles::reload`], for a signal handler: logs a change, or the error and that the
     /// certificate in use stays.
+    /// Counted in `shoal_tls_reloads_total{certificate="front"}` ([`count_reload`]).
     pub fn reload_and_log(&self) {
-        match self.reload() {
+        let result = self.reload();
+        count_reload("front", result.is_ok());
+        match result {
             Ok(true) => {
                 tracing::info!(cert = %self.cert_file.display(), "TLS certificate reloaded")
             }

@@ -249,6 +249,7 @@ impl PeerTlsFiles {
     fn reload_and_log(&self) {
         let reloaded = shoal_cluster::TlsConfig::from_files(&self.ca, &self.cert, &self.key)
             .and_then(|tls| self.cluster.reload_tls(&tls));
+        shoal_tls::count_reload("peer", reloaded.is_ok());
         match reloaded {
             Ok(()) => tracing::info!(
                 cert = %self.cert.display(),
