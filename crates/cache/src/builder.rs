@@ -33,6 +33,7 @@ pub(crate) struct Config {
     pub(crate) negative_ttl: Option<Duration>,
     pub(crate) load_timeout: Option<Duration>,
     pub(crate) stale_if_error: Duration,
+    pub(crate) stale_when: Option<Box<crate::stale::StalePredicate>>,
 }
 
 /// Builds a [`Group`]; start with [`Group::builder`].
@@ -72,6 +73,7 @@ impl GroupBuilder {
                 negative_ttl: None,
                 load_timeout: None,
                 stale_if_error: Duration::ZERO,
+                stale_when: None,
             },
         }
     }
@@ -140,16 +142,26 @@ impl GroupBuilder {
     /// (RFC 5861's `stale-if-error`, nginx's `proxy_cache_use_stale error timeout`, Varnish's
     /// grace). Default: zero, off.
     ///
-    /// A get of a value past its expiry still waits for the refresh (from the owning peer,
-    /// then the loader) and gets the fresh value when there is one. Only when every way fails
-    /// with a retryable error ([`LoadError::is_retryable`](crate::LoadError::is_retryable):
-    /// a timeout, a refused connection; never `NotFound`, which drops the stale value) does
-    /// it get the stale value, marked [`Got::stale`](crate::Got::stale). From then on gets
-    /// are answered with it at once, and one of them each [`STALE_RETRY`] starts a refresh
-    /// in the background, until one succeeds or the grace ends. Remembered "not found"
-    /// answers are never served stale.
+    /// A get of a value past its expiry still waits for the refresh and gets the fresh
+    /// value when there is one. The owning peer asked first may itself have only a stale copy
+    /// (it says so): then this node's loader is tried too. Only when every way fails with a
+    /// retryable error ([`LoadError::is_retryable`](crate::LoadError::is_retryable): a
+    /// timeout, a refused connection; never `NotFound`, which drops the stale value) does the
+    /// get have the newest stale copy, marked [`Got::stale`](crate::Got::stale). From then
+    /// on gets are answered with it at once, and one of them each [`STALE_RETRY`] starts a
+    /// refresh in the background (one at a time), until one succeeds or the grace ends. A
+    /// [`Group::remove`](crate::Group::remove) also ends it, refreshes under way included.
+    /// Remembered "not found" answers are never served stale.
     pub fn stale_if_error(mut self, grace: Duration) -> Self {
         self.config.stale_if_error = grace;
+        self
+    }
+
+    /// With [`stale_if_error`](Self::stale_if_error), serve a stale value only if
+    /// `allowed(value)`; otherwise a failed refresh is an error, as without a grace (for
+    /// values whose own metadata forbids it, such as HTTP's `must-revalidate`).
+    pub fn stale_when(mut self, allowed: impl Fn(&[u8]) -> bool + Send + Sync + 'static) -> Self {
+        self.config.stale_when = Some(Box::new(allowed));
         self
     }
 

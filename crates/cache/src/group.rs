@@ -15,25 +15,27 @@
 //!       negative entry only when the group has a `negative_ttl`; errors are never stored.
 //!
 //! With a `stale_if_error` grace, step 1 also keeps a value past its expiry (but within the
-//! grace) as a fallback: the flight answers with it, marked stale, when both the peer and
-//! the loader fail with a retryable error. The key is then remembered as failing: later gets
-//! get the stale value at once, and one of them each [`STALE_RETRY`] refreshes it in the
-//! background (a flight like any other, so callers never wait on an origin that is down).
+//! grace) as a fallback, and so does a peer's answer marked stale (its owner could not refresh
+//! it either: the loader is tried next). The flight answers with the newest fallback, marked
+//! stale, when the loader fails with a retryable error. The key is then remembered as failing
+//! (`stale.rs`): later gets get the stale value at once, and one of them each
+//! [`STALE_RETRY`](crate::STALE_RETRY) refreshes it in the background, so callers do not
+//! wait on an origin that is down.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use tokio::time::Instant;
 
-use crate::builder::{Config, GroupBuilder, STALE_RETRY};
+use crate::builder::{Config, GroupBuilder};
 use crate::expiry::{TtlCap, cap_expiry, is_expired};
 use crate::flight::{Flights, Role};
 use crate::loader::DynLoader;
 use crate::promote::{HotStats, PromoteStats, Promoter, Tracker};
+use crate::stale::Stale;
 use crate::stats::{Counter, Counters};
 use crate::tier::{Entry, Lookup, NotStored, Tier, weight_of};
 use crate::{
@@ -61,16 +63,7 @@ pub struct Group {
     ttl_cap: Option<TtlCap>,
     negative_ttl: Option<Duration>,
     load_timeout: Option<Duration>,
-    stale_if_error: Duration,
-    failing: Mutex<Failing>,
-}
-
-/// Keys whose value is stale and whose last refresh failed, with when the next refresh is due.
-#[derive(Default)]
-struct Failing {
-    next_refresh: HashMap<Bytes, Instant>,
-    /// Sweep out keys that can no longer be stale once the map is this large.
-    sweep_at: usize,
+    stale: Stale,
 }
 
 /// What a lookup in the tiers found.
@@ -119,8 +112,7 @@ impl Group {
             ttl_cap: c.ttl_cap,
             negative_ttl: c.negative_ttl,
             load_timeout: c.load_timeout,
-            stale_if_error: c.stale_if_error,
-            failing: Mutex::new(Failing::default()),
+            stale: Stale::new(c.stale_if_error, c.stale_when),
         }
     }
 
@@ -151,17 +143,21 @@ impl Group {
         self.counters.bump(Counter::Gets);
         let result = match self.lookup(key) {
             Found::Fresh(hit) => hit,
-            Found::Stale(stale) => match self.refresh_due(key) {
-                // A refresh failed a moment ago: do not make this caller wait on another.
-                Some(due) => {
-                    if due && opts.mode != FetchMode::Peek {
-                        let (group, key) = (Arc::clone(self), Bytes::copy_from_slice(key));
-                        let mode = opts.mode;
-                        tokio::spawn(async move { group.fly(&key, mode).await });
+            Found::Stale(stale) if opts.mode == FetchMode::Peek => {
+                if self.stale.is_failing(key) {
+                    Ok(stale)
+                } else {
+                    Err(LoadError::NotFound)
+                }
+            }
+            Found::Stale(stale) => match self.stale.refresh_due(key) {
+                // A refresh failed a moment ago: this caller does not wait on another.
+                Some(start) => {
+                    if start {
+                        self.refresh_in_background(key, opts.mode);
                     }
                     Ok(stale)
                 }
-                None if opts.mode == FetchMode::Peek => Err(LoadError::NotFound),
                 None => self.fly(key, opts.mode).await,
             },
             Found::Missing if opts.mode == FetchMode::Peek => Err(LoadError::NotFound),
@@ -175,43 +171,15 @@ impl Group {
         result
     }
 
-    /// For a key whose value is stale: `None` if no refresh of it has failed (the caller
-    /// refreshes), else whether a background refresh is due (and now counted as started).
-    fn refresh_due(&self, key: &[u8]) -> Option<bool> {
-        let mut failing = self.failing.lock();
-        let next = failing.next_refresh.get_mut(key)?;
-        let now = Instant::now();
-        if now < *next {
-            return Some(false);
-        }
-        *next = now + STALE_RETRY;
-        Some(true)
-    }
-
-    /// A refresh of `key`'s stale value failed: answer with it at once for a while.
-    fn mark_failing(&self, key: &Bytes) {
-        let now = Instant::now();
-        let mut f = self.failing.lock();
-        if f.next_refresh.len() >= f.sweep_at {
-            // A key marked at `t` has a value that expired before `t`, so past `t + grace`
-            // it is no longer stale anywhere (or was evicted): forget it.
-            let grace = self.stale_if_error;
-            f.next_refresh
-                .retain(|_, next| next.checked_add(grace).is_some_and(|end| end > now));
-            f.sweep_at = (f.next_refresh.len() * 2).max(64);
-        }
-        f.next_refresh.insert(key.clone(), now + STALE_RETRY);
-    }
-
-    /// `key` has a fresh value, or none at all: it is not failing any more.
-    fn clear_failing(&self, key: &[u8]) {
-        if self.stale_if_error.is_zero() {
-            return;
-        }
-        let mut f = self.failing.lock();
-        if !f.next_refresh.is_empty() {
-            f.next_refresh.remove(key);
-        }
+    /// Refresh a failing key in a task of its own; the callers have its stale value meanwhile.
+    fn refresh_in_background(self: &Arc<Self>, key: &[u8], mode: FetchMode) {
+        let (group, key) = (Arc::clone(self), Bytes::copy_from_slice(key));
+        tokio::spawn(async move {
+            let fresh = group.fly(&key, mode).await.is_ok_and(|got| !got.stale);
+            if !fresh {
+                group.stale.refresh_ended(&key);
+            }
+        });
     }
 
     async fn fly(self: &Arc<Self>, key: &[u8], mode: FetchMode) -> Flown {
@@ -254,7 +222,7 @@ impl Group {
     #[inline]
     fn lookup(&self, key: &[u8]) -> Found {
         let mut stale = None;
-        match self.main.get(key, self.stale_if_error) {
+        match self.main.get(key, self.stale.grace) {
             Lookup::Hit(entry) => {
                 self.counters.bump(Counter::MainHits);
                 return Found::Fresh(answer(entry, Source::MainCache));
@@ -263,7 +231,7 @@ impl Group {
             Lookup::Expired => self.counters.bump(Counter::Expired),
             Lookup::Miss => {}
         }
-        match self.hot.get(key, self.stale_if_error) {
+        match self.hot.get(key, self.stale.grace) {
             Lookup::Hit(entry) => {
                 self.counters.bump(Counter::HotHits);
                 if let Some(stats) = &entry.stats {
@@ -289,40 +257,82 @@ impl Group {
     /// The body of a flight; runs in its own task.
     /// `peer` is the owner to ask first, if another member owns the key.
     async fn fill(self: Arc<Self>, key: Bytes, peer: Option<Arc<dyn Peer>>) -> Flown {
-        let stale = match self.lookup(&key) {
-            Found::Fresh(hit) => return hit,
+        let epoch = self.stale.epoch();
+        let mut fallback = match self.lookup(&key) {
+            Found::Fresh(hit) => {
+                self.stale.clear(&key);
+                return hit;
+            }
             Found::Stale(got) => Some(got),
             Found::Missing => None,
         };
         if let Some(peer) = peer {
             match peer.fetch(&self.name, key.clone()).await {
+                Ok(loaded) if loaded.stale => {
+                    // The owner could not refresh it either: the loader may still succeed.
+                    self.counters.bump(Counter::PeerLoads);
+                    let got = Got {
+                        value: loaded.value,
+                        expires: loaded.expires,
+                        source: Source::Peer,
+                        joined: false,
+                        stale: true,
+                    };
+                    fallback = Some(newer(fallback, got));
+                }
                 Ok(loaded) => {
                     self.counters.bump(Counter::PeerLoads);
-                    let got = self.accept_from_peer(key.clone(), loaded);
-                    if !got.stale {
-                        self.clear_failing(&key);
-                    }
-                    return Ok(got);
+                    self.stale.clear(&key);
+                    return Ok(self.accept_from_peer(key, loaded));
                 }
                 Err(LoadError::NotFound) => {
-                    self.drop_stale(&key, stale.is_some());
+                    self.drop_stale(&key, fallback.is_some());
                     return Err(LoadError::NotFound);
                 }
                 Err(_) => self.counters.bump(Counter::PeerErrors),
             }
         }
-        self.load_locally(key, stale).await
+        self.load_locally(key, fallback, epoch).await
     }
 
     /// The key has no value any more: its stale copy, if it had one, must not be served.
     fn drop_stale(&self, key: &[u8], had_stale: bool) {
-        self.clear_failing(key);
+        self.stale.clear(key);
         if had_stale {
             // Only what has expired: a fresh value may have landed meanwhile.
             let now = Instant::now();
             self.main.remove_if_expired(key, now);
             self.hot.remove_if_expired(key, now);
         }
+    }
+
+    /// The answer to a failed refresh, if `got` (a stale copy) may give it: within the grace,
+    /// allowed, and no remove since the flight began (`epoch`). A copy from a peer or the
+    /// loader is kept where the next lookup finds it, and the key is marked failing.
+    fn fall_back(&self, key: &Bytes, got: Got, epoch: u64) -> Option<Got> {
+        let ok = self.stale.epoch() == epoch
+            && self.stale.within_grace(got.expires, Instant::now())
+            && self.stale.may_serve(&got.value);
+        if !ok {
+            return None;
+        }
+        let tier = match got.source {
+            Source::Peer => Some(&self.hot),
+            Source::Load => Some(&self.main),
+            Source::MainCache | Source::HotCache => None, // it is there already
+        };
+        if let Some(tier) = tier {
+            let entry = Entry {
+                value: Some(got.value.clone()),
+                expires: got.expires,
+                stats: None,
+            };
+            if let Err(NotStored::TooLarge) = tier.insert(key.clone(), entry) {
+                self.counters.bump(Counter::Oversize);
+            }
+        }
+        self.stale.mark_failing(key);
+        Some(got)
     }
 
     fn accept_from_peer(&self, key: Bytes, loaded: Loaded) -> Got {
@@ -361,14 +371,14 @@ impl Group {
             expires,
             source: Source::Peer,
             joined: false,
-            // An owner answers with its stale value when its own refresh failed.
-            stale: is_expired(expires, now),
+            stale: false,
         }
     }
 
-    /// Load with the group's loader. `stale` is this node's stale copy, the answer if the
-    /// load fails with a retryable error.
-    async fn load_locally(&self, key: Bytes, stale: Option<Got>) -> Flown {
+    /// Load with the group's loader. `fallback` is the newest stale copy (this node's or the
+    /// owner's), the answer if the load fails with a retryable error; `epoch` is the count of
+    /// removes when the flight began.
+    async fn load_locally(&self, key: Bytes, fallback: Option<Got>, epoch: u64) -> Flown {
         self.counters.bump(Counter::Loads);
         let load = self.loader.load_boxed(key.clone());
         let result = match self.load_timeout {
@@ -385,25 +395,33 @@ impl Group {
         match result {
             Ok(loaded) => {
                 let expires = cap_expiry(self.ttl_cap, loaded.expires);
-                // A loader may answer with a copy of its own that has already expired (a
-                // disk tier's, when the origin failed): kept and served like our stale ones.
-                let stale = is_expired(expires, Instant::now());
-                if stale {
-                    self.keep_stale(key, loaded.value.clone(), expires);
-                } else {
-                    self.store_main(key.clone(), Some(loaded.value.clone()), expires);
-                    self.clear_failing(&key);
+                if loaded.stale || is_expired(expires, Instant::now()) {
+                    // The loader's own old copy (a disk tier's, its source having failed).
+                    let own = Got {
+                        value: loaded.value,
+                        expires,
+                        source: Source::Load,
+                        joined: false,
+                        stale: true,
+                    };
+                    return self
+                        .fall_back(&key, newer(fallback, own), epoch)
+                        .ok_or_else(|| {
+                            LoadError::loader("only a stale copy, which may not be served", true)
+                        });
                 }
+                self.store_main(key.clone(), Some(loaded.value.clone()), expires);
+                self.stale.clear(&key);
                 Ok(Got {
                     value: loaded.value,
                     expires,
                     source: Source::Load,
                     joined: false,
-                    stale,
+                    stale: false,
                 })
             }
             Err(LoadError::NotFound) => {
-                self.drop_stale(&key, stale.is_some());
+                self.drop_stale(&key, fallback.is_some());
                 if let Some(ttl) = self.negative_ttl {
                     // A TTL too long to represent never expires.
                     self.store_main(key, None, Instant::now().checked_add(ttl));
@@ -412,36 +430,13 @@ impl Group {
             }
             Err(e) => {
                 self.counters.bump(Counter::LoadErrors);
-                match stale {
-                    Some(got) if e.is_retryable() => {
-                        self.mark_failing(&key);
-                        Ok(got)
-                    }
-                    _ => Err(e),
+                if e.is_retryable()
+                    && let Some(got) = fallback.and_then(|got| self.fall_back(&key, got, epoch))
+                {
+                    return Ok(got);
                 }
+                Err(e)
             }
-        }
-    }
-
-    /// Keep a value the loader gave already expired, within the grace, as a stale entry of
-    /// the main cache, and treat the key as failing (the loader only gives such a value when
-    /// it could not refresh it).
-    fn keep_stale(&self, key: Bytes, value: Bytes, expires: Option<Instant>) {
-        let within_grace = expires
-            .and_then(|at| at.checked_add(self.stale_if_error))
-            .is_some_and(|end| Instant::now() < end);
-        if !within_grace {
-            return;
-        }
-        let entry = Entry {
-            value: Some(value),
-            expires,
-            stats: None,
-        };
-        match self.main.insert(key.clone(), entry) {
-            Ok(_evicted) => self.mark_failing(&key),
-            Err(NotStored::TooLarge) => self.counters.bump(Counter::Oversize),
-            Err(NotStored::Disabled) => {}
         }
     }
 
@@ -470,16 +465,20 @@ impl Group {
     /// The value of `key` if it is in memory (main, then hot), without loading, counting or
     /// touching promotion statistics. For warm handoff and disk tiers.
     pub fn peek(&self, key: &[u8]) -> Option<Loaded> {
-        [&self.main, &self.hot].into_iter().find_map(|tier| {
-            match tier.get(key, self.stale_if_error) {
+        [&self.main, &self.hot]
+            .into_iter()
+            .find_map(|tier| match tier.get(key, self.stale.grace) {
                 Lookup::Hit(Entry {
                     value: Some(value),
                     expires,
                     ..
-                }) => Some(Loaded { value, expires }),
+                }) => Some(Loaded {
+                    value,
+                    expires,
+                    stale: false,
+                }),
                 _ => None,
-            }
-        })
+            })
     }
 
     /// Put a value this node owns into the main cache (warm handoff, disk tier reads). The
@@ -487,7 +486,11 @@ impl Group {
     /// is too large, or it has already expired).
     pub fn insert_main(&self, key: Bytes, loaded: Loaded) -> bool {
         let expires = cap_expiry(self.ttl_cap, loaded.expires);
-        self.store_main(key, Some(loaded.value), expires)
+        let stored = self.store_main(key.clone(), Some(loaded.value), expires);
+        if stored {
+            self.stale.clear(&key);
+        }
+        stored
     }
 
     /// Remove `key` from both tiers (including a negative entry) and tell the loader
@@ -496,7 +499,7 @@ impl Group {
     /// removes a key everywhere with `shoal_cluster::Cluster::remove`.
     pub fn remove(&self, key: &[u8]) -> bool {
         self.loader.forget_key(key);
-        self.clear_failing(key);
+        self.stale.removed(key);
         let main = self.main.remove(key);
         self.hot.remove(key) || main
     }
@@ -538,6 +541,19 @@ impl Group {
             hot_items: self.hot.items(),
             hot_capacity: self.hot.capacity(),
         }
+    }
+}
+
+/// Of a stale copy and another, the one that expires later (the newer version).
+fn newer(a: Option<Got>, b: Got) -> Got {
+    match a {
+        Some(a)
+            if a.expires
+                .is_none_or(|at| b.expires.is_some_and(|bt| at >= bt)) =>
+        {
+            a
+        }
+        _ => b,
     }
 }
 

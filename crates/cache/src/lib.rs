@@ -60,6 +60,7 @@ mod group;
 mod loader;
 mod peers;
 mod promote;
+mod stale;
 mod stats;
 mod tier;
 

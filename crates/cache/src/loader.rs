@@ -20,6 +20,11 @@ pub struct Loaded {
     /// When the value stops being valid; `None` means never (subject to the group's
     /// `max_ttl`).
     pub expires: Option<Instant>,
+    /// A copy past its expiry, given because a refresh failed: a peer's answer from its
+    /// [`stale_if_error`](crate::GroupBuilder::stale_if_error) grace (peers say so on the
+    /// wire), or a loader's own old copy (a disk tier's). A loader's value that has already
+    /// expired counts as stale too.
+    pub stale: bool,
 }
 
 impl Loaded {
@@ -28,6 +33,7 @@ impl Loaded {
         Loaded {
             value: value.into(),
             expires: None,
+            stale: false,
         }
     }
 
@@ -36,7 +42,14 @@ impl Loaded {
         Loaded {
             value: value.into(),
             expires: Some(at),
+            stale: false,
         }
+    }
+
+    /// Marked as a stale copy (see [`Loaded::stale`]).
+    pub fn stale(mut self) -> Self {
+        self.stale = true;
+        self
     }
 }
 

@@ -221,6 +221,10 @@ async fn peek_gets_a_stale_value_only_once_a_refresh_failed() {
     assert!(g.get_with(b"k", peek).await.unwrap().stale);
     settle().await;
     assert_eq!(origin.loads(), 2, "a peek never starts a refresh");
+    // ... nor takes the turn of the next get, which does.
+    assert!(get(&g).await.unwrap().stale);
+    settle().await;
+    assert_eq!(origin.loads(), 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -244,21 +248,84 @@ async fn a_loader_may_answer_with_its_own_stale_copy() {
     let got = get(&g).await.unwrap();
     assert_eq!((got.source, got.stale), (Source::MainCache, true));
     assert_eq!(origin.loads(), 1);
-    // A copy already past the grace is given, not kept.
+    // A copy already past the grace is neither given nor kept.
     let (g, origin) = group(GRACE);
     origin.set(Origin::Expired("old", GRACE));
-    assert!(get(&g).await.unwrap().stale);
+    assert!(get(&g).await.is_err());
     assert_eq!(g.stats().main_items, 0);
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_owner_answers_its_peers_with_its_stale_value() {
+async fn the_newest_stale_copy_answers() {
+    // In memory v2; the loader's own copy (v1) expired earlier: v2 answers, and stays.
+    let (g, origin) = group(GRACE);
+    origin.set(Origin::Value("v2"));
+    get(&g).await.unwrap();
+    advance(TTL).await;
+    origin.set(Origin::Expired("v1", Duration::from_secs(30)));
+    let got = get(&g).await.unwrap();
+    assert_eq!((&got.value[..], got.stale), (&b"v2"[..], true));
+    assert_eq!(got.source, Source::MainCache);
+    assert_eq!(get(&g).await.unwrap().value, "v2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_when_refuses_values_that_may_not_be_served_stale() {
+    let origin = Arc::new(AtomicUsize::new(0));
+    let o = origin.clone();
+    let g = Group::builder("meta", MIB)
+        .stale_if_error(GRACE)
+        .stale_when(|v| v != b"strict")
+        .build(loader_fn(move |_key: Bytes| {
+            let n = o.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match n {
+                    0 => Ok(Loaded::expiring("strict", Instant::now() + TTL)),
+                    _ => Err(LoadError::loader("down", true)),
+                }
+            }
+        }));
+    get(&g).await.unwrap();
+    advance(TTL).await;
+    assert!(get(&g).await.is_err());
+    assert!(get(&g).await.is_err(), "not failing: each get tries again");
+    assert_eq!(origin.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_remove_during_a_refresh_is_not_undone_by_its_stale_copy() {
+    let (g, origin) = group(GRACE);
+    get(&g).await.unwrap();
+    advance(TTL).await;
+    origin.set(Origin::Down);
+    assert!(get(&g).await.unwrap().stale);
+    // A background refresh starts and hangs; the key is purged meanwhile.
+    origin.set(Origin::Hangs);
+    advance(STALE_RETRY).await;
+    assert!(get(&g).await.unwrap().stale);
+    settle().await;
+    assert!(g.remove(b"k"));
+    // This get joins the refresh under way; when it times out, the purged copy is not given.
+    assert!(get(&g).await.is_err());
+    assert!(get(&g).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_answer_from_the_owner_is_a_fallback_for_the_askers_own_load() {
     let (owner, origin) = group(GRACE);
+    let asker_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let down = asker_down.clone();
     let asker = Group::builder("meta", MIB)
         .stale_if_error(GRACE)
         .promoter(AlwaysPromote)
-        .build(loader_fn(|_key: Bytes| async {
-            Err::<Loaded, _>(LoadError::loader("the asker's origin is down too", true))
+        .build(loader_fn(move |_key: Bytes| {
+            let down = down.load(Ordering::SeqCst);
+            async move {
+                match down {
+                    true => Err(LoadError::loader("the asker's origin is down", true)),
+                    false => Ok(Loaded::expiring("asker's", Instant::now() + TTL)),
+                }
+            }
         }));
     asker.set_peers(all_to(Arc::new(GroupPeer {
         id: "owner".into(),
@@ -268,15 +335,44 @@ async fn an_owner_answers_its_peers_with_its_stale_value() {
     assert_eq!((got.source, got.stale), (Source::Peer, false));
     assert_eq!(asker.stats().hot_items, 1, "promoted");
     advance(TTL).await;
+
+    // Only the owner's origin fails: the asker loads the key itself.
     origin.set(Origin::Down);
     let got = get(&asker).await.unwrap();
-    assert_eq!((&got.value[..], got.stale), (&b"v1"[..], true));
-    assert_eq!(got.source, Source::Peer, "the owner's stale value");
+    assert_eq!((&got.value[..], got.stale), (&b"asker's"[..], false));
+    assert_eq!(got.source, Source::Load);
+    assert_eq!(
+        owner.stats().stale,
+        1,
+        "the owner answered with its stale copy"
+    );
 
-    // The owner is unreachable as well: the asker's own stale copy (its hot cache) answers.
-    let down = ScriptedPeer::new(|_| Err(LoadError::peer("connection refused", true)));
-    asker.set_peers(all_to(down.clone()));
+    // Both fail: the newest stale copy (the asker's own, loaded last) answers, then at once.
+    asker_down.store(true, Ordering::SeqCst);
+    advance(TTL).await;
     let got = get(&asker).await.unwrap();
+    assert_eq!((&got.value[..], got.stale), (&b"asker's"[..], true));
+    let got = get(&asker).await.unwrap();
+    assert_eq!((got.source, got.stale), (Source::MainCache, true));
+
+    // A node that has no copy of its own keeps the owner's stale answer in its hot cache.
+    let fresh_asker = Group::builder("meta", MIB)
+        .stale_if_error(GRACE)
+        .build(loader_fn(|_key: Bytes| async {
+            Err::<Loaded, _>(LoadError::loader("down", true))
+        }));
+    fresh_asker.set_peers(all_to(Arc::new(GroupPeer {
+        id: "owner".into(),
+        group: owner.clone(),
+    })));
+    let got = get(&fresh_asker).await.unwrap();
+    assert_eq!(
+        (&got.value[..], got.source, got.stale),
+        (&b"v1"[..], Source::Peer, true)
+    );
+    let down = ScriptedPeer::new(|_| Err(LoadError::peer("connection refused", true)));
+    fresh_asker.set_peers(all_to(down.clone()));
+    let got = get(&fresh_asker).await.unwrap();
     assert_eq!((got.source, got.stale), (Source::HotCache, true));
-    assert_eq!(down.fetches(), 1);
+    assert_eq!(down.fetches(), 0, "failing: answered at once");
 }

@@ -86,6 +86,7 @@ pub(crate) async fn answer(
         Ok(got) => Answer::Value(Loaded {
             value: got.value,
             expires: got.expires,
+            stale: got.stale,
         }),
         Err(LoadError::NotFound) => Answer::NotFound,
         Err(e) => Answer::Failed(e),

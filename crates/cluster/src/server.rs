@@ -418,6 +418,12 @@ fn deadline(headers: &http::HeaderMap) -> Result<Option<Duration>, ()> {
 /// for a GET (golang/groupcache does not look at the method).
 pub(crate) const REMOVED_HEADER: &str = "x-shoal-removed";
 
+/// Marks a value the owner could not refresh and answers from its `stale_if_error` grace
+/// ([`shoal_cache::Loaded::stale`]), so the asker tries its own loader before using it. An
+/// HTTP header on the native protocol, response metadata on gRPC; the groupcache protocol
+/// cannot say it, so a stale value is answered there as the failure it stands for.
+pub(crate) const STALE_HEADER: &str = "x-shoal-stale";
+
 /// `DELETE <fetch path><group>/<key>` (native, or mailgun/groupcache's remove): this node
 /// drops the key from memory and its loader's copies, and answers 200 whether it had it or
 /// not, so a remove can be repeated; an unknown group is 404, as for a fetch.

@@ -233,6 +233,30 @@ impl ObjectMeta {
     }
 }
 
+impl ObjectMeta {
+    /// The object's own `Cache-Control` directive that forbids a shared cache to serve it
+    /// stale, if it has one (RFC 9111 §4.2.4 and §5.2.2: `must-revalidate`,
+    /// `proxy-revalidate`, `no-cache`, `no-store`, and `s-maxage`, which implies
+    /// `proxy-revalidate`).
+    pub fn forbids_stale(&self) -> Option<&'static str> {
+        const FORBIDDING: [&str; 5] = [
+            "must-revalidate",
+            "proxy-revalidate",
+            "no-cache",
+            "no-store",
+            "s-maxage",
+        ];
+        let cc = self.headers.get(&header::CACHE_CONTROL)?;
+        cc.split(',')
+            .map(|d| d.split('=').next().unwrap_or("").trim())
+            .find_map(|name| {
+                FORBIDDING
+                    .into_iter()
+                    .find(|f| name.eq_ignore_ascii_case(f))
+            })
+    }
+}
+
 /// Seconds since the Unix epoch (0 for times before it).
 pub(crate) fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -308,6 +332,22 @@ mod tests {
         want.extend([0, 3]);
         want.extend(b"a/b");
         assert_eq!(&m.encode()[..], &want[..]);
+    }
+
+    #[test]
+    fn cache_control_that_forbids_stale_copies() {
+        let with = |cc: &str| {
+            let mut m = sample();
+            m.headers.set(&header::CACHE_CONTROL, cc);
+            m.forbids_stale()
+        };
+        assert_eq!(sample().forbids_stale(), None);
+        assert_eq!(with("public, max-age=60"), None);
+        assert_eq!(with("max-age=60, Must-Revalidate"), Some("must-revalidate"));
+        assert_eq!(with("public, s-maxage=600"), Some("s-maxage"));
+        assert_eq!(with("no-cache=\"set-cookie\""), Some("no-cache"));
+        assert_eq!(with("no-store"), Some("no-store"));
+        assert_eq!(with("stale-if-error=60"), None);
     }
 
     #[test]

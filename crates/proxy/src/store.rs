@@ -47,7 +47,8 @@ pub struct StoreConfig {
     pub negative_ttl: Duration,
     /// How long past `meta_ttl` metadata is kept to answer with when the origin fails to
     /// confirm it (a timeout, a refused connection, a 5xx; not a 404): the cached chunks are
-    /// then served as they are (default 1 hour; zero turns it off). See
+    /// then served as they are (default 1 hour; zero turns it off), unless the object's own
+    /// `Cache-Control` forbids it ([`ObjectMeta::forbids_stale`]). See
     /// [`GroupBuilder::stale_if_error`](shoal_cache::GroupBuilder::stale_if_error).
     pub stale_if_error: Duration,
     /// Deadline for one origin load (default 30 s); past it, the load fails with a timeout.
@@ -127,6 +128,8 @@ impl Store {
             Group::builder("meta", config.meta_memory)
                 .negative_ttl(config.negative_ttl)
                 .stale_if_error(config.stale_if_error)
+                // RFC 9111 §4.2.4: an object's own Cache-Control may forbid it.
+                .stale_when(|v| ObjectMeta::decode(v).is_ok_and(|m| m.forbids_stale().is_none()))
                 .load_timeout(config.load_timeout)
                 .max_entry_bytes(64 << 10),
             MetaLoader {
@@ -363,6 +366,8 @@ impl Loader for MetaLoader {
                         disk.remove(&disk_key);
                     } else if e.is_retryable()
                         && let Some(stale) = self.on_disk(&**disk, &disk_key, true).await
+                        && ObjectMeta::decode(&stale.value)
+                            .is_ok_and(|m| m.forbids_stale().is_none())
                     {
                         // After a restart memory has no stale copy; the disk may (the group
                         // keeps it and serves it as stale, see `stale_if_error`).

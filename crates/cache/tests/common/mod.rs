@@ -124,6 +124,7 @@ impl Peer for GroupPeer {
             Ok(Loaded {
                 value: got.value,
                 expires: got.expires,
+                stale: got.stale,
             })
         })
     }

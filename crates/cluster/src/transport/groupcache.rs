@@ -115,6 +115,14 @@ async fn answer_for(
     deadline: Option<Duration>,
 ) -> (Outcome, Reply) {
     match answer(groups, group, key, false, deadline).await {
+        Answer::Value(loaded) if loaded.stale => (
+            // The protocol cannot mark a value stale: the asker would keep it as fresh.
+            Outcome::Error,
+            reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the value could not be refreshed; only a stale copy is left",
+            ),
+        ),
         Answer::Value(loaded) => {
             let len = loaded.value.len();
             let msg = GetResponse {

@@ -27,6 +27,7 @@ use crate::metrics::{BadRequest, Outcome, Served};
 use crate::pb::galaxy_cache_client::GalaxyCacheClient;
 use crate::pb::galaxy_cache_server::{GalaxyCache, GalaxyCacheServer};
 use crate::pb::{GetRequest, GetResponse, PeekRequest, PeekResponse};
+use crate::server::STALE_HEADER;
 use crate::{ClusterError, PeerError, PeerUrl};
 
 pub(crate) type GrpcClient = GalaxyCacheClient<Channel>;
@@ -70,22 +71,24 @@ pub(crate) async fn fetch(
     // The peer stops waiting a little before we do, as on HTTP; tonic's channel also
     // enforces this timeout on our side.
     let timeout = call.deadline.saturating_duration_since(Instant::now()) * 9 / 10;
-    let (value, expiry) = if peek {
+    let (value, expiry, stale) = if peek {
         let req = authorize(Request::new(PeekRequest { galaxy, key }), call, timeout);
         let r = client
             .peek_peer(req)
             .await
             .map_err(|s| status_to_error(s, call, group, timeout))?;
+        let stale = r.metadata().contains_key(STALE_HEADER);
         let r = r.into_inner();
-        (r.value, r.expiry)
+        (r.value, r.expiry, stale)
     } else {
         let req = authorize(Request::new(GetRequest { galaxy, key }), call, timeout);
         let r = client
             .get_from_peer(req)
             .await
             .map_err(|s| status_to_error(s, call, group, timeout))?;
+        let stale = r.metadata().contains_key(STALE_HEADER);
         let r = r.into_inner();
-        (r.value, r.expiry)
+        (r.value, r.expiry, stale)
     };
     let expires = match expiry {
         None => None,
@@ -100,7 +103,11 @@ pub(crate) async fn fetch(
             Some(expires::from_wall(at))
         }
     };
-    Ok(Loaded { value, expires })
+    Ok(Loaded {
+        value,
+        expires,
+        stale,
+    })
 }
 
 /// Adds the shared secret and the deadline (`grpc-timeout`) to `req`.
@@ -271,22 +278,37 @@ impl GalaxyCache for GrpcService {
         let v = self
             .answer(&req, &req.get_ref().galaxy, &req.get_ref().key, false)
             .await?;
-        Ok(Response::new(GetResponse {
-            value: v.value,
-            minute_qps: 0.0,
-            expiry: timestamp(v.expires),
-        }))
+        Ok(mark_stale(
+            Response::new(GetResponse {
+                value: v.value,
+                minute_qps: 0.0,
+                expiry: timestamp(v.expires),
+            }),
+            v.stale,
+        ))
     }
 
     async fn peek_peer(&self, req: Request<PeekRequest>) -> Result<Response<PeekResponse>, Status> {
         let v = self
             .answer(&req, &req.get_ref().galaxy, &req.get_ref().key, true)
             .await?;
-        Ok(Response::new(PeekResponse {
-            value: v.value,
-            expiry: timestamp(v.expires),
-        }))
+        Ok(mark_stale(
+            Response::new(PeekResponse {
+                value: v.value,
+                expiry: timestamp(v.expires),
+            }),
+            v.stale,
+        ))
     }
+}
+
+/// Says in the response metadata that the value is a stale copy (see `STALE_HEADER`).
+fn mark_stale<T>(mut r: Response<T>, stale: bool) -> Response<T> {
+    if stale {
+        r.metadata_mut()
+            .insert(STALE_HEADER, MetadataValue::from_static("1"));
+    }
+    r
 }
 
 #[cfg(test)]

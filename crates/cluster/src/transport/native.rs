@@ -15,7 +15,7 @@ use super::{escape, expires};
 use crate::PeerError;
 use crate::groups::{Answer, Groups, answer, truncate};
 use crate::metrics::{Outcome, Served};
-use crate::server::{Reply, refusal, reply};
+use crate::server::{Reply, STALE_HEADER, refusal, reply};
 use shoal_cache::Loaded;
 
 /// Base path of fetches.
@@ -52,9 +52,11 @@ pub(crate) async fn fetch(
                     Some(expires::from_wall(at))
                 }
             };
+            let stale = resp.headers().contains_key(STALE_HEADER);
             Ok(Loaded {
                 value: body(resp, call).await?,
                 expires,
+                stale,
             })
         }
         (StatusCode::NOT_FOUND, Some(b"Found")) => Err(PeerError::NotFound),
@@ -117,6 +119,9 @@ async fn answer_for(
                 if let Ok(v) = HeaderValue::try_from(date) {
                     h.insert(header::EXPIRES, v);
                 }
+            }
+            if loaded.stale {
+                h.insert(STALE_HEADER, HeaderValue::from_static("1"));
             }
             (Outcome::Ok(len), r)
         }

@@ -123,18 +123,6 @@ impl Proxy {
         let meta_on_disk = head && self.store.meta_on_disk(path);
         let cached = self.store.meta(path).await.map_err(error_reply)?;
         let (meta, meta_source) = (cached.meta, cached.source);
-        if cached.stale
-            && let Some(directive) = forbids_stale(&meta)
-        {
-            // RFC 9111 §4.2.4: never serve stale against these; §5.2.2.2: a 504.
-            return Err(Stop::Reply(plain(
-                StatusCode::GATEWAY_TIMEOUT,
-                &format!(
-                    "shoal: the origin failed to confirm this object, and its \
-                     Cache-Control ({directive}) forbids serving the cached copy\n"
-                ),
-            )));
-        }
         let use_range = match conditional::evaluate(req.headers(), &meta) {
             Outcome::Proceed { use_range } => use_range,
             Outcome::NotModified => {
@@ -372,28 +360,6 @@ fn error_reply(e: LoadError) -> Stop {
             &format!("shoal: the origin is unavailable: {e}\n"),
         ),
     })
-}
-
-/// The object's Cache-Control directive that forbids a shared cache to serve it stale, if
-/// any (RFC 9111 §5.2.2: `must-revalidate`, `proxy-revalidate`, `no-cache`, `no-store`,
-/// and `s-maxage`, which implies `proxy-revalidate`).
-fn forbids_stale(meta: &ObjectMeta) -> Option<&'static str> {
-    let cc = meta.headers.get(&header::CACHE_CONTROL)?;
-    for directive in cc.split(',') {
-        let name = directive.split('=').next().unwrap_or("").trim();
-        for forbidding in [
-            "must-revalidate",
-            "proxy-revalidate",
-            "no-cache",
-            "no-store",
-            "s-maxage",
-        ] {
-            if name.eq_ignore_ascii_case(forbidding) {
-                return Some(forbidding);
-            }
-        }
-    }
-    None
 }
 
 fn set(r: &mut Response<ProxyBody>, name: impl header::IntoHeaderName, value: &str) {
