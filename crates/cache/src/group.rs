@@ -173,12 +173,17 @@ impl Group {
 
     /// Refresh a failing key in a task of its own; the callers have its stale value meanwhile.
     fn refresh_in_background(self: &Arc<Self>, key: &[u8], mode: FetchMode) {
-        let (group, key) = (Arc::clone(self), Bytes::copy_from_slice(key));
-        tokio::spawn(async move {
-            let fresh = group.fly(&key, mode).await.is_ok_and(|got| !got.stale);
-            if !fresh {
-                group.stale.refresh_ended(&key);
+        /// Ends the refresh's turn however the task ends (a panic in a peer picker too).
+        struct Turn(Arc<Group>, Bytes);
+        impl Drop for Turn {
+            fn drop(&mut self) {
+                self.0.stale.refresh_ended(&self.1);
             }
+        }
+        let turn = Turn(Arc::clone(self), Bytes::copy_from_slice(key));
+        tokio::spawn(async move {
+            // A fresh value cleared the key; otherwise the next refresh is due in a while.
+            let _ = turn.0.fly(&turn.1, mode).await;
         });
     }
 
@@ -239,25 +244,32 @@ impl Group {
                 }
                 return Found::Fresh(answer(entry, Source::HotCache));
             }
-            Lookup::Stale(entry) => {
-                stale.get_or_insert((entry, Source::HotCache));
-            }
+            // Of two stale copies, the newer (a peer's, kept in hot after a failed refresh,
+            // may be newer than an old copy of this node's own).
+            Lookup::Stale(entry) => match &stale {
+                Some((main, _)) if main.expires >= entry.expires => {}
+                _ => stale = Some((entry, Source::HotCache)),
+            },
             Lookup::Expired => self.counters.bump(Counter::Expired),
             Lookup::Miss => {}
         }
         match stale {
-            Some((entry, source)) => match answer(entry, source) {
-                Ok(got) => Found::Stale(Got { stale: true, ..got }),
-                Err(_) => Found::Missing, // the tier only keeps values stale
-            },
-            None => Found::Missing,
+            Some((entry, source))
+                if self.stale.may_serve(entry.value.as_deref().unwrap_or(&[])) =>
+            {
+                match answer(entry, source) {
+                    Ok(got) => Found::Stale(Got { stale: true, ..got }),
+                    Err(_) => Found::Missing, // the tier only keeps values stale
+                }
+            }
+            _ => Found::Missing,
         }
     }
 
     /// The body of a flight; runs in its own task.
     /// `peer` is the owner to ask first, if another member owns the key.
     async fn fill(self: Arc<Self>, key: Bytes, peer: Option<Arc<dyn Peer>>) -> Flown {
-        let epoch = self.stale.epoch();
+        let epoch = self.stale.epoch(&key);
         let mut fallback = match self.lookup(&key) {
             Found::Fresh(hit) => {
                 self.stale.clear(&key);
@@ -310,7 +322,7 @@ impl Group {
     /// allowed, and no remove since the flight began (`epoch`). A copy from a peer or the
     /// loader is kept where the next lookup finds it, and the key is marked failing.
     fn fall_back(&self, key: &Bytes, got: Got, epoch: u64) -> Option<Got> {
-        let ok = self.stale.epoch() == epoch
+        let ok = self.stale.epoch(key) == epoch
             && self.stale.within_grace(got.expires, Instant::now())
             && self.stale.may_serve(&got.value);
         if !ok {
@@ -395,7 +407,7 @@ impl Group {
         match result {
             Ok(loaded) => {
                 let expires = cap_expiry(self.ttl_cap, loaded.expires);
-                if loaded.stale || is_expired(expires, Instant::now()) {
+                if loaded.stale {
                     // The loader's own old copy (a disk tier's, its source having failed).
                     let own = Got {
                         value: loaded.value,
@@ -499,9 +511,10 @@ impl Group {
     /// removes a key everywhere with `shoal_cluster::Cluster::remove`.
     pub fn remove(&self, key: &[u8]) -> bool {
         self.loader.forget_key(key);
-        self.stale.removed(key);
         let main = self.main.remove(key);
-        self.hot.remove(key) || main
+        let hot = self.hot.remove(key);
+        self.stale.removed(key);
+        main || hot
     }
 
     /// Install the peers to ask for keys other members own, replacing any previous ones.

@@ -29,10 +29,15 @@ pub(crate) struct Stale {
     pub(crate) grace: Duration,
     allowed: Option<Box<StalePredicate>>,
     failing: Mutex<Failing>,
-    /// Bumped by every remove: a flight that began before one never falls back to the copy it
-    /// saw (a purge must not be undone by a refresh that was already under way).
-    removals: AtomicU64,
+    /// Removes so far, per slot of the key's hash: a flight that began before its key's
+    /// slot moved never falls back to the copy it saw (a purge must not be undone by a
+    /// refresh that was already under way). Slots, so that purges of other keys rarely
+    /// matter, without a map to bound.
+    removals: Box<[AtomicU64]>,
+    hasher: quick_cache::DefaultHashBuilder,
 }
+
+const REMOVAL_SLOTS: usize = 256;
 
 #[derive(Default)]
 struct Failing {
@@ -64,8 +69,14 @@ impl Stale {
             grace,
             allowed,
             failing: Mutex::new(Failing::default()),
-            removals: AtomicU64::new(0),
+            removals: (0..REMOVAL_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            hasher: quick_cache::DefaultHashBuilder::default(),
         }
+    }
+
+    fn slot(&self, key: &[u8]) -> &AtomicU64 {
+        use std::hash::BuildHasher;
+        &self.removals[self.hasher.hash_one(key) as usize % REMOVAL_SLOTS]
     }
 
     /// Whether a value expiring at `expires` is within the grace at `now` (a value that does
@@ -82,14 +93,15 @@ impl Stale {
         !self.grace.is_zero() && self.allowed.as_ref().is_none_or(|ok| ok(value))
     }
 
-    /// The count of removes so far (see `removals`).
-    pub(crate) fn epoch(&self) -> u64 {
-        self.removals.load(Ordering::Acquire)
+    /// The count of removes of `key` (and of the keys sharing its slot) so far.
+    pub(crate) fn epoch(&self, key: &[u8]) -> u64 {
+        self.slot(key).load(Ordering::Acquire)
     }
 
-    /// `key` was removed.
+    /// `key` was removed from the tiers (called after, so a flight that reads the new epoch
+    /// cannot still find the removed copy).
     pub(crate) fn removed(&self, key: &[u8]) {
-        self.removals.fetch_add(1, Ordering::AcqRel);
+        self.slot(key).fetch_add(1, Ordering::AcqRel);
         self.clear(key);
     }
 

@@ -189,7 +189,8 @@ impl Tier {
             if !is_expired(Some(at), now) {
                 return Lookup::Hit(entry);
             }
-            if entry.value.is_some() && at.checked_add(grace).is_some_and(|end| now < end) {
+            // A grace too long to represent never ends.
+            if entry.value.is_some() && at.checked_add(grace).is_none_or(|end| now < end) {
                 return Lookup::Stale(entry);
             }
             // Only remove what we saw: a fresh value may have replaced it meanwhile.

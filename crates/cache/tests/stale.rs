@@ -60,7 +60,9 @@ fn group(grace: Duration) -> (Arc<Group>, Arc<Scripted>) {
             async move {
                 match answer {
                     Origin::Value(v) => Ok(Loaded::expiring(v, Instant::now() + TTL)),
-                    Origin::Expired(v, ago) => Ok(Loaded::expiring(v, Instant::now() - ago)),
+                    Origin::Expired(v, ago) => {
+                        Ok(Loaded::expiring(v, Instant::now() - ago).stale())
+                    }
                     Origin::Down => Err(LoadError::loader("connection refused", true)),
                     Origin::Refused => Err(LoadError::loader("403 Forbidden", false)),
                     Origin::Gone => Err(LoadError::NotFound),
@@ -375,4 +377,21 @@ async fn a_stale_answer_from_the_owner_is_a_fallback_for_the_askers_own_load() {
     let got = get(&fresh_asker).await.unwrap();
     assert_eq!((got.source, got.stale), (Source::HotCache, true));
     assert_eq!(down.fetches(), 0, "failing: answered at once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn removing_another_key_does_not_stop_a_fallback() {
+    let (g, origin) = group(GRACE);
+    get(&g).await.unwrap();
+    advance(TTL).await;
+    origin.set(Origin::Hangs);
+    let waiting = {
+        let g = g.clone();
+        tokio::spawn(async move { get(&g).await })
+    };
+    settle().await;
+    assert!(!g.remove(b"another key"));
+    // The refresh times out (the clock runs on while every task waits): the stale copy.
+    let got = waiting.await.unwrap().unwrap();
+    assert_eq!((&got.value[..], got.stale), (&b"v1"[..], true));
 }

@@ -259,5 +259,12 @@ async fn an_owner_whose_refresh_fails_answers_with_its_stale_value() {
         let got = got.unwrap();
         assert_eq!(got.value, value_of(&k2), "{protocol}");
         assert_eq!((got.source, got.stale), (Source::Peer, true), "{protocol}");
+        // Its expiry crossed the wire as it was (it counts towards the grace here too).
+        let expired = got.expires.unwrap();
+        assert!(
+            expired + Duration::from_millis(50) <= Instant::now(),
+            "{protocol}: expired {:?} ago",
+            Instant::now() - expired
+        );
     }
 }

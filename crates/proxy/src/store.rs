@@ -339,7 +339,7 @@ impl MetaLoader {
             Some(left) => Some(Loaded::expiring(meta, now.checked_add(left)?)),
             None if stale && age < self.ttl.saturating_add(self.grace) => {
                 let expired_ago = age - self.ttl;
-                Some(Loaded::expiring(meta, now.checked_sub(expired_ago)?))
+                Some(Loaded::expiring(meta, now.checked_sub(expired_ago)?).stale())
             }
             None => None,
         }

@@ -19,7 +19,9 @@ pub(crate) fn to_wall(at: Instant) -> SystemTime {
     }
 }
 
-/// The instant of wall-clock time `at`; a time in the past is "now" (already expired).
+/// The instant of wall-clock time `at`. A time in the past stays as far in the past (a
+/// stale value's expiry counts towards its grace), or "now" when that is before what an
+/// `Instant` can hold.
 pub(crate) fn from_wall(at: SystemTime) -> Instant {
     let now = Instant::now();
     match at.duration_since(SystemTime::now()) {
@@ -28,7 +30,7 @@ pub(crate) fn from_wall(at: SystemTime) -> Instant {
         Ok(ahead) => now
             .checked_add(ahead)
             .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400)),
-        Err(_) => now,
+        Err(behind) => now.checked_sub(behind.duration()).unwrap_or(now),
     }
 }
 
