@@ -182,7 +182,10 @@ fuzz_target!(|data: &[u8]| {
     for host in &roster.hosts {
         assert!(roster.allows(host), "{host:?}");
         for scheme in ["http", "https"] {
-            if let Ok(n) = NodeName::parse(&format!("{scheme}://{host}")) {
+            // A field that is a `host:port` (no path, query or fragment).
+            if !host.contains(['/', '?', '#'])
+                && let Ok(n) = NodeName::parse(&format!("{scheme}://{host}"))
+            {
                 assert!(roster.allows_node(&n), "roster {host:?} refuses {n}");
             }
         }
