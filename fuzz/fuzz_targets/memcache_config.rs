@@ -32,6 +32,11 @@ fn build(servers: &Servers) {
     let Ok(router) = router else { return };
     for s in router.servers() {
         server_addr(s);
+        // A member its ring accepts is one the pool can connect to (a vBucket map's server
+        // list is not checked by the map: the pool refuses what it cannot use).
+        if !router.is_vbucket() {
+            assert!(ServerAddr::parse(s).is_some(), "the ring takes {s:?}");
+        }
     }
     if router.is_vbucket() {
         for vb in [0, 1, 2, 3, 255, 1023, u16::MAX] {
