@@ -74,6 +74,7 @@ const PATHS: [&[u8]; 5] = [
 ];
 
 fn check_config(cfg: &RouteConfig, paths: &[&[u8]]) {
+    check_rewrites(&cfg.rewrites, paths);
     for ring in std::iter::once(&cfg.primary).chain(cfg.migration.as_ref()) {
         assert!(!ring.shards.is_empty());
         assert!(ring.shards.iter().any(|s| s.weight > 0));
@@ -119,6 +120,28 @@ fn check_config(cfg: &RouteConfig, paths: &[&[u8]]) {
     }
 }
 
+/// photosrv's rule checks hold for every kept rule, longest prefix first, and a path is
+/// rewritten by its longest matching prefix, once.
+fn check_rewrites(rewrites: &Rewrites, paths: &[&[u8]]) {
+    let rules = rewrites.rules();
+    for (i, (p, r)) in rules.iter().enumerate() {
+        assert!(p.starts_with('/') && r.starts_with('/'), "{p:?} -> {r:?}");
+        assert_eq!(p.ends_with('/'), r.ends_with('/'), "{p:?} -> {r:?}");
+        assert!(
+            rules[i + 1..]
+                .iter()
+                .all(|(q, _)| q != p && q.len() <= p.len())
+        );
+    }
+    for path in paths {
+        let got = rewrites.apply(path.to_vec());
+        match rules.iter().find(|(p, _)| path.starts_with(p.as_bytes())) {
+            Some((p, r)) => assert_eq!(got, [r.as_bytes(), &path[p.len()..]].concat()),
+            None => assert_eq!(&got, path),
+        }
+    }
+}
+
 fn check_paths(raw: &[u8], rewrites: &Rewrites) {
     let _ = display_path(raw);
     assert_eq!(unescape(encode_path(raw), false).as_deref(), Ok(raw));
@@ -156,6 +179,17 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let paths: Vec<&[u8]> = lines.iter().copied().take(8).collect();
+    // Rewrite rules, one `prefix replacement` a line.
+    let pairs = text
+        .lines()
+        .take(16)
+        .map(|l| l.split_once(' ').unwrap_or((l, "")));
+    let (rewrites, dropped) = Rewrites::new(pairs);
+    assert_eq!(
+        rewrites.rules().len() + dropped.len(),
+        text.lines().take(16).count()
+    );
+    check_rewrites(&rewrites, &paths);
 
     if !may_include(text)
         && let Ok(root) = simpleconf::parse(text, Path::new(CFG))
