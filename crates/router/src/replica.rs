@@ -102,6 +102,9 @@ pub(crate) fn host_and_port(
     let hostport = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
     let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
         let (v6, after) = rest.split_once(']').ok_or("unclosed [ in the host")?;
+        if v6.is_empty() || v6.contains('[') {
+            return Err("brackets go around an IPv6 address only");
+        }
         let host = match v6.parse::<Ipv6Addr>() {
             Ok(a) => format!("[{a}]"),
             Err(_) => format!("[{}]", v6.to_ascii_lowercase()),
@@ -111,6 +114,8 @@ pub(crate) fn host_and_port(
             p => Some(p.strip_prefix(':').ok_or("junk after the IPv6 address")?),
         };
         (host, port)
+    } else if hostport.contains(['[', ']']) {
+        return Err("brackets go around an IPv6 address only");
     } else {
         match hostport.rsplit_once(':') {
             Some((h, p)) => (h.to_ascii_lowercase(), Some(p)),
@@ -299,5 +304,26 @@ mod tests {
         ] {
             assert!(NodeName::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Found by the `route_config` fuzz target: `http://[@]` (an authority the URI parser
+    /// lets through) lost `[@` as user info and named node `http://]:80`, a name that does
+    /// not parse back and reaches no server. Brackets go around an IPv6 address only.
+    #[test]
+    fn brackets_go_around_an_ipv6_address_only() {
+        for bad in [
+            "http://[@]",
+            "http://[]",
+            "http://[[::1]",
+            "http://a]:80",
+            "http://u@a]",
+        ] {
+            assert!(NodeName::parse(bad).is_err(), "{bad}");
+        }
+        assert!(host_and_port("[@]", 80).is_err());
+        assert!(host_and_port("x]", 0).is_err());
+        let n = NodeName::parse("http://u@[::1]:81").unwrap();
+        assert_eq!(n.as_str(), "http://[::1]:81");
+        assert_eq!(NodeName::parse(n.as_str()).unwrap(), n);
     }
 }

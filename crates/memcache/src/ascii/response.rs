@@ -179,6 +179,9 @@ pub fn decode_response(
     let block = match first {
         b"VALUE" if t.len() == 4 || t.len() == 5 => Some(parse_len(t.get(line, 3), limits)?),
         b"VA" if t.len() >= 2 => Some(parse_len(t.get(line, 1), limits)?),
+        // A `VALUE` or `VA` line without its length (or with more than memcached writes):
+        // where its data block ends cannot be known.
+        b"VALUE" | b"VA" => return Err(ResponseError::Malformed),
         _ => None,
     };
     let frame_len = nl + 1 + block.map_or(0, |n| n + 2);
@@ -394,6 +397,42 @@ mod tests {
             decode_response(&mut BytesMut::from(&long[..]), &l),
             Err(ResponseError::LineTooLong)
         );
+    }
+
+    /// Found by the `memcache_response` fuzz target: a bare `VA` line was read as a value
+    /// reply without a value, which the proxy passed on as `VA 0\r\n` with no data block
+    /// after it, putting its client out of step.
+    #[test]
+    fn va_without_its_size_is_malformed() {
+        for bad in [&b"VA\n"[..], b"VA\r\n", b"  VA \r\nHD\r\n"] {
+            let mut b = BytesMut::from(bad);
+            assert_eq!(
+                decode_response(&mut b, &Limits::default()),
+                Err(ResponseError::Malformed),
+                "{bad:?}"
+            );
+            assert_eq!(&b[..], bad, "nothing consumed");
+        }
+    }
+
+    /// Found by the `memcache_response` fuzz target: a `VALUE` line with three tokens was
+    /// read as a hit with an empty value, without reading the data block that follows; so
+    /// was one with six or more, and the data block was then read as reply lines.
+    #[test]
+    fn value_without_its_length_is_malformed() {
+        for bad in [
+            &b"VALUE W 0\n"[..],
+            b"VALUE k 0\r\n",
+            b"VALUE k 0 3 1 2\r\nEND\r\n",
+        ] {
+            let mut b = BytesMut::from(bad);
+            assert_eq!(
+                decode_response(&mut b, &Limits::default()),
+                Err(ResponseError::Malformed),
+                "{bad:?}"
+            );
+            assert_eq!(&b[..], bad, "nothing consumed");
+        }
     }
 
     #[test]

@@ -19,12 +19,21 @@ pub struct ServerAddr {
 
 impl ServerAddr {
     /// Parses a member `host[:port][:weight]`, `[v6]:port[:weight]` or `host:port weight`.
-    /// Returns `None` for an empty host or a bad port.
+    /// Returns `None` for an empty host, a bad port, or brackets anywhere but around a host
+    /// (as the rings refuse them).
     pub fn parse(member: &str) -> Option<ServerAddr> {
         let addr = member.split(' ').next().unwrap_or("");
         let (host, rest) = if let Some(inner) = addr.strip_prefix('[') {
             let (h, r) = inner.split_once(']')?;
-            (h, r.strip_prefix(':').unwrap_or(""))
+            // After `[v6]`, nothing or `:port[:weight]`.
+            (
+                h,
+                if r.is_empty() {
+                    r
+                } else {
+                    r.strip_prefix(':')?
+                },
+            )
         } else {
             match addr.split_once(':') {
                 Some((h, r)) => (h, r),
@@ -37,7 +46,7 @@ impl ServerAddr {
         } else {
             port_text.parse().ok().filter(|p| *p > 0)?
         };
-        (!host.is_empty()).then(|| ServerAddr {
+        (!host.is_empty() && !host.contains(['[', ']'])).then(|| ServerAddr {
             host: host.to_owned(),
             port,
         })
@@ -223,5 +232,27 @@ mod tests {
         assert_eq!(a.port, 12);
         assert!(ServerAddr::parse(":1").is_none());
         assert!(ServerAddr::parse("h:x").is_none());
+    }
+
+    /// Found by the `memcache_config` fuzz target: `[[]` was read as host `[`, whose
+    /// authority (`[:11211`) does not parse back, nor name any server. Brackets only delimit
+    /// an IPv6 host, and only `:port` may follow them.
+    #[test]
+    fn brackets_only_delimit_a_host() {
+        for bad in [
+            "[[]",
+            "[[]]",
+            "[a[b]:1",
+            "a]:1",
+            "[::1]x",
+            "[::1]x:11211",
+            "[]:1",
+        ] {
+            assert_eq!(ServerAddr::parse(bad), None, "{bad:?}");
+        }
+        let a = ServerAddr::parse("[::1]").unwrap();
+        assert_eq!(a.authority(), "[::1]:11211");
+        let a = ServerAddr::parse("[fe80::1]:11300:2 name").unwrap();
+        assert_eq!(ServerAddr::parse(&a.authority()), Some(a));
     }
 }

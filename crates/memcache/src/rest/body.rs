@@ -29,7 +29,8 @@ impl Splitter {
     }
 
     /// Adds what was read; returns the configs it completed (blank ones, such as Couchbase's
-    /// heartbeat newlines, are dropped).
+    /// heartbeat newlines, are dropped). A config longer than the limit is refused however
+    /// the reads split it.
     pub fn push(&mut self, data: &[u8]) -> Result<Vec<Vec<u8>>, RestError> {
         self.buf.extend_from_slice(data);
         let mut out = Vec::new();
@@ -38,6 +39,9 @@ impl Splitter {
             match memchr::memmem::find(&self.buf[from..], DELIMITER) {
                 Some(i) => {
                     let end = from + i;
+                    if end > self.max {
+                        return Err(RestError::TooLarge(self.max));
+                    }
                     let config: Vec<u8> = self.buf.drain(..end + DELIMITER.len()).collect();
                     self.scanned = 0;
                     let config = &config[..end];
@@ -51,7 +55,9 @@ impl Splitter {
                 }
             }
         }
-        if self.buf.len() > self.max {
+        // The rest may end with the first bytes of a delimiter, which are not the config's.
+        let newlines = self.buf.iter().rev().take_while(|&&b| b == b'\n').count();
+        if self.buf.len() - newlines.min(DELIMITER.len() - 1) > self.max {
             return Err(RestError::TooLarge(self.max));
         }
         Ok(out)
@@ -166,6 +172,35 @@ mod tests {
         assert!(s.finish().is_none());
         let mut s = Splitter::new(8);
         assert!(matches!(s.push(b"123456789"), Err(RestError::TooLarge(8))));
+    }
+
+    /// Found by the `memcache_config` fuzz target: the limit was checked on what the last
+    /// read left, so a config of up to `max` bytes was refused when a read ended inside the
+    /// delimiter after it (the delimiter's first newlines counted as config), and a config
+    /// of any length was taken when it came in one read with its delimiter.
+    #[test]
+    fn the_limit_holds_whatever_the_reads() {
+        let input: &[u8] = b"[\" \nn\n@ \nn\n!\n\n@\n\n\n\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\n\nQQQQQQ\n\n\n=\n\n\n\x0b\n\n\n@ \nn\n\n\n@\n\n\n\n\n\n\n";
+        let mut s = Splitter::new(64);
+        let whole = s.push(input).unwrap();
+        assert_eq!(whole.len(), 1);
+        assert_eq!(whole[0].len(), 62);
+        let mut s = Splitter::new(64);
+        let mut got = Vec::new();
+        for b in input {
+            got.extend(s.push(&[*b]).unwrap());
+        }
+        assert_eq!(got, whole, "byte by byte");
+
+        let long = [&[b'x'; 65][..], b"\n\n\n\n{}"].concat();
+        assert!(matches!(
+            Splitter::new(64).push(&long),
+            Err(RestError::TooLarge(64))
+        ));
+        let mut s = Splitter::new(64);
+        assert!(s.push(&[b'x'; 64]).unwrap().is_empty());
+        assert!(s.push(b"\n\n\n").unwrap().is_empty());
+        assert!(matches!(s.push(b"x"), Err(RestError::TooLarge(64))));
     }
 
     #[test]
